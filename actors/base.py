@@ -1,0 +1,57 @@
+"""The one interface between the driver's pipeline and whatever serves a model."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+
+@dataclass
+class CaptionRequest:
+    sample_id: str
+    images: list[Image.Image]
+    prompt: str
+
+
+@dataclass
+class CaptionResult:
+    caption: str
+    generated_tokens: int
+
+
+@dataclass
+class LoadReport:
+    """What loading cost and what was loaded: logged with every cell."""
+
+    backend: str
+    backend_reason: str
+    family: str
+    device: str
+    load_seconds: float
+    weight_bytes: int
+    module_precisions: dict[str, str] = field(default_factory=dict)
+    weights: str = "real"  # "random" for tiny test models and dummy-weight runs
+    library_versions: dict[str, str] = field(default_factory=dict)
+
+
+class Captioner(ABC):
+    """One model at one precision, loaded once, captioning batches of requests."""
+
+    report: LoadReport
+
+    @abstractmethod
+    def generate(self, requests: list[CaptionRequest], generate_kwargs: dict) -> list[CaptionResult]:
+        """Caption every request; results are in request order."""
+
+    def peak_memory(self) -> tuple[int, str]:
+        """(bytes, kind): GPU allocator peak when on CUDA, else the process's peak RSS."""
+        import resource
+
+        import torch
+
+        if torch.cuda.is_available():
+            return int(torch.cuda.max_memory_allocated()), "gpu_allocated"
+        # ru_maxrss is KiB on Linux
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, "cpu_rss"

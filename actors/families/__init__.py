@@ -1,0 +1,1 @@
+"""Model families: one small module each, registered in actors.registry."""

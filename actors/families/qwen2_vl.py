@@ -1,0 +1,16 @@
+"""Qwen2-VL: dynamic-resolution ViT ("visual") + Qwen2 LM, several images per prompt natively."""
+
+from actors.families.base import Family
+
+
+class Qwen2VLFamily(Family):
+    name = "qwen2_vl"
+    model_types = ("qwen2_vl",)
+    architectures = ("Qwen2VLForConditionalGeneration",)
+    vision_modules = ("visual",)
+    language_modules = ("language_model",)
+    multi_image = "native"
+    vllm_supported = True
+
+
+FAMILY = Qwen2VLFamily()

@@ -1,0 +1,61 @@
+"""One registry of model families: a name maps to the module that defines its adapter.
+
+Adding a family is one new module in actors/families/ plus one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from functools import cache
+from pathlib import Path
+
+from actors.families.base import Family
+
+FAMILY_MODULES: dict[str, str] = {
+    "llava": "actors.families.llava",
+    "qwen2_vl": "actors.families.qwen2_vl",
+    "smolvlm": "actors.families.smolvlm",
+}
+
+
+class UnknownFamilyError(ValueError):
+    pass
+
+
+@cache
+def get_family(name: str) -> Family:
+    if name not in FAMILY_MODULES:
+        raise UnknownFamilyError(f"unknown model family '{name}'; known: {', '.join(known_families())}")
+    return importlib.import_module(FAMILY_MODULES[name]).FAMILY
+
+
+def known_families() -> list[str]:
+    return sorted(FAMILY_MODULES)
+
+
+def detect_family(config: dict) -> Family:
+    """Match a checkpoint's config.json by model_type first, then by architecture names."""
+    model_type = config.get("model_type", "")
+    archs = set(config.get("architectures") or [])
+    families = [get_family(n) for n in known_families()]
+    for fam in families:
+        if model_type in fam.model_types:
+            return fam
+    for fam in families:
+        if archs & set(fam.architectures):
+            return fam
+    raise UnknownFamilyError(
+        f"cannot tell the model family from config.json (model_type='{model_type}', "
+        f"architectures={sorted(archs)}); set 'family' on the model to one of: {', '.join(known_families())}"
+    )
+
+
+def read_config_json(path_or_id: str, revision: str | None = None) -> dict:
+    """config.json of a local folder or (from the local HF cache / hub) of a hub id."""
+    local = Path(path_or_id)
+    if local.is_dir():
+        return json.loads((local / "config.json").read_text())
+    from huggingface_hub import hf_hub_download
+
+    return json.loads(Path(hf_hub_download(path_or_id, "config.json", revision=revision)).read_text())

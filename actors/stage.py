@@ -1,0 +1,78 @@
+"""The Ray Data stage that runs inside a GPU actor: one cell's model, loaded once, captions batches."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+
+import numpy as np
+from PIL import Image
+
+from actors.backends import make_captioner
+from actors.base import CaptionRequest
+from actors.energy import EnergyMeter
+
+
+class CaptionStage:
+    """`map_batches` callable. Input rows come from the decode stage; errors pass through untouched."""
+
+    def __init__(self, cell_json: str, energy_country: str | None):
+        from sweep.cells import Cell
+
+        self.cell = Cell.model_validate_json(cell_json)
+        m = self.cell.model
+        self.captioner = make_captioner(
+            m.id, m.family, m.revision, m.trust_remote_code, self.cell.precision, self.cell.backend
+        )
+        self.actor_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.report_json = json.dumps(self.captioner.report.__dict__, sort_keys=True)
+        self.energy = EnergyMeter(energy_country)
+        self.generate_kwargs = self.cell.generate_kwargs()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        n = len(batch["sample_id"])
+        errors = [str(e) for e in batch["error"]]
+        ok = [i for i in range(n) if not errors[i]]
+        captions = [""] * n
+        tokens = [0] * n
+        self.energy.start()
+        start_ts = time.time()
+        start = time.perf_counter()
+        if ok:
+            requests = [
+                CaptionRequest(
+                    sample_id=str(batch["sample_id"][i]),
+                    images=[Image.fromarray(np.asarray(batch["image"][i], dtype=np.uint8))],
+                    prompt=self.cell.prompt,
+                )
+                for i in ok
+            ]
+            for i, result in zip(ok, self.captioner.generate(requests, self.generate_kwargs), strict=True):
+                captions[i] = result.caption
+                tokens[i] = result.generated_tokens
+        elapsed = time.perf_counter() - start
+        kwh, co2_kg = self.energy.stop()
+        peak, peak_kind = self.captioner.peak_memory()
+        per_image = elapsed / len(ok) if ok else 0.0
+        return {
+            "sample_id": [str(s) for s in batch["sample_id"]],
+            "caption": captions,
+            "generated_tokens": tokens,
+            "error": errors,
+            "processing_time_sec": [per_image if not e else 0.0 for e in errors],
+            "batch_latency_sec": [elapsed] * n,
+            "batch_images": [len(ok)] * n,
+            "batch_start_ts": [start_ts] * n,
+            "batch_end_ts": [start_ts + elapsed] * n,
+            "image_width": [int(w) for w in batch["image_width"]],
+            "image_height": [int(h) for h in batch["image_height"]],
+            "actor_id": [self.actor_id] * n,
+            "peak_memory_bytes": [peak] * n,
+            "peak_memory_kind": [peak_kind] * n,
+            # the batch's share of energy goes on its first row so that summing the column is right
+            "energy_kwh": [kwh if i == 0 else 0.0 for i in range(n)],
+            "emissions_kg": [co2_kg if i == 0 else 0.0 for i in range(n)],
+            "load_report": [self.report_json] * n,
+        }

@@ -1,0 +1,90 @@
+"""Expand a grid into cells: one model at one precision with one generation budget and prompt."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+
+from pydantic import BaseModel, ConfigDict
+
+from sweep.config import GridConfig, ModelSpec
+
+
+class Cell(BaseModel):
+    """Everything one trial needs to caption the dataset; plain data so it crosses Ray boundaries."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: ModelSpec
+    precision: str
+    max_new_tokens: int
+    prompt: str
+    num_beams: int
+    do_sample: bool
+    temperature: float
+    top_p: float
+    min_new_tokens: int
+    repetition_penalty: float
+    backend: str
+    batch_size: int
+    gpus_per_actor: float
+    replicas: int
+    dataset_fingerprint: str
+
+    def caption_key(self) -> dict:
+        """The fields that change a caption (batching and placement do not)."""
+        return self.model_dump(
+            mode="json",
+            exclude={"batch_size", "gpus_per_actor", "replicas"},
+        )
+
+    @property
+    def cell_id(self) -> str:
+        canonical = json.dumps(self.caption_key(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    @property
+    def label(self) -> str:
+        beams = f" beams={self.num_beams}" if self.num_beams > 1 else ""
+        return f"{self.model.display_name}/{self.precision}/t{self.max_new_tokens}{beams}"
+
+    def generate_kwargs(self) -> dict:
+        kwargs = {
+            "max_new_tokens": self.max_new_tokens,
+            "num_beams": self.num_beams,
+            "do_sample": self.do_sample,
+            "min_new_tokens": self.min_new_tokens,
+            "repetition_penalty": self.repetition_penalty,
+        }
+        if self.do_sample:
+            kwargs.update(temperature=self.temperature, top_p=self.top_p)
+        return kwargs
+
+
+def expand_cells(grid: GridConfig, dataset_fingerprint: str) -> list[Cell]:
+    """All combinations, in grid order; duplicates (same caption key) collapse to one cell."""
+    cells: dict[str, Cell] = {}
+    combos = itertools.product(
+        grid.models, grid.precisions, grid.max_new_tokens, grid.prompts, grid.generation.num_beams
+    )
+    for model, precision, tokens, prompt, beams in combos:
+        cell = Cell(
+            model=model,
+            precision=precision,
+            max_new_tokens=tokens,
+            prompt=prompt,
+            num_beams=beams,
+            do_sample=grid.generation.do_sample,
+            temperature=grid.generation.temperature,
+            top_p=grid.generation.top_p,
+            min_new_tokens=min(grid.generation.min_new_tokens, tokens),
+            repetition_penalty=grid.generation.repetition_penalty,
+            backend=grid.backend,
+            batch_size=grid.resources.batch_size,
+            gpus_per_actor=grid.resources.gpus_per_actor,
+            replicas=grid.resources.replicas,
+            dataset_fingerprint=dataset_fingerprint,
+        )
+        cells.setdefault(cell.cell_id, cell)
+    return list(cells.values())

@@ -1,0 +1,208 @@
+"""grid.yaml: the validated description of a sweep.
+
+Everything is checked before any Ray work starts, and every problem is reported at once with the
+dotted path of the field it concerns.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Precision = Literal["fp32", "fp16", "bf16", "int8", "nf4"]
+Backend = Literal["auto", "hf", "vllm"]
+PRECISIONS: tuple[str, ...] = Precision.__args__  # type: ignore[attr-defined]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetConfig(_Strict):
+    kind: Literal["coco"] = "coco"
+    captions: Path = Field(description="COCO captions json (captions_val2017.json format)")
+    images: Path = Field(description="folder holding the images named in the json")
+    limit: int | None = Field(default=None, ge=1, description="use at most this many images")
+    seed: int = Field(default=0, description="seed of the image subset when limit is set")
+    image_max_side: int = Field(default=448, ge=16, le=4096, description="resize so the longer side fits")
+
+    @field_validator("captions")
+    @classmethod
+    def _captions_exist(cls, v: Path) -> Path:
+        if not v.is_file():
+            raise ValueError(f"file not found: {v}")
+        return v
+
+    @field_validator("images")
+    @classmethod
+    def _images_exist(cls, v: Path) -> Path:
+        if not v.is_dir():
+            raise ValueError(f"folder not found: {v}")
+        return v
+
+
+class ModelSpec(_Strict):
+    id: str = Field(min_length=1, description="hub id, local path, or tiny:<family> (random-weight test model)")
+    name: str | None = Field(default=None, description="short display name; default derived from id")
+    family: str | None = Field(default=None, description="override the family detected from config.json")
+    revision: str | None = None
+    trust_remote_code: bool = False
+
+    @property
+    def display_name(self) -> str:
+        if self.name:
+            return self.name
+        return self.id.rstrip("/").split("/")[-1].removeprefix("tiny:")
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.id.startswith("tiny:")
+
+
+class GenerationConfig(_Strict):
+    num_beams: list[int] = Field(default=[1], min_length=1)
+    do_sample: bool = False
+    temperature: float = Field(default=1.0, gt=0)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    min_new_tokens: int = Field(default=0, ge=0)
+    repetition_penalty: float = Field(default=1.0, gt=0)
+
+    @field_validator("num_beams")
+    @classmethod
+    def _beams_positive(cls, v: list[int]) -> list[int]:
+        bad = [b for b in v if b < 1]
+        if bad:
+            raise ValueError(f"every value must be >= 1, got {bad}")
+        return v
+
+
+class ResourcesConfig(_Strict):
+    gpus_per_actor: float = Field(default=1, gt=0, description="GPUs each model actor holds")
+    replicas: int = Field(default=1, ge=1, description="actors per cell; images are sharded across them")
+    batch_size: int = Field(default=8, ge=1, description="images per generate() call")
+    local_gpus: int | None = Field(
+        default=None, ge=1,
+        description="logical GPUs of an embedded Ray on a machine without CUDA (default: 2, or what one cell needs)"
+    )
+    cpus_per_decode_task: float = Field(default=0.5, gt=0)
+
+
+class TrackingConfig(_Strict):
+    uri: str | None = Field(default=None, description="MLflow tracking URI; default sqlite store in output_dir")
+    experiment: str = "vlm-sweep"
+
+
+class EnergyConfig(_Strict):
+    enabled: bool = True
+    country_iso_code: str = Field(default="USA", min_length=3, max_length=3)
+
+
+class GridConfig(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    dataset: DatasetConfig
+    models: list[ModelSpec] = Field(min_length=1)
+    precisions: list[Precision] = Field(default=["fp32"], min_length=1)
+    max_new_tokens: list[int] = Field(default=[32], min_length=1)
+    prompts: list[str] = Field(default=["Describe this image in one sentence."], min_length=1)
+    generation: GenerationConfig = GenerationConfig()
+    backend: Backend = "auto"
+    resources: ResourcesConfig = ResourcesConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    energy: EnergyConfig = EnergyConfig()
+    output_dir: Path = Path("outputs")
+
+    @field_validator("max_new_tokens")
+    @classmethod
+    def _tokens_positive(cls, v: list[int]) -> list[int]:
+        bad = [t for t in v if t < 1]
+        if bad:
+            raise ValueError(f"every value must be >= 1, got {bad}")
+        return v
+
+    @field_validator("prompts")
+    @classmethod
+    def _prompts_nonempty(cls, v: list[str]) -> list[str]:
+        if any(not p.strip() for p in v):
+            raise ValueError("prompts must not be empty strings")
+        return v
+
+    @field_validator("backend")
+    @classmethod
+    def _backend_available(cls, v: str) -> str:
+        if v == "vllm":
+            raise ValueError("'vllm' is not available in this version yet; use 'auto' or 'hf'")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_model_names(self) -> GridConfig:
+        names = [m.display_name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"models: display names must be unique, repeated: {dupes} (set 'name')")
+        return self
+
+
+class GridError(ValueError):
+    """An invalid grid: every problem, each with the field path it concerns."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]):
+        self.source = source
+        self.problems = problems
+        lines = [f"invalid grid {source} ({len(problems)} problem{'s' if len(problems) != 1 else ''}):"]
+        lines += [f"  - {path}: {msg}" for path, msg in problems]
+        super().__init__("\n".join(lines))
+
+
+def _problems(err: ValidationError) -> list[tuple[str, str]]:
+    out = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "<grid>"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        out.append((path, msg))
+    return out
+
+
+def parse_grid(data: Any, source: str = "<grid>") -> GridConfig:
+    """Validate a loaded grid mapping; raise GridError listing every problem."""
+    if not isinstance(data, dict):
+        raise GridError(source, [("<grid>", "the top level must be a mapping of fields")])
+    try:
+        return GridConfig.model_validate(data)
+    except ValidationError as err:
+        raise GridError(source, _problems(err)) from None
+
+
+def set_override(data: dict, dotted: str, value: Any) -> None:
+    """Apply one `--set a.b.c=value` override to a raw grid mapping (before validation)."""
+    keys = dotted.split(".")
+    node = data
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise GridError("--set", [(dotted, f"'{k}' is not a mapping")])
+    node[keys[-1]] = value
+
+
+def load_grid(path: str | Path, overrides: list[str] | None = None) -> GridConfig:
+    """Read and validate a grid.yaml; `overrides` are `key.path=yaml-value` strings."""
+    path = Path(path)
+    if not path.is_file():
+        raise GridError(str(path), [("<file>", "grid file not found")])
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise GridError(str(path), [("<yaml>", str(err))]) from None
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise GridError("--set", [(item, "expected key.path=value")])
+        if isinstance(data, dict):
+            set_override(data, key.strip(), yaml.safe_load(raw))
+    return parse_grid(data, str(path))

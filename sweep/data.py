@@ -1,0 +1,81 @@
+"""Dataset sources: which samples a sweep captions and their human references."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sweep.config import DatasetConfig
+
+
+@dataclass(frozen=True)
+class Sample:
+    sample_id: str
+    image_id: int
+    path: str
+    references: tuple[str, ...]
+    content_sha1: str  # of the file bytes, "" when the file is missing
+
+    def to_row(self) -> dict:
+        row = asdict(self)
+        row["references"] = list(self.references)
+        return row
+
+
+class DatasetError(ValueError):
+    """The dataset files exist but do not hold what the grid says."""
+
+
+def _sha1(path: Path) -> str:
+    try:
+        return hashlib.sha1(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def load_coco_samples(cfg: DatasetConfig) -> list[Sample]:
+    """Images with at least one reference caption, optionally a seeded subset of `limit`.
+
+    Missing image files are kept (the decode stage turns them into error rows) so one bad file
+    never hides the rest of the dataset.
+    """
+    try:
+        data = json.loads(cfg.captions.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise DatasetError(f"dataset.captions: cannot read {cfg.captions}: {err}") from None
+    if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
+        raise DatasetError(f"dataset.captions: {cfg.captions} lacks the COCO 'images'/'annotations' lists")
+    refs: dict[int, list[str]] = {}
+    for ann in data["annotations"]:
+        refs.setdefault(int(ann["image_id"]), []).append(str(ann["caption"]).strip())
+    images = sorted(
+        (img for img in data["images"] if int(img["id"]) in refs), key=lambda img: int(img["id"])
+    )
+    if not images:
+        raise DatasetError(f"dataset.captions: {cfg.captions} has no image with a caption")
+    if cfg.limit is not None and cfg.limit < len(images):
+        images = sorted(random.Random(cfg.seed).sample(images, cfg.limit), key=lambda img: int(img["id"]))
+    samples = []
+    for img in images:
+        path = cfg.images / img["file_name"]
+        samples.append(
+            Sample(
+                sample_id=str(img["id"]),
+                image_id=int(img["id"]),
+                path=str(path.resolve()),
+                references=tuple(refs[int(img["id"])]),
+                content_sha1=_sha1(path),
+            )
+        )
+    return samples
+
+
+def dataset_fingerprint(samples: list[Sample], image_max_side: int) -> str:
+    """Changes when any input image, the subset, or the preprocessing changes."""
+    h = hashlib.sha256(f"max_side={image_max_side}".encode())
+    for s in samples:
+        h.update(f"{s.sample_id}:{s.content_sha1};".encode())
+    return h.hexdigest()[:16]

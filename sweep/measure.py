@@ -1,0 +1,54 @@
+"""Cost metrics of one cell from its caption table (pure)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+
+def summarize_costs(table: pd.DataFrame, cell_wall_seconds: float) -> dict[str, float]:
+    """Latency, throughput, memory, load and energy of one cell.
+
+    Latency is what one image waits: the wall time of the generate() call it was in. Throughput is
+    measured over the generation window (first batch start to last batch end, across all actors), so
+    model load time is reported apart, as `load_seconds`.
+    """
+    ok = table[table["error"] == ""]
+    n_ok = len(ok)
+    out: dict[str, float] = {
+        "n_samples": float(len(table)),
+        "n_errors": float(len(table) - n_ok),
+        "cell_wall_seconds": float(cell_wall_seconds),
+    }
+    if n_ok:
+        window = float(ok["batch_end_ts"].max() - ok["batch_start_ts"].min())
+        window = max(window, 1e-9)
+        out.update(
+            latency_p50_s=float(np.percentile(ok["batch_latency_sec"], 50)),
+            latency_p95_s=float(np.percentile(ok["batch_latency_sec"], 95)),
+            seconds_per_image=float(ok["processing_time_sec"].mean()),
+            images_per_sec=n_ok / window,
+            tokens_per_sec=float(ok["generated_tokens"].sum()) / window,
+            mean_generated_tokens=float(ok["generated_tokens"].mean()),
+        )
+    else:
+        for key in ("latency_p50_s", "latency_p95_s", "seconds_per_image", "images_per_sec",
+                    "tokens_per_sec", "mean_generated_tokens"):
+            out[key] = float("nan")
+    per_actor = table.groupby("actor_id")
+    reports = [json.loads(r) for r in per_actor["load_report"].first()]
+    out["peak_memory_bytes"] = float(per_actor["peak_memory_bytes"].max().max())
+    out["peak_memory_gb"] = out["peak_memory_bytes"] / 1e9
+    out["load_seconds"] = float(np.mean([r["load_seconds"] for r in reports]))
+    out["weight_bytes"] = float(reports[0]["weight_bytes"])
+    out["n_actors"] = float(len(reports))
+    out["energy_kwh"] = float(table["energy_kwh"].sum())
+    out["emissions_kg_co2"] = float(table["emissions_kg"].sum())
+    return out
+
+
+def load_report_of(table: pd.DataFrame) -> dict:
+    """The first actor's load report (backend, family, device, versions, module precisions)."""
+    return json.loads(table["load_report"].iloc[0])

@@ -1,0 +1,135 @@
+"""Pareto fronts of quality vs cost, and a plot of them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+
+def pareto_front(
+    points: Sequence[tuple[float, float]],
+    maximize_first: bool = True,
+    minimize_second: bool = True,
+) -> list[int]:
+    """Indices (ascending) of the non-dominated points.
+
+    A point is dominated when another is at least as good on both axes and strictly better on one, so
+    identical points are all kept. Points with a NaN coordinate are never on the front and dominate nothing.
+    """
+    # Flip signs so that both objectives are "smaller is better".
+    keyed: list[tuple[int, float, float]] = []
+    for i, (first, second) in enumerate(points):
+        a, b = float(first), float(second)
+        if math.isnan(a) or math.isnan(b):
+            continue
+        keyed.append((i, -a if maximize_first else a, b if minimize_second else -b))
+
+    front = []
+    for i, a, b in keyed:
+        dominated = any((a2 <= a and b2 <= b) and (a2 < a or b2 < b) for j, a2, b2 in keyed if j != i)
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def _number(row: dict, key: str) -> float:
+    # Missing, None or non-numeric values count as NaN: such rows can be neither on the front nor plotted.
+    value = row.get(key)
+    if value is None or isinstance(value, bool):
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def mark_front(
+    rows: list[dict],
+    quality: str,
+    cost: str,
+    *,
+    maximize_quality: bool = True,
+    minimize_cost: bool = True,
+) -> list[bool]:
+    """One flag per row: is it on the quality-vs-cost Pareto front."""
+    points = [(_number(r, quality), _number(r, cost)) for r in rows]
+    on_front = set(pareto_front(points, maximize_first=maximize_quality, minimize_second=minimize_cost))
+    return [i in on_front for i in range(len(rows))]
+
+
+def plot_front(
+    rows: list[dict],
+    quality: str,
+    cost: str,
+    label_key: str,
+    path: Path,
+    title: str,
+    note: str | None = None,
+    *,
+    maximize_quality: bool = True,
+    minimize_cost: bool = True,
+) -> Path:
+    """Scatter of quality (y) vs cost (x), front highlighted as a step line, saved as PNG at `path`."""
+    path = Path(path)
+    flags = mark_front(rows, quality, cost, maximize_quality=maximize_quality, minimize_cost=minimize_cost)
+    plotted: list[tuple[float, float, str, bool]] = []
+    skipped: list[str] = []
+    for row, on_front in zip(rows, flags, strict=True):
+        label = str(row.get(label_key, "?"))
+        q, c = _number(row, quality), _number(row, cost)
+        if math.isnan(q) or math.isnan(c):
+            skipped.append(label)
+        else:
+            plotted.append((c, q, label, on_front))
+
+    # Figure + Agg canvas rather than pyplot: no global backend switch, no display, safe in worker threads.
+    fig = Figure(figsize=(8, 6), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    others = [p for p in plotted if not p[3]]
+    front = sorted((p for p in plotted if p[3]), key=lambda p: (p[0], p[1]))
+    if others:
+        ax.scatter([p[0] for p in others], [p[1] for p in others], color="0.6", s=30, label="dominated")
+    if front:
+        # Best quality reachable within a cost budget: it changes only at front points, hence a step.
+        ax.plot(
+            [p[0] for p in front],
+            [p[1] for p in front],
+            drawstyle="steps-post" if minimize_cost else "steps-pre",
+            color="tab:red",
+            linewidth=1.5,
+            zorder=2,
+        )
+        ax.scatter(
+            [p[0] for p in front],
+            [p[1] for p in front],
+            color="tab:red",
+            s=50,
+            zorder=3,
+            label="Pareto front",
+        )
+    for c, q, label, _ in plotted:
+        ax.annotate(label, (c, q), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel(f"{cost} ({'lower' if minimize_cost else 'higher'} is better)")
+    ax.set_ylabel(f"{quality} ({'higher' if maximize_quality else 'lower'} is better)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    if plotted:
+        ax.legend(loc="best", fontsize=8)
+
+    footer = [note] if note else []
+    if skipped:
+        footer.append("not plotted: " + ", ".join(skipped))
+    if not plotted:
+        footer.append("no row has both values")
+    if footer:
+        fig.text(0.01, 0.01, "\n".join(footer), fontsize=8, va="bottom", ha="left", wrap=True, color="0.25")
+        fig.subplots_adjust(bottom=0.12 + 0.03 * len(footer))
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path

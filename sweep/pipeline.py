@@ -1,0 +1,71 @@
+"""One cell's Ray Data pipeline: samples → decode/resize (CPU tasks) → caption (GPU actor pool)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from dataclasses import dataclass
+
+from sweep.cells import Cell
+from sweep.config import GridConfig
+from sweep.data import Sample
+from sweep.stages import DecodeImage
+
+CAPTION_COLUMNS = [
+    "sample_id", "caption", "generated_tokens", "error", "processing_time_sec", "batch_latency_sec",
+    "batch_images", "batch_start_ts", "batch_end_ts", "image_width", "image_height", "actor_id",
+    "peak_memory_bytes", "peak_memory_kind", "energy_kwh", "emissions_kg", "load_report",
+]
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """The grid settings the per-cell pipeline needs (the grid itself stays on the driver)."""
+
+    image_max_side: int
+    cpus_per_decode_task: float
+    energy_country: str | None
+
+    @classmethod
+    def from_grid(cls, grid: GridConfig) -> PipelineSettings:
+        return cls(
+            image_max_side=grid.dataset.image_max_side,
+            cpus_per_decode_task=grid.resources.cpus_per_decode_task,
+            energy_country=grid.energy.country_iso_code if grid.energy.enabled else None,
+        )
+
+
+def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSettings) -> pd.DataFrame:
+    """Caption every sample with the cell's model; one output row per sample, errors included."""
+    import ray
+    from ray.data import ActorPoolStrategy
+
+    from actors.stage import CaptionStage
+
+    rows = [{"sample_id": s.sample_id, "path": s.path} for s in samples]
+    # about one block per batch, so the actor pool can shard the images across replicas
+    blocks = max(1, min(len(rows), math.ceil(len(rows) / cell.batch_size)))
+    ds = ray.data.from_items(rows, override_num_blocks=blocks)
+    ds = ds.map(DecodeImage(settings.image_max_side), num_cpus=settings.cpus_per_decode_task)
+    ds = ds.map_batches(
+        CaptionStage,
+        fn_constructor_kwargs={
+            "cell_json": cell.model_dump_json(),
+            "energy_country": settings.energy_country,
+        },
+        batch_size=cell.batch_size,
+        batch_format="numpy",
+        compute=ActorPoolStrategy(size=cell.replicas),
+        num_gpus=cell.gpus_per_actor,
+        # GPU actors must not hold a CPU: on small machines that silently idles logical GPUs
+        num_cpus=0,
+        max_restarts=1,
+    )
+    df = ds.to_pandas()
+    missing = set(rows_ids := [r["sample_id"] for r in rows]) - set(df["sample_id"])
+    if missing:
+        raise RuntimeError(f"cell {cell.cell_id}: {len(missing)} samples produced no row")
+    order = {sid: i for i, sid in enumerate(rows_ids)}
+    return df.sort_values("sample_id", key=lambda s: s.map(order)).reset_index(drop=True)[CAPTION_COLUMNS]

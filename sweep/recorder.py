@@ -1,0 +1,148 @@
+"""Turns a finished trial into a scored, logged cell outcome, as soon as it finishes."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ray.tune import Callback
+
+from sweep.cells import Cell
+from sweep.data import Sample
+from sweep.measure import load_report_of
+from sweep.scoring import CaptionScorer, mean_caption_length
+from sweep.store import ResultStore
+from sweep.tracking import SweepTracker, cell_params
+
+log = logging.getLogger(__name__)
+
+QUALITY_KEYS = ("cider", "bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "spice")
+
+
+@dataclass
+class CellOutcome:
+    cell: Cell
+    status: str  # "ok" | "failed"
+    metrics: dict[str, float] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    reason: str = ""
+    run_id: str | None = None
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "cell_id": self.cell.cell_id,
+            "label": self.cell.label,
+            "model": self.cell.model.display_name,
+            "precision": self.cell.precision,
+            "max_new_tokens": self.cell.max_new_tokens,
+            "num_beams": self.cell.num_beams,
+            "backend": self.params.get("backend", ""),
+            "weights": self.params.get("weights", ""),
+            "status": self.status,
+            "reason": self.reason,
+            **self.metrics,
+        }
+
+
+class SweepRecorder:
+    def __init__(self, cells: list[Cell], samples: list[Sample], store: ResultStore,
+                 scorer: CaptionScorer, tracker: SweepTracker | None):
+        self.cells = {c.cell_id: c for c in cells}
+        self.references = {s.sample_id: list(s.references) for s in samples}
+        self.store = store
+        self.scorer = scorer
+        self.tracker = tracker
+        self.outcomes: dict[str, CellOutcome] = {}
+        self.notes: list[str] = []
+
+    def score(self, table: Any) -> dict[str, float]:
+        ok = table[table["error"] == ""]
+        if ok.empty:
+            return {k: math.nan for k in QUALITY_KEYS if k != "spice"}
+        predictions = dict(zip(ok["sample_id"], ok["caption"], strict=True))
+        scores = self.scorer.score(predictions, {sid: self.references[sid] for sid in predictions})
+        for note in getattr(self.scorer, "notes", []):
+            if note not in self.notes:
+                self.notes.append(note)
+        scores["mean_caption_words"] = mean_caption_length(ok["caption"])
+        return scores
+
+    def record(self, cell_id: str, costs: dict[str, float]) -> CellOutcome:
+        cell = self.cells[cell_id]
+        table = self.store.read_captions(cell_id)
+        report = load_report_of(table)
+        params = cell_params(cell, report, {"peak_memory_kind": table["peak_memory_kind"].iloc[0]})
+        metrics = {**{k: v for k, v in costs.items() if isinstance(v, int | float)}, **self.score(table)}
+        outcome = CellOutcome(cell, "ok", metrics, params)
+        self._log(outcome, [self.store.captions_path(cell_id), self.store.config_path(cell_id)])
+        self.outcomes[cell_id] = outcome
+        return outcome
+
+    def record_failure(self, cell_id: str, reason: str) -> CellOutcome:
+        cell = self.cells[cell_id]
+        params = cell_params(cell, {}, {})
+        outcome = CellOutcome(cell, "failed", {}, params, reason=reason)
+        self._log(outcome, [])
+        self.outcomes[cell_id] = outcome
+        return outcome
+
+    def _log(self, outcome: CellOutcome, artifacts: list) -> None:
+        if self.tracker is None:
+            return
+        try:
+            outcome.run_id = self.tracker.log_cell(
+                outcome.cell.label, outcome.params, outcome.metrics, artifacts,
+                failed_reason=outcome.reason or None if outcome.status == "failed" else None,
+            )
+        except Exception as err:  # the store keeps the results; MLflow can be re-logged later
+            log.error("MLflow logging of cell %s failed: %s", outcome.cell.cell_id, err)
+            self.notes.append(f"MLflow logging of cell {outcome.cell.cell_id} failed: {err}")
+
+
+# Tune pickles its run config (callbacks included) into the experiment folder; the recorder holds a
+# JVM, locks and an MLflow client, so the callback refers to it by key and it stays in this process.
+_RECORDERS: dict[int, SweepRecorder] = {}
+
+
+class CellCallback(Callback):
+    """Hands each finished or failed trial to its recorder, in the driver process."""
+
+    def __init__(self, recorder: SweepRecorder):
+        _RECORDERS[id(recorder)] = recorder
+        self.key = id(recorder)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        recorder = _RECORDERS[self.key]
+        cell_id = trial.config["cell_id"]
+        try:
+            recorder.record(cell_id, dict(trial.last_result or {}))
+        except Exception as err:
+            log.exception("recording cell %s failed", cell_id)
+            recorder.record_failure(cell_id, f"recording failed: {type(err).__name__}: {err}")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        recorder = _RECORDERS[self.key]
+        cell_id = trial.config["cell_id"]
+        reason = recorder.store.read_failure(cell_id) or trial_error_text(trial)
+        recorder.record_failure(cell_id, reason)
+
+
+def trial_error_text(trial: Any) -> str:
+    """The root cause of a failed trial, short enough for an MLflow tag."""
+    text = ""
+    try:
+        err = trial.get_error()
+        text = str(err) if err is not None else ""
+    except Exception:
+        path = getattr(trial, "error_file", None)
+        if path:
+            try:
+                with open(path) as f:
+                    text = f.read()
+            except OSError:
+                pass
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    last = lines[-1] if lines else "trial failed"
+    return last[:500]

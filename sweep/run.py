@@ -1,0 +1,152 @@
+"""`python -m sweep.run grid.yaml`: expand the grid, run one Ray Tune trial per cell, score, log, report.
+
+Exit codes: 0 every cell succeeded, 1 some cells failed, 2 the grid or dataset is invalid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sweep.cells import Cell, expand_cells
+from sweep.config import GridConfig, GridError, load_grid
+from sweep.data import DatasetError, Sample, dataset_fingerprint, load_coco_samples
+
+for _key, _value in {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+}.items():
+    os.environ.setdefault(_key, _value)
+
+log = logging.getLogger("sweep")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m sweep.run",
+        description="Caption a dataset with every cell of a model x precision x max_new_tokens grid, "
+        "score and measure each cell, log to MLflow and report the quality-vs-cost Pareto fronts.",
+        epilog="Exit codes: 0 all cells ok, 1 some cells failed, 2 invalid grid or dataset.",
+    )
+    p.add_argument("grid", type=Path, help="grid.yaml describing the sweep")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a grid field, e.g. --set dataset.limit=8 --set 'precisions=[fp16]'")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster to join (default: $RAY_ADDRESS, else start an embedded Ray)")
+    p.add_argument("--verbose", action="store_true", help="forward actor logs to this terminal")
+    return p
+
+
+def init_ray(grid: GridConfig, cells: list[Cell], address: str | None, verbose: bool) -> str:
+    """Join the cluster named by --address/$RAY_ADDRESS, else start an embedded Ray."""
+    import ray
+
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=verbose)
+        return f"Ray cluster at {address}"
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import torch
+
+    kwargs: dict = {"include_dashboard": False, "log_to_driver": verbose}
+    if torch.cuda.device_count() == 0:
+        # Logical GPUs let cells and replicas run side by side exactly as they would on real ones.
+        need = max(c.gpus_per_actor * c.replicas for c in cells)
+        kwargs["num_gpus"] = grid.resources.local_gpus or max(2, math.ceil(need))
+    ray.init(**kwargs)
+    gpus = ray.cluster_resources().get("GPU", 0)
+    kind = "logical GPUs (no CUDA device: models run on CPU)" if "num_gpus" in kwargs else "GPUs"
+    return f"embedded Ray with {gpus:g} {kind}"
+
+
+def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], address: str | None = None,
+              verbose: bool = False) -> tuple[int, dict]:
+    import pandas as pd
+    import ray
+
+    from sweep.pipeline import PipelineSettings
+    from sweep.recorder import CellCallback, SweepRecorder
+    from sweep.report import format_table, front_pool, mark_fronts, plot_fronts
+    from sweep.scoring import CaptionScorer
+    from sweep.store import ResultStore
+    from sweep.tracking import SweepTracker, default_tracking_uri
+    from sweep.trials import run_trials
+
+    out = grid.output_dir.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    store = ResultStore(out)
+    uri = grid.tracking.uri or default_tracking_uri(out)
+    where = init_ray(grid, cells, address, verbose)
+    print(f"sweep '{grid.name}': {len(cells)} cells x {len(samples)} images on {where}", flush=True)
+    tracker = SweepTracker(
+        uri, grid.tracking.experiment, out / "mlartifacts", grid.name,
+        {"grid": grid.model_dump_json(), "n_cells": len(cells), "n_samples": len(samples)},
+    )
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    with CaptionScorer() as scorer:
+        recorder = SweepRecorder(cells, samples, store, scorer, tracker)
+        try:
+            run_trials(cells, samples, PipelineSettings.from_grid(grid), store, out / "tune",
+                       f"{grid.name}-{stamp}", [CellCallback(recorder)])
+        finally:
+            for cell in cells:
+                if cell.cell_id not in recorder.outcomes:
+                    recorder.record_failure(cell.cell_id, "no result: the sweep stopped before this cell ended")
+    ray.shutdown()
+
+    results = mark_fronts(pd.DataFrame([recorder.outcomes[c.cell_id].row() for c in cells]))
+    results.to_csv(out / "results.csv", index=False)
+    results[results["pareto"] != ""].to_csv(out / "pareto_front.csv", index=False)
+    plots = plot_fronts(results, out)
+    _, random_note = front_pool(results)
+    n_failed = int((results["status"] != "ok").sum())
+    tracker.log_parent(
+        metrics={"n_cells_ok": len(cells) - n_failed, "n_cells_failed": n_failed},
+        artifacts=[*plots, out / "results.csv", out / "pareto_front.csv"],
+    )
+    tracker.finish(ok=n_failed == 0)
+
+    print()
+    print(format_table(results))
+    print()
+    if random_note:
+        print(f"NOTE: {random_note}.")
+    for note in recorder.notes:
+        print(f"note: {note}")
+    print(f"results:   {out / 'results.csv'}  (per-cell caption tables under {out / 'cells'})")
+    print(f"plots:     {', '.join(p.name for p in plots)} in {out}")
+    print(f"MLflow:    {uri}  (experiment '{grid.tracking.experiment}', parent run {tracker.parent_id})")
+    if uri.startswith("sqlite:"):
+        print(f"           mlflow ui --backend-store-uri {uri}")
+    if n_failed:
+        print(f"{n_failed} of {len(cells)} cells failed:")
+        for _, row in results[results["status"] != "ok"].iterrows():
+            print(f"  {row['label']}: {row['reason']}")
+    return (1 if n_failed else 0), {"results": results, "tracker": tracker, "output_dir": out}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        grid = load_grid(args.grid, args.overrides)
+        samples = load_coco_samples(grid.dataset)
+    except (GridError, DatasetError) as err:
+        print(err, file=sys.stderr)
+        return 2
+    cells = expand_cells(grid, dataset_fingerprint(samples, grid.dataset.image_max_side))
+    code, _ = run_sweep(grid, cells, samples, args.address, args.verbose)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""MLflow: one parent run per sweep invocation, one child run per cell, flat param and metric names."""
+
+from __future__ import annotations
+
+import math
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+def default_tracking_uri(output_dir: Path) -> str:
+    return f"sqlite:///{(output_dir / 'mlflow.db').resolve()}"
+
+
+def cell_params(cell: Any, load_report: dict, extra: dict[str, Any]) -> dict[str, str]:
+    """Flat params so MLflow's compare and parallel-coordinates views work without tweaking."""
+    params = {
+        "cell_id": cell.cell_id,
+        "model": cell.model.display_name,
+        "model_id": cell.model.id,
+        "revision": cell.model.revision or "",
+        "family": load_report.get("family", ""),
+        "precision": cell.precision,
+        "max_new_tokens": cell.max_new_tokens,
+        "prompt": cell.prompt,
+        "num_beams": cell.num_beams,
+        "do_sample": cell.do_sample,
+        "backend": load_report.get("backend", ""),
+        "backend_reason": load_report.get("backend_reason", ""),
+        "batch_size": cell.batch_size,
+        "replicas": cell.replicas,
+        "gpus_per_actor": cell.gpus_per_actor,
+        "device": load_report.get("device", ""),
+        "weights": load_report.get("weights", ""),
+        "dataset_fingerprint": cell.dataset_fingerprint,
+    }
+    for module, prec in load_report.get("module_precisions", {}).items():
+        params[f"precision_{module}"] = prec
+    for lib, version in load_report.get("library_versions", {}).items():
+        params[f"version_{lib}"] = version
+    params.update(extra)
+    return {k: str(v)[:6000] for k, v in params.items()}
+
+
+class SweepTracker:
+    def __init__(self, uri: str, experiment: str, artifact_root: Path, sweep_name: str,
+                 parent_params: dict[str, Any]):
+        from mlflow.tracking import MlflowClient
+
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+        exp = self.client.get_experiment_by_name(experiment)
+        if exp is None:
+            exp_id = self.client.create_experiment(experiment, artifact_location=artifact_root.resolve().as_uri())
+        else:
+            exp_id = exp.experiment_id
+        self.experiment_id = exp_id
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        self.parent = self.client.create_run(
+            exp_id, run_name=f"{sweep_name}-{stamp}", tags={"sweep": sweep_name, "role": "sweep"}
+        )
+        self.parent_id = self.parent.info.run_id
+        self._log(self.parent_id, params=parent_params)
+
+    def _log(self, run_id: str, params: dict | None = None, metrics: dict | None = None,
+             tags: dict | None = None) -> None:
+        from mlflow.entities import Metric, Param, RunTag
+
+        now = int(datetime.now(timezone.utc).timestamp() * 1000)
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()
+                     if v is not None and math.isfinite(float(v))],
+            params=[Param(k, str(v)) for k, v in (params or {}).items()],
+            tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+        )
+
+    def log_cell(self, run_name: str, params: dict, metrics: dict, artifacts: list[Path],
+                 failed_reason: str | None = None) -> str:
+        tags = {"mlflow.parentRunId": self.parent_id, "role": "cell", "cell_id": params.get("cell_id", "")}
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
+        run_id = run.info.run_id
+        if failed_reason:
+            tags = {"failure_reason": failed_reason}
+        else:
+            tags = {}
+        self._log(run_id, params=params, metrics=metrics, tags=tags)
+        for path in artifacts:
+            self.client.log_artifact(run_id, str(path))
+        self.client.set_terminated(run_id, status="FAILED" if failed_reason else "FINISHED")
+        return run_id
+
+    def log_parent(self, metrics: dict | None = None, artifacts: list[Path] | None = None,
+                   tags: dict | None = None) -> None:
+        self._log(self.parent_id, metrics=metrics, tags=tags)
+        for path in artifacts or []:
+            self.client.log_artifact(self.parent_id, str(path))
+
+    def finish(self, ok: bool) -> None:
+        self.client.set_terminated(self.parent_id, status="FINISHED" if ok else "FAILED")

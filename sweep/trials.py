@@ -1,0 +1,94 @@
+"""Ray Tune: one trial per cell, as many at once as the cluster's GPUs allow."""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sweep.cells import Cell
+from sweep.data import Sample
+from sweep.measure import summarize_costs
+from sweep.pipeline import PipelineSettings, caption_samples
+from sweep.store import ResultStore
+
+
+def run_cell(cell: Cell, samples: list[Sample], settings: PipelineSettings, store: ResultStore) -> dict:
+    """Caption, store the table, and return the cell's cost metrics."""
+    start = time.perf_counter()
+    table = caption_samples(cell, samples, settings)
+    wall = time.perf_counter() - start
+    ids = {s.sample_id: s.image_id for s in samples}
+    table.insert(0, "cell_id", cell.cell_id)
+    table.insert(1, "image_id", table["sample_id"].map(ids))
+    table.insert(2, "model_name", cell.model.display_name)
+    table["precision"] = cell.precision
+    table["max_new_tokens"] = cell.max_new_tokens
+    table["timestamp"] = [
+        datetime.fromtimestamp(ts, tz=timezone.utc).isoformat() for ts in table["batch_end_ts"]
+    ]
+    store.write_cell(cell, table)
+    return summarize_costs(table, wall)
+
+
+def cell_trainable(config: dict, *, cells: dict[str, str], samples: list[Sample],
+                   settings: PipelineSettings, store_root: str) -> None:
+    from ray import tune
+
+    cell = Cell.model_validate_json(cells[config["cell_id"]])
+    store = ResultStore(Path(store_root))
+    try:
+        costs = run_cell(cell, samples, settings, store)
+    except Exception as err:
+        # Ray wraps the actor's exception in layers of traceback: keep the root cause's last line.
+        detail = "".join(traceback.format_exception(err))
+        store.write_failure(cell.cell_id, root_cause(detail), detail)
+        raise
+    tune.report({**costs, "cell_id": cell.cell_id})
+
+
+def root_cause(traceback_text: str) -> str:
+    lines = [ln.strip() for ln in traceback_text.strip().splitlines() if ln.strip()]
+    causes = [ln for ln in lines if not ln.startswith(("File ", "^", "~", "Traceback", "During handling",
+                                                        "The above exception"))]
+    return (causes[-1] if causes else "unknown error")[:500]
+
+
+def concurrent_cells(total_gpus: float, cells: list[Cell]) -> int:
+    """How many cells fit on the cluster's GPUs at once (at least one)."""
+    need = max(c.gpus_per_actor * c.replicas for c in cells)
+    return max(1, math.floor(total_gpus / need + 1e-9)) if total_gpus > 0 else 1
+
+
+def run_trials(cells: list[Cell], samples: list[Sample], settings: PipelineSettings, store: ResultStore,
+               storage_path: Path, run_name: str, callbacks: list[Any]) -> Any:
+    import ray
+    from ray import tune
+
+    trainable = tune.with_parameters(
+        cell_trainable,
+        cells={c.cell_id: c.model_dump_json() for c in cells},
+        samples=samples,
+        settings=settings,
+        store_root=str(store.root),
+    )
+    # The trial itself only coordinates; its GPUs are held by the Ray Data actors it starts.
+    trainable = tune.with_resources(trainable, {"cpu": 0.01})
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"cell_id": tune.grid_search([c.cell_id for c in cells])},
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=concurrent_cells(ray.cluster_resources().get("GPU", 0), cells),
+        ),
+        run_config=tune.RunConfig(
+            name=run_name,
+            storage_path=str(storage_path.resolve()),
+            callbacks=callbacks,
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=0),
+        ),
+    )
+    return tuner.fit()
