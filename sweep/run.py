@@ -20,7 +20,6 @@ from sweep.data import DatasetError, Sample, dataset_fingerprint, load_coco_samp
 for _key, _value in {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "RAY_USAGE_STATS_ENABLED": "0",
-    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
     "RAY_AIR_NEW_OUTPUT": "0",
     "HF_HUB_DISABLE_TELEMETRY": "1",
 }.items():

@@ -1,4 +1,4 @@
-"""Tiny random-weight VLMs: build, reload through the real Auto path, generate, batch == unbatched, determinism."""
+"""Tiny random-weight VLMs: build, reload via Auto classes, generate; batched == unbatched; determinism."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from PIL import Image
 from actors.tiny import BUILDERS, FAMILIES, MARKER_FILE, build_tiny_model, known_tiny_families
 
 FAMILY_NAMES = sorted(BUILDERS)
-# Different sizes and aspect ratios, so dynamic-resolution families get different prompt lengths (left padding).
+# Different sizes and aspect ratios: dynamic-resolution families get different prompt lengths (left padding).
 IMAGE_SIZES = [(64, 48), (32, 96), (80, 80)]  # (width, height)
 GEN_KWARGS = dict(max_new_tokens=5, min_new_tokens=5, do_sample=False)
 
@@ -61,7 +61,11 @@ def _generate(family: str, processor, model, prompt: str, images: list[Image.Ima
     fam = FAMILIES[family]
     batch_images = [[im] for im in images] if fam.nested_images else images
     inputs = processor(
-        images=batch_images, text=[prompt] * len(images), return_tensors="pt", padding=True, **fam.processor_kwargs
+        images=batch_images,
+        text=[prompt] * len(images),
+        return_tensors="pt",
+        padding=True,
+        **fam.processor_kwargs,
     )
     with torch.no_grad():
         out = model.generate(**inputs, **GEN_KWARGS)

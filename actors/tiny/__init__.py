@@ -14,9 +14,8 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from pathlib import Path
-
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from . import (
@@ -84,7 +83,7 @@ def _transformers_version() -> str:
 
 
 def _is_finished(out_dir: Path, marker: dict) -> bool:
-    """True when ``out_dir`` holds a finished build whose marker agrees with ``marker`` (family/seed/version)."""
+    """True when ``out_dir`` holds a finished build with the same family, seed and transformers version."""
     try:
         existing = json.loads((out_dir / MARKER_FILE).read_text())
     except (OSError, ValueError):

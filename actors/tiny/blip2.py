@@ -15,6 +15,7 @@ from .common import (
     save_model_and_processor,
     seed_everything,
     special_ids,
+    spread_weights,
 )
 
 IMAGE_SIZE = 32
@@ -92,4 +93,5 @@ def build(out_dir: Path, seed: int) -> None:
     )
     seed_everything(seed)
     model = Blip2ForConditionalGeneration(config)
+    spread_weights(model, seed)
     save_model_and_processor(model, processor, out_dir, greedy_generation_config(tokenizer))

@@ -122,8 +122,9 @@ def make_tokenizer(
 ):
     """Wrap a freshly trained BPE tokenizer in a ``PreTrainedTokenizerFast`` with special tokens.
 
-    ``extra_special_tokens`` may be a dict of *named* model-specific tokens (e.g. ``{"image_token": "<image>"}``,
-    which then exist as ``tokenizer.image_token``/``tokenizer.image_token_id``) or a plain list.
+    ``extra_special_tokens`` may be a dict of *named* model-specific tokens (e.g.
+    ``{"image_token": "<image>"}``, which then exist as ``tokenizer.image_token`` and
+    ``tokenizer.image_token_id``) or a plain list.
     """
     from transformers import PreTrainedTokenizerFast
 
@@ -146,7 +147,9 @@ def make_tokenizer(
     )
     if extra_special_tokens:
         tok_kwargs["extra_special_tokens"] = (
-            dict(extra_special_tokens) if isinstance(extra_special_tokens, Mapping) else list(extra_special_tokens)
+            dict(extra_special_tokens)
+            if isinstance(extra_special_tokens, Mapping)
+            else list(extra_special_tokens)
         )
     if chat_template is not None:
         tok_kwargs["chat_template"] = chat_template
@@ -179,14 +182,35 @@ def special_ids(tokenizer) -> dict[str, int | None]:
     }
 
 
-def greedy_generation_config(tokenizer, *, decoder_start_token_id: int | None = None, max_new_tokens: int = 20):
+def greedy_generation_config(
+    tokenizer, *, decoder_start_token_id: int | None = None, max_new_tokens: int = 20
+):
     """A generation config with sampling off and the tokenizer's special ids."""
     from transformers import GenerationConfig
 
-    kwargs: dict[str, Any] = dict(special_ids(tokenizer), do_sample=False, num_beams=1, max_new_tokens=max_new_tokens)
+    kwargs: dict[str, Any] = dict(
+        special_ids(tokenizer), do_sample=False, num_beams=1, max_new_tokens=max_new_tokens
+    )
     if decoder_start_token_id is not None:
         kwargs["decoder_start_token_id"] = decoder_start_token_id
     return GenerationConfig(**kwargs)
+
+
+def spread_weights(model, seed: int, std: float = 0.1) -> None:
+    """Re-draw every weight matrix except embeddings from N(0, std), deterministically from ``seed``.
+
+    At the default init (std 0.02) a 2-layer random model's greedy tokens hardly depend on the image (the
+    residual stream is dominated by the token embeddings), so several families produced the same caption for
+    every image. With std 0.1 the outputs differ per image, which makes batched-vs-unbatched checks
+    meaningful.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():  # tied weights appear once, under the embedding's name
+            if param.dim() >= 2 and "embed" not in name:
+                param.copy_(
+                    torch.randn(param.shape, generator=gen, dtype=torch.float32).to(param.dtype) * std
+                )
 
 
 def save_model_and_processor(model, processor, out_dir: Path, generation_config=None) -> None:
@@ -208,7 +232,8 @@ LLAVA_CHAT_TEMPLATE = (
     "{% if message['role'] != 'system' %}{{ message['role'].upper() + ': ' }}{% endif %}"
     "{% if message['content'] is string %}{{ message['content'] + ' ' }}"
     "{% else %}"
-    "{% for item in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}"
+    "{% for item in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>\\n' }}{% endfor %}"
     "{% for item in message['content'] | selectattr('type', 'equalto', 'text') %}"
     "{{ item['text'] + ' ' }}{% endfor %}"
     "{% endif %}"
@@ -220,8 +245,8 @@ LLAVA_CHAT_TEMPLATE = (
 QWEN2_VL_CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{% if loop.first and message['role'] != 'system' %}"
-    "{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' }}"
+    "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
     "{% if message['content'] is string %}{{ message['content'] }}"
     "{% else %}{% for content in message['content'] %}"
     "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
@@ -230,9 +255,9 @@ QWEN2_VL_CHAT_TEMPLATE = (
     "{{ '<|vision_start|><|video_pad|><|vision_end|>' }}"
     "{% elif 'text' in content %}{{ content['text'] }}{% endif %}"
     "{% endfor %}{% endif %}"
-    "{{ '<|im_end|>\n' }}"
+    "{{ '<|im_end|>\\n' }}"
     "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 
 # Mistral-instruct style, as in llava-hf/llava-v1.6-mistral-7b-hf: "[INST] <image>\n<prompt> [/INST]"
@@ -241,14 +266,16 @@ LLAVA_NEXT_CHAT_TEMPLATE = (
     "{% if message['role'] == 'user' %}{{ '[INST] ' }}{% endif %}"
     "{% if message['content'] is string %}{{ message['content'] }}"
     "{% else %}"
-    "{% for item in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\\n' }}{% endfor %}"
-    "{% for item in message['content'] | selectattr('type', 'equalto', 'text') %}{{ item['text'] }}{% endfor %}"
+    "{% for item in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>\\n' }}{% endfor %}"
+    "{% for item in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ item['text'] }}{% endfor %}"
     "{% endif %}"
     "{% if message['role'] == 'user' %}{{ ' [/INST]' }}{% else %}{{ eos_token }}{% endif %}"
     "{% endfor %}"
 )
 
-# ChatML as in OpenGVLab/InternVL3-*-hf: an image item renders as "<IMG_CONTEXT>\n" (expanded by the processor).
+# ChatML as in OpenGVLab/InternVL3-*-hf: an image renders as "<IMG_CONTEXT>\n" (the processor expands it).
 INTERNVL_CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\\n' }}"

@@ -17,6 +17,7 @@ from .common import (
     save_model_and_processor,
     seed_everything,
     special_ids,
+    spread_weights,
 )
 
 IMAGE_SIZE = 32
@@ -45,7 +46,9 @@ def build(out_dir: Path, seed: int) -> None:
         chat_template=DEEPSEEK_VL_CHAT_TEMPLATE,
     )
     processor = DeepseekVLProcessor(
-        image_processor=DeepseekVLImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, min_size=4),
+        image_processor=DeepseekVLImageProcessor(
+            size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, min_size=4
+        ),
         tokenizer=tokenizer,
         chat_template=DEEPSEEK_VL_CHAT_TEMPLATE,
         num_image_tokens=NUM_IMAGE_TOKENS,
@@ -79,4 +82,5 @@ def build(out_dir: Path, seed: int) -> None:
     )
     seed_everything(seed)
     model = DeepseekVLForConditionalGeneration(config)
+    spread_weights(model, seed)
     save_model_and_processor(model, processor, out_dir, greedy_generation_config(tokenizer))

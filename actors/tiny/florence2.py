@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import greedy_generation_config, make_tokenizer, save_model_and_processor, seed_everything, special_ids
+from .common import (
+    greedy_generation_config,
+    make_tokenizer,
+    save_model_and_processor,
+    seed_everything,
+    special_ids,
+    spread_weights,
+)
 
 IMAGE_SIZE = 64
 TOTAL_STRIDE = 4 * 2 * 2 * 2  # product of patch_stride
@@ -78,5 +85,6 @@ def build(out_dir: Path, seed: int) -> None:
     )
     seed_everything(seed)
     model = Florence2ForConditionalGeneration(config)
+    spread_weights(model, seed)
     gen = greedy_generation_config(tokenizer, decoder_start_token_id=tokenizer.eos_token_id)
     save_model_and_processor(model, processor, out_dir, gen)

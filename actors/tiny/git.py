@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import greedy_generation_config, save_model_and_processor, seed_everything, wordpiece_vocab
+from .common import (
+    greedy_generation_config,
+    save_model_and_processor,
+    seed_everything,
+    spread_weights,
+    wordpiece_vocab,
+)
 
 IMAGE_SIZE = 32
 PATCH_SIZE = 8
@@ -20,7 +26,9 @@ PATCH_SIZE = 8
 def build(out_dir: Path, seed: int) -> None:
     from transformers import BertTokenizer, CLIPImageProcessor, GitConfig, GitForCausalLM, GitProcessor
 
-    tokenizer = BertTokenizer(vocab=wordpiece_vocab(), padding_side="left", model_input_names=["input_ids", "attention_mask"])
+    tokenizer = BertTokenizer(
+        vocab=wordpiece_vocab(), padding_side="left", model_input_names=["input_ids", "attention_mask"]
+    )
     image_processor = CLIPImageProcessor(
         size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}
     )
@@ -46,6 +54,7 @@ def build(out_dir: Path, seed: int) -> None:
     )
     seed_everything(seed)
     model = GitForCausalLM(config)
+    spread_weights(model, seed)
     gen = greedy_generation_config(tokenizer)
     gen.bos_token_id, gen.eos_token_id = tokenizer.cls_token_id, tokenizer.sep_token_id
     save_model_and_processor(model, processor, out_dir, gen)

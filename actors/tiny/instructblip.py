@@ -17,6 +17,7 @@ from .common import (
     save_model_and_processor,
     seed_everything,
     special_ids,
+    spread_weights,
     wordpiece_vocab,
 )
 
@@ -64,4 +65,5 @@ def build(out_dir: Path, seed: int) -> None:
     )
     seed_everything(seed)
     model = InstructBlipForConditionalGeneration(config)
+    spread_weights(model, seed)
     save_model_and_processor(model, processor, out_dir, greedy_generation_config(tokenizer))

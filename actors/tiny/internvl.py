@@ -16,6 +16,7 @@ from .common import (
     make_tokenizer,
     save_model_and_processor,
     seed_everything,
+    spread_weights,
 )
 
 IMAGE_SIZE = 32
@@ -89,4 +90,5 @@ def build(out_dir: Path, seed: int) -> None:
     )
     seed_everything(seed)
     model = InternVLForConditionalGeneration(config)
+    spread_weights(model, seed)
     save_model_and_processor(model, processor, out_dir, greedy_generation_config(tokenizer))

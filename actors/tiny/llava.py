@@ -15,6 +15,7 @@ from .common import (
     save_model_and_processor,
     seed_everything,
     special_ids,
+    spread_weights,
 )
 
 IMAGE_SIZE = 32
@@ -31,7 +32,9 @@ def build(out_dir: Path, seed: int) -> None:
         LlavaProcessor,
     )
 
-    tokenizer = make_tokenizer(extra_special_tokens={"image_token": "<image>"}, chat_template=LLAVA_CHAT_TEMPLATE)
+    tokenizer = make_tokenizer(
+        extra_special_tokens={"image_token": "<image>"}, chat_template=LLAVA_CHAT_TEMPLATE
+    )
     image_processor = CLIPImageProcessor(
         size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}
     )
@@ -78,4 +81,5 @@ def build(out_dir: Path, seed: int) -> None:
     )
     seed_everything(seed)
     model = LlavaForConditionalGeneration(config)
+    spread_weights(model, seed)
     save_model_and_processor(model, processor, out_dir, greedy_generation_config(tokenizer))

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import greedy_generation_config, make_tokenizer, save_model_and_processor, seed_everything, special_ids
+from .common import (
+    greedy_generation_config,
+    make_tokenizer,
+    save_model_and_processor,
+    seed_everything,
+    special_ids,
+    spread_weights,
+)
 
 IMAGE_SIZE = 32
 PATCH_SIZE = 8
@@ -18,7 +25,12 @@ IMAGE_SEQ_LENGTH = (IMAGE_SIZE // PATCH_SIZE) ** 2  # 16
 
 
 def build(out_dir: Path, seed: int) -> None:
-    from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor, SiglipImageProcessor
+    from transformers import (
+        PaliGemmaConfig,
+        PaliGemmaForConditionalGeneration,
+        PaliGemmaProcessor,
+        SiglipImageProcessor,
+    )
 
     tokenizer = make_tokenizer(
         bos_token="<bos>",
@@ -65,4 +77,5 @@ def build(out_dir: Path, seed: int) -> None:
     )
     seed_everything(seed)
     model = PaliGemmaForConditionalGeneration(config)
+    spread_weights(model, seed)
     save_model_and_processor(model, processor, out_dir, greedy_generation_config(tokenizer))

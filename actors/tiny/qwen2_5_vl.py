@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import QWEN2_VL_CHAT_TEMPLATE, save_model_and_processor, seed_everything
+from .common import QWEN2_VL_CHAT_TEMPLATE, save_model_and_processor, seed_everything, spread_weights
 from .qwen2_vl import (
     MAX_PIXELS,
     MERGE_SIZE,
@@ -58,4 +58,5 @@ def build(out_dir: Path, seed: int) -> None:
     )
     seed_everything(seed)
     model = Qwen2_5_VLForConditionalGeneration(config)
+    spread_weights(model, seed)
     save_model_and_processor(model, processor, out_dir, qwen_generation_config(tokenizer))

@@ -15,6 +15,7 @@ from .common import (
     make_tokenizer,
     save_model_and_processor,
     seed_everything,
+    spread_weights,
 )
 
 PATCH_SIZE = 14
@@ -49,7 +50,10 @@ def make_qwen_tokenizer():
 def qwen_generation_config(tokenizer):
     gen = greedy_generation_config(tokenizer)
     # Like the real checkpoints: stop on <|im_end|> or <|endoftext|>.
-    gen.eos_token_id = [tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")]
+    gen.eos_token_id = [
+        tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+    ]
     return gen
 
 
@@ -114,4 +118,5 @@ def build(out_dir: Path, seed: int) -> None:
     )
     seed_everything(seed)
     model = Qwen2VLForConditionalGeneration(config)
+    spread_weights(model, seed)
     save_model_and_processor(model, processor, out_dir, qwen_generation_config(tokenizer))

@@ -12,7 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import greedy_generation_config, make_tokenizer, save_model_and_processor, seed_everything
+from .common import (
+    greedy_generation_config,
+    make_tokenizer,
+    save_model_and_processor,
+    seed_everything,
+    spread_weights,
+)
 
 TILE_SIZE = 32  # vision encoder image size = max_image_size
 PATCH_SIZE = 8
@@ -72,7 +78,9 @@ def build(out_dir: Path, seed: int) -> None:
         chat_template=SMOLVLM_CHAT_TEMPLATE,
     )
     ids = dict(
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     config = SmolVLMConfig(
         vision_config=dict(
@@ -102,4 +110,5 @@ def build(out_dir: Path, seed: int) -> None:
     )
     seed_everything(seed)
     model = SmolVLMForConditionalGeneration(config)
+    spread_weights(model, seed)
     save_model_and_processor(model, processor, out_dir, greedy_generation_config(tokenizer))

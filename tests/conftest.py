@@ -1,0 +1,46 @@
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+COCO_MINI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco-mini"
+
+
+@pytest.fixture(scope="session")
+def coco_mini() -> Path:
+    if not (COCO_MINI / "captions_val2017.json").is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"coco-mini is missing at {COCO_MINI}; CI must have ../shared beside the checkout")
+        pytest.skip(f"coco-mini not found at {COCO_MINI} (../shared is absent)")
+    return COCO_MINI
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tiny_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny models are built once per test session, in a folder Ray workers also see (env inherited)."""
+    cache = Path(os.environ.get("VLM_SWEEP_TEST_CACHE") or tmp_path_factory.mktemp("vlm-cache"))
+    os.environ["VLM_SWEEP_CACHE"] = str(cache)
+    return cache
+
+
+def grid_dict(coco: Path, out: Path, **overrides) -> dict:
+    grid = {
+        "name": "test",
+        "dataset": {
+            "captions": str(coco / "captions_val2017.json"),
+            "images": str(coco / "val2017"),
+            "image_max_side": 128,
+        },
+        "models": [{"id": "tiny:llava"}],
+        "precisions": ["fp32"],
+        "max_new_tokens": [4],
+        "output_dir": str(out),
+        "energy": {"country_iso_code": "FRA"},
+    }
+    grid.update(overrides)
+    return grid

@@ -1,0 +1,85 @@
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from actors.hf import count_generated
+from sweep.measure import summarize_costs
+from sweep.report import RANDOM_NOTE, format_table, front_pool, mark_fronts
+from sweep.stages import DecodeImage
+
+
+def test_decode_resizes_and_keeps_original_size(coco_mini):
+    path = next((coco_mini / "val2017").glob("*.jpg"))
+    row = DecodeImage(64)({"sample_id": "1", "path": str(path)})
+    width, height = Image.open(path).size
+    assert row["error"] == "" and (row["image_width"], row["image_height"]) == (width, height)
+    assert max(row["image"].shape[:2]) == 64 and row["image"].dtype == np.uint8
+
+
+def test_missing_and_corrupt_images_become_error_rows(tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg")
+    decode = DecodeImage(64)
+    for path in (bad, tmp_path / "absent.jpg"):
+        row = decode({"sample_id": "9", "path": str(path)})
+        assert row["error"] and row["sample_id"] == "9"
+
+
+def test_generated_tokens_stop_at_first_eos():
+    rows = torch.tensor([[5, 6, 2, 0, 0], [5, 6, 7, 8, 9], [2, 0, 0, 0, 0]])
+    assert count_generated(rows, eos_ids={2}, pad_id=0) == [3, 5, 1]
+    assert count_generated(rows, eos_ids={2}, pad_id=2) == [3, 5, 1]
+
+
+def _table(n_actors: int = 2) -> pd.DataFrame:
+    report = json.dumps({"load_seconds": 2.0, "weight_bytes": 1000})
+    return pd.DataFrame({
+        "sample_id": [str(i) for i in range(4)],
+        "error": ["", "", "", "OSError: gone"],
+        "caption": ["a b", "c", "d e f", ""],
+        "generated_tokens": [4, 2, 6, 0],
+        "processing_time_sec": [0.5, 0.5, 1.0, 0.0],
+        "batch_latency_sec": [1.0, 1.0, 1.0, 1.0],
+        "batch_start_ts": [100.0, 100.0, 101.0, 101.0],
+        "batch_end_ts": [101.0, 101.0, 102.0, 102.0],
+        "actor_id": ["a", "a", "b" if n_actors == 2 else "a", "b" if n_actors == 2 else "a"],
+        "peak_memory_bytes": [10, 10, 30, 30],
+        "load_report": [report] * 4,
+        "energy_kwh": [0.1, 0.0, 0.2, 0.0],
+        "emissions_kg": [0.01, 0.0, 0.02, 0.0],
+    })
+
+
+def test_costs_exclude_error_rows_and_load_time():
+    costs = summarize_costs(_table(), cell_wall_seconds=9.0)
+    assert costs["n_samples"] == 4 and costs["n_errors"] == 1
+    assert math.isclose(costs["images_per_sec"], 3 / 2.0)  # 3 ok images over a 2 s generation window
+    assert math.isclose(costs["tokens_per_sec"], 12 / 2.0)
+    assert costs["peak_memory_bytes"] == 30 and costs["n_actors"] == 2
+    assert math.isclose(costs["energy_kwh"], 0.3) and costs["load_seconds"] == 2.0
+
+
+def test_front_excludes_random_weights_when_real_ones_exist():
+    rows = pd.DataFrame([
+        {"label": "real-a", "status": "ok", "weights": "real", "cider": 1.0, "latency_p50_s": 2.0,
+         "peak_memory_gb": 1.0, "energy_kwh": 1.0},
+        {"label": "real-b", "status": "ok", "weights": "real", "cider": 0.5, "latency_p50_s": 1.0,
+         "peak_memory_gb": 2.0, "energy_kwh": 2.0},
+        {"label": "rand", "status": "ok", "weights": "random", "cider": 9.0, "latency_p50_s": 0.1,
+         "peak_memory_gb": 0.1, "energy_kwh": 0.1},
+        {"label": "broken", "status": "failed", "weights": "", "cider": math.nan, "latency_p50_s": math.nan,
+         "peak_memory_gb": math.nan, "energy_kwh": math.nan},
+    ])
+    marked = mark_fronts(rows).set_index("label")["pareto"]
+    assert marked["real-a"] == "latency,memory,energy"
+    assert marked["real-b"] == "latency"
+    assert marked["rand"] == "" and marked["broken"] == ""
+    assert front_pool(rows)[1] is None
+    only_random = rows[rows["weights"] != "real"]
+    assert front_pool(only_random)[1] == RANDOM_NOTE
+    text = format_table(mark_fronts(rows))
+    assert "real-a" in text and "\x1b" not in text

@@ -1,0 +1,107 @@
+"""The whole sweep on a local Ray with 2 logical GPUs: 2 families x 2 precisions x 2 max_new_tokens."""
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import grid_dict
+
+from sweep.cells import expand_cells
+from sweep.config import parse_grid
+from sweep.data import dataset_fingerprint, load_coco_samples
+from sweep.run import run_sweep
+from sweep.store import ResultStore
+
+COST_AND_QUALITY = [
+    "cider", "bleu_4", "meteor", "rouge_l", "latency_p50_s", "latency_p95_s", "images_per_sec",
+    "tokens_per_sec", "peak_memory_bytes", "energy_kwh", "emissions_kg_co2", "load_seconds", "weight_bytes",
+]
+
+
+@pytest.fixture(scope="module")
+def sweep_result(coco_mini: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("sweep")
+    grid = parse_grid(grid_dict(
+        coco_mini, out,
+        models=[{"id": "tiny:llava"}, {"id": "tiny:qwen2_vl"}],
+        precisions=["fp32", "int8"],
+        max_new_tokens=[3, 12],
+        resources={"local_gpus": 2, "batch_size": 16},
+    ))
+    samples = load_coco_samples(grid.dataset)
+    cells = expand_cells(grid, dataset_fingerprint(samples, grid.dataset.image_max_side))
+    code, info = run_sweep(grid, cells, samples)
+    return code, info, cells, samples
+
+
+def _child_runs(info):
+    tracker = info["tracker"]
+    return tracker.client.search_runs(
+        [tracker.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{tracker.parent_id}'"
+    )
+
+
+def test_every_cell_ran_and_was_logged(sweep_result):
+    code, info, cells, samples = sweep_result
+    assert code == 0, info["results"][["label", "status", "reason"]]
+    assert len(samples) == 79
+    runs = _child_runs(info)
+    assert len(runs) == 8
+    assert {r.data.params["cell_id"] for r in runs} == {c.cell_id for c in cells}
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        for key in COST_AND_QUALITY:
+            assert key in run.data.metrics, f"{key} missing on {run.info.run_name}"
+            assert math.isfinite(run.data.metrics[key])
+        assert run.data.metrics["n_samples"] == 79
+        params = run.data.params
+        assert params["weights"] == "random"
+        assert params["backend"] == "hf" and params["backend_reason"]
+        assert params["device"] == "cpu" and params["peak_memory_kind"] == "cpu_rss"
+        assert params["version_transformers"] and params["version_torch"]
+        assert params["batch_size"] == "16"
+        if params["precision"] == "int8":
+            assert params["precision_language"].startswith("int8")
+            assert "int8" not in params["precision_vision"]
+
+
+def test_caption_table_has_one_row_per_image(sweep_result, tmp_path):
+    code, info, cells, samples = sweep_result
+    tracker = info["tracker"]
+    run = _child_runs(info)[0]
+    local = tracker.client.download_artifacts(run.info.run_id, "captions.parquet", str(tmp_path))
+    table = pd.read_parquet(local)
+    assert len(table) == 79
+    assert sorted(table["image_id"]) == sorted(s.image_id for s in samples)
+    for col in ("image_id", "model_name", "caption", "processing_time_sec", "image_width", "image_height",
+                "timestamp", "precision", "max_new_tokens"):
+        assert col in table, col
+    assert (table["image_width"] > 0).all() and (table["error"] == "").all()
+    names = {a.path for a in tracker.client.list_artifacts(run.info.run_id)}
+    assert {"captions.parquet", "cell.json"} <= names
+
+
+def test_parent_run_has_pareto_plots_and_front(sweep_result):
+    code, info, cells, samples = sweep_result
+    tracker = info["tracker"]
+    names = {a.path for a in tracker.client.list_artifacts(tracker.parent_id)}
+    assert {"pareto_cider_vs_latency.png", "pareto_cider_vs_memory.png", "pareto_cider_vs_energy.png",
+            "pareto_front.csv"} <= names
+    results = info["results"]
+    assert (results["pareto"] != "").any()
+    assert (info["output_dir"] / "pareto_cider_vs_latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_shorter_budget_gives_shorter_captions(sweep_result):
+    info = sweep_result[1]
+    results = info["results"]
+    store = ResultStore(info["output_dir"])
+    for (model, precision), group in results.groupby(["model", "precision"]):
+        short = group[group["max_new_tokens"] == 3].iloc[0]
+        long = group[group["max_new_tokens"] == 12].iloc[0]
+        chars = [store.read_captions(row["cell_id"])["caption"].str.len().mean() for row in (short, long)]
+        assert chars[0] < chars[1], (model, precision, chars)
+        assert short["mean_generated_tokens"] < long["mean_generated_tokens"], (model, precision)
+        assert short["mean_generated_tokens"] <= 3
+        assert short["mean_caption_words"] <= long["mean_caption_words"], (model, precision)
