@@ -10,7 +10,6 @@ from actors.base import Captioner, CaptionRequest, CaptionResult, LoadReport
 from actors.families.base import Family
 from actors.precision import QUANTIZED, load_kwargs, module_precisions
 
-
 # bitsandbytes warns on every int8 matmul of a float32 input (the CPU path): one line per layer per token.
 warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
 

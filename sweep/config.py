@@ -45,7 +45,7 @@ class DatasetConfig(_Strict):
 
 
 class ModelSpec(_Strict):
-    id: str = Field(min_length=1, description="hub id, local path, or tiny:<family> (random-weight test model)")
+    id: str = Field(min_length=1, description="hub id, local path, or tiny:<family> (random weights)")
     name: str | None = Field(default=None, description="short display name; default derived from id")
     family: str | None = Field(default=None, description="override the family detected from config.json")
     revision: str | None = None
@@ -85,13 +85,13 @@ class ResourcesConfig(_Strict):
     batch_size: int = Field(default=8, ge=1, description="images per generate() call")
     local_gpus: int | None = Field(
         default=None, ge=1,
-        description="logical GPUs of an embedded Ray on a machine without CUDA (default: 2, or what one cell needs)"
+        description="logical GPUs of an embedded Ray without CUDA (default: 2, or what one cell needs)",
     )
     cpus_per_decode_task: float = Field(default=0.5, gt=0)
 
 
 class TrackingConfig(_Strict):
-    uri: str | None = Field(default=None, description="MLflow tracking URI; default sqlite store in output_dir")
+    uri: str | None = Field(default=None, description="MLflow tracking URI; default: sqlite in output_dir")
     experiment: str = "vlm-sweep"
 
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pandas as pd
-
-from dataclasses import dataclass
 
 from sweep.cells import Cell
 from sweep.config import GridConfig

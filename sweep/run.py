@@ -98,7 +98,7 @@ def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], addres
         finally:
             for cell in cells:
                 if cell.cell_id not in recorder.outcomes:
-                    recorder.record_failure(cell.cell_id, "no result: the sweep stopped before this cell ended")
+                    recorder.record_failure(cell.cell_id, "no result: the sweep stopped before this cell")
     ray.shutdown()
 
     results = mark_fronts(pd.DataFrame([recorder.outcomes[c.cell_id].row() for c in cells]))

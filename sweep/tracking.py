@@ -54,7 +54,8 @@ class SweepTracker:
         self.client = MlflowClient(tracking_uri=uri)
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
-            exp_id = self.client.create_experiment(experiment, artifact_location=artifact_root.resolve().as_uri())
+            location = artifact_root.resolve().as_uri()
+            exp_id = self.client.create_experiment(experiment, artifact_location=location)
         else:
             exp_id = exp.experiment_id
         self.experiment_id = exp_id
