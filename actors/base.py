@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
+from actors.families.base import Family
+
 
 @dataclass
 class CaptionRequest:
@@ -32,6 +34,9 @@ class LoadReport:
     load_seconds: float
     weight_bytes: int
     module_precisions: dict[str, str] = field(default_factory=dict)
+    module_weight_bytes: dict[str, int] = field(default_factory=dict)
+    family_info: dict[str, object] = field(default_factory=dict)
+    generation: dict[str, object] = field(default_factory=dict)  # effective generate() settings
     weights: str = "real"  # "random" for tiny test models and dummy-weight runs
     library_versions: dict[str, str] = field(default_factory=dict)
 
@@ -40,6 +45,7 @@ class Captioner(ABC):
     """One model at one precision, loaded once, captioning batches of requests."""
 
     report: LoadReport
+    family: Family
 
     @abstractmethod
     def generate(self, requests: list[CaptionRequest], generate_kwargs: dict) -> list[CaptionResult]:

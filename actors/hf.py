@@ -26,19 +26,13 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def count_generated(token_rows: Any, eos_ids: set[int], pad_id: int | None) -> list[int]:
-    """Tokens each row generated, up to and including its first EOS; padding after it excluded."""
+def count_generated(token_rows: Any, eos_ids: set[int]) -> list[int]:
+    """Tokens each row generated, up to and including its first EOS. generate() pads a row only after
+    its EOS, so a pad-valued token before any EOS is a real (if odd) token and counts."""
     counts = []
     for row in token_rows.tolist():
-        n = 0
-        for tok in row:
-            if tok in eos_ids:
-                n += 1
-                break
-            if pad_id is not None and tok == pad_id and pad_id not in eos_ids:
-                break
-            n += 1
-        counts.append(n)
+        ends = [i for i, tok in enumerate(row) if tok in eos_ids]
+        counts.append(ends[0] + 1 if ends else len(row))
     return counts
 
 
@@ -73,6 +67,7 @@ class HFCaptioner(Captioner):
         if on_cuda:
             torch.cuda.synchronize()
         load_seconds = time.perf_counter() - start
+        formats, sizes = module_precisions(self.model, family)
         self.report = LoadReport(
             backend="hf",
             backend_reason=backend_reason,
@@ -80,7 +75,9 @@ class HFCaptioner(Captioner):
             device=torch.cuda.get_device_name(0) if on_cuda else "cpu",
             load_seconds=load_seconds,
             weight_bytes=int(self.model.get_memory_footprint()),
-            module_precisions=module_precisions(self.model, family),
+            module_precisions=formats,
+            module_weight_bytes=sizes,
+            family_info=family.describe(),
             weights=weights,
             library_versions=library_versions(),
         )
@@ -104,11 +101,12 @@ class HFCaptioner(Captioner):
         for key, value in inputs.items():
             if torch.is_tensor(value) and value.is_floating_point():
                 inputs[key] = value.to(float_dtype)
-        kwargs = {**self.family.generation_defaults, **generate_kwargs, "pad_token_id": self.pad_id}
+        kwargs = {**generate_kwargs, "pad_token_id": self.pad_id}
         with torch.inference_mode():
             out = self.model.generate(**inputs, **kwargs)
-        if not self.model.config.is_encoder_decoder:
-            out = out[:, inputs["input_ids"].shape[1] :]
+        # decoder-only output repeats the prompt; encoder-decoder output starts with the decoder start token
+        prompt_len = 1 if self.model.config.is_encoder_decoder else inputs["input_ids"].shape[1]
+        out = out[:, prompt_len:]
         captions = self.tokenizer.batch_decode(out, skip_special_tokens=True)
-        counts = count_generated(out, self.eos_ids, self.pad_id)
+        counts = count_generated(out, self.eos_ids)
         return [CaptionResult(c.strip(), n) for c, n in zip(captions, counts, strict=True)]

@@ -13,9 +13,11 @@ from pathlib import Path
 from actors.families.base import Family
 
 FAMILY_MODULES: dict[str, str] = {
-    "llava": "actors.families.llava",
-    "qwen2_vl": "actors.families.qwen2_vl",
-    "smolvlm": "actors.families.smolvlm",
+    name: f"actors.families.{name}"
+    for name in (
+        "llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "smolvlm", "blip2", "instructblip",
+        "paligemma", "florence2", "internvl", "deepseek_vl", "git",
+    )
 }
 
 

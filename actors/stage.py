@@ -15,6 +15,15 @@ from actors.base import CaptionRequest
 from actors.energy import EnergyMeter
 
 
+def effective_generation(family_defaults: dict, cell_kwargs: dict) -> dict:
+    """The family's defaults under the cell's settings, with min length never above the budget."""
+    kwargs = {**family_defaults, **cell_kwargs}
+    for key in ("min_new_tokens", "min_length"):
+        if key in kwargs:
+            kwargs[key] = min(kwargs[key], kwargs["max_new_tokens"])
+    return kwargs
+
+
 class CaptionStage:
     """`map_batches` callable. Input rows come from the decode stage; errors pass through untouched."""
 
@@ -27,9 +36,12 @@ class CaptionStage:
             m.id, m.family, m.revision, m.trust_remote_code, self.cell.precision, self.cell.backend
         )
         self.actor_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.generate_kwargs = effective_generation(
+            self.captioner.family.generation_defaults, self.cell.generate_kwargs()
+        )
+        self.captioner.report.generation = self.generate_kwargs
         self.report_json = json.dumps(self.captioner.report.__dict__, sort_keys=True)
         self.energy = EnergyMeter(energy_country)
-        self.generate_kwargs = self.cell.generate_kwargs()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         n = len(batch["sample_id"])

@@ -20,11 +20,11 @@ class Cell(BaseModel):
     precision: str
     max_new_tokens: int
     prompt: str
-    num_beams: int
+    num_beams: int | None  # None: the family's default
     do_sample: bool
     temperature: float
     top_p: float
-    min_new_tokens: int
+    min_new_tokens: int | None
     repetition_penalty: float
     backend: str
     batch_size: int
@@ -46,17 +46,19 @@ class Cell(BaseModel):
 
     @property
     def label(self) -> str:
-        beams = f" beams={self.num_beams}" if self.num_beams > 1 else ""
+        beams = f" beams={self.num_beams}" if self.num_beams else ""
         return f"{self.model.display_name}/{self.precision}/t{self.max_new_tokens}{beams}"
 
     def generate_kwargs(self) -> dict:
         kwargs = {
             "max_new_tokens": self.max_new_tokens,
-            "num_beams": self.num_beams,
             "do_sample": self.do_sample,
-            "min_new_tokens": self.min_new_tokens,
             "repetition_penalty": self.repetition_penalty,
         }
+        if self.num_beams is not None:
+            kwargs["num_beams"] = self.num_beams
+        if self.min_new_tokens is not None:
+            kwargs["min_new_tokens"] = self.min_new_tokens
         if self.do_sample:
             kwargs.update(temperature=self.temperature, top_p=self.top_p)
         return kwargs
@@ -66,7 +68,7 @@ def expand_cells(grid: GridConfig, dataset_fingerprint: str) -> list[Cell]:
     """All combinations, in grid order; duplicates (same caption key) collapse to one cell."""
     cells: dict[str, Cell] = {}
     combos = itertools.product(
-        grid.models, grid.precisions, grid.max_new_tokens, grid.prompts, grid.generation.num_beams
+        grid.models, grid.precisions, grid.max_new_tokens, grid.prompts, grid.generation.num_beams or [None]
     )
     for model, precision, tokens, prompt, beams in combos:
         cell = Cell(
@@ -78,7 +80,8 @@ def expand_cells(grid: GridConfig, dataset_fingerprint: str) -> list[Cell]:
             do_sample=grid.generation.do_sample,
             temperature=grid.generation.temperature,
             top_p=grid.generation.top_p,
-            min_new_tokens=min(grid.generation.min_new_tokens, tokens),
+            min_new_tokens=None if grid.generation.min_new_tokens is None
+            else min(grid.generation.min_new_tokens, tokens),
             repetition_penalty=grid.generation.repetition_penalty,
             backend=grid.backend,
             batch_size=grid.resources.batch_size,

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-Precision = Literal["fp32", "fp16", "bf16", "int8", "nf4"]
+Precision = Literal["fp32", "fp16", "bf16", "int8", "int8-vision", "nf4"]
 Backend = Literal["auto", "hf", "vllm"]
 PRECISIONS: tuple[str, ...] = Precision.__args__  # type: ignore[attr-defined]
 
@@ -63,17 +63,19 @@ class ModelSpec(_Strict):
 
 
 class GenerationConfig(_Strict):
-    num_beams: list[int] = Field(default=[1], min_length=1)
+    num_beams: list[int] | None = Field(
+        default=None, min_length=1, description="beam widths to sweep; default: the family's (usually 1)"
+    )
     do_sample: bool = False
     temperature: float = Field(default=1.0, gt=0)
     top_p: float = Field(default=1.0, gt=0, le=1)
-    min_new_tokens: int = Field(default=0, ge=0)
+    min_new_tokens: int | None = Field(default=None, ge=0, description="default: the family's (usually 0)")
     repetition_penalty: float = Field(default=1.0, gt=0)
 
     @field_validator("num_beams")
     @classmethod
-    def _beams_positive(cls, v: list[int]) -> list[int]:
-        bad = [b for b in v if b < 1]
+    def _beams_positive(cls, v: list[int] | None) -> list[int] | None:
+        bad = [b for b in v or [] if b < 1]
         if bad:
             raise ValueError(f"every value must be >= 1, got {bad}")
         return v

@@ -43,6 +43,8 @@ def summarize_costs(table: pd.DataFrame, cell_wall_seconds: float) -> dict[str, 
     out["peak_memory_gb"] = out["peak_memory_bytes"] / 1e9
     out["load_seconds"] = float(np.mean([r["load_seconds"] for r in reports]))
     out["weight_bytes"] = float(reports[0]["weight_bytes"])
+    for side, nbytes in reports[0].get("module_weight_bytes", {}).items():
+        out[f"weight_bytes_{side}"] = float(nbytes)
     out["n_actors"] = float(len(reports))
     out["energy_kwh"] = float(table["energy_kwh"].sum())
     out["emissions_kg_co2"] = float(table["emissions_kg"].sum())

@@ -30,9 +30,9 @@ def test_missing_and_corrupt_images_become_error_rows(tmp_path):
 
 
 def test_generated_tokens_stop_at_first_eos():
-    rows = torch.tensor([[5, 6, 2, 0, 0], [5, 6, 7, 8, 9], [2, 0, 0, 0, 0]])
-    assert count_generated(rows, eos_ids={2}, pad_id=0) == [3, 5, 1]
-    assert count_generated(rows, eos_ids={2}, pad_id=2) == [3, 5, 1]
+    rows = torch.tensor([[5, 6, 2, 0, 0], [5, 0, 7, 8, 9], [2, 0, 0, 0, 0], [7, 3, 2, 3, 0]])
+    assert count_generated(rows, eos_ids={2}) == [3, 5, 1, 3]
+    assert count_generated(rows, eos_ids={2, 3}) == [3, 5, 1, 2]
 
 
 def _table(n_actors: int = 2) -> pd.DataFrame:

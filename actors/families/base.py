@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar, Literal
 
 from PIL import Image
 
 MultiImage = Literal["native", "panorama"]
+
+
+def panorama(images: list[Image.Image], height: int | None = None) -> Image.Image:
+    """Side-by-side strip of the images at one height, for families that take one image per prompt."""
+    if len(images) == 1:
+        return images[0]
+    height = height or min(img.height for img in images)
+    resized = [img.resize((max(1, round(img.width * height / img.height)), height)) for img in images]
+    strip = Image.new("RGB", (sum(img.width for img in resized), height))
+    x = 0
+    for img in resized:
+        strip.paste(img, (x, 0))
+        x += img.width
+    return strip
+
+
+def module_matches(name: str, fragment: str) -> bool:
+    """`fragment` (one or more dotted name parts) names this module or one of its ancestors."""
+    return re.search(rf"(^|\.){re.escape(fragment)}(\.|$)", name) is not None
 
 
 class Family:
@@ -16,21 +36,41 @@ class Family:
     model_types: ClassVar[tuple[str, ...]]
     architectures: ClassVar[tuple[str, ...]] = ()
     auto_class: ClassVar[str] = "AutoModelForImageTextToText"
-    # Module-name fragments of the vision side (tower + projector): kept out of LM quantization.
+    # Module-name fragments of the vision side (tower + projector/connector).
     vision_modules: ClassVar[tuple[str, ...]]
-    # Module-name fragments of the language model (for vision-only quantization).
+    # Module-name fragments of the language model (lm_head is always treated as language).
     language_modules: ClassVar[tuple[str, ...]]
     multi_image: ClassVar[MultiImage] = "native"
     vllm_supported: ClassVar[bool] = False
+    requires_remote_code: ClassVar[bool] = False
     uses_chat_template: ClassVar[bool] = True
+    # Plain-prompt families: the text around the grid's prompt.
+    plain_template: ClassVar[str] = "{prompt}"
+    # Task-token families (Florence-2, PaliGemma): this prompt replaces natural-language grid prompts,
+    # unless the grid prompt already starts with one of `task_prefixes`.
+    task_prompt: ClassVar[str | None] = None
+    task_prefixes: ClassVar[tuple[str, ...]] = ()
+    # Applied under the cell's own settings: a grid value always wins.
     generation_defaults: ClassVar[dict[str, Any]] = {}
 
+    def prompt_for(self, grid_prompt: str) -> str:
+        if self.task_prompt is None or grid_prompt.startswith(self.task_prefixes or (self.task_prompt,)):
+            return grid_prompt
+        return self.task_prompt
+
     def format_prompt(self, processor: Any, prompt: str, n_images: int) -> str:
+        prompt = self.prompt_for(prompt)
         if not self.uses_chat_template:
-            return prompt
+            return self.plain_template.format(prompt=prompt)
         content = [{"type": "image"} for _ in range(n_images)] + [{"type": "text", "text": prompt}]
         messages = [{"role": "user", "content": content}]
         return processor.apply_chat_template(messages, add_generation_prompt=True)
+
+    def arrange_images(self, images: list[Image.Image]) -> list[Image.Image]:
+        """The images one prompt carries: all of them natively, or one panorama."""
+        if self.multi_image == "panorama" and len(images) > 1:
+            return [panorama(images)]
+        return images
 
     def images_arg(self, images: list[list[Image.Image]]) -> Any:
         """How a batch of per-sample image lists is handed to the processor."""
@@ -42,6 +82,7 @@ class Family:
         return {}
 
     def build_inputs(self, processor: Any, prompts: list[str], images: list[list[Image.Image]]) -> Any:
+        images = [self.arrange_images(imgs) for imgs in images]
         texts = [self.format_prompt(processor, p, len(imgs)) for p, imgs in zip(prompts, images, strict=True)]
         return processor(
             text=texts,
@@ -50,6 +91,16 @@ class Family:
             return_tensors="pt",
             **self.processor_kwargs(),
         )
+
+    def describe(self) -> dict[str, Any]:
+        """What the family does, for logs and the dry-run plan."""
+        return {
+            "family": self.name,
+            "multi_image": self.multi_image,
+            "prompt_style": "chat_template" if self.uses_chat_template else "plain",
+            "vllm_supported": self.vllm_supported,
+            "requires_remote_code": self.requires_remote_code,
+        }
 
     def __repr__(self) -> str:
         return f"<family {self.name}>"

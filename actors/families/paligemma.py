@@ -1,0 +1,20 @@
+"""PaliGemma: SigLIP + Gemma, steered by task prefixes ("caption en"), not by chat."""
+
+from actors.families.base import Family
+
+
+class PaliGemmaFamily(Family):
+    name = "paligemma"
+    model_types = ("paligemma",)
+    architectures = ("PaliGemmaForConditionalGeneration",)
+    vision_modules = ("vision_tower", "multi_modal_projector")
+    language_modules = ("language_model",)
+    multi_image = "panorama"
+    vllm_supported = True
+    uses_chat_template = False
+    plain_template = "<image>{prompt}"
+    task_prompt = "caption en"
+    task_prefixes = ("caption", "describe", "cap ", "answer", "question")
+
+
+FAMILY = PaliGemmaFamily()

@@ -1,0 +1,97 @@
+"""Every registered family, through the real adapter path: detect → load → prompt → batched generate."""
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from actors.backends import make_captioner
+from actors.base import CaptionRequest
+from actors.families.base import panorama
+from actors.registry import UnknownFamilyError, detect_family, get_family, known_families
+from actors.resolve import resolve_model
+
+GREEDY = {"max_new_tokens": 4, "min_new_tokens": 4, "do_sample": False, "num_beams": 1}
+
+
+@pytest.fixture(scope="module")
+def images(coco_mini: Path) -> list[Image.Image]:
+    paths = sorted((coco_mini / "val2017").glob("*.jpg"))[:3]
+    return [Image.open(p).convert("RGB").resize((96 + 16 * i, 64)) for i, p in enumerate(paths)]
+
+
+@pytest.mark.parametrize("name", known_families())
+def test_family_detected_from_config_json(name):
+    path, weights = resolve_model(f"tiny:{name}")
+    assert weights == "random"
+    config = json.loads((Path(path) / "config.json").read_text())
+    assert detect_family(config).name == name
+
+
+@pytest.mark.parametrize("name", known_families())
+def test_batched_captions_match_one_by_one(name, images):
+    captioner = make_captioner(f"tiny:{name}", None, None, False, "fp32", "hf")
+    assert captioner.report.family == name and captioner.report.weights == "random"
+    batch = captioner.generate([CaptionRequest(str(i), [img], "Describe the image.")
+                                for i, img in enumerate(images)], GREEDY)
+    single = [captioner.generate([CaptionRequest("x", [img], "Describe the image.")], GREEDY)[0]
+              for img in images]
+    assert [r.caption for r in batch] == [r.caption for r in single]
+    assert all(r.generated_tokens == 4 for r in batch)
+    # several images per prompt: natively or as one panorama, never an error
+    multi = captioner.generate([CaptionRequest("m", images[:2], "Describe the images.")], GREEDY)
+    assert multi[0].generated_tokens == 4
+
+
+def test_unknown_family_lists_known_ones():
+    with pytest.raises(UnknownFamilyError) as info:
+        detect_family({"model_type": "mystery_vlm", "architectures": ["MysteryForCausalLM"]})
+    assert "mystery_vlm" in str(info.value) and "llava" in str(info.value) and "qwen2_vl" in str(info.value)
+    with pytest.raises(UnknownFamilyError):
+        get_family("nope")
+
+
+def test_detection_falls_back_to_architectures_and_override_wins():
+    assert detect_family({"model_type": "custom", "architectures": ["LlavaForConditionalGeneration"]}).name == (
+        "llava"
+    )
+    captioner = make_captioner("tiny:llava_next", "llava_next", None, False, "fp32", "hf")
+    assert captioner.report.family == "llava_next"
+
+
+@pytest.mark.parametrize(
+    ("precision", "vision", "language"),
+    [("int8", "float32", "int8"), ("int8-vision", "int8", "float32"), ("nf4", "float32", "nf4"),
+     ("fp16", "float16", "float16")],
+)
+def test_per_module_precision(precision, vision, language):
+    captioner = make_captioner("tiny:llava", None, None, False, precision, "hf")
+    formats = captioner.report.module_precisions
+    assert formats["vision"].split("+")[0] == vision
+    assert formats["language"].split("+")[0] == language
+    sizes = captioner.report.module_weight_bytes
+    assert sizes["vision"] > 0 and sizes["language"] > 0
+
+
+def test_int8_shrinks_only_the_quantized_side():
+    fp32 = make_captioner("tiny:llava", None, None, False, "fp32", "hf").report.module_weight_bytes
+    int8 = make_captioner("tiny:llava", None, None, False, "int8", "hf").report.module_weight_bytes
+    assert int8["language"] < 0.6 * fp32["language"]
+    assert int8["vision"] == fp32["vision"]
+
+
+def test_task_token_and_plain_prompts():
+    florence = get_family("florence2")
+    assert florence.format_prompt(None, "Describe this image.", 1) == "<CAPTION>"
+    assert florence.format_prompt(None, "<DETAILED_CAPTION>", 1) == "<DETAILED_CAPTION>"
+    assert get_family("paligemma").format_prompt(None, "Describe it.", 1) == "<image>caption en"
+    assert get_family("blip2").format_prompt(None, "what is shown?", 1) == "Question: what is shown? Answer:"
+
+
+def test_panorama_keeps_height_and_concatenates_width():
+    imgs = [Image.new("RGB", (40, 20)), Image.new("RGB", (10, 10))]
+    strip = panorama(imgs)
+    assert strip.size == (20 + 10, 10)  # both brought to the smaller height, side by side
+    assert get_family("instructblip").arrange_images(imgs) != imgs
+    assert get_family("qwen2_vl").arrange_images(imgs) == imgs
