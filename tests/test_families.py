@@ -53,9 +53,8 @@ def test_unknown_family_lists_known_ones():
 
 
 def test_detection_falls_back_to_architectures_and_override_wins():
-    assert detect_family({"model_type": "custom", "architectures": ["LlavaForConditionalGeneration"]}).name == (
-        "llava"
-    )
+    config = {"model_type": "custom", "architectures": ["LlavaForConditionalGeneration"]}
+    assert detect_family(config).name == "llava"
     captioner = make_captioner("tiny:llava_next", "llava_next", None, False, "fp32", "hf")
     assert captioner.report.family == "llava_next"
 

@@ -6,7 +6,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from actors.hf import count_generated
+from actors.generation import count_generated
 from sweep.measure import summarize_costs
 from sweep.report import RANDOM_NOTE, format_table, front_pool, mark_fronts
 from sweep.stages import DecodeImage

@@ -92,6 +92,25 @@ class Family:
             **self.processor_kwargs(),
         )
 
+    def load_processor(self, path: str, common: dict[str, Any]) -> Any:
+        import transformers
+
+        processor = transformers.AutoProcessor.from_pretrained(path, **common)
+        getattr(processor, "tokenizer", processor).padding_side = "left"  # batched decoder-only generation
+        return processor
+
+    def load_model(self, path: str, common: dict[str, Any], precision_kwargs: dict[str, Any]) -> Any:
+        import transformers
+
+        return getattr(transformers, self.auto_class).from_pretrained(path, **common, **precision_kwargs)
+
+    def generate(self, model: Any, processor: Any, prompts: list[str], images: list[list[Image.Image]],
+                 generate_kwargs: dict[str, Any], device: Any) -> list[Any]:
+        """Caption a batch; returns one CaptionResult per prompt, in order."""
+        from actors.generation import generate_batch
+
+        return generate_batch(self, model, processor, prompts, images, generate_kwargs, device)
+
     def describe(self) -> dict[str, Any]:
         """What the family does, for logs and the dry-run plan."""
         return {
