@@ -12,6 +12,7 @@ from PIL import Image
 
 from actors.backends import make_captioner
 from actors.base import CaptionRequest
+from actors.custom import load_custom
 from actors.energy import EnergyMeter
 
 
@@ -32,9 +33,12 @@ class CaptionStage:
 
         self.cell = Cell.model_validate_json(cell_json)
         m = self.cell.model
-        self.captioner = make_captioner(
-            m.id, m.family, m.revision, m.trust_remote_code, self.cell.precision, self.cell.backend
-        )
+        if m.loader:
+            self.captioner = load_custom(m.loader, m.id, self.cell.precision)
+        else:
+            self.captioner = make_captioner(
+                m.id, m.family, m.revision, m.trust_remote_code, self.cell.precision, self.cell.backend
+            )
         self.actor_id = f"{socket.gethostname()}:{os.getpid()}"
         self.generate_kwargs = effective_generation(
             self.captioner.family.generation_defaults, self.cell.generate_kwargs()

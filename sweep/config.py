@@ -49,7 +49,13 @@ class ModelSpec(_Strict):
     name: str | None = Field(default=None, description="short display name; default derived from id")
     family: str | None = Field(default=None, description="override the family detected from config.json")
     revision: str | None = None
-    trust_remote_code: bool = False
+    trust_remote_code: bool = Field(
+        default=False, description="run code from the model's repository (needed by remote-code families)"
+    )
+    loader: str | None = Field(
+        default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="your own model: 'package.module:function' returning an actors.base.Captioner",
+    )
 
     @property
     def display_name(self) -> str:

@@ -22,6 +22,8 @@ def cell_params(cell: Any, load_report: dict, extra: dict[str, Any]) -> dict[str
         "model": cell.model.display_name,
         "model_id": cell.model.id,
         "revision": cell.model.revision or "",
+        "trust_remote_code": cell.model.trust_remote_code,
+        "loader": cell.model.loader or "",
         "family": load_report.get("family", ""),
         "precision": cell.precision,
         "max_new_tokens": cell.max_new_tokens,
