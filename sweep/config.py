@@ -27,6 +27,9 @@ class DatasetConfig(_Strict):
     images: Path = Field(description="folder holding the images named in the json")
     limit: int | None = Field(default=None, ge=1, description="use at most this many images")
     seed: int = Field(default=0, description="seed of the image subset when limit is set")
+    subset: Literal["random", "first"] = Field(
+        default="random", description="with limit: a seeded random subset, or the first images of the json"
+    )
     image_max_side: int = Field(default=448, ge=16, le=4096, description="resize so the longer side fits")
 
     @field_validator("captions")
@@ -56,6 +59,15 @@ class ModelSpec(_Strict):
         default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
         description="your own model: 'package.module:function' returning an actors.base.Captioner",
     )
+
+    @field_validator("family")
+    @classmethod
+    def _family_known(cls, v: str | None) -> str | None:
+        from actors.registry import known_families
+
+        if v is not None and v not in known_families():
+            raise ValueError(f"unknown family '{v}'; known: {', '.join(known_families())}")
+        return v
 
     @property
     def display_name(self) -> str:

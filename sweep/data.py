@@ -57,7 +57,13 @@ def load_coco_samples(cfg: DatasetConfig) -> list[Sample]:
     if not images:
         raise DatasetError(f"dataset.captions: {cfg.captions} has no image with a caption")
     if cfg.limit is not None and cfg.limit < len(images):
-        images = sorted(random.Random(cfg.seed).sample(images, cfg.limit), key=lambda img: int(img["id"]))
+        if cfg.subset == "first":
+            wanted = {int(img["id"]) for img in data["images"] if int(img["id"]) in refs}
+            first = [int(img["id"]) for img in data["images"] if int(img["id"]) in wanted][: cfg.limit]
+            images = [img for img in images if int(img["id"]) in set(first)]
+        else:
+            images = random.Random(cfg.seed).sample(images, cfg.limit)
+        images = sorted(images, key=lambda img: int(img["id"]))
     samples = []
     for img in images:
         path = cfg.images / img["file_name"]

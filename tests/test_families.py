@@ -94,3 +94,51 @@ def test_panorama_keeps_height_and_concatenates_width():
     assert strip.size == (20 + 10, 10)  # both brought to the smaller height, side by side
     assert get_family("instructblip").arrange_images(imgs) != imgs
     assert get_family("qwen2_vl").arrange_images(imgs) == imgs
+
+
+def _bnb_linear_counts(model, family) -> dict[str, int]:
+    from actors.families.base import module_matches
+
+    counts = {"vision": 0, "language": 0}
+    for name, module in model.named_modules():
+        if type(module).__name__ != "Linear8bitLt":
+            continue
+        side = "vision" if any(module_matches(name, f) for f in family.vision_modules) else "language"
+        counts[side] += 1
+    return counts
+
+
+@pytest.mark.parametrize("name", ["llava", "qwen2_vl", "blip2"])
+def test_int8_and_int8_vision_quantize_opposite_sides(name):
+    int8 = make_captioner(f"tiny:{name}", None, None, False, "int8", "hf")
+    counts = _bnb_linear_counts(int8.model, int8.family)
+    assert counts["language"] > 0 and counts["vision"] == 0, counts
+    vision = make_captioner(f"tiny:{name}", None, None, False, "int8-vision", "hf")
+    counts = _bnb_linear_counts(vision.model, vision.family)
+    assert counts["vision"] > 0 and counts["language"] == 0, counts
+
+
+class RecordingProcessor:
+    """Stand-in processor: records what a family hands it."""
+
+    def __init__(self):
+        self.calls = []
+
+    def apply_chat_template(self, messages, add_generation_prompt=True):
+        return "|".join(part["type"] for part in messages[0]["content"])
+
+    def __call__(self, text, images, **kwargs):
+        self.calls.append((text, images))
+        return {}
+
+
+def test_multi_image_family_gets_every_frame_and_single_image_family_one_strip():
+    frames = [Image.new("RGB", (32, 24), c) for c in ("red", "green", "blue")]
+    native = RecordingProcessor()
+    get_family("qwen2_vl").build_inputs(native, ["Describe."], [frames])
+    text, images = native.calls[0]
+    assert text == ["image|image|image|text"] and len(images[0]) == 3
+    single = RecordingProcessor()
+    get_family("instructblip").build_inputs(single, ["Describe."], [frames])
+    text, images = single.calls[0]
+    assert len(images) == 1 and images[0].size == (3 * 32, 24)

@@ -1,0 +1,127 @@
+"""Phi-4-multimodal (native ``Phi4MultimodalForCausalLM``): SigLIP-style vision tower + 2-layer MLP projector
+(``image_embed``), a Conformer audio encoder (``audio_embed``) and a Phi-4-mini decoder.
+
+Load with ``AutoProcessor`` (needs torchvision: ``Phi4MultimodalImageProcessor``) + ``AutoModelForCausalLM``.
+Prompt: chat template ``<|user|><|image|>Describe the image.<|end|><|assistant|>``; the processor expands
+``<|image|>`` (``tokenizer.image_token``) to one token per image feature: a 16x16 global grid + 16 row
+separators + 1 separator + the 16x16 grid of every 64-px crop (+ 16 row separators per crop row).
+
+The image processor hard-codes 256 + 16 tokens for the global image (448 px / patch 14 = 32 patches per
+side, 2x2 pooled), so the tiny vision tower keeps 32 patches per side: ``image_size=64, patch_size=2``
+(and ``crop_size=64``, the size the model splits crops by). The audio sub-config is required even for
+image-only use; a tiny Conformer is built and never run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .common import (
+    greedy_generation_config,
+    make_tokenizer,
+    save_model_and_processor,
+    seed_everything,
+    special_ids,
+)
+
+IMAGE_SIZE = 64
+PATCH_SIZE = 2  # 32 patches per side, as the processor's hard-coded token count assumes
+MAX_CROPS = 4  # ``dynamic_hd``: at most 4 crops of 64 px besides the global image (real model: 36 of 448 px)
+
+# Phi-4 chat format with the native processor's image token: "<|user|><|image|>{prompt}<|end|><|assistant|>".
+# (The original remote-code processor expanded "<|image_1|>", "<|image_2|>", ...; the native processor
+# expands one fixed token, ``tokenizer.image_token``.)
+PHI4_MM_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' %}{{ '<|image|>' }}"
+    "{% elif content['type'] == 'audio' %}{{ '<|audio|>' }}"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{{ '<|end|>' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% else %}{{ eos_token }}{% endif %}"
+)
+
+
+def _spread_all(model, seed: int, std: float = 0.1) -> None:
+    """Like ``common.spread_weights`` but also re-draws the vision side: every image-side parameter lives
+    under ``model.embed_tokens_extend.image_embed``, which the common helper skips for its "embed"."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.dim() < 2 or name.startswith("model.embed_tokens.") or "position_embedding" in name:
+                continue
+            param.copy_(torch.randn(param.shape, generator=gen, dtype=torch.float32).to(param.dtype) * std)
+
+
+def build(out_dir: Path, seed: int) -> None:
+    from transformers import (
+        Phi4MultimodalConfig,
+        Phi4MultimodalFeatureExtractor,
+        Phi4MultimodalForCausalLM,
+        Phi4MultimodalImageProcessor,
+        Phi4MultimodalProcessor,
+    )
+
+    tokenizer = make_tokenizer(
+        bos_token="<|endoftext|>",
+        eos_token="<|end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+        add_bos_token=False,
+        base_special_tokens=("<|endoftext|>", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>"),
+        extra_special_tokens={"image_token": "<|image|>", "audio_token": "<|audio|>"},
+        chat_template=PHI4_MM_CHAT_TEMPLATE,
+    )
+    processor = Phi4MultimodalProcessor(
+        image_processor=Phi4MultimodalImageProcessor(
+            size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, patch_size=PATCH_SIZE, dynamic_hd=MAX_CROPS
+        ),
+        audio_processor=Phi4MultimodalFeatureExtractor(),
+        tokenizer=tokenizer,
+        chat_template=PHI4_MM_CHAT_TEMPLATE,
+    )
+    ids = special_ids(tokenizer)
+    config = Phi4MultimodalConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=2,  # head_dim 64
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        original_max_position_embeddings=4096,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 1.0},
+        tie_word_embeddings=False,
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=IMAGE_SIZE,
+            patch_size=PATCH_SIZE,
+            crop_size=IMAGE_SIZE,
+            image_token_id=tokenizer.image_token_id,
+        ),
+        audio_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_blocks=1,
+            num_attention_heads=2,
+            ext_pw_out_channel=32,
+            depthwise_separable_out_channel=32,
+            nemo_conv_channels=32,
+            bias_max_distance=32,
+            audio_token_id=tokenizer.audio_token_id,
+        ),
+        **ids,
+    )
+    seed_everything(seed)
+    model = Phi4MultimodalForCausalLM(config)
+    _spread_all(model, seed)
+    save_model_and_processor(model, processor, out_dir, greedy_generation_config(tokenizer))
