@@ -11,9 +11,32 @@ import numpy as np
 from PIL import Image
 
 from actors.backends import make_captioner
-from actors.base import CaptionRequest
+from actors.base import Captioner, CaptionRequest, CaptionResult
 from actors.custom import load_custom
 from actors.energy import EnergyMeter
+
+
+class CellOutOfMemory(RuntimeError):
+    """Raised as `oom: ...` so the cell's failure reason reads `oom`."""
+
+
+def generate_with_oom_retry(captioner: Captioner, requests: list[CaptionRequest],
+                            kwargs: dict) -> list[CaptionResult]:
+    """CUDA out of memory: retry once at half the batch size (two halves), then give up with `oom`."""
+    import torch
+
+    try:
+        return captioner.generate(requests, kwargs)
+    except torch.cuda.OutOfMemoryError:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    if len(requests) == 1:
+        raise CellOutOfMemory("oom: CUDA out of memory at batch size 1")
+    half = (len(requests) + 1) // 2
+    try:
+        return [r for chunk in (requests[:half], requests[half:]) for r in captioner.generate(chunk, kwargs)]
+    except torch.cuda.OutOfMemoryError as err:
+        raise CellOutOfMemory(f"oom: CUDA out of memory at batch size {len(requests)} and {half}") from err
 
 
 def effective_generation(family_defaults: dict, cell_kwargs: dict) -> dict:
@@ -65,7 +88,8 @@ class CaptionStage:
                 )
                 for i in ok
             ]
-            for i, result in zip(ok, self.captioner.generate(requests, self.generate_kwargs), strict=True):
+            results = generate_with_oom_retry(self.captioner, requests, self.generate_kwargs)
+            for i, result in zip(ok, results, strict=True):
                 captions[i] = result.caption
                 tokens[i] = result.generated_tokens
         elapsed = time.perf_counter() - start

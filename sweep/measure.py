@@ -23,7 +23,9 @@ def summarize_costs(table: pd.DataFrame, cell_wall_seconds: float) -> dict[str, 
         "cell_wall_seconds": float(cell_wall_seconds),
     }
     if n_ok:
-        window = float(ok["batch_end_ts"].max() - ok["batch_start_ts"].min())
+        # resumed cells were captioned in several attempts: add up each attempt's own window
+        attempts = ok.groupby("attempt") if "attempt" in ok else [(None, ok)]
+        window = sum(float(g["batch_end_ts"].max() - g["batch_start_ts"].min()) for _, g in attempts)
         window = max(window, 1e-9)
         out.update(
             latency_p50_s=float(np.percentile(ok["batch_latency_sec"], 50)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -36,8 +37,10 @@ class PipelineSettings:
         )
 
 
-def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSettings) -> pd.DataFrame:
-    """Caption every sample with the cell's model; one output row per sample, errors included."""
+def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSettings,
+                    on_batch: Callable[[pd.DataFrame], None]) -> int:
+    """Caption every sample with the cell's model, handing each finished batch to `on_batch` as it
+    arrives (so a crash loses at most the batches in flight). Returns the number of rows produced."""
     import ray
     from ray.data import ActorPoolStrategy
 
@@ -51,8 +54,7 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
     ds = ds.map_batches(
         CaptionStage,
         fn_constructor_kwargs={
-            "cell_json": cell.model_dump_json(),
-            "energy_country": settings.energy_country,
+            "cell_json": cell.model_dump_json(), "energy_country": settings.energy_country,
         },
         batch_size=cell.batch_size,
         batch_format="numpy",
@@ -60,11 +62,12 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
         num_gpus=cell.gpus_per_actor,
         # GPU actors must not hold a CPU: on small machines that silently idles logical GPUs
         num_cpus=0,
-        max_restarts=1,
+        # a dead actor is restarted and its batches retried; the store drops any duplicate rows
+        max_restarts=2,
+        max_task_retries=2,
     )
-    df = ds.to_pandas()
-    missing = set(rows_ids := [r["sample_id"] for r in rows]) - set(df["sample_id"])
-    if missing:
-        raise RuntimeError(f"cell {cell.cell_id}: {len(missing)} samples produced no row")
-    order = {sid: i for i, sid in enumerate(rows_ids)}
-    return df.sort_values("sample_id", key=lambda s: s.map(order)).reset_index(drop=True)[CAPTION_COLUMNS]
+    produced = 0
+    for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
+        on_batch(batch[CAPTION_COLUMNS])
+        produced += len(batch)
+    return produced

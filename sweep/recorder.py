@@ -29,6 +29,7 @@ class CellOutcome:
     params: dict[str, str] = field(default_factory=dict)
     reason: str = ""
     run_id: str | None = None
+    reused: bool = False  # read back from the result store instead of computed in this invocation
 
     def row(self) -> dict[str, Any]:
         return {
@@ -41,6 +42,7 @@ class CellOutcome:
             "backend": self.params.get("backend", ""),
             "weights": self.params.get("weights", ""),
             "status": self.status,
+            "reused": self.reused,
             "reason": self.reason,
             **self.metrics,
         }
@@ -69,14 +71,17 @@ class SweepRecorder:
         scores["mean_caption_words"] = mean_caption_length(ok["caption"])
         return scores
 
-    def record(self, cell_id: str, costs: dict[str, float]) -> CellOutcome:
+    def record(self, cell_id: str, costs: dict[str, float], from_store: bool = False) -> CellOutcome:
         cell = self.cells[cell_id]
         table = self.store.read_captions(cell_id)
         report = load_report_of(table)
         params = cell_params(cell, report, {"peak_memory_kind": table["peak_memory_kind"].iloc[0]})
         metrics = {**{k: v for k, v in costs.items() if isinstance(v, int | float)}, **self.score(table)}
-        outcome = CellOutcome(cell, "ok", metrics, params)
-        self._log(outcome, [self.store.captions_path(cell_id), self.store.config_path(cell_id)])
+        outcome = CellOutcome(cell, "ok", metrics, params, reused=from_store)
+        if from_store and self.tracker is not None:
+            outcome.run_id = self._existing_run(cell_id)
+        if outcome.run_id is None:
+            self._log(outcome, [self.store.captions_path(cell_id), self.store.config_path(cell_id)])
         self.outcomes[cell_id] = outcome
         return outcome
 
@@ -87,6 +92,13 @@ class SweepRecorder:
         self._log(outcome, [])
         self.outcomes[cell_id] = outcome
         return outcome
+
+    def _existing_run(self, cell_id: str) -> str | None:
+        try:
+            return self.tracker.find_cell_run(cell_id)
+        except Exception as err:
+            self.notes.append(f"MLflow lookup of cell {cell_id} failed: {err}")
+            return None
 
     def _log(self, outcome: CellOutcome, artifacts: list) -> None:
         if self.tracker is None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from sweep.cells import Cell, expand_cells
 from sweep.config import GridConfig, GridError, load_grid
 from sweep.data import DatasetError, Sample, dataset_fingerprint, load_coco_samples
+from sweep.store import ResultStore
 
 for _key, _value in {
     "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -41,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None,
                    help="Ray cluster to join (default: $RAY_ADDRESS, else start an embedded Ray)")
     p.add_argument("--verbose", action="store_true", help="forward actor logs to this terminal")
+    p.add_argument("--fresh", action="store_true",
+                   help="ignore finished and half-finished cells in the result store (they are archived "
+                   "under cells-archive/, not deleted) and compute every cell again")
     return p
 
 
@@ -66,8 +70,29 @@ def init_ray(grid: GridConfig, cells: list[Cell], address: str | None, verbose: 
     return f"embedded Ray with {gpus:g} {kind}"
 
 
+def archive_cells(store: ResultStore, cells: list[Cell]) -> Path | None:
+    """--fresh: move this grid's cells out of the way, keeping them."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    target = store.root / "cells-archive" / stamp
+    moved = False
+    for cell in cells:
+        src = store.cell_dir(cell.cell_id)
+        if src.exists():
+            target.mkdir(parents=True, exist_ok=True)
+            src.rename(target / cell.cell_id)
+            moved = True
+    return target if moved else None
+
+
+def reusable(cell: Cell, store: ResultStore, wanted: set[str]) -> dict | None:
+    """Costs of a cell the store already finished; sampled generation is never silently reused."""
+    if cell.do_sample:
+        return None
+    return store.finished_costs(cell.cell_id, wanted)
+
+
 def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], address: str | None = None,
-              verbose: bool = False) -> tuple[int, dict]:
+              verbose: bool = False, fresh: bool = False) -> tuple[int, dict]:
     import pandas as pd
     import ray
 
@@ -75,16 +100,23 @@ def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], addres
     from sweep.recorder import CellCallback, SweepRecorder
     from sweep.report import format_table, front_pool, mark_fronts, plot_fronts
     from sweep.scoring import CaptionScorer
-    from sweep.store import ResultStore
     from sweep.tracking import SweepTracker, default_tracking_uri
     from sweep.trials import run_trials
 
     out = grid.output_dir.resolve()
     out.mkdir(parents=True, exist_ok=True)
     store = ResultStore(out)
+    if fresh and (archived := archive_cells(store, cells)):
+        print(f"--fresh: earlier results of these cells moved to {archived}")
+    wanted = {s.sample_id for s in samples}
+    finished = {c.cell_id: costs for c in cells if (costs := reusable(c, store, wanted)) is not None}
+    todo = [c for c in cells if c.cell_id not in finished]
     uri = grid.tracking.uri or default_tracking_uri(out)
-    where = init_ray(grid, cells, address, verbose)
+    where = init_ray(grid, todo or cells, address, verbose) if todo else "no Ray (every cell is in the store)"
     print(f"sweep '{grid.name}': {len(cells)} cells x {len(samples)} images on {where}", flush=True)
+    if finished:
+        print(f"{len(finished)} cells already finished in {out / 'cells'}: read back, not recomputed",
+              flush=True)
     tracker = SweepTracker(
         uri, grid.tracking.experiment, out / "mlartifacts", grid.name,
         {"grid": grid.model_dump_json(), "n_cells": len(cells), "n_samples": len(samples)},
@@ -92,14 +124,18 @@ def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], addres
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     with CaptionScorer() as scorer:
         recorder = SweepRecorder(cells, samples, store, scorer, tracker)
+        for cell_id, costs in finished.items():
+            recorder.record(cell_id, costs, from_store=True)
         try:
-            run_trials(cells, samples, PipelineSettings.from_grid(grid), store, out / "tune",
-                       f"{grid.name}-{stamp}", [CellCallback(recorder)])
+            if todo:
+                run_trials(todo, samples, PipelineSettings.from_grid(grid), store, out / "tune",
+                           f"{grid.name}-{stamp}", [CellCallback(recorder)])
         finally:
             for cell in cells:
                 if cell.cell_id not in recorder.outcomes:
                     recorder.record_failure(cell.cell_id, "no result: the sweep stopped before this cell")
-    ray.shutdown()
+    if ray.is_initialized():
+        ray.shutdown()
 
     results = mark_fronts(pd.DataFrame([recorder.outcomes[c.cell_id].row() for c in cells]))
     results.to_csv(out / "results.csv", index=False)
@@ -143,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         print(err, file=sys.stderr)
         return 2
     cells = expand_cells(grid, dataset_fingerprint(samples, grid.dataset.image_max_side))
-    code, _ = run_sweep(grid, cells, samples, args.address, args.verbose)
+    code, _ = run_sweep(grid, cells, samples, args.address, args.verbose, args.fresh)
     return code
 
 

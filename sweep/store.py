@@ -1,10 +1,19 @@
-"""The result store under the sweep's output dir: one folder per cell id, files written atomically."""
+"""The result store under the sweep's output dir: one folder per cell id, every file written atomically.
+
+cells/<cell_id>/
+  cell.json          the resolved cell (written first)
+  parts/*.parquet    caption rows, one file per finished batch (append-only: a crash loses one batch)
+  captions.parquet   all rows of a finished cell (parts consolidated)
+  costs.json         the finished cell's cost metrics
+  failure.json       why the cell's last attempt failed
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +33,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def atomic_write_parquet(path: Path, table: pd.DataFrame) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".parquet")
+    os.close(fd)
+    try:
+        table.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 class ResultStore:
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -37,23 +58,54 @@ class ResultStore:
     def config_path(self, cell_id: str) -> Path:
         return self.cell_dir(cell_id) / "cell.json"
 
-    def write_cell(self, cell: Cell, table: pd.DataFrame) -> Path:
-        """Config first, then the table: a table on disk always has its config beside it."""
-        atomic_write_bytes(self.config_path(cell.cell_id), cell.model_dump_json(indent=2).encode())
-        path = self.captions_path(cell.cell_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".captions.", suffix=".parquet")
-        os.close(fd)
-        try:
-            table.to_parquet(tmp, index=False)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+    def costs_path(self, cell_id: str) -> Path:
+        return self.cell_dir(cell_id) / "costs.json"
 
     def failure_path(self, cell_id: str) -> Path:
         return self.cell_dir(cell_id) / "failure.json"
+
+    def parts_dir(self, cell_id: str) -> Path:
+        return self.cell_dir(cell_id) / "parts"
+
+    def begin_cell(self, cell: Cell) -> None:
+        atomic_write_bytes(self.config_path(cell.cell_id), cell.model_dump_json(indent=2).encode())
+        self.failure_path(cell.cell_id).unlink(missing_ok=True)
+
+    def append_part(self, cell_id: str, rows: pd.DataFrame) -> Path:
+        path = self.parts_dir(cell_id) / f"{uuid.uuid4().hex}.parquet"
+        atomic_write_parquet(path, rows)
+        return path
+
+    def read_parts(self, cell_id: str) -> pd.DataFrame:
+        parts = sorted(self.parts_dir(cell_id).glob("*.parquet"))
+        if not parts:
+            return pd.DataFrame()
+        table = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+        # an actor restarted mid-batch may have written a batch twice: keep the first copy
+        return table.drop_duplicates("sample_id", keep="first").reset_index(drop=True)
+
+    def done_sample_ids(self, cell_id: str) -> set[str]:
+        if self.captions_path(cell_id).is_file():
+            return set(pd.read_parquet(self.captions_path(cell_id), columns=["sample_id"])["sample_id"])
+        parts = sorted(self.parts_dir(cell_id).glob("*.parquet"))
+        return {sid for p in parts for sid in pd.read_parquet(p, columns=["sample_id"])["sample_id"]}
+
+    def finish_cell(self, cell_id: str, table: pd.DataFrame, costs: dict) -> None:
+        """The consolidated table, then its costs, then the parts go: a reader never sees a gap."""
+        atomic_write_parquet(self.captions_path(cell_id), table)
+        atomic_write_bytes(self.costs_path(cell_id), json.dumps(costs, indent=2).encode())
+        for part in self.parts_dir(cell_id).glob("*.parquet"):
+            part.unlink(missing_ok=True)
+
+    def finished_costs(self, cell_id: str, sample_ids: set[str]) -> dict | None:
+        """Costs of a finished cell whose table covers exactly these samples, else None."""
+        try:
+            costs = json.loads(self.costs_path(cell_id).read_text())
+        except (OSError, ValueError):
+            return None
+        if self.done_sample_ids(cell_id) != sample_ids:
+            return None
+        return costs
 
     def write_failure(self, cell_id: str, reason: str, detail: str) -> None:
         payload = json.dumps({"reason": reason, "detail": detail}, indent=2).encode()

@@ -82,15 +82,24 @@ class SweepTracker:
             tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
         )
 
+    def find_cell_run(self, cell_id: str) -> str | None:
+        """A finished child run of this cell from an earlier invocation, if MLflow has one."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.cell_id = '{cell_id}' and attributes.status = 'FINISHED'",
+            max_results=1,
+        )
+        return runs[0].info.run_id if runs else None
+
     def log_cell(self, run_name: str, params: dict, metrics: dict, artifacts: list[Path],
                  failed_reason: str | None = None) -> str:
         tags = {"mlflow.parentRunId": self.parent_id, "role": "cell", "cell_id": params.get("cell_id", "")}
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
         run_id = run.info.run_id
+        tags = {}
         if failed_reason:
-            tags = {"failure_reason": failed_reason}
-        else:
-            tags = {}
+            kind = "oom" if failed_reason.startswith("oom") else "error"
+            tags = {"failure_reason": kind, "failure_message": failed_reason[:5000]}
         self._log(run_id, params=params, metrics=metrics, tags=tags)
         for path in artifacts:
             self.client.log_artifact(run_id, str(path))

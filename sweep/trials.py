@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 import time
 import traceback
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from sweep.cells import Cell
 from sweep.data import Sample
@@ -17,21 +20,45 @@ from sweep.store import ResultStore
 
 
 def run_cell(cell: Cell, samples: list[Sample], settings: PipelineSettings, store: ResultStore) -> dict:
-    """Caption, store the table, and return the cell's cost metrics."""
-    start = time.perf_counter()
-    table = caption_samples(cell, samples, settings)
-    wall = time.perf_counter() - start
+    """Caption what the store lacks, consolidate, and return the cell's cost metrics."""
+    wanted = {s.sample_id for s in samples}
+    cached = store.finished_costs(cell.cell_id, wanted)
+    if cached is not None:
+        return cached
+    store.begin_cell(cell)
+    done = store.done_sample_ids(cell.cell_id)
+    todo = [s for s in samples if s.sample_id not in done]
     ids = {s.sample_id: s.image_id for s in samples}
-    table.insert(0, "cell_id", cell.cell_id)
-    table.insert(1, "image_id", table["sample_id"].map(ids))
-    table.insert(2, "model_name", cell.model.display_name)
-    table["precision"] = cell.precision
-    table["max_new_tokens"] = cell.max_new_tokens
-    table["timestamp"] = [
-        datetime.fromtimestamp(ts, tz=timezone.utc).isoformat() for ts in table["batch_end_ts"]
-    ]
-    store.write_cell(cell, table)
-    return summarize_costs(table, wall)
+    attempt = uuid.uuid4().hex[:8]
+
+    def save(rows: pd.DataFrame) -> None:
+        rows = rows.copy()
+        rows.insert(0, "cell_id", cell.cell_id)
+        rows.insert(1, "image_id", rows["sample_id"].map(ids))
+        rows.insert(2, "model_name", cell.model.display_name)
+        rows["precision"] = cell.precision
+        rows["max_new_tokens"] = cell.max_new_tokens
+        rows["timestamp"] = [
+            datetime.fromtimestamp(ts, tz=timezone.utc).isoformat() for ts in rows["batch_end_ts"]
+        ]
+        rows["attempt"] = attempt
+        store.append_part(cell.cell_id, rows)
+
+    start = time.perf_counter()
+    if todo:
+        caption_samples(cell, todo, settings, save)
+    wall = time.perf_counter() - start
+    table = store.read_parts(cell.cell_id)
+    missing = wanted - set(table["sample_id"]) if not table.empty else wanted
+    if missing:
+        raise RuntimeError(f"cell {cell.cell_id}: {len(missing)} samples produced no row")
+    order = {s.sample_id: i for i, s in enumerate(samples)}
+    table = table[table["sample_id"].isin(wanted)]
+    table = table.sort_values("sample_id", key=lambda col: col.map(order)).reset_index(drop=True)
+    costs = summarize_costs(table, wall)
+    costs["resumed_samples"] = float(len(done & wanted))
+    store.finish_cell(cell.cell_id, table, costs)
+    return costs
 
 
 def cell_trainable(config: dict, *, cells: dict[str, str], samples: list[Sample],
@@ -51,6 +78,9 @@ def cell_trainable(config: dict, *, cells: dict[str, str], samples: list[Sample]
 
 
 def root_cause(traceback_text: str) -> str:
+    if "CellOutOfMemory" in traceback_text or "OutOfMemoryError" in traceback_text:
+        oom = [ln.strip() for ln in traceback_text.splitlines() if "oom: " in ln]
+        return ("oom: " + oom[-1].split("oom: ", 1)[1]) if oom else "oom: CUDA out of memory"
     lines = [ln.strip() for ln in traceback_text.strip().splitlines() if ln.strip()]
     causes = [ln for ln in lines if not ln.startswith(("File ", "^", "~", "Traceback", "During handling",
                                                         "The above exception"))]

@@ -1,0 +1,112 @@
+"""Nothing lost: finished cells are read back, half-finished ones continue, faults stay in their cell."""
+
+import pandas as pd
+import pytest
+import torch
+from conftest import grid_dict
+
+from actors.base import Captioner, CaptionRequest, CaptionResult
+from actors.stage import CellOutOfMemory, generate_with_oom_retry
+from sweep.cells import expand_cells
+from sweep.config import parse_grid
+from sweep.data import dataset_fingerprint, load_coco_samples
+from sweep.run import run_sweep
+from sweep.store import ResultStore
+from sweep.trials import root_cause
+
+
+def _sweep(coco, out, models, **kw):
+    grid = parse_grid(grid_dict(
+        coco, out, models=models, max_new_tokens=[3],
+        dataset={"captions": str(coco / "captions_val2017.json"), "images": str(coco / "val2017"),
+                 "limit": 12, "image_max_side": 96},
+        resources={"local_gpus": 2, "batch_size": 4},
+    ))
+    samples = load_coco_samples(grid.dataset)
+    cells = expand_cells(grid, dataset_fingerprint(samples, grid.dataset.image_max_side))
+    code, info = run_sweep(grid, cells, samples, **kw)
+    return code, info, cells
+
+
+def _children(info):
+    t = info["tracker"]
+    return t.client.search_runs([t.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{t.parent_id}'")
+
+
+def test_rerun_reads_back_finished_cells_and_runs_only_new_ones(coco_mini, tmp_path):
+    code, first, cells = _sweep(coco_mini, tmp_path, [{"id": "tiny:llava"}])
+    assert code == 0 and len(_children(first)) == 1
+    store = ResultStore(first["output_dir"])
+    llava_id = cells[0].cell_id
+    before = store.read_captions(llava_id)
+
+    # half-finish a second copy of the store: only the first 5 rows remain, as parts
+    code, second, cells2 = _sweep(coco_mini, tmp_path, [{"id": "tiny:llava"}, {"id": "tiny:git"}])
+    assert code == 0
+    results = second["results"].set_index("model")
+    assert bool(results.loc["llava", "reused"]) and not bool(results.loc["git", "reused"])
+    # the finished llava cell already has its MLflow run: only git's run is new
+    assert {r.data.params["model"] for r in _children(second)} == {"git"}
+    pd.testing.assert_frame_equal(store.read_captions(llava_id), before)
+
+    git_id = next(c.cell_id for c in cells2 if c.model.id == "tiny:git")
+    table = store.read_captions(git_id)
+    store.captions_path(git_id).unlink()
+    store.costs_path(git_id).unlink()
+    store.append_part(git_id, table.iloc[:5])
+    code, third, _ = _sweep(coco_mini, tmp_path, [{"id": "tiny:git"}])
+    assert code == 0
+    row = third["results"].iloc[0]
+    assert row["resumed_samples"] == 5 and not row["reused"]
+    resumed = store.read_captions(git_id)
+    assert list(resumed["sample_id"]) == list(table["sample_id"])
+    assert list(resumed["caption"]) == list(table["caption"])  # greedy: same captions either way
+
+
+def test_fresh_archives_instead_of_deleting(coco_mini, tmp_path):
+    _sweep(coco_mini, tmp_path, [{"id": "tiny:llava"}])
+    code, info, cells = _sweep(coco_mini, tmp_path, [{"id": "tiny:llava"}], fresh=True)
+    assert code == 0 and not info["results"].iloc[0]["reused"]
+    archived = list((tmp_path / "cells-archive").glob(f"*/{cells[0].cell_id}/captions.parquet"))
+    assert len(archived) == 1
+
+
+def test_a_model_that_fails_to_load_fails_only_its_cell(coco_mini, tmp_path):
+    missing = tmp_path / "no-such-model"
+    code, info, _ = _sweep(coco_mini, tmp_path / "out", [{"id": "tiny:llava"}, {"id": str(missing)}])
+    assert code == 1
+    results = info["results"].set_index("model")
+    assert results.loc["llava", "status"] == "ok"
+    assert results.loc["no-such-model", "status"] == "failed"
+    assert "no-such-model" in results.loc["no-such-model", "reason"]
+    failed = [r for r in _children(info) if r.info.status == "FAILED"]
+    assert len(failed) == 1 and failed[0].data.tags["failure_reason"] == "error"
+
+
+class OomCaptioner(Captioner):
+    """Raises CUDA OOM above a batch size, like a model that does not fit the batch."""
+
+    def __init__(self, fits: int):
+        self.fits = fits
+        self.calls: list[int] = []
+
+    def generate(self, requests, generate_kwargs):
+        self.calls.append(len(requests))
+        if len(requests) > self.fits:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return [CaptionResult(r.sample_id, 1) for r in requests]
+
+
+def _requests(n):
+    return [CaptionRequest(str(i), [], "p") for i in range(n)]
+
+
+def test_oom_retries_once_at_half_batch_then_fails_with_oom():
+    ok = OomCaptioner(fits=4)
+    assert [r.caption for r in generate_with_oom_retry(ok, _requests(8), {})] == [str(i) for i in range(8)]
+    assert ok.calls == [8, 4, 4]
+    too_big = OomCaptioner(fits=1)
+    with pytest.raises(CellOutOfMemory) as info:
+        generate_with_oom_retry(too_big, _requests(8), {})
+    assert str(info.value).startswith("oom")
+    assert root_cause(f"Traceback...\nactors.stage.CellOutOfMemory: {info.value}") .startswith("oom: CUDA")
