@@ -28,6 +28,11 @@ def make_captioner(model_id: str, family_override: str | None, revision: str | N
     """Resolve, detect the family, pick the backend and load: the actor's whole start-up."""
     path, weights = resolve_model(model_id)
     family = resolve_family(path, family_override, revision)
+    if family.requires_remote_code and not trust_remote_code:
+        raise ValueError(
+            f"model '{model_id}' is a {family.name} model, which runs code from outside transformers; "
+            "set trust_remote_code: true on it in the grid to allow that"
+        )
     name, reason = choose_backend(backend, family, precision)
     from actors.hf import HFCaptioner
 

@@ -16,7 +16,9 @@ FAMILY_MODULES: dict[str, str] = {
     name: f"actors.families.{name}"
     for name in (
         "llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "smolvlm", "blip2", "instructblip",
-        "paligemma", "florence2", "internvl", "deepseek_vl", "git",
+        "paligemma", "florence2", "internvl", "deepseek_vl", "git", "phi4_mm",
+        # remote-code families (trust_remote_code: true in the grid)
+        "phi3_v", "internvl_chat", "mobilevlm", "deepseek_vl_v1",
     )
 }
 

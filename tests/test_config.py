@@ -20,7 +20,7 @@ def problems_of(data: dict) -> dict[str, str]:
 def test_valid_grid_has_documented_defaults(coco_mini, tmp_path):
     grid = parse_grid(grid_dict(coco_mini, tmp_path))
     assert grid.backend == "auto"
-    assert grid.generation.num_beams == [1] and grid.generation.do_sample is False
+    assert grid.generation.num_beams is None and grid.generation.do_sample is False  # family default
     assert grid.resources.batch_size == 8 and grid.resources.replicas == 1
     assert grid.tracking.uri is None
 

@@ -2,9 +2,10 @@
 
 ``build_tiny_model("llava", out_dir)`` writes a folder that loads with
 ``AutoProcessor.from_pretrained(out_dir, local_files_only=True)`` and the Auto model class recorded in
-``FAMILIES[family].auto_model_class`` (``AutoModelForImageTextToText`` for every family here; GIT also
-loads with ``AutoModelForCausalLM``). ``FAMILIES`` also records the prompt style per family. See
-``actors/tiny/README.md`` for prompts and gotchas per family.
+``FAMILIES[family].auto_model_class`` (``AutoModelForImageTextToText`` for every family here but
+Phi-4-multimodal, which is ``AutoModelForCausalLM``; GIT also loads with ``AutoModelForCausalLM``).
+``FAMILIES`` also records the prompt style per family. See ``actors/tiny/README.md`` for prompts and gotchas
+per family.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from . import (
     llava,
     llava_next,
     paligemma,
+    phi4_mm,
     qwen2_5_vl,
     qwen2_vl,
     smolvlm,
@@ -66,6 +68,13 @@ FAMILIES: dict[str, TinyFamily] = {
         git.build, "GitForCausalLM", prompt="a picture of", processor_kwargs={"return_token_type_ids": False}
     ),
     "deepseek_vl": TinyFamily(deepseek_vl.build, "DeepseekVLForConditionalGeneration"),
+    # Phi4MultimodalProcessor.from_pretrained drops its saved chat template (transformers 5.23): plain prompt.
+    "phi4_mm": TinyFamily(
+        phi4_mm.build,
+        "Phi4MultimodalForCausalLM",
+        auto_model_class="AutoModelForCausalLM",
+        prompt="<|user|><|image|>Describe the image.<|end|><|assistant|>",
+    ),
 }
 
 BUILDERS: dict[str, Callable[[Path, int], None]] = {name: fam.build for name, fam in FAMILIES.items()}

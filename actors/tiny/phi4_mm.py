@@ -10,6 +10,13 @@ The image processor hard-codes 256 + 16 tokens for the global image (448 px / pa
 side, 2x2 pooled), so the tiny vision tower keeps 32 patches per side: ``image_size=64, patch_size=2``
 (and ``crop_size=64``, the size the model splits crops by). The audio sub-config is required even for
 image-only use; a tiny Conformer is built and never run.
+
+The tiny vision tower has ONE layer and, like the real config, takes features from layer -2: the patch +
+position embeddings, before any attention. transformers 5.23 runs this SigLIP tower with causal SDPA when no
+crop in the call is padded and bidirectionally otherwise (``Phi4MultimodalVisionAttention.is_causal = True``),
+so with attention in the feature path, plain-transformers greedy outputs would depend on batch composition.
+``actors.families.phi4_mm`` fixes that on load; ``build(..., vision_feature_layer=-1)`` makes a variant whose
+features do go through attention, for testing that fix.
 """
 
 from __future__ import annotations
@@ -59,7 +66,7 @@ def _spread_all(model, seed: int, std: float = 0.1) -> None:
             param.copy_(torch.randn(param.shape, generator=gen, dtype=torch.float32).to(param.dtype) * std)
 
 
-def build(out_dir: Path, seed: int) -> None:
+def build(out_dir: Path, seed: int, *, vision_feature_layer: int = -2) -> None:
     from transformers import (
         Phi4MultimodalConfig,
         Phi4MultimodalFeatureExtractor,
@@ -101,8 +108,9 @@ def build(out_dir: Path, seed: int) -> None:
         vision_config=dict(
             hidden_size=32,
             intermediate_size=64,
-            num_hidden_layers=2,
+            num_hidden_layers=1,
             num_attention_heads=2,
+            feature_layer=vision_feature_layer,
             image_size=IMAGE_SIZE,
             patch_size=PATCH_SIZE,
             crop_size=IMAGE_SIZE,
