@@ -39,8 +39,10 @@ def mark_fronts(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_fronts(results: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """One PNG per cost axis; failed cells carry no numbers, so the plot lists them as not plotted."""
     pool, note = front_pool(results)
-    rows = pool.to_dict("records")
+    failed = results[results["status"] != "ok"][["label"]]
+    rows = pool.to_dict("records") + failed.to_dict("records")
     paths = []
     for axis, cost in COSTS.items():
         path = out_dir / f"pareto_cider_vs_{axis}.png"

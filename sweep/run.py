@@ -23,6 +23,9 @@ for _key, _value in {
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_AIR_NEW_OUTPUT": "0",
     "HF_HUB_DISABLE_TELEMETRY": "1",
+    # an unreachable tracking server must not stall the sweep for minutes of retries
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
 }.items():
     os.environ.setdefault(_key, _value)
 
@@ -117,10 +120,16 @@ def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], addres
     if finished:
         print(f"{len(finished)} cells already finished in {out / 'cells'}: read back, not recomputed",
               flush=True)
-    tracker = SweepTracker(
-        uri, grid.tracking.experiment, out / "mlartifacts", grid.name,
-        {"grid": grid.model_dump_json(), "n_cells": len(cells), "n_samples": len(samples)},
-    )
+    tracker_note = None
+    try:
+        tracker = SweepTracker(
+            uri, grid.tracking.experiment, out / "mlartifacts", grid.name,
+            {"grid": grid.model_dump_json(), "n_cells": len(cells), "n_samples": len(samples)},
+        )
+    except Exception as err:  # results still go to the store; the next run logs what MLflow lacks
+        tracker = None
+        tracker_note = f"MLflow at {uri} unreachable ({type(err).__name__}): nothing logged; re-run to log"
+        print(f"WARNING: {tracker_note}", flush=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     with CaptionScorer() as scorer:
         recorder = SweepRecorder(cells, samples, store, scorer, tracker)
@@ -143,22 +152,27 @@ def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], addres
     plots = plot_fronts(results, out)
     _, random_note = front_pool(results)
     n_failed = int((results["status"] != "ok").sum())
-    tracker.log_parent(
-        metrics={"n_cells_ok": len(cells) - n_failed, "n_cells_failed": n_failed},
-        artifacts=[*plots, out / "results.csv", out / "pareto_front.csv"],
-    )
-    tracker.finish(ok=n_failed == 0)
+    if tracker is not None:
+        try:
+            tracker.log_parent(
+                metrics={"n_cells_ok": len(cells) - n_failed, "n_cells_failed": n_failed},
+                artifacts=[*plots, out / "results.csv", out / "pareto_front.csv"],
+            )
+            tracker.finish(ok=n_failed == 0)
+        except Exception as err:
+            recorder.notes.append(f"MLflow logging of the sweep run failed: {err}; re-run to log")
 
     print()
     print(format_table(results))
     print()
     if random_note:
         print(f"NOTE: {random_note}.")
-    for note in recorder.notes:
+    for note in [*recorder.notes, *filter(None, [tracker_note])]:
         print(f"note: {note}")
     print(f"results:   {out / 'results.csv'}  (per-cell caption tables under {out / 'cells'})")
     print(f"plots:     {', '.join(p.name for p in plots)} in {out}")
-    print(f"MLflow:    {uri}  (experiment '{grid.tracking.experiment}', parent run {tracker.parent_id})")
+    parent = tracker.parent_id if tracker else "not logged"
+    print(f"MLflow:    {uri}  (experiment '{grid.tracking.experiment}', parent run {parent})")
     if uri.startswith("sqlite:"):
         print(f"           mlflow ui --backend-store-uri {uri}")
     if n_failed:

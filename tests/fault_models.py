@@ -1,0 +1,63 @@
+"""Deterministic stand-in models for fault tests, loaded through the custom-loader path.
+
+They run inside Ray actors, so they talk to the test through files under $VLM_SWEEP_FAULT_DIR:
+calls.log gets one line per generate() call with the number of requests.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from actors.base import Captioner, CaptionRequest, CaptionResult, LoadReport
+
+
+def _fault_dir() -> Path:
+    path = Path(os.environ["VLM_SWEEP_FAULT_DIR"])
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class ScriptedCaptioner(Captioner):
+    def __init__(self, model_id: str, mode: str):
+        self.model_id = model_id
+        self.mode = mode
+        self.report = LoadReport(backend="custom", backend_reason="", family="custom", device="cpu",
+                                 load_seconds=0.0, weight_bytes=1, weights="random")
+
+    def generate(self, requests: list[CaptionRequest], generate_kwargs: dict) -> list[CaptionResult]:
+        fault_dir = _fault_dir()
+        with open(fault_dir / "calls.log", "a") as f:
+            f.write(f"{self.model_id} {len(requests)}\n")
+        if self.mode == "oom":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        if self.mode == "die-once":
+            calls = (fault_dir / "calls.log").read_text().splitlines()
+            marker = fault_dir / "died"
+            if len(calls) == 3 and not marker.exists():
+                marker.write_text("1")
+                os._exit(1)  # the actor process dies mid-cell, once
+        if self.mode == "slow":
+            time.sleep(float(os.environ.get("VLM_SWEEP_FAULT_SLEEP", "0.5")))
+        words = max(1, generate_kwargs["max_new_tokens"] // 2)
+        return [CaptionResult(" ".join(["a", "photo", "of", r.sample_id, "with", "things"][:words]), words)
+                for r in requests]
+
+
+def counting(model_id: str, precision: str) -> Captioner:
+    return ScriptedCaptioner(model_id, "count")
+
+
+def slow(model_id: str, precision: str) -> Captioner:
+    return ScriptedCaptioner(model_id, "slow")
+
+
+def oom(model_id: str, precision: str) -> Captioner:
+    return ScriptedCaptioner(model_id, "oom")
+
+
+def die_once(model_id: str, precision: str) -> Captioner:
+    return ScriptedCaptioner(model_id, "die-once")
