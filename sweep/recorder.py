@@ -76,7 +76,11 @@ class SweepRecorder:
         table = self.store.read_captions(cell_id)
         report = load_report_of(table)
         params = cell_params(cell, report, {"peak_memory_kind": table["peak_memory_kind"].iloc[0]})
-        metrics = {**{k: v for k, v in costs.items() if isinstance(v, int | float)}, **self.score(table)}
+        scores = self.store.read_scores(cell_id) if from_store else None
+        if scores is None:
+            scores = self.score(table)
+            self.store.write_scores(cell_id, scores)
+        metrics = {**{k: v for k, v in costs.items() if isinstance(v, int | float)}, **scores}
         outcome = CellOutcome(cell, "ok", metrics, params, reused=from_store)
         if from_store and self.tracker is not None:
             outcome.run_id = self._existing_run(cell_id)

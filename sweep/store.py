@@ -107,6 +107,21 @@ class ResultStore:
             return None
         return costs
 
+    def scores_path(self, cell_id: str) -> Path:
+        return self.cell_dir(cell_id) / "scores.json"
+
+    def write_scores(self, cell_id: str, scores: dict) -> None:
+        atomic_write_bytes(self.scores_path(cell_id), json.dumps(scores, indent=2).encode())
+
+    def read_scores(self, cell_id: str) -> dict | None:
+        """Scores of the consolidated table, if computed since it was written."""
+        try:
+            if self.scores_path(cell_id).stat().st_mtime < self.captions_path(cell_id).stat().st_mtime:
+                return None
+            return json.loads(self.scores_path(cell_id).read_text())
+        except (OSError, ValueError):
+            return None
+
     def write_failure(self, cell_id: str, reason: str, detail: str) -> None:
         payload = json.dumps({"reason": reason, "detail": detail}, indent=2).encode()
         atomic_write_bytes(self.failure_path(cell_id), payload)

@@ -47,7 +47,7 @@ def test_interrupted_sweep_resumes_only_missing_samples(coco_mini, tmp_path, mon
     data = make_grid(coco_mini, tmp_path / "out", model, limit=24)
     path = tmp_path / "grid.yaml"
     path.write_text(yaml.safe_dump(data))
-    env = {**os.environ, "VLM_SWEEP_FAULT_DIR": str(fault_dir), "VLM_SWEEP_FAULT_SLEEP": "1.5"}
+    env = {**os.environ, "VLM_SWEEP_FAULT_DIR": str(fault_dir), "VLM_SWEEP_FAULT_SLEEP": "2"}
     proc = subprocess.Popen([sys.executable, "-m", "sweep.run", str(path)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -55,15 +55,15 @@ def test_interrupted_sweep_resumes_only_missing_samples(coco_mini, tmp_path, mon
         while len(calls(fault_dir)) < 3 and time.time() < deadline and proc.poll() is None:
             time.sleep(0.2)
         assert len(calls(fault_dir)) >= 3, "the sweep never reached its third batch"
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
-        try:
-            proc.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        # kill -9 the sweep's whole process group: driver, Ray and its workers, no chance to clean up
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+    # Ray daemons that left the process group
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)
     grid = parse_grid(data)
     samples = load_coco_samples(grid.dataset)
     cell = expand_cells(grid, dataset_fingerprint(samples, grid.dataset.image_max_side))[0]
