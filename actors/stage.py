@@ -63,6 +63,9 @@ class CaptionStage:
                 m.id, m.family, m.revision, m.trust_remote_code, self.cell.precision, self.cell.backend
             )
         self.actor_id = f"{socket.gethostname()}:{os.getpid()}"
+        import ray
+
+        self.node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
         self.generate_kwargs = effective_generation(
             self.captioner.family.generation_defaults, self.cell.generate_kwargs()
         )
@@ -109,6 +112,7 @@ class CaptionStage:
             "image_width": [int(w) for w in batch["image_width"]],
             "image_height": [int(h) for h in batch["image_height"]],
             "actor_id": [self.actor_id] * n,
+            "node_id": [self.node_id] * n,
             "peak_memory_bytes": [peak] * n,
             "peak_memory_kind": [peak_kind] * n,
             # the batch's share of energy goes on its first row so that summing the column is right

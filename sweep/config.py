@@ -55,6 +55,11 @@ class ModelSpec(_Strict):
     trust_remote_code: bool = Field(
         default=False, description="run code from the model's repository (needed by remote-code families)"
     )
+    weights: Literal["real", "dummy"] = Field(
+        default="real",
+        description="dummy: random weights at the real architecture size, to plan speed and memory "
+        "before a download (logged as weights: random, never on a quality Pareto front)",
+    )
     loader: str | None = Field(
         default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
         description="your own model: 'package.module:function' returning an actors.base.Captioner",

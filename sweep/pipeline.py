@@ -15,7 +15,7 @@ from sweep.stages import DecodeImage
 
 CAPTION_COLUMNS = [
     "sample_id", "caption", "generated_tokens", "error", "processing_time_sec", "batch_latency_sec",
-    "batch_images", "batch_start_ts", "batch_end_ts", "image_width", "image_height", "actor_id",
+    "batch_images", "batch_start_ts", "batch_end_ts", "image_width", "image_height", "actor_id", "node_id",
     "peak_memory_bytes", "peak_memory_kind", "energy_kwh", "emissions_kg", "load_report",
 ]
 

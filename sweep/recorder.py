@@ -75,7 +75,10 @@ class SweepRecorder:
         cell = self.cells[cell_id]
         table = self.store.read_captions(cell_id)
         report = load_report_of(table)
-        params = cell_params(cell, report, {"peak_memory_kind": table["peak_memory_kind"].iloc[0]})
+        extra = {"peak_memory_kind": table["peak_memory_kind"].iloc[0]}
+        if "node_id" in table:  # where the cell ran: one id per node that held one of its actors
+            extra["node_ids"] = ",".join(sorted(set(table["node_id"]) - {""}))
+        params = cell_params(cell, report, extra)
         scores = self.store.read_scores(cell_id) if from_store else None
         if scores is None:
             scores = self.score(table)

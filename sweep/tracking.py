@@ -39,6 +39,7 @@ def cell_params(cell: Any, load_report: dict, extra: dict[str, Any]) -> dict[str
         "device": load_report.get("device", ""),
         "weights": load_report.get("weights", ""),
         "dataset_fingerprint": cell.dataset_fingerprint,
+        "weights_requested": cell.model.weights,
     }
     for module, prec in load_report.get("module_precisions", {}).items():
         params[f"precision_{module}"] = prec
