@@ -46,7 +46,7 @@ class Cell(BaseModel):
 
     @property
     def label(self) -> str:
-        beams = f" beams={self.num_beams}" if self.num_beams else ""
+        beams = f" beams={self.num_beams}" if self.num_beams and self.num_beams > 1 else ""
         return f"{self.model.display_name}/{self.precision}/t{self.max_new_tokens}{beams}"
 
     def generate_kwargs(self) -> dict:

@@ -12,6 +12,7 @@ from ray.tune import Callback
 from sweep.cells import Cell
 from sweep.data import Sample
 from sweep.measure import load_report_of
+from sweep.progress import SweepProgress
 from sweep.scoring import CaptionScorer, mean_caption_length
 from sweep.store import ResultStore
 from sweep.tracking import SweepTracker, cell_params
@@ -50,12 +51,13 @@ class CellOutcome:
 
 class SweepRecorder:
     def __init__(self, cells: list[Cell], samples: list[Sample], store: ResultStore,
-                 scorer: CaptionScorer, tracker: SweepTracker | None):
+                 scorer: CaptionScorer, tracker: SweepTracker | None, progress: SweepProgress | None = None):
         self.cells = {c.cell_id: c for c in cells}
         self.references = {s.sample_id: list(s.references) for s in samples}
         self.store = store
         self.scorer = scorer
         self.tracker = tracker
+        self.progress = progress
         self.outcomes: dict[str, CellOutcome] = {}
         self.notes: list[str] = []
 
@@ -132,20 +134,34 @@ class CellCallback(Callback):
         _RECORDERS[id(recorder)] = recorder
         self.key = id(recorder)
 
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        progress = _RECORDERS[self.key].progress
+        if progress:
+            progress.cell_started(trial.config["cell_id"])
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        progress = _RECORDERS[self.key].progress
+        if progress and "samples_done" in result:
+            progress.cell_samples(trial.config["cell_id"], int(result["samples_done"]))
+
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         recorder = _RECORDERS[self.key]
         cell_id = trial.config["cell_id"]
         try:
-            recorder.record(cell_id, dict(trial.last_result or {}))
+            outcome = recorder.record(cell_id, dict(trial.last_result or {}))
         except Exception as err:
             log.exception("recording cell %s failed", cell_id)
-            recorder.record_failure(cell_id, f"recording failed: {type(err).__name__}: {err}")
+            outcome = recorder.record_failure(cell_id, f"recording failed: {type(err).__name__}: {err}")
+        if recorder.progress:
+            recorder.progress.cell_finished(cell_id, outcome.status == "ok")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         recorder = _RECORDERS[self.key]
         cell_id = trial.config["cell_id"]
         reason = recorder.store.read_failure(cell_id) or trial_error_text(trial)
         recorder.record_failure(cell_id, reason)
+        if recorder.progress:
+            recorder.progress.cell_finished(cell_id, False)
 
 
 def trial_error_text(trial: Any) -> str:

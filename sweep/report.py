@@ -79,3 +79,51 @@ def format_table(results: pd.DataFrame) -> str:
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def write_html_report(out_dir: Path, title: str, results: pd.DataFrame, plots: list[Path],
+                      references: dict[str, list[str]], notes: list[str]) -> Path:
+    """report.html in the output dir, built from the stored caption tables."""
+    from sweep.html_report import build_html, examples_from_tables
+    from sweep.store import ResultStore
+
+    store = ResultStore(out_dir)
+    tables = {cid: store.read_captions(cid) for cid in results["cell_id"]
+              if store.captions_path(cid).is_file()}
+    page = build_html(title, results, plots, examples_from_tables(tables, references), notes)
+    path = out_dir / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def rebuild(out_dir: Path) -> Path:
+    """`python -m sweep.report <output dir>`: plots and report.html again from what the run stored."""
+    import json
+
+    results = pd.read_csv(out_dir / "results.csv", keep_default_na=True)
+    for col in ("pareto", "reason", "backend", "weights"):
+        if col in results:
+            results[col] = results[col].fillna("")
+    references = json.loads((out_dir / "samples.json").read_text())["references"]
+    plots = plot_fronts(results, out_dir)
+    _, note = front_pool(results)
+    return write_html_report(out_dir, f"Sweep report: {out_dir.name}", results, plots, references,
+                             [note] if note else [])
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m sweep.report",
+                                     description="Rebuild the plots and report.html of a finished sweep.")
+    parser.add_argument("output_dir", type=Path, help="the sweep's output_dir (holds results.csv)")
+    args = parser.parse_args(argv)
+    if not (args.output_dir / "results.csv").is_file():
+        print(f"{args.output_dir}: no results.csv here; pass a sweep's output_dir", flush=True)
+        return 2
+    print(rebuild(args.output_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

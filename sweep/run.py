@@ -6,6 +6,7 @@ Exit codes: 0 every cell succeeded, 1 some cells failed, 2 the grid or dataset i
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import os
@@ -45,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None,
                    help="Ray cluster to join (default: $RAY_ADDRESS, else start an embedded Ray)")
     p.add_argument("--verbose", action="store_true", help="forward actor logs to this terminal")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print every cell (family, backend and why, precision per module, store state, "
+                   "ETA from past runs) and exit: 0 if every cell can run, 1 if not; starts no Ray, "
+                   "downloads nothing")
     p.add_argument("--fresh", action="store_true",
                    help="ignore finished and half-finished cells in the result store (they are archived "
                    "under cells-archive/, not deleted) and compute every cell again")
@@ -100,8 +105,9 @@ def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], addres
     import ray
 
     from sweep.pipeline import PipelineSettings
+    from sweep.progress import SweepProgress
     from sweep.recorder import CellCallback, SweepRecorder
-    from sweep.report import format_table, front_pool, mark_fronts, plot_fronts
+    from sweep.report import format_table, front_pool, mark_fronts, plot_fronts, write_html_report
     from sweep.scoring import CaptionScorer
     from sweep.tracking import SweepTracker, default_tracking_uri
     from sweep.trials import run_trials
@@ -112,6 +118,10 @@ def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], addres
     if fresh and (archived := archive_cells(store, cells)):
         print(f"--fresh: earlier results of these cells moved to {archived}")
     wanted = {s.sample_id for s in samples}
+    (out / "samples.json").write_text(json.dumps({
+        "references": {s.sample_id: list(s.references) for s in samples},
+        "image_ids": {s.sample_id: s.image_id for s in samples},
+    }))
     finished = {c.cell_id: costs for c in cells if (costs := reusable(c, store, wanted)) is not None}
     todo = [c for c in cells if c.cell_id not in finished]
     uri = grid.tracking.uri or default_tracking_uri(out)
@@ -132,9 +142,11 @@ def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], addres
         print(f"WARNING: {tracker_note}", flush=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     with CaptionScorer() as scorer:
-        recorder = SweepRecorder(cells, samples, store, scorer, tracker)
+        progress = SweepProgress(len(cells), len(samples))
+        recorder = SweepRecorder(cells, samples, store, scorer, tracker, progress)
         for cell_id, costs in finished.items():
             recorder.record(cell_id, costs, from_store=True)
+            progress.cell_reused(cell_id)
         try:
             if todo:
                 run_trials(todo, samples, PipelineSettings.from_grid(grid), store, out / "tune",
@@ -143,6 +155,7 @@ def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], addres
             for cell in cells:
                 if cell.cell_id not in recorder.outcomes:
                     recorder.record_failure(cell.cell_id, "no result: the sweep stopped before this cell")
+            progress.close()
     if ray.is_initialized():
         ray.shutdown()
 
@@ -152,11 +165,14 @@ def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], addres
     plots = plot_fronts(results, out)
     _, random_note = front_pool(results)
     n_failed = int((results["status"] != "ok").sum())
+    report = write_html_report(out, f"Sweep report: {grid.name}", results, plots,
+                               {s.sample_id: list(s.references) for s in samples},
+                               [random_note] if random_note else [])
     if tracker is not None:
         try:
             tracker.log_parent(
                 metrics={"n_cells_ok": len(cells) - n_failed, "n_cells_failed": n_failed},
-                artifacts=[*plots, out / "results.csv", out / "pareto_front.csv"],
+                artifacts=[*plots, out / "results.csv", out / "pareto_front.csv", report],
             )
             tracker.finish(ok=n_failed == 0)
         except Exception as err:
@@ -171,6 +187,7 @@ def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], addres
         print(f"note: {note}")
     print(f"results:   {out / 'results.csv'}  (per-cell caption tables under {out / 'cells'})")
     print(f"plots:     {', '.join(p.name for p in plots)} in {out}")
+    print(f"report:    {report}  (rebuild: python -m sweep.report {out})")
     parent = tracker.parent_id if tracker else "not logged"
     print(f"MLflow:    {uri}  (experiment '{grid.tracking.experiment}', parent run {parent})")
     if uri.startswith("sqlite:"):
@@ -193,6 +210,13 @@ def main(argv: list[str] | None = None) -> int:
         print(err, file=sys.stderr)
         return 2
     cells = expand_cells(grid, dataset_fingerprint(samples, grid.dataset.image_max_side))
+    if args.dry_run:
+        from sweep.plan import format_plan, plan_cells
+
+        plans = plan_cells(cells, ResultStore(grid.output_dir.resolve()), {s.sample_id for s in samples})
+        print(f"sweep '{grid.name}': {len(cells)} cells x {len(samples)} images (dry run)")
+        print(format_plan(plans))
+        return 0 if all(p.runnable for p in plans) else 1
     code, _ = run_sweep(grid, cells, samples, args.address, args.verbose, args.fresh)
     return code
 

@@ -6,6 +6,7 @@ import math
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ from sweep.pipeline import PipelineSettings, caption_samples
 from sweep.store import ResultStore
 
 
-def run_cell(cell: Cell, samples: list[Sample], settings: PipelineSettings, store: ResultStore) -> dict:
+def run_cell(cell: Cell, samples: list[Sample], settings: PipelineSettings, store: ResultStore,
+             on_progress: Callable[[int], None] | None = None) -> dict:
     """Caption what the store lacks, consolidate, and return the cell's cost metrics."""
     wanted = {s.sample_id for s in samples}
     cached = store.finished_costs(cell.cell_id, wanted)
@@ -30,6 +32,7 @@ def run_cell(cell: Cell, samples: list[Sample], settings: PipelineSettings, stor
     todo = [s for s in samples if s.sample_id not in done]
     ids = {s.sample_id: s.image_id for s in samples}
     attempt = uuid.uuid4().hex[:8]
+    progress = {"done": len(done & wanted)}
 
     def save(rows: pd.DataFrame) -> None:
         rows = rows.copy()
@@ -43,6 +46,9 @@ def run_cell(cell: Cell, samples: list[Sample], settings: PipelineSettings, stor
         ]
         rows["attempt"] = attempt
         store.append_part(cell.cell_id, rows)
+        progress["done"] += len(rows)
+        if on_progress:
+            on_progress(progress["done"])
 
     start = time.perf_counter()
     if todo:
@@ -68,7 +74,8 @@ def cell_trainable(config: dict, *, cells: dict[str, str], samples: list[Sample]
     cell = Cell.model_validate_json(cells[config["cell_id"]])
     store = ResultStore(Path(store_root))
     try:
-        costs = run_cell(cell, samples, settings, store)
+        costs = run_cell(cell, samples, settings, store,
+                         on_progress=lambda n: tune.report({"samples_done": n, "cell_id": cell.cell_id}))
     except Exception as err:
         # Ray wraps the actor's exception in layers of traceback: keep the root cause's last line.
         detail = "".join(traceback.format_exception(err))

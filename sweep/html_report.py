@@ -1,0 +1,84 @@
+"""A self-contained HTML report of a sweep: ranked cells, Pareto front, plots, example captions."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+
+import pandas as pd
+
+RANK_COLUMNS = [
+    ("label", "cell"), ("status", "status"), ("backend", "backend"), ("weights", "weights"),
+    ("cider", "CIDEr"), ("bleu_4", "BLEU-4"), ("meteor", "METEOR"), ("rouge_l", "ROUGE-L"),
+    ("latency_p50_s", "latency p50 (s)"), ("images_per_sec", "images/s"),
+    ("peak_memory_gb", "peak memory (GB)"),
+    ("energy_kwh", "energy (kWh)"), ("pareto", "Pareto front"), ("reason", "failure"),
+]
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}
+th{background:#f0f0f0}tr.front td{background:#fff6d5}tr.failed td{color:#a00}
+.note{background:#fdecea;padding:8px;border-left:4px solid #d33}img{max-width:48%;margin:4px}
+"""
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.4g}"
+    return html.escape(str(value))
+
+
+def rank(results: pd.DataFrame) -> pd.DataFrame:
+    """Successful cells by CIDEr (best first), failed cells last."""
+    ok = results[results["status"] == "ok"].sort_values("cider", ascending=False, na_position="last")
+    return pd.concat([ok, results[results["status"] != "ok"]])
+
+
+def build_html(title: str, results: pd.DataFrame, plots: list[Path],
+               examples: dict[str, list[dict]], notes: list[str]) -> str:
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]
+    parts += [f"<p class='note'>{html.escape(n)}</p>" for n in notes]
+    cols = [(k, h) for k, h in RANK_COLUMNS if k in results]
+    parts.append("<h2>Cells, ranked by CIDEr</h2><table id='cells'><tr><th>#</th>")
+    parts += [f"<th>{h}</th>" for _, h in cols]
+    parts.append("</tr>")
+    for i, (_, row) in enumerate(rank(results).iterrows(), start=1):
+        klass = "failed" if row["status"] != "ok" else ("front" if row.get("pareto") else "")
+        parts.append(f"<tr class='{klass}' data-cell-id='{html.escape(str(row['cell_id']))}'><td>{i}</td>")
+        parts += [f"<td>{_cell(row[k])}</td>" for k, _ in cols]
+        parts.append("</tr>")
+    parts.append("</table><p>Highlighted rows lie on a CIDEr-vs-cost Pareto front (the axes are named).</p>")
+    parts.append("<h2>Pareto plots</h2>")
+    for path in plots:
+        data = base64.b64encode(Path(path).read_bytes()).decode()
+        parts.append(f"<img alt='{html.escape(Path(path).stem)}' src='data:image/png;base64,{data}'>")
+    parts.append("<h2>Example captions</h2>")
+    labels = dict(zip(results["cell_id"], results["label"], strict=True))
+    for cell_id, rows in examples.items():
+        parts.append(f"<h3>{html.escape(str(labels.get(cell_id, cell_id)))}</h3><table class='examples'>"
+                     "<tr><th>image</th><th>caption</th><th>human references</th></tr>")
+        for ex in rows:
+            refs = "<br>".join(html.escape(r) for r in ex["references"])
+            parts.append(f"<tr><td>{ex['image_id']}</td><td>{html.escape(ex['caption'] or ex['error'])}</td>"
+                         f"<td>{refs}</td></tr>")
+        parts.append("</table>")
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+def examples_from_tables(tables: dict[str, pd.DataFrame], references: dict[str, list[str]],
+                         per_cell: int = 3) -> dict[str, list[dict]]:
+    """The first few samples of each cell (the same images across cells, so they compare)."""
+    out = {}
+    for cell_id, table in tables.items():
+        rows = table.head(per_cell)
+        out[cell_id] = [
+            {"image_id": int(r["image_id"]), "caption": str(r["caption"]), "error": str(r["error"]),
+             "references": references.get(str(r["sample_id"]), [])}
+            for _, r in rows.iterrows()
+        ]
+    return out

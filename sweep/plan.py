@@ -1,0 +1,136 @@
+"""`--dry-run`: what each cell would do, from local information only (no GPU, no download, no Ray)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sweep.cells import Cell
+from sweep.store import ResultStore
+
+PLANNED_SIDES = {
+    "fp32": ("float32", "float32"), "fp16": ("float16", "float16"), "bf16": ("bfloat16", "bfloat16"),
+    "int8": ("float", "int8"), "int8-vision": ("int8", "float"), "nf4": ("float", "nf4"),
+}
+
+
+@dataclass
+class CellPlan:
+    cell: Cell
+    family: str = "?"
+    backend: str = "?"
+    backend_reason: str = ""
+    vision: str = ""
+    language: str = ""
+    store_state: str = "new"
+    eta_s: float | None = None
+    memory: str = "unknown"
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def runnable(self) -> bool:
+        return not self.problems
+
+
+def local_config(model_id: str, revision: str | None) -> dict | None:
+    """config.json from a local folder or the local HF cache; never downloads."""
+    folder = Path(model_id)
+    if (folder / "config.json").is_file():
+        return json.loads((folder / "config.json").read_text())
+    try:
+        from huggingface_hub import hf_hub_download
+
+        path = hf_hub_download(model_id, "config.json", revision=revision, local_files_only=True)
+        return json.loads(Path(path).read_text())
+    except Exception:
+        return None
+
+
+def _family_of(cell: Cell):
+    from actors.registry import detect_family, get_family
+
+    spec = cell.model
+    if spec.family:
+        return get_family(spec.family), None
+    if spec.is_tiny:
+        return get_family(spec.id.removeprefix("tiny:")), None
+    config = local_config(spec.id, spec.revision)
+    if config is None:
+        return None, "family unknown: config.json is not available locally; set `family:` on the model"
+    return detect_family(config), None
+
+
+def _backend(cell: Cell, family) -> tuple[str, str]:
+    from actors import backends
+
+    params = inspect.signature(backends.choose_backend).parameters
+    kwargs = {}
+    if "cuda" in params:
+        import torch
+
+        kwargs["cuda"] = torch.cuda.is_available()
+    if "vllm_importable" in params:
+        import importlib.util
+
+        kwargs["vllm_importable"] = importlib.util.find_spec("vllm") is not None
+    return backends.choose_backend(cell.backend, family, cell.precision, **kwargs)
+
+
+def eta_from_store(store: ResultStore, cell: Cell, n_samples: int) -> float | None:
+    """From finished cells of the same model and precision in this store: load + per-image time."""
+    for cell_json in store.root.glob("cells/*/cell.json"):
+        try:
+            other = json.loads(cell_json.read_text())
+            costs = json.loads((cell_json.parent / "costs.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if other["model"]["id"] == cell.model.id and other["precision"] == cell.precision:
+            return costs.get("load_seconds", 0.0) + costs.get("seconds_per_image", 0.0) * n_samples
+    return None
+
+
+def plan_cells(cells: list[Cell], store: ResultStore, sample_ids: set[str]) -> list[CellPlan]:
+    plans = []
+    for cell in cells:
+        plan = CellPlan(cell)
+        plan.vision, plan.language = PLANNED_SIDES[cell.precision]
+        try:
+            family, problem = _family_of(cell) if not cell.model.loader else (None, None)
+        except ValueError as err:
+            family, problem = None, str(err)
+        if cell.model.loader:
+            plan.family, plan.backend, plan.backend_reason = "custom", "custom", f"loader {cell.model.loader}"
+        elif family is None:
+            plan.problems.append(problem or "family unknown")
+        else:
+            plan.family = family.name
+            if family.requires_remote_code and not cell.model.trust_remote_code:
+                plan.problems.append(f"{family.name} runs remote code: set trust_remote_code: true")
+            try:
+                plan.backend, plan.backend_reason = _backend(cell, family)
+            except ValueError as err:
+                plan.problems.append(str(err))
+        done = store.done_sample_ids(cell.cell_id) & sample_ids
+        if store.finished_costs(cell.cell_id, sample_ids) is not None:
+            plan.store_state = "finished (read back, not recomputed)"
+        elif done:
+            plan.store_state = f"{len(done)}/{len(sample_ids)} samples stored (resumes)"
+        plan.eta_s = eta_from_store(store, cell, len(sample_ids) - len(done))
+        plans.append(plan)
+    return plans
+
+
+def format_plan(plans: list[CellPlan]) -> str:
+    lines = []
+    for i, p in enumerate(plans, start=1):
+        eta = f"{p.eta_s:.0f} s" if p.eta_s is not None else "unknown (no past run)"
+        lines.append(f"[{i}] {p.cell.label}  id={p.cell.cell_id}")
+        lines.append(f"    family={p.family}  backend={p.backend} ({p.backend_reason})")
+        lines.append(f"    precision: vision={p.vision} language={p.language}  memory: {p.memory}")
+        lines.append(f"    store: {p.store_state}  ETA: {eta}")
+        lines += [f"    CANNOT RUN: {problem}" for problem in p.problems]
+    bad = sum(not p.runnable for p in plans)
+    lines.append(f"{len(plans)} cells, {len(plans) - bad} runnable, {bad} cannot run")
+    return "\n".join(lines)
