@@ -16,6 +16,15 @@ from actors.custom import load_custom
 from actors.energy import EnergyMeter
 
 
+def images_of(batch: dict[str, np.ndarray], i: int) -> list[Image.Image]:
+    """The sample's frames (video scenes, JPEG bytes) or its one decoded image."""
+    if "frames_jpeg" in batch:
+        import io
+
+        return [Image.open(io.BytesIO(bytes(b))).convert("RGB") for b in batch["frames_jpeg"][i]]
+    return [Image.fromarray(np.asarray(batch["image"][i], dtype=np.uint8))]
+
+
 class CellOutOfMemory(RuntimeError):
     """Raised as `oom: ...` so the cell's failure reason reads `oom`."""
 
@@ -60,7 +69,8 @@ class CaptionStage:
             self.captioner = load_custom(m.loader, m.id, self.cell.precision)
         else:
             self.captioner = make_captioner(
-                m.id, m.family, m.revision, m.trust_remote_code, self.cell.precision, self.cell.backend
+                m.id, m.family, m.revision, m.trust_remote_code, self.cell.precision, self.cell.backend,
+                weights_mode=m.weights,
             )
         self.actor_id = f"{socket.gethostname()}:{os.getpid()}"
         import ray
@@ -84,11 +94,8 @@ class CaptionStage:
         start = time.perf_counter()
         if ok:
             requests = [
-                CaptionRequest(
-                    sample_id=str(batch["sample_id"][i]),
-                    images=[Image.fromarray(np.asarray(batch["image"][i], dtype=np.uint8))],
-                    prompt=self.cell.prompt,
-                )
+                CaptionRequest(sample_id=str(batch["sample_id"][i]), images=images_of(batch, i),
+                               prompt=self.cell.prompt)
                 for i in ok
             ]
             results = generate_with_oom_retry(self.captioner, requests, self.generate_kwargs)

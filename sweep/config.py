@@ -7,10 +7,19 @@ dotted path of the field it concerns.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 Precision = Literal["fp32", "fp16", "bf16", "int8", "int8-vision", "nf4"]
 Backend = Literal["auto", "hf", "vllm"]
@@ -45,6 +54,65 @@ class DatasetConfig(_Strict):
         if not v.is_dir():
             raise ValueError(f"folder not found: {v}")
         return v
+
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+
+
+class SceneDetectionConfig(_Strict):
+    detector: Literal["content", "adaptive"] = "content"
+    threshold: float = Field(default=27.0, gt=0, description="PySceneDetect threshold of that detector")
+    min_scene_seconds: float = Field(default=0.5, ge=0, description="shorter scenes merge into the next")
+
+
+class FrameSamplingConfig(_Strict):
+    strategy: Literal["start_middle", "uniform", "middle"] = Field(
+        default="start_middle", description="which frames of each scene the model sees"
+    )
+    n_frames: int = Field(default=4, ge=1, le=32, description="frames per scene for 'uniform'")
+
+
+class VideoDatasetConfig(_Strict):
+    kind: Literal["video"]
+    videos: Path | None = Field(default=None, description="folder of video files")
+    manifest: Path | None = Field(
+        default=None, description="yaml/json list of {path, id?, captions?: [[refs of scene 0], ...]}"
+    )
+    limit: int | None = Field(default=None, ge=1, description="use at most this many videos")
+    scenes: SceneDetectionConfig = SceneDetectionConfig()
+    frames: FrameSamplingConfig = FrameSamplingConfig()
+    image_max_side: int = Field(default=448, ge=16, le=4096, description="resize frames to fit this side")
+
+    @field_validator("videos")
+    @classmethod
+    def _folder_exists(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_dir():
+            raise ValueError(f"folder not found: {v}")
+        return v
+
+    @field_validator("manifest")
+    @classmethod
+    def _manifest_exists(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"file not found: {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> VideoDatasetConfig:
+        if (self.videos is None) == (self.manifest is None):
+            raise ValueError("set exactly one of 'videos' (a folder) or 'manifest' (a file)")
+        return self
+
+
+def _dataset_kind(value: Any) -> str:
+    kind = value.get("kind", "coco") if isinstance(value, dict) else getattr(value, "kind", "coco")
+    return kind if kind in ("coco", "video") else "coco"
+
+
+AnyDataset = Annotated[
+    Annotated[DatasetConfig, Tag("coco")] | Annotated[VideoDatasetConfig, Tag("video")],
+    Discriminator(_dataset_kind),
+]
 
 
 class ModelSpec(_Strict):
@@ -113,6 +181,14 @@ class ResourcesConfig(_Strict):
         description="logical GPUs of an embedded Ray without CUDA (default: 2, or what one cell needs)",
     )
     cpus_per_decode_task: float = Field(default=0.5, gt=0)
+    accelerator_type: str | None = Field(
+        default=None, min_length=1,
+        description="run model actors only on nodes with this accelerator (Ray's accelerator_type, e.g. L4)",
+    )
+    gpu_memory_gb: float | None = Field(
+        default=None, gt=0,
+        description="memory of one GPU for the fit check (default: known from accelerator_type)",
+    )
 
 
 class TrackingConfig(_Strict):
@@ -127,7 +203,7 @@ class EnergyConfig(_Strict):
 
 class GridConfig(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    dataset: DatasetConfig
+    dataset: AnyDataset
     models: list[ModelSpec] = Field(min_length=1)
     precisions: list[Precision] = Field(default=["fp32"], min_length=1)
     max_new_tokens: list[int] = Field(default=[32], min_length=1)
@@ -154,13 +230,6 @@ class GridConfig(_Strict):
             raise ValueError("prompts must not be empty strings")
         return v
 
-    @field_validator("backend")
-    @classmethod
-    def _backend_available(cls, v: str) -> str:
-        if v == "vllm":
-            raise ValueError("'vllm' is not available in this version yet; use 'auto' or 'hf'")
-        return v
-
     @model_validator(mode="after")
     def _unique_model_names(self) -> GridConfig:
         names = [m.display_name for m in self.models]
@@ -184,7 +253,10 @@ class GridError(ValueError):
 def _problems(err: ValidationError) -> list[tuple[str, str]]:
     out = []
     for e in err.errors():
-        path = ".".join(str(p) for p in e["loc"]) or "<grid>"
+        # the dataset union adds its tag to the path: users wrote `dataset.x`, not `dataset.coco.x`
+        loc = [p for i, p in enumerate(e["loc"])
+               if not (i == 1 and e["loc"][0] == "dataset" and p in ("coco", "video"))]
+        path = ".".join(str(p) for p in loc) or "<grid>"
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown field"

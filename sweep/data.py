@@ -18,10 +18,19 @@ class Sample:
     path: str
     references: tuple[str, ...]
     content_sha1: str  # of the file bytes, "" when the file is missing
+    # video scenes only: which part of which video, and the frame times the model sees
+    video_id: str = ""
+    scene_index: int = -1
+    start_s: float = 0.0
+    end_s: float = 0.0
+    video_duration_s: float = 0.0
+    frame_times: tuple[float, ...] = ()
+    error: str = ""  # the video could not be read: the sample becomes an error row
 
     def to_row(self) -> dict:
         row = asdict(self)
         row["references"] = list(self.references)
+        row["frame_times"] = list(self.frame_times)
         return row
 
 

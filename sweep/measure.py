@@ -53,6 +53,26 @@ def summarize_costs(table: pd.DataFrame, cell_wall_seconds: float) -> dict[str, 
     return out
 
 
+def summarize_video(table: pd.DataFrame) -> dict[str, float]:
+    """Seconds per scene, real-time factor (processing time / video duration) and scenes per video.
+
+    A scene's processing time is its share of the generate() call it was in; RTF < 1 keeps up with
+    real time. Per-video RTF goes into the table as `video_rtf`."""
+    ok = table[table["error"] == ""]
+    videos = table.drop_duplicates("video_id")
+    duration = float(videos["video_duration_s"].sum())
+    per_video = ok.groupby("video_id")["processing_time_sec"].sum()
+    durations = videos.set_index("video_id")["video_duration_s"]
+    table["video_rtf"] = table["video_id"].map(lambda v: per_video.get(v, float("nan")) / durations[v]
+                                               if durations.get(v, 0) else float("nan"))
+    return {
+        "seconds_per_scene": float(ok["processing_time_sec"].mean()) if len(ok) else float("nan"),
+        "rtf": float(ok["processing_time_sec"].sum()) / duration if duration else float("nan"),
+        "scenes_per_video": len(ok) / max(1, ok["video_id"].nunique()),
+        "n_videos": float(table["video_id"].nunique()),
+    }
+
+
 def load_report_of(table: pd.DataFrame) -> dict:
     """The first actor's load report (backend, family, device, versions, module precisions)."""
     return json.loads(table["load_report"].iloc[0])

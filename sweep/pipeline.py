@@ -11,7 +11,7 @@ import pandas as pd
 from sweep.cells import Cell
 from sweep.config import GridConfig
 from sweep.data import Sample
-from sweep.stages import DecodeImage
+from sweep.stages import DecodeFrames, DecodeImage
 
 CAPTION_COLUMNS = [
     "sample_id", "caption", "generated_tokens", "error", "processing_time_sec", "batch_latency_sec",
@@ -27,6 +27,7 @@ class PipelineSettings:
     image_max_side: int
     cpus_per_decode_task: float
     energy_country: str | None
+    accelerator_type: str | None = None  # e.g. "L4": model actors only on nodes with that accelerator
 
     @classmethod
     def from_grid(cls, grid: GridConfig) -> PipelineSettings:
@@ -34,6 +35,7 @@ class PipelineSettings:
             image_max_side=grid.dataset.image_max_side,
             cpus_per_decode_task=grid.resources.cpus_per_decode_task,
             energy_country=grid.energy.country_iso_code if grid.energy.enabled else None,
+            accelerator_type=grid.resources.accelerator_type,
         )
 
 
@@ -46,11 +48,14 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
 
     from actors.stage import CaptionStage
 
-    rows = [{"sample_id": s.sample_id, "path": s.path} for s in samples]
+    video = any(s.video_id for s in samples)
+    rows = [{"sample_id": s.sample_id, "path": s.path, "frame_times": list(s.frame_times), "error": s.error}
+            for s in samples]
     # about one block per batch, so the actor pool can shard the images across replicas
     blocks = max(1, min(len(rows), math.ceil(len(rows) / cell.batch_size)))
     ds = ray.data.from_items(rows, override_num_blocks=blocks)
-    ds = ds.map(DecodeImage(settings.image_max_side), num_cpus=settings.cpus_per_decode_task)
+    decode = DecodeFrames(settings.image_max_side) if video else DecodeImage(settings.image_max_side)
+    ds = ds.map(decode, num_cpus=settings.cpus_per_decode_task)
     ds = ds.map_batches(
         CaptionStage,
         fn_constructor_kwargs={
@@ -65,6 +70,8 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
         # a dead actor is restarted and its batches retried; the store drops any duplicate rows
         max_restarts=2,
         max_task_retries=2,
+        # Ray's own accelerator label: requires the node resource "accelerator_type:<name>"
+        accelerator_type=settings.accelerator_type,
     )
     produced = 0
     for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):

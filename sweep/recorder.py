@@ -63,6 +63,8 @@ class SweepRecorder:
 
     def score(self, table: Any) -> dict[str, float]:
         ok = table[table["error"] == ""]
+        # only samples with human references can be scored (video scenes often have none)
+        ok = ok[ok["sample_id"].map(lambda sid: bool(self.references.get(sid)))]
         if ok.empty:
             return {k: math.nan for k in QUALITY_KEYS if k != "spice"}
         predictions = dict(zip(ok["sample_id"], ok["caption"], strict=True))
@@ -71,6 +73,7 @@ class SweepRecorder:
             if note not in self.notes:
                 self.notes.append(note)
         scores["mean_caption_words"] = mean_caption_length(ok["caption"])
+        scores["n_scored"] = float(len(ok))
         return scores
 
     def record(self, cell_id: str, costs: dict[str, float], from_store: bool = False) -> CellOutcome:
@@ -78,6 +81,7 @@ class SweepRecorder:
         table = self.store.read_captions(cell_id)
         report = load_report_of(table)
         extra = {"peak_memory_kind": table["peak_memory_kind"].iloc[0]}
+        extra["multi_image"] = report.get("family_info", {}).get("multi_image", "")
         if "node_id" in table:  # where the cell ran: one id per node that held one of its actors
             extra["node_ids"] = ",".join(sorted(set(table["node_id"]) - {""}))
         params = cell_params(cell, report, extra)

@@ -56,6 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def load_samples(grid: GridConfig) -> tuple[list[Sample] | None, str]:
+    """COCO samples now; video scenes are detected later, on Ray (None until then)."""
+    if grid.dataset.kind == "video":
+        from sweep.video import list_videos, video_fingerprint
+
+        list_videos(grid.dataset)  # bad manifests fail here, before Ray
+        return None, video_fingerprint(grid.dataset)
+    samples = load_coco_samples(grid.dataset)
+    return samples, dataset_fingerprint(samples, grid.dataset.image_max_side)
+
+
 def init_ray(grid: GridConfig, cells: list[Cell], address: str | None, verbose: bool) -> str:
     """Join the cluster named by --address/$RAY_ADDRESS, else start an embedded Ray."""
     import ray
@@ -99,7 +110,7 @@ def reusable(cell: Cell, store: ResultStore, wanted: set[str]) -> dict | None:
     return store.finished_costs(cell.cell_id, wanted)
 
 
-def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], address: str | None = None,
+def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample] | None, address: str | None = None,
               verbose: bool = False, fresh: bool = False) -> tuple[int, dict]:
     import pandas as pd
     import ray
@@ -115,6 +126,12 @@ def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], addres
     out = grid.output_dir.resolve()
     out.mkdir(parents=True, exist_ok=True)
     store = ResultStore(out)
+    where = None
+    if samples is None:  # video: scenes are detected on Ray, once per video file (cached)
+        from sweep.video import load_video_samples
+
+        where = init_ray(grid, cells, address, verbose)
+        samples = load_video_samples(grid.dataset, out / "scene-cache")
     if fresh and (archived := archive_cells(store, cells)):
         print(f"--fresh: earlier results of these cells moved to {archived}")
     wanted = {s.sample_id for s in samples}
@@ -125,7 +142,8 @@ def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], addres
     finished = {c.cell_id: costs for c in cells if (costs := reusable(c, store, wanted)) is not None}
     todo = [c for c in cells if c.cell_id not in finished]
     uri = grid.tracking.uri or default_tracking_uri(out)
-    where = init_ray(grid, todo or cells, address, verbose) if todo else "no Ray (every cell is in the store)"
+    if where is None:
+        where = init_ray(grid, todo or cells, address, verbose) if todo else "no Ray (all cells are stored)"
     print(f"sweep '{grid.name}': {len(cells)} cells x {len(samples)} images on {where}", flush=True)
     if finished:
         print(f"{len(finished)} cells already finished in {out / 'cells'}: read back, not recomputed",
@@ -205,16 +223,18 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         grid = load_grid(args.grid, args.overrides)
-        samples = load_coco_samples(grid.dataset)
+        samples, fingerprint = load_samples(grid)
     except (GridError, DatasetError) as err:
         print(err, file=sys.stderr)
         return 2
-    cells = expand_cells(grid, dataset_fingerprint(samples, grid.dataset.image_max_side))
+    cells = expand_cells(grid, fingerprint)
     if args.dry_run:
         from sweep.plan import format_plan, plan_cells
 
-        plans = plan_cells(cells, ResultStore(grid.output_dir.resolve()), {s.sample_id for s in samples})
-        print(f"sweep '{grid.name}': {len(cells)} cells x {len(samples)} images (dry run)")
+        ids = {s.sample_id for s in samples} if samples is not None else set()
+        plans = plan_cells(cells, ResultStore(grid.output_dir.resolve()), ids)
+        count = f"{len(samples)} images" if samples is not None else "video scenes (detected at run time)"
+        print(f"sweep '{grid.name}': {len(cells)} cells x {count} (dry run)")
         print(format_plan(plans))
         return 0 if all(p.runnable for p in plans) else 1
     code, _ = run_sweep(grid, cells, samples, args.address, args.verbose, args.fresh)

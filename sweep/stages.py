@@ -16,6 +16,10 @@ class DecodeImage:
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         out = {"sample_id": row["sample_id"], "error": "", "image_width": 0, "image_height": 0}
+        if row.get("error"):
+            out["error"] = str(row["error"])
+            out["image"] = np.zeros((1, 1, 3), dtype=np.uint8)
+            return out
         try:
             with Image.open(row["path"]) as img:
                 img = img.convert("RGB")
@@ -25,4 +29,40 @@ class DecodeImage:
         except (OSError, UnidentifiedImageError, ValueError) as err:
             out["error"] = f"{type(err).__name__}: {err}"
             out["image"] = np.zeros((1, 1, 3), dtype=np.uint8)
+        return out
+
+
+class DecodeFrames:
+    """Seek to each chosen frame of a scene (no full decode), resize, and pass frames as JPEG bytes
+    (a list of variable-size arrays does not fit one Arrow column; a list of bytes does)."""
+
+    def __init__(self, max_side: int):
+        self.max_side = max_side
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        import io
+
+        import cv2
+
+        out = {"sample_id": row["sample_id"], "error": str(row.get("error") or ""), "image_width": 0,
+               "image_height": 0, "frames_jpeg": [], "image": np.zeros((1, 1, 3), dtype=np.uint8)}
+        if out["error"]:
+            return out
+        capture = cv2.VideoCapture(row["path"])
+        try:
+            for t in row["frame_times"]:
+                capture.set(cv2.CAP_PROP_POS_MSEC, float(t) * 1000.0)
+                ok, frame = capture.read()
+                if not ok:
+                    out["error"] = f"cannot decode the frame at {t:.2f} s of {row['path']}"
+                    out["frames_jpeg"] = []
+                    return out
+                img = Image.fromarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+                out["image_width"], out["image_height"] = img.size
+                img.thumbnail((self.max_side, self.max_side), Image.Resampling.BICUBIC)
+                buf = io.BytesIO()
+                img.save(buf, format="JPEG", quality=95)
+                out["frames_jpeg"].append(buf.getvalue())
+        finally:
+            capture.release()
         return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import traceback
@@ -15,7 +16,7 @@ import pandas as pd
 
 from sweep.cells import Cell
 from sweep.data import Sample
-from sweep.measure import summarize_costs
+from sweep.measure import summarize_costs, summarize_video
 from sweep.pipeline import PipelineSettings, caption_samples
 from sweep.store import ResultStore
 
@@ -31,6 +32,8 @@ def run_cell(cell: Cell, samples: list[Sample], settings: PipelineSettings, stor
     done = store.done_sample_ids(cell.cell_id)
     todo = [s for s in samples if s.sample_id not in done]
     ids = {s.sample_id: s.image_id for s in samples}
+    by_id = {s.sample_id: s for s in samples}
+    video = any(s.video_id for s in samples)
     attempt = uuid.uuid4().hex[:8]
     progress = {"done": len(done & wanted)}
 
@@ -45,6 +48,14 @@ def run_cell(cell: Cell, samples: list[Sample], settings: PipelineSettings, stor
             datetime.fromtimestamp(ts, tz=timezone.utc).isoformat() for ts in rows["batch_end_ts"]
         ]
         rows["attempt"] = attempt
+        if video:  # the per-scene table: which part of which video, and the frames used
+            scene = [by_id[sid] for sid in rows["sample_id"]]
+            rows["video_id"] = [s.video_id for s in scene]
+            rows["scene_index"] = [s.scene_index for s in scene]
+            rows["start_s"] = [s.start_s for s in scene]
+            rows["end_s"] = [s.end_s for s in scene]
+            rows["video_duration_s"] = [s.video_duration_s for s in scene]
+            rows["frames_used"] = [json.dumps(list(s.frame_times)) for s in scene]
         store.append_part(cell.cell_id, rows)
         progress["done"] += len(rows)
         if on_progress:
@@ -62,6 +73,8 @@ def run_cell(cell: Cell, samples: list[Sample], settings: PipelineSettings, stor
     table = table[table["sample_id"].isin(wanted)]
     table = table.sort_values("sample_id", key=lambda col: col.map(order)).reset_index(drop=True)
     costs = summarize_costs(table, wall)
+    if video:
+        costs.update(summarize_video(table))
     costs["resumed_samples"] = float(len(done & wanted))
     store.finish_cell(cell.cell_id, table, costs)
     return costs

@@ -12,14 +12,16 @@ from sweep.data import load_coco_samples
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
 
 
-def local(coco: Path) -> list[str]:
+def local(coco: Path, path: Path | None = None) -> list[str]:
+    if path is not None and "video" in path.name:
+        return [f"dataset.videos={coco / 'val2017'}"]  # any existing folder: validation only
     return [f"dataset.captions={coco / 'captions_val2017.json'}", f"dataset.images={coco / 'val2017'}"]
 
 
 @pytest.mark.parametrize("path", sorted(SPACES.glob("*.yaml")), ids=lambda p: p.name)
 def test_ready_grid_validates(path, coco_mini, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    grid = load_grid(path, local(coco_mini))
+    grid = load_grid(path, local(coco_mini, path))
     for model in grid.models:
         assert model.family is None or model.family in known_families()
     assert expand_cells(grid, "fp")
