@@ -21,4 +21,6 @@ def resolve_model(model_id: str) -> tuple[str, str]:
 
         family = model_id.removeprefix("tiny:")
         return str(build_tiny_model(family, tiny_cache_dir() / family)), "random"
+    if (Path(model_id) / "ZOO_MODEL.json").is_file():
+        return model_id, "toy"  # trained by the project on synthetic data (sweep.zoo)
     return model_id, "real"
