@@ -91,11 +91,52 @@ def eta_from_store(store: ResultStore, cell: Cell, n_samples: int) -> float | No
     return None
 
 
-def plan_cells(cells: list[Cell], store: ResultStore, sample_ids: set[str]) -> list[CellPlan]:
+def target_gpu_bytes(accelerator_type: str | None, gpu_memory_gb: float | None) -> int | None:
+    """The GPU a cell must fit: the grid's override or accelerator type, else this machine's GPU."""
+    from sweep.memory import gpu_memory_bytes
+
+    known = gpu_memory_bytes(accelerator_type, gpu_memory_gb)
+    if known:
+        return known
+    import torch
+
+    return int(torch.cuda.get_device_properties(0).total_memory) if torch.cuda.is_available() else None
+
+
+def memory_refusals(cells: list[Cell], gpu_bytes: int | None, image_side: int | None) -> dict[str, str]:
+    """{cell_id: reason} for cells whose estimate exceeds the GPU (configs read locally, no download)."""
+    from sweep.memory import read_model_config, refuse_unfit
+
+    configs = {c.model.id: cfg for c in cells
+               if not c.model.loader and (cfg := read_model_config(c.model.id, c.model.revision))}
+    return refuse_unfit(cells, configs, gpu_bytes, image_side)
+
+
+def _memory_text(cell: Cell, gpu_bytes: int | None, image_side: int | None) -> str:
+    from sweep.memory import estimate_cell_bytes, read_model_config
+
+    config = None if cell.model.loader else read_model_config(cell.model.id, cell.model.revision)
+    if config is None:
+        return "unknown (no local config.json)"
+    try:
+        est = estimate_cell_bytes(config, cell.precision, cell.batch_size, cell.max_new_tokens,
+                                  cell.num_beams or 1, image_side=image_side)["total"]
+    except (KeyError, TypeError, ValueError):
+        return "unknown (config not understood)"
+    limit = f" of {gpu_bytes / 1e9:.1f} GB GPU" if gpu_bytes else " (no target GPU known)"
+    return f"~{est / 1e9:.2f} GB{limit}"
+
+
+def plan_cells(cells: list[Cell], store: ResultStore, sample_ids: set[str],
+               gpu_bytes: int | None = None, image_side: int | None = None) -> list[CellPlan]:
     plans = []
+    refused = memory_refusals(cells, gpu_bytes, image_side)
     for cell in cells:
         plan = CellPlan(cell)
         plan.vision, plan.language = PLANNED_SIDES[cell.precision]
+        plan.memory = _memory_text(cell, gpu_bytes, image_side)
+        if cell.cell_id in refused:
+            plan.problems.append(refused[cell.cell_id])
         try:
             family, problem = _family_of(cell) if not cell.model.loader else (None, None)
         except ValueError as err:

@@ -141,6 +141,11 @@ def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample] | None,
     }))
     finished = {c.cell_id: costs for c in cells if (costs := reusable(c, store, wanted)) is not None}
     todo = [c for c in cells if c.cell_id not in finished]
+    from sweep.plan import memory_refusals, target_gpu_bytes
+
+    gpu_bytes = target_gpu_bytes(grid.resources.accelerator_type, grid.resources.gpu_memory_gb)
+    refused = memory_refusals(todo, gpu_bytes, grid.dataset.image_max_side)
+    todo = [c for c in todo if c.cell_id not in refused]
     uri = grid.tracking.uri or default_tracking_uri(out)
     if where is None:
         where = init_ray(grid, todo or cells, address, verbose) if todo else "no Ray (all cells are stored)"
@@ -165,6 +170,9 @@ def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample] | None,
         for cell_id, costs in finished.items():
             recorder.record(cell_id, costs, from_store=True)
             progress.cell_reused(cell_id)
+        for cell_id, reason in refused.items():  # would not fit the GPU: refused before loading
+            recorder.record_failure(cell_id, reason)
+            progress.cell_finished(cell_id, ok=False)
         try:
             if todo:
                 run_trials(todo, samples, PipelineSettings.from_grid(grid), store, out / "tune",
@@ -229,10 +237,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     cells = expand_cells(grid, fingerprint)
     if args.dry_run:
-        from sweep.plan import format_plan, plan_cells
+        from sweep.plan import format_plan, plan_cells, target_gpu_bytes
 
         ids = {s.sample_id for s in samples} if samples is not None else set()
-        plans = plan_cells(cells, ResultStore(grid.output_dir.resolve()), ids)
+        gpu = target_gpu_bytes(grid.resources.accelerator_type, grid.resources.gpu_memory_gb)
+        store = ResultStore(grid.output_dir.resolve())
+        plans = plan_cells(cells, store, ids, gpu, grid.dataset.image_max_side)
         count = f"{len(samples)} images" if samples is not None else "video scenes (detected at run time)"
         print(f"sweep '{grid.name}': {len(cells)} cells x {count} (dry run)")
         print(format_plan(plans))

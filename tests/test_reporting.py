@@ -113,3 +113,30 @@ def test_html_report_has_every_cell_front_and_plots(finished_sweep):
 
 def test_report_cli_refuses_a_folder_without_results(tmp_path):
     assert report_main([str(tmp_path)]) == 2
+
+
+LLAVA_7B = {
+    "model_type": "llava", "architectures": ["LlavaForConditionalGeneration"],
+    "text_config": {"model_type": "llama", "hidden_size": 4096, "intermediate_size": 11008,
+                    "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 32,
+                    "vocab_size": 32064},
+    "vision_config": {"model_type": "clip_vision_model", "hidden_size": 1024, "intermediate_size": 4096,
+                      "num_hidden_layers": 24, "num_attention_heads": 16, "image_size": 336,
+                      "patch_size": 14},
+}
+
+
+def test_cells_that_do_not_fit_the_gpu_are_refused_with_both_numbers(coco_mini, tmp_path):
+    import json
+
+    model = tmp_path / "llava-1.5-7b"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps(LLAVA_7B))
+    data = grid_dict(coco_mini, tmp_path / "out", models=[{"id": str(model)}], precisions=["fp16", "nf4"])
+    data["resources"] = {"gpu_memory_gb": 16}
+    proc = subprocess.run([sys.executable, "-m", "sweep.run", str(write_grid(tmp_path, data)), "--dry-run"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    refusal = next(line for line in proc.stdout.splitlines() if "CANNOT RUN" in line)
+    assert "oom (estimated)" in refusal and "16.0 GB" in refusal and "needs about" in refusal
+    assert "2 cells, 1 runnable, 1 cannot run" in proc.stdout
