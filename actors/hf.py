@@ -25,6 +25,39 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def dummy_model(family: Family, path: str, common: dict, precision_kwargs: dict):
+    """Random weights at the real architecture size, from config.json alone (no weight download).
+
+    Float precisions: `from_config` in the cell's dtype. bitsandbytes precisions quantize while loading,
+    which needs a checkpoint: the random model is saved to a temporary folder and loaded back through the
+    family's own `load_model` hook (so per-side quantization is the same as with real weights); that costs
+    disk and time at the model's float size.
+    """
+    import shutil
+    import tempfile
+
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(path, **common)
+    auto_cls = getattr(transformers, family.auto_class)
+    dtype = precision_kwargs.get("dtype")
+    model = auto_cls.from_config(config, dtype=dtype, trust_remote_code=common.get("trust_remote_code"))
+    try:  # the checkpoint's EOS/pad ids and defaults, as with real weights
+        model.generation_config = transformers.GenerationConfig.from_pretrained(path, **common)
+    except OSError:
+        pass
+    if "quantization_config" not in precision_kwargs:
+        return model
+    tmp = tempfile.mkdtemp(prefix="vlm-sweep-dummy-")
+    try:
+        model.save_pretrained(tmp)
+        del model
+        return family.load_model(tmp, {"trust_remote_code": common.get("trust_remote_code")},
+                                 precision_kwargs)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 class HFCaptioner(Captioner):
     def __init__(
         self,
@@ -36,6 +69,7 @@ class HFCaptioner(Captioner):
         trust_remote_code: bool,
         weights: str,
         backend_reason: str,
+        dummy_weights: bool = False,
     ):
         import torch
 
@@ -45,7 +79,12 @@ class HFCaptioner(Captioner):
         start = time.perf_counter()
         common = {"revision": revision, "trust_remote_code": trust_remote_code}
         self.processor = family.load_processor(path, common)
-        self.model = family.load_model(path, common, load_kwargs(precision, family, on_cuda))
+        precision_kwargs = load_kwargs(precision, family, on_cuda)
+        if dummy_weights:
+            self.model = dummy_model(family, path, common, precision_kwargs)
+            weights = "random"
+        else:
+            self.model = family.load_model(path, common, precision_kwargs)
         if precision not in QUANTIZED:
             self.model.to(self.device)
         self.model.eval()

@@ -1,0 +1,229 @@
+"""vLLM backend: one `vllm.LLM` engine per actor, captioning through vLLM's offline API.
+
+Why not `ray.data.llm.build_processor`: it builds its own Ray Data stages (and its own vLLM actors) per
+processor config, so it would own batching, actor placement and the prompt format. This project's unit is
+the cell: one actor holds one model at one precision behind the `Captioner` interface, and the driver's
+single pipeline (decode -> CaptionStage -> scoring, with per-batch timing, OOM retry, energy, peak memory
+and resume) is the same for every backend. A `Captioner` that wraps `vllm.LLM` keeps that one pipeline and
+makes HF-vs-vLLM cells differ only in the engine, which is what the sweep compares.
+
+Mapping of the cell's settings:
+- precision fp32/fp16/bf16 -> `dtype`; bitsandbytes precisions are refused (choose_backend routes them to
+  HF); fp8 is not a precision of this project;
+- dummy weights -> `load_format="dummy"` (random weights at the real size: speed and memory, no download);
+- greedy (temperature 0) unless the cell samples; `max_tokens` = max_new_tokens, `min_tokens` =
+  min_new_tokens; num_beams > 1 -> `LLM.beam_search` (which has no min_tokens nor repetition penalty);
+- images: `{"prompt": ..., "multi_modal_data": {"image": [PIL, ...]}}`, the prompt text built by the family's
+  `format_prompt` with the model's HF processor, so HF and vLLM cells see the same prompt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from actors.base import Captioner, CaptionRequest, CaptionResult, LoadReport
+from actors.families.base import Family
+
+VLLM_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def vllm_version() -> str:
+    import vllm
+
+    return str(getattr(vllm, "__version__", "unknown"))
+
+
+def estimate_weights(path: str, family: Family, dtype_name: str, common: dict) -> tuple[int, dict, dict]:
+    """(weight bytes, per-side formats, per-side bytes) of the model at `dtype_name`, from its config alone.
+
+    The engine may live in another process (vLLM V1 runs its engine core apart), so the weights are not
+    counted there: the architecture is instantiated on the meta device (no memory) and its parameters
+    counted at the dtype vLLM loads. Returns zeros when the config cannot be built by transformers."""
+    import torch
+    import transformers
+
+    from actors.precision import module_precisions
+
+    try:
+        config = transformers.AutoConfig.from_pretrained(path, **common)
+        with torch.device("meta"):
+            model = getattr(transformers, family.auto_class).from_config(
+                config, dtype=getattr(torch, dtype_name), trust_remote_code=common.get("trust_remote_code")
+            )
+    except Exception:  # noqa: BLE001 - an estimate; the cell must not fail over it
+        return 0, {}, {}
+    total = sum(p.numel() * p.element_size() for p in model.parameters())
+    formats, sizes = module_precisions(model, family)
+    return int(total), formats, sizes
+
+
+class VLLMCaptioner(Captioner):
+    def __init__(
+        self,
+        path: str,
+        family: Family,
+        precision: str,
+        *,
+        revision: str | None,
+        trust_remote_code: bool,
+        weights: str,
+        backend_reason: str,
+        dummy_weights: bool = False,
+        max_images_per_prompt: int | None = None,
+        engine_kwargs: dict[str, Any] | None = None,
+    ):
+        if precision not in VLLM_DTYPES:
+            raise ValueError(
+                f"precision {precision} is not run on vLLM here (bitsandbytes precisions run on HF); "
+                f"vLLM takes {', '.join(VLLM_DTYPES)}"
+            )
+        import torch
+        from vllm import LLM
+
+        from actors.hf import library_versions
+
+        self.family = family
+        self.precision = precision
+        on_cuda = torch.cuda.is_available()
+        if max_images_per_prompt is None:
+            max_images_per_prompt = 1 if family.multi_image == "panorama" else 4
+        self.max_images = max_images_per_prompt
+        start = time.perf_counter()
+        common = {"revision": revision, "trust_remote_code": trust_remote_code}
+        # The HF processor is used only for the prompt text (chat template): vLLM runs its own processing.
+        self.processor = family.load_processor(path, common)
+        kwargs: dict[str, Any] = {
+            "model": path,
+            "tokenizer": path,
+            "revision": revision,
+            "trust_remote_code": trust_remote_code,
+            "dtype": VLLM_DTYPES[precision],
+            "load_format": "dummy" if dummy_weights else "auto",
+            "limit_mm_per_prompt": {"image": max_images_per_prompt},
+            "seed": 0,
+        }
+        # Operator knobs without a grid field (gpu_memory_utilization, max_model_len, enforce_eager, ...):
+        # a JSON object in VLM_SWEEP_VLLM_ENGINE_ARGS; explicit engine_kwargs win.
+        kwargs.update(json.loads(os.environ.get("VLM_SWEEP_VLLM_ENGINE_ARGS") or "{}"))
+        kwargs.update(engine_kwargs or {})
+        self.llm = LLM(**kwargs)
+        load_seconds = time.perf_counter() - start
+        weight_bytes, formats, sizes = estimate_weights(path, family, VLLM_DTYPES[precision], common)
+        versions = library_versions()
+        versions["vllm"] = vllm_version()
+        self._peak = 0
+        self.report = LoadReport(
+            backend="vllm",
+            backend_reason=backend_reason,
+            family=family.name,
+            device=torch.cuda.get_device_name(0) if on_cuda else "cpu",
+            load_seconds=load_seconds,
+            weight_bytes=weight_bytes,
+            module_precisions=formats,
+            module_weight_bytes=sizes,
+            family_info={
+                **family.describe(),
+                "trust_remote_code": trust_remote_code,
+                "vllm_load_format": kwargs["load_format"],
+                "vllm_limit_mm_per_prompt": max_images_per_prompt,
+                "weight_bytes_kind": "estimate from config at the vLLM dtype",
+            },
+            weights="random" if dummy_weights else weights,
+            library_versions=versions,
+        )
+
+    def engine_input(self, request: CaptionRequest) -> dict[str, Any]:
+        images = self.family.arrange_images(request.images)
+        if len(images) > self.max_images:
+            raise ValueError(
+                f"{len(images)} images in one prompt, more than this engine's limit_mm_per_prompt "
+                f"({self.max_images})"
+            )
+        prompt = self.family.format_prompt(self.processor, request.prompt, len(images))
+        return {"prompt": prompt, "multi_modal_data": {"image": images}}
+
+    def sampling_params(self, generate_kwargs: dict) -> Any:
+        from vllm import SamplingParams
+
+        kwargs: dict[str, Any] = {
+            "max_tokens": int(generate_kwargs["max_new_tokens"]),
+            "min_tokens": int(generate_kwargs.get("min_new_tokens") or 0),
+            "repetition_penalty": float(generate_kwargs.get("repetition_penalty", 1.0)),
+            "temperature": 0.0,
+            "skip_special_tokens": True,
+        }
+        if generate_kwargs.get("do_sample"):
+            kwargs.update(
+                temperature=float(generate_kwargs.get("temperature", 1.0)),
+                top_p=float(generate_kwargs.get("top_p", 1.0)),
+            )
+        return SamplingParams(**kwargs)
+
+    def generate(self, requests: list[CaptionRequest], generate_kwargs: dict) -> list[CaptionResult]:
+        inputs = [self.engine_input(r) for r in requests]
+        beams = int(generate_kwargs.get("num_beams") or 1)
+        if beams > 1:
+            results = self._beam_search(inputs, beams, generate_kwargs)
+        else:
+            outputs = self.llm.generate(inputs, self.sampling_params(generate_kwargs), use_tqdm=False)
+            results = [
+                CaptionResult(out.outputs[0].text.strip(), len(out.outputs[0].token_ids)) for out in outputs
+            ]
+        self._sample_memory()
+        return results
+
+    def _beam_search(self, inputs: list[dict], beams: int, generate_kwargs: dict) -> list[CaptionResult]:
+        from vllm.sampling_params import BeamSearchParams
+
+        params = BeamSearchParams(
+            beam_width=beams,
+            max_tokens=int(generate_kwargs["max_new_tokens"]),
+            temperature=float(generate_kwargs.get("temperature", 1.0)) if generate_kwargs.get("do_sample")
+            else 0.0,
+        )
+        tokenizer = self.llm.get_tokenizer()
+        results = []
+        for out in self.llm.beam_search(inputs, params):
+            best = out.sequences[0]
+            # A beam's tokens start with the (image-expanded) prompt's; its .text decodes all of them.
+            prompt_len = len(best.orig_prompt["prompt_token_ids"])
+            new = best.tokens[prompt_len:]
+            results.append(CaptionResult(tokenizer.decode(new, skip_special_tokens=True).strip(), len(new)))
+        return results
+
+    def close(self) -> None:
+        """Stop the engine's processes (vLLM V1 runs the engine core and its workers apart)."""
+        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+
+    def _sample_memory(self) -> None:
+        self._peak = max(self._peak, self._current_memory()[0])
+
+    def _current_memory(self) -> tuple[int, str]:
+        import torch
+
+        if torch.cuda.is_available():
+            # The engine core is another process: the allocator of this one sees nothing; read the device.
+            free, total = torch.cuda.mem_get_info()
+            return int(total - free), "gpu_device_used"
+        import psutil
+
+        proc = psutil.Process(os.getpid())
+        rss = proc.memory_info().rss
+        for child in proc.children(recursive=True):
+            try:
+                rss += child.memory_info().rss
+            except psutil.Error:
+                continue
+        return int(rss), "cpu_rss_with_engine"
+
+    def peak_memory(self) -> tuple[int, str]:
+        """(bytes, kind): device memory in use (CUDA), or the RSS of this process and its engine processes,
+        the largest seen after a generate() call."""
+        current, kind = self._current_memory()
+        self._peak = max(self._peak, current)
+        return self._peak, kind

