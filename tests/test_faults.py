@@ -161,6 +161,9 @@ def test_rerun_generates_nothing_and_a_new_precision_runs_alone(coco_mini, tmp_p
     rerun = time.perf_counter() - start
     print(f"\nfirst run {first:.1f} s, re-run of the finished grid {rerun:.1f} s ({rerun / first:.2f}x)")
     assert code == 0 and calls(fault_dir) == [] and bool(info["results"]["reused"].all())
+    tracker = info["tracker"]  # the finished cell already has its MLflow run: nothing logged again
+    assert tracker.client.search_runs(
+        [tracker.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{tracker.parent_id}'") == []
     code, info, _ = sweep(make_grid(coco_mini, tmp_path / "out", model, precisions=["fp32", "fp16"]))
     assert code == 0 and sum(calls(fault_dir)) == 12  # only the new fp16 cell ran
     assert sorted(info["results"]["reused"].tolist()) == [False, True]

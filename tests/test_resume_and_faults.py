@@ -1,6 +1,5 @@
 """Nothing lost: finished cells are read back, half-finished ones continue, faults stay in their cell."""
 
-import pandas as pd
 import pytest
 import torch
 from conftest import grid_dict
@@ -11,7 +10,6 @@ from sweep.cells import expand_cells
 from sweep.config import parse_grid
 from sweep.data import dataset_fingerprint, load_coco_samples
 from sweep.run import run_sweep
-from sweep.store import ResultStore
 from sweep.trials import root_cause
 
 
@@ -31,36 +29,6 @@ def _sweep(coco, out, models, **kw):
 def _children(info):
     t = info["tracker"]
     return t.client.search_runs([t.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{t.parent_id}'")
-
-
-def test_rerun_reads_back_finished_cells_and_runs_only_new_ones(coco_mini, tmp_path):
-    code, first, cells = _sweep(coco_mini, tmp_path, [{"id": "tiny:llava"}])
-    assert code == 0 and len(_children(first)) == 1
-    store = ResultStore(first["output_dir"])
-    llava_id = cells[0].cell_id
-    before = store.read_captions(llava_id)
-
-    # half-finish a second copy of the store: only the first 5 rows remain, as parts
-    code, second, cells2 = _sweep(coco_mini, tmp_path, [{"id": "tiny:llava"}, {"id": "tiny:git"}])
-    assert code == 0
-    results = second["results"].set_index("model")
-    assert bool(results.loc["llava", "reused"]) and not bool(results.loc["git", "reused"])
-    # the finished llava cell already has its MLflow run: only git's run is new
-    assert {r.data.params["model"] for r in _children(second)} == {"git"}
-    pd.testing.assert_frame_equal(store.read_captions(llava_id), before)
-
-    git_id = next(c.cell_id for c in cells2 if c.model.id == "tiny:git")
-    table = store.read_captions(git_id)
-    store.captions_path(git_id).unlink()
-    store.costs_path(git_id).unlink()
-    store.append_part(git_id, table.iloc[:5])
-    code, third, _ = _sweep(coco_mini, tmp_path, [{"id": "tiny:git"}])
-    assert code == 0
-    row = third["results"].iloc[0]
-    assert row["resumed_samples"] == 5 and not row["reused"]
-    resumed = store.read_captions(git_id)
-    assert list(resumed["sample_id"]) == list(table["sample_id"])
-    assert list(resumed["caption"]) == list(table["caption"])  # greedy: same captions either way
 
 
 def test_fresh_archives_instead_of_deleting(coco_mini, tmp_path):

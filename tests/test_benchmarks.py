@@ -1,0 +1,102 @@
+"""`benchmarks/run.py --quick` runs end to end and writes every section with finite numbers.
+
+Speed targets are reported by the benchmark, never asserted here (CI machines are noisy and shared).
+The quick run takes ~5-7 min on 2 idle-ish cores (it starts Ray four times); the timeout leaves room for a
+loaded machine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SECTIONS = ("batching", "engine", "rerun", "scaling", "gpu")
+
+
+def numbers(obj: object) -> list[float]:
+    """Every int/float anywhere in a JSON value (bools excluded)."""
+    if isinstance(obj, bool):
+        return []
+    if isinstance(obj, int | float):
+        return [float(obj)]
+    if isinstance(obj, dict):
+        return [x for v in obj.values() for x in numbers(v)]
+    if isinstance(obj, list):
+        return [x for v in obj for x in numbers(v)]
+    return []
+
+
+def test_quick_benchmark_writes_every_section(
+    coco_mini: Path, tiny_model_cache: Path, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "VLM_SWEEP_CACHE": str(tiny_model_cache),
+        "HF_HUB_OFFLINE": "1",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "RAY_AUTH_MODE": "disabled",
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "run.py"),
+            "--quick",
+            "--out-dir",
+            str(tmp_path),
+            "--coco",
+            str(coco_mini),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    files = sorted(tmp_path.glob("*-quick.json"))
+    assert len(files) == 1, list(tmp_path.iterdir())
+    assert files[0].with_suffix(".md").is_file()
+    result = json.loads(files[0].read_text())
+
+    machine = result["machine"]
+    for key in ("date", "cpu_model", "cpu_cores", "gpu", "versions", "weights_random"):
+        assert key in machine, key
+    for pkg in ("python", "torch", "transformers", "ray"):
+        assert machine["versions"].get(pkg), pkg
+    assert machine["weights_random"] is True
+
+    for section in SECTIONS:
+        assert section in result, section
+    for section in ("batching", "engine", "rerun", "scaling"):
+        values = numbers(result[section])
+        assert values, section
+        assert all(math.isfinite(v) for v in values), (section, result[section])
+
+    batching = result["batching"]
+    assert [r["batch_size"] for r in batching["batches"]] == [1, 4, 8, 16]
+    assert all(r["images_per_sec"] > 0 and r["ratio_vs_loop"] > 0 for r in batching["batches"])
+    assert batching["loop_images_per_sec"] > 0
+    engine = result["engine"]
+    assert engine["engine_wall_seconds"] > 0 and engine["sequential_wall_seconds"] > 0
+    for key in (
+        "ray_start_seconds",
+        "model_load_seconds_sum",
+        "generation_seconds_sum",
+        "scoring_seconds",
+        "mlflow_seconds",
+    ):
+        assert engine["engine_split"][key] >= 0, key
+    assert result["rerun"]["ratio_rerun_vs_first"] > 0
+    assert [r["replicas"] for r in result["scaling"]["rows"]] == [1, 2]
+    assert all(r["wall_seconds"] > 0 for r in result["scaling"]["rows"])
+    gpu = result["gpu"]
+    if machine["gpu"] == "none":
+        assert gpu == {"skipped": "no GPU"}
+    else:
+        assert gpu["rows"]
