@@ -106,21 +106,11 @@ def make_captioner(model_id: str, family_override: str | None, revision: str | N
     if dummy:
         weights = "random"
     if name == "vllm":
-        from actors.vllm_backend import VLLMCaptioner
-
-        return VLLMCaptioner(
-            path,
-            family,
-            precision,
-            revision=revision,
-            trust_remote_code=trust_remote_code,
-            weights=weights,
-            backend_reason=reason,
-            dummy_weights=dummy,
-        )
-    from actors.hf import HFCaptioner
-
-    return HFCaptioner(
+        from actors.vllm_backend import VLLMCaptioner as captioner_class
+    else:
+        from actors.hf import HFCaptioner as captioner_class
+    # both backends take the same arguments: one call site
+    return captioner_class(
         path,
         family,
         precision,
