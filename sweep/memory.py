@@ -34,7 +34,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 GiB = 1024**3
 GB = 1000**3
@@ -97,19 +97,41 @@ def _text_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
     return config
 
 
-def language_parameters(config: Mapping[str, Any]) -> tuple[int, int]:
-    """(decoder-layer parameters, embedding + lm_head parameters) of the language model."""
+class TextDims(NamedTuple):
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    vocab: int
+    tied: bool
+
+
+def text_dims(config: Mapping[str, Any]) -> TextDims:
+    """The language model's sizes, whatever names this config family gives them."""
     t = _text_config(config)
     h = int(t["hidden_size"])
-    layers = int(_get(t, "num_hidden_layers", "n_layer", "num_layers"))
     heads = int(_get(t, "num_attention_heads", "n_head"))
-    kv_heads = int(_get(t, "num_key_value_heads", default=heads))
-    head_dim = int(_get(t, "head_dim", default=h // heads))
-    inter = int(_get(t, "intermediate_size", default=4 * h))
-    vocab = int(_get(t, "vocab_size", default=config.get("vocab_size", 32000)))
-    per_layer = 2 * h * heads * head_dim + 2 * h * kv_heads * head_dim + 3 * h * inter + 2 * h
-    tied = bool(_get(t, "tie_word_embeddings", default=False))
-    return layers * per_layer + h, vocab * h * (1 if tied else 2)
+    return TextDims(
+        hidden=h,
+        layers=int(_get(t, "num_hidden_layers", "n_layer", "num_layers")),
+        heads=heads,
+        kv_heads=int(_get(t, "num_key_value_heads", default=heads)),
+        head_dim=int(_get(t, "head_dim", default=h // heads)),
+        intermediate=int(_get(t, "intermediate_size", default=4 * h)),
+        vocab=int(_get(t, "vocab_size", default=config.get("vocab_size", 32000))),
+        tied=bool(_get(t, "tie_word_embeddings", default=False)),
+    )
+
+
+def language_parameters(config: Mapping[str, Any]) -> tuple[int, int]:
+    """(decoder-layer parameters, embedding + lm_head parameters) of the language model."""
+    d = text_dims(config)
+    h = d.hidden
+    attention = 2 * h * d.heads * d.head_dim + 2 * h * d.kv_heads * d.head_dim  # q, o and k, v
+    per_layer = attention + 3 * h * d.intermediate + 2 * h
+    return d.layers * per_layer + h, d.vocab * h * (1 if d.tied else 2)
 
 
 def vision_parameters(config: Mapping[str, Any]) -> int:
@@ -167,18 +189,12 @@ def estimate_cell_bytes(config: Mapping[str, Any], precision: str, batch_size: i
     layer_params, embed_params = language_parameters(config)
     weights = layer_params * b_lm + embed_params * b_float + vision_parameters(config) * b_vision
 
-    t = _text_config(config)
-    h = int(t["hidden_size"])
-    layers = int(_get(t, "num_hidden_layers", "n_layer", "num_layers"))
-    heads = int(_get(t, "num_attention_heads", "n_head"))
-    kv_heads = int(_get(t, "num_key_value_heads", default=heads))
-    head_dim = int(_get(t, "head_dim", default=h // heads))
-    inter = int(_get(t, "intermediate_size", default=4 * h))
-    vocab = int(_get(t, "vocab_size", default=config.get("vocab_size", 32000)))
+    d = text_dims(config)
+    h, inter, vocab = d.hidden, d.intermediate, d.vocab
     if prompt_tokens is None:
         prompt_tokens = image_tokens(config, image_side) + TEXT_PROMPT_TOKENS
     sequences = batch_size * max(1, num_beams)
-    kv = 2 * layers * kv_heads * head_dim * (prompt_tokens + max_new_tokens) * sequences * b_float
+    kv = 2 * d.layers * d.kv_heads * d.head_dim * (prompt_tokens + max_new_tokens) * sequences * b_float
     activations = (WEIGHT_OVERHEAD * weights + sequences * vocab * 4
                    + sequences * prompt_tokens * (4 * h + 2 * inter) * b_float + CUDA_CONTEXT_BYTES)
     parts = {"weights": weights, "kv_cache": kv, "activations": activations}
