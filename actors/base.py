@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from PIL import Image
 
@@ -51,13 +52,32 @@ class Captioner(ABC):
     def generate(self, requests: list[CaptionRequest], generate_kwargs: dict) -> list[CaptionResult]:
         """Caption every request; results are in request order."""
 
+    def reset_peak_memory(self) -> None:
+        """Start a new peak: a loaded model serves several cells in turn, each reports its own peak."""
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+            return
+        try:  # Linux: "5" resets the process's peak RSS (VmHWM) to its current RSS
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            pass  # peak_memory falls back to the whole process life
+
     def peak_memory(self) -> tuple[int, str]:
-        """(bytes, kind): GPU allocator peak when on CUDA, else the process's peak RSS."""
+        """(bytes, kind): GPU allocator peak when on CUDA, else the process's peak RSS since the last
+        reset_peak_memory()."""
         import resource
 
         import torch
 
         if torch.cuda.is_available():
             return int(torch.cuda.max_memory_allocated()), "gpu_allocated"
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024, "cpu_rss"
+        except OSError:
+            pass
         # ru_maxrss is KiB on Linux
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, "cpu_rss"

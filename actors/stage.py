@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import time
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -58,32 +59,49 @@ def effective_generation(family_defaults: dict, cell_kwargs: dict) -> dict:
 
 
 class CaptionStage:
-    """`map_batches` callable. Input rows come from the decode stage; errors pass through untouched."""
+    """One model at one precision, loaded once, captioning batches for every cell that uses that model
+    (cells differ in prompt and generation settings, never in what is loaded: `sweep.hosts.load_key`).
+    Input rows come from the decode stage; errors pass through untouched."""
 
     def __init__(self, cell_json: str, energy_country: str | None):
         from sweep.cells import Cell
 
-        self.cell = Cell.model_validate_json(cell_json)
-        m = self.cell.model
+        cell = Cell.model_validate_json(cell_json)
+        m = cell.model
         if m.loader:
-            self.captioner = load_custom(m.loader, m.id, self.cell.precision)
+            self.captioner = load_custom(m.loader, m.id, cell.precision)
         else:
             self.captioner = make_captioner(
-                m.id, m.family, m.revision, m.trust_remote_code, self.cell.precision, self.cell.backend,
+                m.id, m.family, m.revision, m.trust_remote_code, cell.precision, cell.backend,
                 weights_mode=m.weights,
             )
         self.actor_id = f"{socket.gethostname()}:{os.getpid()}"
         import ray
 
         self.node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
-        self.generate_kwargs = effective_generation(
-            self.captioner.family.generation_defaults, self.cell.generate_kwargs()
-        )
-        self.captioner.report.generation = self.generate_kwargs
-        self.report_json = json.dumps(self.captioner.report.__dict__, sort_keys=True)
         self.energy = EnergyMeter(energy_country)
+        self.cells: dict[str, tuple[Any, dict, str]] = {}  # cell json -> (cell, generate kwargs, report)
+        self.cells_begun = 0
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+    def begin_cell(self) -> int:
+        """A new cell starts on this model: its peak memory is its own. Returns how many cells this
+        loaded model served before (0: loaded for this cell)."""
+        self.captioner.reset_peak_memory()
+        self.cells_begun += 1
+        return self.cells_begun - 1
+
+    def _cell_settings(self, cell_json: str) -> tuple[Any, dict, str]:
+        if cell_json not in self.cells:
+            from sweep.cells import Cell
+
+            cell = Cell.model_validate_json(cell_json)
+            kwargs = effective_generation(self.captioner.family.generation_defaults, cell.generate_kwargs())
+            report = {**self.captioner.report.__dict__, "generation": kwargs}
+            self.cells[cell_json] = (cell, kwargs, json.dumps(report, sort_keys=True))
+        return self.cells[cell_json]
+
+    def caption(self, batch: dict[str, np.ndarray], cell_json: str) -> dict[str, list]:
+        cell, generate_kwargs, report_json = self._cell_settings(cell_json)
         n = len(batch["sample_id"])
         errors = [str(e) for e in batch["error"]]
         ok = [i for i in range(n) if not errors[i]]
@@ -95,10 +113,10 @@ class CaptionStage:
         if ok:
             requests = [
                 CaptionRequest(sample_id=str(batch["sample_id"][i]), images=images_of(batch, i),
-                               prompt=self.cell.prompt)
+                               prompt=cell.prompt)
                 for i in ok
             ]
-            results = generate_with_oom_retry(self.captioner, requests, self.generate_kwargs)
+            results = generate_with_oom_retry(self.captioner, requests, generate_kwargs)
             for i, result in zip(ok, results, strict=True):
                 captions[i] = result.caption
                 tokens[i] = result.generated_tokens
@@ -125,5 +143,6 @@ class CaptionStage:
             # the batch's share of energy goes on its first row so that summing the column is right
             "energy_kwh": [kwh if i == 0 else 0.0 for i in range(n)],
             "emissions_kg": [co2_kg if i == 0 else 0.0 for i in range(n)],
-            "load_report": [self.report_json] * n,
+            "load_report": [report_json] * n,
+            "model_cells_before": [self.cells_begun - 1] * n,
         }

@@ -221,6 +221,9 @@ class VLLMCaptioner(Captioner):
                 continue
         return int(rss), "cpu_rss_with_engine"
 
+    def reset_peak_memory(self) -> None:
+        self._peak = 0
+
     def peak_memory(self) -> tuple[int, str]:
         """(bytes, kind): device memory in use (CUDA), or the RSS of this process and its engine processes,
         the largest seen after a generate() call."""

@@ -48,6 +48,8 @@ def summarize_costs(table: pd.DataFrame, cell_wall_seconds: float) -> dict[str, 
     for side, nbytes in reports[0].get("module_weight_bytes", {}).items():
         out[f"weight_bytes_{side}"] = float(nbytes)
     out["n_actors"] = float(len(reports))
+    if "model_cells_before" in table:  # 1: every batch ran on a model an earlier cell had loaded
+        out["model_reused"] = float((table["model_cells_before"].fillna(0) > 0).all())
     out["energy_kwh"] = float(table["energy_kwh"].sum())
     out["emissions_kg_co2"] = float(table["emissions_kg"].sum())
     return out

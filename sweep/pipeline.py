@@ -1,10 +1,12 @@
-"""One cell's Ray Data pipeline: samples → decode/resize (CPU tasks) → caption (GPU actor pool)."""
+"""One cell's Ray Data pipeline: samples → decode/resize (CPU tasks) → caption on the cell's model hosts
+(GPU actors lent by the sweep's `HostPool`, kept loaded across the cells of one model)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -17,6 +19,7 @@ CAPTION_COLUMNS = [
     "sample_id", "caption", "generated_tokens", "error", "processing_time_sec", "batch_latency_sec",
     "batch_images", "batch_start_ts", "batch_end_ts", "image_width", "image_height", "actor_id", "node_id",
     "peak_memory_bytes", "peak_memory_kind", "energy_kwh", "emissions_kg", "load_report",
+    "model_cells_before",
 ]
 
 
@@ -40,41 +43,42 @@ class PipelineSettings:
 
 
 def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSettings,
-                    on_batch: Callable[[pd.DataFrame], None]) -> int:
+                    on_batch: Callable[[pd.DataFrame], None], host_pool: Any) -> int:
     """Caption every sample with the cell's model, handing each finished batch to `on_batch` as it
     arrives (so a crash loses at most the batches in flight). Returns the number of rows produced."""
     import ray
-    from ray.data import ActorPoolStrategy
+    from ray.data import TaskPoolStrategy
 
-    from actors.stage import CaptionStage
+    from actors.hosts import caption_on_hosts
 
     video = any(s.video_id for s in samples)
     rows = [{"sample_id": s.sample_id, "path": s.path, "frame_times": list(s.frame_times), "error": s.error}
             for s in samples]
-    # about one block per batch, so the actor pool can shard the images across replicas
-    blocks = max(1, min(len(rows), math.ceil(len(rows) / cell.batch_size)))
-    ds = ray.data.from_items(rows, override_num_blocks=blocks)
-    decode = DecodeFrames(settings.image_max_side) if video else DecodeImage(settings.image_max_side)
-    ds = ds.map(decode, num_cpus=settings.cpus_per_decode_task)
-    ds = ds.map_batches(
-        CaptionStage,
-        fn_constructor_kwargs={
-            "cell_json": cell.model_dump_json(), "energy_country": settings.energy_country,
-        },
-        batch_size=cell.batch_size,
-        batch_format="numpy",
-        compute=ActorPoolStrategy(size=cell.replicas),
-        num_gpus=cell.gpus_per_actor,
-        # GPU actors must not hold a CPU: on small machines that silently idles logical GPUs
-        num_cpus=0,
-        # a dead actor is restarted and its batches retried; the store drops any duplicate rows
-        max_restarts=2,
-        max_task_retries=2,
-        # Ray's own accelerator label: requires the node resource "accelerator_type:<name>"
-        accelerator_type=settings.accelerator_type,
-    )
-    produced = 0
-    for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
-        on_batch(batch[CAPTION_COLUMNS])
-        produced += len(batch)
-    return produced
+    cell_json = cell.model_dump_json()
+    set_id, hosts = ray.get(host_pool.acquire.remote(cell_json))
+    healthy = False
+    try:
+        # waits for the model to load; a load error surfaces here, before any image is read
+        ray.get([host.begin_cell.remote() for host in hosts])
+        # about one block per batch, so the batches spread over the replicas
+        blocks = max(1, min(len(rows), math.ceil(len(rows) / cell.batch_size)))
+        ds = ray.data.from_items(rows, override_num_blocks=blocks)
+        decode = DecodeFrames(settings.image_max_side) if video else DecodeImage(settings.image_max_side)
+        ds = ds.map(decode, num_cpus=settings.cpus_per_decode_task)
+        ds = ds.map_batches(
+            caption_on_hosts,
+            fn_kwargs={"hosts": hosts, "cell_json": cell_json},
+            batch_size=cell.batch_size,
+            batch_format="numpy",
+            # two batches in flight per host: the next one is decoded and queued while one generates
+            compute=TaskPoolStrategy(size=2 * len(hosts)),
+            num_cpus=0,  # the task only waits on its host, which holds the GPU
+        )
+        produced = 0
+        for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
+            on_batch(batch[CAPTION_COLUMNS])
+            produced += len(batch)
+        healthy = True
+        return produced
+    finally:
+        ray.get(host_pool.release.remote(set_id, healthy))

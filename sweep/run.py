@@ -175,8 +175,10 @@ def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample] | None,
             progress.cell_finished(cell_id, ok=False)
         try:
             if todo:
-                run_trials(todo, samples, PipelineSettings.from_grid(grid), store, out / "tune",
-                           f"{grid.name}-{stamp}", [CellCallback(recorder)])
+                hosts = run_trials(todo, samples, PipelineSettings.from_grid(grid), store, out / "tune",
+                                   f"{grid.name}-{stamp}", [CellCallback(recorder)])
+                recorder.notes.append(f"{hosts['loads']} model loads for {len(todo)} cells (a loaded model "
+                                      "serves every cell of its model and precision)")
         finally:
             for cell in cells:
                 if cell.cell_id not in recorder.outcomes:

@@ -22,7 +22,7 @@ from sweep.store import ResultStore
 
 
 def run_cell(cell: Cell, samples: list[Sample], settings: PipelineSettings, store: ResultStore,
-             on_progress: Callable[[int], None] | None = None) -> dict:
+             host_pool: Any, on_progress: Callable[[int], None] | None = None) -> dict:
     """Caption what the store lacks, consolidate, and return the cell's cost metrics."""
     wanted = {s.sample_id for s in samples}
     cached = store.finished_costs(cell.cell_id, wanted)
@@ -63,7 +63,7 @@ def run_cell(cell: Cell, samples: list[Sample], settings: PipelineSettings, stor
 
     start = time.perf_counter()
     if todo:
-        caption_samples(cell, todo, settings, save)
+        caption_samples(cell, todo, settings, save, host_pool)
     wall = time.perf_counter() - start
     table = store.read_parts(cell.cell_id)
     missing = wanted - set(table["sample_id"]) if not table.empty else wanted
@@ -81,13 +81,13 @@ def run_cell(cell: Cell, samples: list[Sample], settings: PipelineSettings, stor
 
 
 def cell_trainable(config: dict, *, cells: dict[str, str], samples: list[Sample],
-                   settings: PipelineSettings, store_root: str) -> None:
+                   settings: PipelineSettings, store_root: str, host_pool: Any) -> None:
     from ray import tune
 
     cell = Cell.model_validate_json(cells[config["cell_id"]])
     store = ResultStore(Path(store_root))
     try:
-        costs = run_cell(cell, samples, settings, store,
+        costs = run_cell(cell, samples, settings, store, host_pool,
                          on_progress=lambda n: tune.report({"samples_done": n, "cell_id": cell.cell_id}))
     except Exception as err:
         # Ray wraps the actor's exception in layers of traceback: keep the root cause's last line.
@@ -114,25 +114,32 @@ def concurrent_cells(total_gpus: float, cells: list[Cell]) -> int:
 
 
 def run_trials(cells: list[Cell], samples: list[Sample], settings: PipelineSettings, store: ResultStore,
-               storage_path: Path, run_name: str, callbacks: list[Any]) -> Any:
+               storage_path: Path, run_name: str, callbacks: list[Any]) -> dict[str, int]:
+    """Run every cell as a Tune trial; returns the host pool's counts (model loads started)."""
     import ray
     from ray import tune
 
+    from actors.hosts import HostPool, order_for_reuse
+
+    gpus = ray.cluster_resources().get("GPU", 0)
+    slots = concurrent_cells(gpus, cells)
+    host_pool = ray.remote(HostPool).options(num_cpus=0).remote(
+        gpus, settings.energy_country, settings.accelerator_type
+    )
     trainable = tune.with_parameters(
         cell_trainable,
         cells={c.cell_id: c.model_dump_json() for c in cells},
         samples=samples,
         settings=settings,
         store_root=str(store.root),
+        host_pool=host_pool,
     )
-    # The trial itself only coordinates; its GPUs are held by the Ray Data actors it starts.
+    # The trial itself only coordinates; its GPUs are held by the model hosts it borrows.
     trainable = tune.with_resources(trainable, {"cpu": 0.01})
     tuner = tune.Tuner(
         trainable,
-        param_space={"cell_id": tune.grid_search([c.cell_id for c in cells])},
-        tune_config=tune.TuneConfig(
-            max_concurrent_trials=concurrent_cells(ray.cluster_resources().get("GPU", 0), cells),
-        ),
+        param_space={"cell_id": tune.grid_search([c.cell_id for c in order_for_reuse(cells, slots)])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=slots),
         run_config=tune.RunConfig(
             name=run_name,
             storage_path=str(storage_path.resolve()),
@@ -141,4 +148,10 @@ def run_trials(cells: list[Cell], samples: list[Sample], settings: PipelineSetti
             failure_config=tune.FailureConfig(max_failures=0),
         ),
     )
-    return tuner.fit()
+    try:
+        tuner.fit()
+    finally:
+        stats = ray.get(host_pool.stats.remote())
+        ray.get(host_pool.shutdown.remote())
+        ray.kill(host_pool)
+    return stats

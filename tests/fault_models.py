@@ -1,7 +1,7 @@
 """Deterministic stand-in models for fault tests, loaded through the custom-loader path.
 
 They run inside Ray actors, so they talk to the test through files under $VLM_SWEEP_FAULT_DIR:
-calls.log gets one line per generate() call with the number of requests.
+calls.log gets one line per generate() call with the number of requests, loads.log one line per load.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ class ScriptedCaptioner(Captioner):
     def __init__(self, model_id: str, mode: str):
         self.model_id = model_id
         self.mode = mode
+        with open(_fault_dir() / "loads.log", "a") as f:
+            f.write(f"{model_id} {os.getpid()}\n")
         self.report = LoadReport(backend="custom", backend_reason="", family="custom", device="cpu",
                                  load_seconds=0.0, weight_bytes=1, weights="random")
 

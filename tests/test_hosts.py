@@ -1,0 +1,119 @@
+"""Model hosts: a loaded model serves every cell of its model and precision; trial order and the pool's
+choices (reuse, second copy, share, evict) decide how many loads a sweep pays."""
+
+from pathlib import Path
+
+from conftest import grid_dict
+
+from actors.hosts import HostPool, HostSet, load_key, order_for_reuse
+from sweep.cells import expand_cells
+from sweep.config import parse_grid
+from sweep.data import dataset_fingerprint, load_coco_samples
+from sweep.run import run_sweep
+from sweep.store import ResultStore
+
+
+def _cells(models, precisions, tokens, replicas=1):
+    coco = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco-mini"
+    data = grid_dict(coco, Path("/tmp/out"), models=[{"id": m} for m in models],
+                     precisions=precisions, max_new_tokens=tokens)
+    data["resources"] = {"replicas": replicas}
+    return expand_cells(parse_grid(data), "fp")
+
+
+def test_load_key_ignores_generation_and_separates_models_and_precisions(coco_mini):
+    cells = _cells(["tiny:llava", "tiny:git"], ["fp32", "int8"], [4, 8])
+    keys = {load_key(c) for c in cells}
+    assert len(cells) == 8 and len(keys) == 4
+    assert load_key(cells[0]) == load_key(cells[1])  # same model and precision, 4 vs 8 tokens
+
+
+def test_order_for_reuse_keeps_a_model_in_one_lane_and_interleaves_lanes(coco_mini):
+    cells = _cells(["tiny:llava", "tiny:git"], ["fp32", "int8"], [4, 8, 16])
+    ordered = order_for_reuse(cells, slots=2)
+    assert sorted(c.cell_id for c in ordered) == sorted(c.cell_id for c in cells)
+    lanes = [ordered[0::2], ordered[1::2]]
+    for lane in lanes:  # each model+precision's cells stay in one lane, one after another
+        keys = [load_key(c) for c in lane]
+        assert all(keys.count(k) == 3 for k in keys)
+        assert [keys[i] == keys[i + 1] for i in range(len(keys) - 1)].count(False) == len(set(keys)) - 1
+    # side by side (same position in both lanes) the two trials never want the same model
+    assert all(load_key(a) != load_key(b) for a, b in zip(*lanes, strict=True))
+    assert order_for_reuse(cells, slots=1) and len(order_for_reuse(cells, slots=5)) == len(cells)
+
+
+class CountingPool(HostPool):
+    """The pool's decisions without Ray: starting and stopping are recorded, hosts are names."""
+
+    def __init__(self, budget):
+        super().__init__(budget, None, None)
+        self.started: list[str] = []
+        self.stopped: list[str] = []
+
+    def _start(self, key, cell):
+        self.loads += 1
+        self.started.append(cell.label)
+        host_set = HostSet(self.loads, key, cell.gpus_per_actor * cell.replicas, [f"host{self.loads}"])
+        self.sets[host_set.set_id] = host_set
+        return host_set
+
+    def _stop(self, host_set):
+        self.stopped.append(host_set.set_id)
+        del self.sets[host_set.set_id]
+
+
+def test_pool_reuses_idle_loads_shares_busy_ones_and_evicts_least_recently_used(coco_mini):
+    a4, a8, b4, b8, c4 = (c for c in _cells(["tiny:llava", "tiny:git", "tiny:blip2"], ["fp32"], [4, 8])
+                          if c.label.split("/")[0] != "blip2" or c.max_new_tokens == 4)
+    pool = CountingPool(budget=2)
+    sa, _ = pool.acquire(a4.model_dump_json())
+    sb, _ = pool.acquire(b4.model_dump_json())
+    assert pool.loads == 2
+    sa2, _ = pool.acquire(a8.model_dump_json())  # a is busy and no GPU is free: share it, do not load again
+    assert sa2 == sa and pool.loads == 2
+    pool.release(sb, healthy=True)
+    sb2, _ = pool.acquire(b8.model_dump_json())  # b is idle and loaded: reused
+    assert sb2 == sb and pool.loads == 2
+    pool.release(sa, healthy=True)
+    pool.release(sa2, healthy=True)
+    pool.release(sb2, healthy=True)
+    pool.acquire(c4.model_dump_json())  # a new model: the least recently used idle load (a) makes room
+    assert pool.loads == 3 and pool.stopped == [sa]
+    assert pool.stats() == {"loads": 3, "alive": 2}
+
+
+def test_pool_loads_a_second_copy_where_gpus_are_free_and_drops_failed_loads(coco_mini):
+    a4, a8 = _cells(["tiny:llava"], ["fp32"], [4, 8])
+    pool = CountingPool(budget=2)
+    s1, _ = pool.acquire(a4.model_dump_json())
+    s2, _ = pool.acquire(a8.model_dump_json())  # a free GPU: two copies run side by side
+    assert s1 != s2 and pool.loads == 2
+    pool.release(s2, healthy=False)  # its cell failed: the load is not trusted again
+    assert s2 in pool.stopped and pool.stats()["alive"] == 1
+    pool.release(s1, healthy=True)
+    assert pool.acquire(a4.model_dump_json())[0] == s1
+
+
+def test_sweep_loads_each_model_once_and_cells_report_reuse(coco_mini, tmp_path, monkeypatch):
+    fault_dir = tmp_path / "faults"
+    monkeypatch.setenv("VLM_SWEEP_FAULT_DIR", str(fault_dir))
+    models = [{"id": m, "loader": "fault_models:counting"} for m in ("m1", "m2")]
+    data = grid_dict(coco_mini, tmp_path / "out", models=models, max_new_tokens=[4, 6, 8])
+    data["dataset"]["limit"] = 8
+    data["resources"] = {"local_gpus": 2, "batch_size": 4}
+    data["energy"] = {"enabled": False}
+    grid = parse_grid(data)
+    samples = load_coco_samples(grid.dataset)
+    cells = expand_cells(grid, dataset_fingerprint(samples, grid.dataset.image_max_side))
+    code, info = run_sweep(grid, cells, samples)
+    assert code == 0, info["results"]["reason"].tolist()
+    loads = (fault_dir / "loads.log").read_text().splitlines()
+    assert sorted(line.split()[0] for line in loads) == ["m1", "m2"]  # 6 cells, 2 loads
+    results = info["results"]
+    assert sorted(results["model_reused"].tolist()) == [0.0, 0.0, 1.0, 1.0, 1.0, 1.0]
+    store = ResultStore(tmp_path / "out")
+    for cell in cells:  # every cell captioned all its samples once, with its own token budget
+        table = store.read_captions(cell.cell_id)
+        assert len(table) == 8 and table["sample_id"].is_unique
+        words = table["caption"].str.split().str.len()
+        assert (words == cell.max_new_tokens // 2).all()
