@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import TextIO
 
@@ -24,6 +25,7 @@ class SweepProgress:
         self.done: set[str] = set()
         self.failed: set[str] = set()
         self.samples: dict[str, int] = {}
+        self._lock = threading.Lock()  # Tune's loop starts cells, the recorder's thread finishes them
 
     # events -----------------------------------------------------------------------------------------
     def cell_reused(self, cell_id: str) -> None:
@@ -31,19 +33,22 @@ class SweepProgress:
         self.samples[cell_id] = self.samples_per_cell
 
     def cell_started(self, cell_id: str) -> None:
-        self.running.add(cell_id)
-        self._emit(force=True)
+        with self._lock:
+            self.running.add(cell_id)
+            self._emit(force=True)
 
     def cell_samples(self, cell_id: str, samples_done: int) -> None:
-        self.samples[cell_id] = samples_done
-        self._emit()
+        with self._lock:
+            self.samples[cell_id] = samples_done
+            self._emit()
 
     def cell_finished(self, cell_id: str, ok: bool) -> None:
-        self.running.discard(cell_id)
-        (self.done if ok else self.failed).add(cell_id)
-        if ok:
-            self.samples[cell_id] = self.samples_per_cell
-        self._emit(force=True)
+        with self._lock:
+            self.running.discard(cell_id)
+            (self.done if ok else self.failed).add(cell_id)
+            if ok:
+                self.samples[cell_id] = self.samples_per_cell
+            self._emit(force=True)
 
     def close(self) -> None:
         if self.tty:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ class CellOutcome:
     reason: str = ""
     run_id: str | None = None
     reused: bool = False  # read back from the result store instead of computed in this invocation
+    span: tuple[float, float] | None = None  # when the cell ran (epoch seconds)
 
     def row(self) -> dict[str, Any]:
         return {
@@ -60,6 +62,20 @@ class SweepRecorder:
         self.progress = progress
         self.outcomes: dict[str, CellOutcome] = {}
         self.notes: list[str] = []
+        # Scoring and MLflow logging of a finished cell run on one thread beside Tune's loop, so the
+        # next trial starts while this one is scored. One thread: the scorer's JVM and the MLflow client
+        # are used by one caller at a time, in the order cells finished.
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweep-recorder")
+        self._pending: list[Future] = []
+
+    def submit(self, fn: Any, *args: Any) -> None:
+        self._pending.append(self._worker.submit(fn, *args))
+
+    def drain(self) -> None:
+        """Wait until every submitted cell is recorded."""
+        for future in self._pending:
+            future.result()
+        self._pending.clear()
 
     def score(self, table: Any) -> dict[str, float]:
         ok = table[table["error"] == ""]
@@ -91,6 +107,7 @@ class SweepRecorder:
             self.store.write_scores(cell_id, scores)
         metrics = {**{k: v for k, v in costs.items() if isinstance(v, int | float)}, **scores}
         outcome = CellOutcome(cell, "ok", metrics, params, reused=from_store)
+        outcome.span = cell_span(table, costs)
         if from_store and self.tracker is not None:
             outcome.run_id = self._existing_run(cell_id)
         if outcome.run_id is None:
@@ -118,12 +135,21 @@ class SweepRecorder:
             return
         try:
             outcome.run_id = self.tracker.log_cell(
-                outcome.cell.label, outcome.params, outcome.metrics, artifacts,
+                outcome.cell.cell_id, outcome.cell.label, outcome.params, outcome.metrics, artifacts,
                 failed_reason=outcome.reason or None if outcome.status == "failed" else None,
+                span=outcome.span,
             )
         except Exception as err:  # the store keeps the results; MLflow can be re-logged later
             log.error("MLflow logging of cell %s failed: %s", outcome.cell.cell_id, err)
             self.notes.append(f"MLflow logging of cell {outcome.cell.cell_id} failed: {err}")
+
+
+def cell_span(table: Any, costs: dict) -> tuple[float, float] | None:
+    """(start, end) epoch seconds of the cell: its wall time, ending with its last batch."""
+    if "batch_end_ts" not in table or table.empty:
+        return None
+    end = float(table["batch_end_ts"].max())
+    return end - float(costs.get("cell_wall_seconds", 0.0) or 0.0), end
 
 
 # Tune pickles its run config (callbacks included) into the experiment folder; the recorder holds a
@@ -150,19 +176,28 @@ class CellCallback(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         recorder = _RECORDERS[self.key]
+        recorder.submit(self._complete, recorder, trial.config["cell_id"], dict(trial.last_result or {}))
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        recorder = _RECORDERS[self.key]
         cell_id = trial.config["cell_id"]
+        reason = recorder.store.read_failure(cell_id) or trial_error_text(trial)
+        recorder.submit(self._fail, recorder, cell_id, reason)
+
+    @staticmethod
+    def _complete(recorder: SweepRecorder, cell_id: str, last_result: dict) -> None:
         try:
-            outcome = recorder.record(cell_id, dict(trial.last_result or {}))
+            # the store's costs, not Tune's result: that one adds Tune's own keys (pid, timestamp, ...)
+            costs = recorder.store.finished_costs(cell_id, set(recorder.references))
+            outcome = recorder.record(cell_id, costs if costs is not None else last_result)
         except Exception as err:
             log.exception("recording cell %s failed", cell_id)
             outcome = recorder.record_failure(cell_id, f"recording failed: {type(err).__name__}: {err}")
         if recorder.progress:
             recorder.progress.cell_finished(cell_id, outcome.status == "ok")
 
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        recorder = _RECORDERS[self.key]
-        cell_id = trial.config["cell_id"]
-        reason = recorder.store.read_failure(cell_id) or trial_error_text(trial)
+    @staticmethod
+    def _fail(recorder: SweepRecorder, cell_id: str, reason: str) -> None:
         recorder.record_failure(cell_id, reason)
         if recorder.progress:
             recorder.progress.cell_finished(cell_id, False)

@@ -180,6 +180,7 @@ def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample] | None,
                 recorder.notes.append(f"{hosts['loads']} model loads for {len(todo)} cells (a loaded model "
                                       "serves every cell of its model and precision)")
         finally:
+            recorder.drain()
             for cell in cells:
                 if cell.cell_id not in recorder.outcomes:
                     recorder.record_failure(cell.cell_id, "no result: the sweep stopped before this cell")

@@ -17,13 +17,12 @@ def default_tracking_uri(output_dir: Path) -> str:
 
 def cell_params(cell: Any, load_report: dict, extra: dict[str, Any]) -> dict[str, str]:
     """Flat params so MLflow's compare and parallel-coordinates views work without tweaking."""
+    # cell_id is a tag, not a param: a unique value per run would be the first axis MLflow's parallel
+    # coordinates picks, and a row in every "diff only" table.
     params = {
-        "cell_id": cell.cell_id,
         "model": cell.model.display_name,
         "model_id": cell.model.id,
-        "revision": cell.model.revision or "",
         "trust_remote_code": cell.model.trust_remote_code,
-        "loader": cell.model.loader or "",
         "family": load_report.get("family", ""),
         "precision": cell.precision,
         "max_new_tokens": cell.max_new_tokens,
@@ -45,6 +44,10 @@ def cell_params(cell: Any, load_report: dict, extra: dict[str, Any]) -> dict[str
         params[f"precision_{module}"] = prec
     for lib, version in load_report.get("library_versions", {}).items():
         params[f"version_{lib}"] = version
+    if cell.model.revision:
+        params["revision"] = cell.model.revision
+    if cell.model.loader:
+        params["loader"] = cell.model.loader
     params.update(extra)
     return {k: str(v)[:6000] for k, v in params.items()}
 
@@ -92,10 +95,13 @@ class SweepTracker:
         )
         return runs[0].info.run_id if runs else None
 
-    def log_cell(self, run_name: str, params: dict, metrics: dict, artifacts: list[Path],
-                 failed_reason: str | None = None) -> str:
-        tags = {"mlflow.parentRunId": self.parent_id, "role": "cell", "cell_id": params.get("cell_id", "")}
-        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
+    def log_cell(self, cell_id: str, run_name: str, params: dict, metrics: dict, artifacts: list[Path],
+                 failed_reason: str | None = None, span: tuple[float, float] | None = None) -> str:
+        """One child run; `span` (start, end) in epoch seconds is when the cell ran, so the UI's
+        Duration is the cell's, not the logging's."""
+        tags = {"mlflow.parentRunId": self.parent_id, "role": "cell", "cell_id": cell_id}
+        start_ms, end_ms = (int(span[0] * 1000), int(span[1] * 1000)) if span else (None, None)
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags, start_time=start_ms)
         run_id = run.info.run_id
         tags = {}
         if failed_reason:
@@ -104,7 +110,7 @@ class SweepTracker:
         self._log(run_id, params=params, metrics=metrics, tags=tags)
         for path in artifacts:
             self.client.log_artifact(run_id, str(path))
-        self.client.set_terminated(run_id, status="FAILED" if failed_reason else "FINISHED")
+        self.client.set_terminated(run_id, status="FAILED" if failed_reason else "FINISHED", end_time=end_ms)
         return run_id
 
     def log_parent(self, metrics: dict | None = None, artifacts: list[Path] | None = None,

@@ -139,7 +139,8 @@ def run_trials(cells: list[Cell], samples: list[Sample], settings: PipelineSetti
     tuner = tune.Tuner(
         trainable,
         param_space={"cell_id": tune.grid_search([c.cell_id for c in order_for_reuse(cells, slots)])},
-        tune_config=tune.TuneConfig(max_concurrent_trials=slots),
+        # trial processes are reused: a fresh one per cell costs seconds of imports (ray.data, pandas)
+        tune_config=tune.TuneConfig(max_concurrent_trials=slots, reuse_actors=True),
         run_config=tune.RunConfig(
             name=run_name,
             storage_path=str(storage_path.resolve()),

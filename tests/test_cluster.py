@@ -62,7 +62,7 @@ def free_port() -> int:
 
 
 def test_sweep_spreads_cells_over_four_l4_nodes(coco_mini, tmp_path, monkeypatch):
-    """4 cells on a head + 4 single-L4 nodes: each cell's actor lands on its own L4 node."""
+    """4 cells of 4 models on a head + 4 single-L4 nodes: each model's host lands on its own L4 node."""
     from mlflow.tracking import MlflowClient
     from ray.cluster_utils import Cluster
 
@@ -82,8 +82,9 @@ def test_sweep_spreads_cells_over_four_l4_nodes(coco_mini, tmp_path, monkeypatch
                    for _ in range(4)]
         cluster.wait_for_nodes()
         worker_ids = {n.node_id for n in workers}
-        model = {"id": "slow-model", "loader": "fault_models:slow"}
-        data = grid_dict(coco_mini, tmp_path / "out", models=[model], max_new_tokens=[4, 6, 8, 10])
+        # four models: four loads, one per L4 (cells of one model would share one loaded copy)
+        models = [{"id": f"slow-model-{i}", "loader": "fault_models:slow"} for i in range(4)]
+        data = grid_dict(coco_mini, tmp_path / "out", models=models, max_new_tokens=[4])
         data["dataset"]["limit"] = 8
         data["resources"] = {"batch_size": 4, "accelerator_type": "L4"}
         data["energy"] = {"enabled": False}  # codecarbon adds seconds per actor; not what this test is about

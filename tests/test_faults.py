@@ -183,4 +183,4 @@ def test_unreachable_mlflow_keeps_results_and_next_run_logs_them(coco_mini, tmp_
     assert code == 0 and calls(fault_dir) == []
     tracker = info["tracker"]
     runs = tracker.client.search_runs([tracker.experiment_id], filter_string="tags.role = 'cell'")
-    assert [r.data.params["cell_id"] for r in runs] == [cells[0].cell_id]
+    assert [r.data.tags["cell_id"] for r in runs] == [cells[0].cell_id]

@@ -48,9 +48,15 @@ def test_every_cell_ran_and_was_logged(sweep_result):
     assert len(samples) == 79
     runs = _child_runs(info)
     assert len(runs) == 8
-    assert {r.data.params["cell_id"] for r in runs} == {c.cell_id for c in cells}
+    assert {r.data.tags["cell_id"] for r in runs} == {c.cell_id for c in cells}
     for run in runs:
         assert run.info.status == "FINISHED"
+        # what the MLflow UI compares: no per-run unique param, none of Tune's own metrics, the cell's
+        # own duration (not the few ms its logging took)
+        assert "cell_id" not in run.data.params
+        assert not {"pid", "timestamp", "time_total_s", "training_iteration"} & set(run.data.metrics)
+        duration = (run.info.end_time - run.info.start_time) / 1000
+        assert duration == pytest.approx(run.data.metrics["cell_wall_seconds"], abs=1.0)
         for key in COST_AND_QUALITY:
             assert key in run.data.metrics, f"{key} missing on {run.info.run_name}"
             assert math.isfinite(run.data.metrics[key])
