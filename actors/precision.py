@@ -43,7 +43,8 @@ def load_kwargs(precision: str, family: Family, on_cuda: bool) -> dict[str, Any]
     kwargs: dict[str, Any] = {"dtype": dtype}
     if precision == "int8":
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_8bit=True, llm_int8_skip_modules=skip_patterns(family.vision_modules)
+            load_in_8bit=True,
+            llm_int8_skip_modules=skip_patterns(family.vision_modules + family.output_head_modules),
         )
     elif precision == "int8-vision":
         kwargs["quantization_config"] = BitsAndBytesConfig(
@@ -54,7 +55,7 @@ def load_kwargs(precision: str, family: Family, on_cuda: bool) -> dict[str, Any]
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_compute_dtype=dtype,
-            llm_int8_skip_modules=skip_patterns(family.vision_modules),
+            llm_int8_skip_modules=skip_patterns(family.vision_modules + family.output_head_modules),
         )
     if precision in QUANTIZED:
         kwargs["device_map"] = {"": 0} if on_cuda else {"": "cpu"}

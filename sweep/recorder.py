@@ -47,6 +47,7 @@ class CellOutcome:
             "status": self.status,
             "reused": self.reused,
             "reason": self.reason,
+            "peak_memory_kind": self.params.get("peak_memory_kind", ""),
             **self.metrics,
         }
 

@@ -11,6 +11,9 @@ from sweep.pareto import pareto_front, plot_front
 
 QUALITY = "cider"
 COSTS = {"latency": "latency_p50_s", "memory": "peak_memory_gb", "energy": "energy_kwh"}
+# Without a GPU, a cell's peak memory is its process's RSS: mostly the framework (torch alone is ~0.5 GB),
+# the same for every model and precision. There the memory front is drawn over the model's weight bytes.
+CPU_MEMORY_COST = "weight_gb"
 RANDOM_NOTE = "random weights: these quality numbers test the plumbing, they are not results"
 TOY_NOTE = "toy models trained on synthetic shapes: a real trade-off, on a toy task, not a VLM result"
 
@@ -26,12 +29,21 @@ def front_pool(results: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
     return ok, RANDOM_NOTE
 
 
+def cost_axes(results: pd.DataFrame) -> dict[str, str]:
+    """Cost axis -> column: peak memory where a cell measured GPU memory, else the weights' size."""
+    kinds = results.get("peak_memory_kind", pd.Series(dtype=str)).fillna("").astype(str)
+    on_gpu = kinds.str.startswith("gpu").any()
+    return {**COSTS, "memory": COSTS["memory"] if on_gpu or kinds.eq("").all() else CPU_MEMORY_COST}
+
+
 def mark_fronts(results: pd.DataFrame) -> pd.DataFrame:
     """Add a `pareto` column naming the cost axes on whose CIDEr front each cell lies."""
     out = results.copy()
     out["pareto"] = ""
+    if "weight_bytes" in out:
+        out[CPU_MEMORY_COST] = out["weight_bytes"] / 1e9
     pool, _ = front_pool(out)
-    for axis, cost in COSTS.items():
+    for axis, cost in cost_axes(out).items():
         if pool.empty or cost not in pool:
             continue
         points = list(zip(pool[QUALITY].astype(float), pool[cost].astype(float), strict=True))
@@ -47,7 +59,7 @@ def plot_fronts(results: pd.DataFrame, out_dir: Path) -> list[Path]:
     failed = results[results["status"] != "ok"][["label"]]
     rows = pool.to_dict("records") + failed.to_dict("records")
     paths = []
-    for axis, cost in COSTS.items():
+    for axis, cost in cost_axes(results).items():
         path = out_dir / f"pareto_cider_vs_{axis}.png"
         plot_front(rows, QUALITY, cost, "label", path, title=f"CIDEr vs {cost}", note=note)
         paths.append(path)

@@ -82,3 +82,28 @@ def test_plot_front_with_nothing_plottable(tmp_path):
     rows = [{"cfg": "x"}, {"cfg": "y", "cider": 1.0}]
     out = plot_front(rows, "cider", "sec", "cfg", tmp_path / "empty.png", "nothing")
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def _results(kind: str):
+    import pandas as pd
+
+    # a: best quality, biggest weights; b: 4x smaller weights, less quality; c: dominated by b
+    # peak memory (process RSS on CPU) says the opposite of the weights, as the framework dominates it
+    return pd.DataFrame({
+        "label": ["a", "b", "c"], "status": ["ok"] * 3, "weights": ["toy"] * 3,
+        "cider": [2.0, 1.5, 1.0], "latency_p50_s": [0.1, 0.1, 0.1], "energy_kwh": [1e-6] * 3,
+        "peak_memory_gb": [0.9, 1.1, 1.2], "weight_bytes": [8e5, 2e5, 3e5], "peak_memory_kind": [kind] * 3,
+    })
+
+
+def test_memory_front_uses_weights_on_cpu_and_peak_memory_on_gpu(tmp_path):
+    from sweep.report import cost_axes, mark_fronts, plot_fronts
+
+    cpu = mark_fronts(_results("cpu_rss"))
+    assert cost_axes(cpu)["memory"] == "weight_gb"
+    assert ["memory" in p for p in cpu["pareto"]] == [True, True, False]
+    gpu = mark_fronts(_results("gpu_allocated"))
+    assert cost_axes(gpu)["memory"] == "peak_memory_gb"
+    assert ["memory" in p for p in gpu["pareto"]] == [True, False, False]
+    names = [p.name for p in plot_fronts(cpu, tmp_path)]
+    assert "pareto_cider_vs_memory.png" in names and all((tmp_path / n).stat().st_size > 0 for n in names)

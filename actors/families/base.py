@@ -40,6 +40,10 @@ class Family:
     vision_modules: ClassVar[tuple[str, ...]]
     # Module-name fragments of the language model (lm_head is always treated as language).
     language_modules: ClassVar[tuple[str, ...]]
+    # The vocabulary projection when it is not called lm_head: kept in float under bitsandbytes, as
+    # transformers keeps lm_head (bitsandbytes' packed AVX512-BF16 CPU kernel also needs out_features % 32
+    # == 0, which vocabularies such as GIT's 30522 are not).
+    output_head_modules: ClassVar[tuple[str, ...]] = ()
     multi_image: ClassVar[MultiImage] = "native"
     vllm_supported: ClassVar[bool] = False
     requires_remote_code: ClassVar[bool] = False

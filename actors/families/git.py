@@ -13,6 +13,7 @@ class GitFamily(Family):
     architectures = ("GitForCausalLM",)
     vision_modules = ("image_encoder", "visual_projection")
     language_modules = ("git.embeddings", "git.encoder", "output")
+    output_head_modules = ("output",)
     multi_image = "panorama"
     uses_chat_template = False
 
