@@ -3,7 +3,7 @@
 Not part of the package; needs only `websocket-client` (use a throwaway venv) and, for the
 downscaling step, Pillow. Usage (see README.md in this folder):
 
-    python shoot.py --ui http://127.0.0.1:5055 --cdp 9222 --experiment-id 1 \
+    python shoot.py --ui http://127.0.0.1:5055 --cdp 9222 \
         --runs-json ids.json --out /tmp/shots
 
 ids.json: {"exp": "1", "children": ["<run id>", ...]}.
@@ -138,7 +138,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--params", default="precision,max_new_tokens,model")
     ap.add_argument(
-        "--metrics", default="latency_p50_s,peak_memory_bytes,cider"
+        "--metrics", default="latency_p50_s,weight_bytes,cider"
     )  # last one colours the lines
     ap.add_argument(
         "--table-params", default="model,precision,max_new_tokens,backend,weights,device,batch_size"
