@@ -10,11 +10,8 @@ running side by side use different models and each GPU's next cell tends to find
 from __future__ import annotations
 
 import json
-import zlib
 from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 from sweep.cells import Cell
 
@@ -141,12 +138,3 @@ class HostPool:
     def shutdown(self) -> None:
         for host_set in list(self.sets.values()):
             self._stop(host_set)
-
-
-def caption_on_hosts(batch: dict[str, np.ndarray], *, hosts: list[Any], cell_json: str) -> dict[str, list]:
-    """Ray Data task: caption one batch on one of the cell's hosts (picked by the batch's first sample, so
-    batches spread over the replicas)."""
-    import ray
-
-    host = hosts[zlib.crc32(str(batch["sample_id"][0]).encode()) % len(hosts)]
-    return ray.get(host.caption.remote(batch, cell_json))

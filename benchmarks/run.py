@@ -710,7 +710,7 @@ def markdown(result: dict[str, Any]) -> str:
             "|---|---|---|",
             f"| Ray start (init_ray) | {s['ray_start_seconds']:.1f} | timed in driver |",
             f"| Tune trials (run_trials, all cells) | {s['trials_seconds']:.1f} | timed in driver |",
-            f"| model loads | {s.get('model_loads', '-')} for {s.get('cells', '-')} cells | "
+            f"| model loads | {int(s.get('model_loads', 0))} for {int(s.get('cells', 0))} cells | "
             "cells with model_reused = 0 |",
             f"| model load, sum over loads | {s['model_load_seconds_sum']:.1f} | load_seconds x n_actors |",
             f"| generation, sum over cells | {s['generation_seconds_sum']:.1f} | "

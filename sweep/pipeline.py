@@ -45,11 +45,12 @@ class PipelineSettings:
 def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSettings,
                     on_batch: Callable[[pd.DataFrame], None], host_pool: Any) -> int:
     """Caption every sample with the cell's model, handing each finished batch to `on_batch` as it
-    arrives (so a crash loses at most the batches in flight). Returns the number of rows produced."""
-    import ray
-    from ray.data import TaskPoolStrategy
+    arrives (so a crash loses at most the batches in flight). Returns the number of rows produced.
 
-    from actors.hosts import caption_on_hosts
+    Ray Data decodes in CPU tasks and streams the batches here; each goes straight to one of the cell's
+    hosts (round robin), with two batches queued per host so that a host never waits for the next one.
+    """
+    import ray
 
     video = any(s.video_id for s in samples)
     rows = [{"sample_id": s.sample_id, "path": s.path, "frame_times": list(s.frame_times), "error": s.error}
@@ -57,27 +58,31 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
     cell_json = cell.model_dump_json()
     set_id, hosts = ray.get(host_pool.acquire.remote(cell_json))
     healthy = False
+    produced = 0
+    in_flight: list[Any] = []
+
+    def collect(keep: int) -> None:
+        nonlocal produced
+        while len(in_flight) > keep:
+            (ref,), _ = ray.wait(in_flight, num_returns=1)
+            in_flight.remove(ref)
+            batch = pd.DataFrame(ray.get(ref))
+            on_batch(batch[CAPTION_COLUMNS])
+            produced += len(batch)
+
     try:
         # waits for the model to load; a load error surfaces here, before any image is read
         ray.get([host.begin_cell.remote() for host in hosts])
-        # about one block per batch, so the batches spread over the replicas
+        # about one block per batch, so decoding streams batch by batch
         blocks = max(1, min(len(rows), math.ceil(len(rows) / cell.batch_size)))
         ds = ray.data.from_items(rows, override_num_blocks=blocks)
         decode = DecodeFrames(settings.image_max_side) if video else DecodeImage(settings.image_max_side)
         ds = ds.map(decode, num_cpus=settings.cpus_per_decode_task)
-        ds = ds.map_batches(
-            caption_on_hosts,
-            fn_kwargs={"hosts": hosts, "cell_json": cell_json},
-            batch_size=cell.batch_size,
-            batch_format="numpy",
-            # two batches in flight per host: the next one is decoded and queued while one generates
-            compute=TaskPoolStrategy(size=2 * len(hosts)),
-            num_cpus=0,  # the task only waits on its host, which holds the GPU
-        )
-        produced = 0
-        for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
-            on_batch(batch[CAPTION_COLUMNS])
-            produced += len(batch)
+        batches = ds.iter_batches(batch_size=cell.batch_size, batch_format="numpy", prefetch_batches=2)
+        for i, batch in enumerate(batches):
+            in_flight.append(hosts[i % len(hosts)].caption.remote(batch, cell_json))
+            collect(keep=2 * len(hosts))
+        collect(keep=0)
         healthy = True
         return produced
     finally:
