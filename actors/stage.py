@@ -81,14 +81,13 @@ class CaptionStage:
         self.node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
         self.energy = EnergyMeter(energy_country)
         self.cells: dict[str, tuple[Any, dict, str]] = {}  # cell json -> (cell, generate kwargs, report)
-        self.cells_begun = 0
+        self.cells_before: dict[str, int] = {}  # cell json -> cells this load had begun before it
 
-    def begin_cell(self) -> int:
-        """A new cell starts on this model: its peak memory is its own. Returns how many cells this
-        loaded model served before (0: loaded for this cell)."""
+    def begin_cell(self, cell_json: str) -> int:
+        """A new cell starts on this model: its peak memory is its own (unless another cell shares the
+        host meanwhile). Returns how many cells this load began before (0: loaded for this cell)."""
         self.captioner.reset_peak_memory()
-        self.cells_begun += 1
-        return self.cells_begun - 1
+        return self.cells_before.setdefault(cell_json, len(self.cells_before))
 
     def _cell_settings(self, cell_json: str) -> tuple[Any, dict, str]:
         if cell_json not in self.cells:
@@ -144,5 +143,5 @@ class CaptionStage:
             "energy_kwh": [kwh if i == 0 else 0.0 for i in range(n)],
             "emissions_kg": [co2_kg if i == 0 else 0.0 for i in range(n)],
             "load_report": [report_json] * n,
-            "model_cells_before": [self.cells_begun - 1] * n,
+            "model_cells_before": [self.cells_before.get(cell_json, 0)] * n,
         }

@@ -72,7 +72,7 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
 
     try:
         # waits for the model to load; a load error surfaces here, before any image is read
-        ray.get([host.begin_cell.remote() for host in hosts])
+        ray.get([host.begin_cell.remote(cell_json) for host in hosts])
         # about one block per batch, so decoding streams batch by batch
         blocks = max(1, min(len(rows), math.ceil(len(rows) / cell.batch_size)))
         ds = ray.data.from_items(rows, override_num_blocks=blocks)
