@@ -1,4 +1,4 @@
-"""The Ray Data stage that runs inside a GPU actor: one cell's model, loaded once, captions batches."""
+"""What a model host (a GPU actor of `actors.hosts`) does: load one model, caption batches for its cells."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def effective_generation(family_defaults: dict, cell_kwargs: dict) -> dict:
 
 class CaptionStage:
     """One model at one precision, loaded once, captioning batches for every cell that uses that model
-    (cells differ in prompt and generation settings, never in what is loaded: `sweep.hosts.load_key`).
+    (cells differ in prompt and generation settings, never in what is loaded: `actors.hosts.load_key`).
     Input rows come from the decode stage; errors pass through untouched."""
 
     def __init__(self, cell_json: str, energy_country: str | None):
