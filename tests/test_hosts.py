@@ -13,23 +13,21 @@ from sweep.run import run_sweep
 from sweep.store import ResultStore
 
 
-def _cells(models, precisions, tokens, replicas=1):
-    coco = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco-mini"
+def _cells(coco, models, precisions, tokens):
     data = grid_dict(coco, Path("/tmp/out"), models=[{"id": m} for m in models],
                      precisions=precisions, max_new_tokens=tokens)
-    data["resources"] = {"replicas": replicas}
     return expand_cells(parse_grid(data), "fp")
 
 
 def test_load_key_ignores_generation_and_separates_models_and_precisions(coco_mini):
-    cells = _cells(["tiny:llava", "tiny:git"], ["fp32", "int8"], [4, 8])
+    cells = _cells(coco_mini, ["tiny:llava", "tiny:git"], ["fp32", "int8"], [4, 8])
     keys = {load_key(c) for c in cells}
     assert len(cells) == 8 and len(keys) == 4
     assert load_key(cells[0]) == load_key(cells[1])  # same model and precision, 4 vs 8 tokens
 
 
 def test_order_for_reuse_keeps_a_model_in_one_lane_and_interleaves_lanes(coco_mini):
-    cells = _cells(["tiny:llava", "tiny:git"], ["fp32", "int8"], [4, 8, 16])
+    cells = _cells(coco_mini, ["tiny:llava", "tiny:git"], ["fp32", "int8"], [4, 8, 16])
     ordered = order_for_reuse(cells, slots=2)
     assert sorted(c.cell_id for c in ordered) == sorted(c.cell_id for c in cells)
     lanes = [ordered[0::2], ordered[1::2]]
@@ -63,8 +61,8 @@ class CountingPool(HostPool):
 
 
 def test_pool_reuses_idle_loads_shares_busy_ones_and_evicts_least_recently_used(coco_mini):
-    a4, a8, b4, b8, c4 = (c for c in _cells(["tiny:llava", "tiny:git", "tiny:blip2"], ["fp32"], [4, 8])
-                          if c.label.split("/")[0] != "blip2" or c.max_new_tokens == 4)
+    cells = _cells(coco_mini, ["tiny:llava", "tiny:git", "tiny:blip2"], ["fp32"], [4, 8])
+    a4, a8, b4, b8, c4 = (c for c in cells if c.label.split("/")[0] != "blip2" or c.max_new_tokens == 4)
     pool = CountingPool(budget=2)
     sa, _ = pool.acquire(a4.model_dump_json())
     sb, _ = pool.acquire(b4.model_dump_json())
@@ -83,7 +81,7 @@ def test_pool_reuses_idle_loads_shares_busy_ones_and_evicts_least_recently_used(
 
 
 def test_pool_loads_a_second_copy_where_gpus_are_free_and_drops_failed_loads(coco_mini):
-    a4, a8 = _cells(["tiny:llava"], ["fp32"], [4, 8])
+    a4, a8 = _cells(coco_mini, ["tiny:llava"], ["fp32"], [4, 8])
     pool = CountingPool(budget=2)
     s1, _ = pool.acquire(a4.model_dump_json())
     s2, _ = pool.acquire(a8.model_dump_json())  # a free GPU: two copies run side by side
@@ -92,6 +90,24 @@ def test_pool_loads_a_second_copy_where_gpus_are_free_and_drops_failed_loads(coc
     assert s2 in pool.stopped and pool.stats()["alive"] == 1
     pool.release(s1, healthy=True)
     assert pool.acquire(a4.model_dump_json())[0] == s1
+
+
+def test_a_shared_host_labels_each_cell_with_its_own_turn(coco_mini):
+    """Two cells on one loaded model (shared, or one after the other): each cell's rows say whether that
+    cell found the model loaded, whatever the other cell does meanwhile; a resumed cell keeps its turn."""
+    from actors.stage import CaptionStage
+
+    class NoModel:
+        def reset_peak_memory(self):
+            self.resets = getattr(self, "resets", 0) + 1
+
+    host = CaptionStage.__new__(CaptionStage)  # the host's bookkeeping, without loading a model
+    host.captioner, host.cells, host.cells_before = NoModel(), {}, {}
+    first, second = (c.model_dump_json() for c in _cells(coco_mini, ["tiny:llava"], ["fp32"], [4, 8]))
+    assert host.begin_cell(first) == 0
+    assert host.begin_cell(second) == 1
+    assert host.begin_cell(first) == 0  # resumed: still the cell the model was loaded for
+    assert host.captioner.resets == 3  # every cell begins with its own peak memory
 
 
 def test_sweep_loads_each_model_once_and_cells_report_reuse(coco_mini, tmp_path, monkeypatch):
