@@ -13,6 +13,7 @@ from ray.tune import Callback
 from sweep.cells import Cell
 from sweep.data import Sample
 from sweep.measure import load_report_of
+from sweep.phases import PhaseTimer
 from sweep.progress import SweepProgress
 from sweep.scoring import CaptionScorer, mean_caption_length
 from sweep.store import ResultStore
@@ -54,13 +55,15 @@ class CellOutcome:
 
 class SweepRecorder:
     def __init__(self, cells: list[Cell], samples: list[Sample], store: ResultStore,
-                 scorer: CaptionScorer, tracker: SweepTracker | None, progress: SweepProgress | None = None):
+                 scorer: CaptionScorer, tracker: SweepTracker | None, progress: SweepProgress | None = None,
+                 timer: PhaseTimer | None = None):
         self.cells = {c.cell_id: c for c in cells}
         self.references = {s.sample_id: list(s.references) for s in samples}
         self.store = store
         self.scorer = scorer
         self.tracker = tracker
         self.progress = progress
+        self.timer = timer or PhaseTimer()
         self.outcomes: dict[str, CellOutcome] = {}
         self.notes: list[str] = []
         # Scoring and MLflow logging of a finished cell run on one thread beside Tune's loop, so the
@@ -85,7 +88,8 @@ class SweepRecorder:
         if ok.empty:
             return {k: math.nan for k in QUALITY_KEYS if k != "spice"}
         predictions = dict(zip(ok["sample_id"], ok["caption"], strict=True))
-        scores = self.scorer.score(predictions, {sid: self.references[sid] for sid in predictions})
+        with self.timer.phase("scoring"):
+            scores = self.scorer.score(predictions, {sid: self.references[sid] for sid in predictions})
         for note in getattr(self.scorer, "notes", []):
             if note not in self.notes:
                 self.notes.append(note)
@@ -126,7 +130,8 @@ class SweepRecorder:
 
     def _existing_run(self, cell_id: str) -> str | None:
         try:
-            return self.tracker.find_cell_run(cell_id)
+            with self.timer.phase("mlflow"):
+                return self.tracker.find_cell_run(cell_id)
         except Exception as err:
             self.notes.append(f"MLflow lookup of cell {cell_id} failed: {err}")
             return None
@@ -135,11 +140,12 @@ class SweepRecorder:
         if self.tracker is None:
             return
         try:
-            outcome.run_id = self.tracker.log_cell(
-                outcome.cell.cell_id, outcome.cell.label, outcome.params, outcome.metrics, artifacts,
-                failed_reason=outcome.reason or None if outcome.status == "failed" else None,
-                span=outcome.span,
-            )
+            with self.timer.phase("mlflow"):
+                outcome.run_id = self.tracker.log_cell(
+                    outcome.cell.cell_id, outcome.cell.label, outcome.params, outcome.metrics, artifacts,
+                    failed_reason=outcome.reason or None if outcome.status == "failed" else None,
+                    span=outcome.span,
+                )
         except Exception as err:  # the store keeps the results; MLflow can be re-logged later
             log.error("MLflow logging of cell %s failed: %s", outcome.cell.cell_id, err)
             self.notes.append(f"MLflow logging of cell {outcome.cell.cell_id} failed: {err}")

@@ -19,7 +19,7 @@ from conftest import grid_dict
 from sweep.cells import expand_cells
 from sweep.config import parse_grid
 from sweep.data import dataset_fingerprint, load_coco_samples
-from sweep.run import run_sweep
+from sweep.engine import run_sweep
 from sweep.store import ResultStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,14 +92,15 @@ def test_sweep_spreads_cells_over_four_l4_nodes(coco_mini, tmp_path, monkeypatch
         samples = load_coco_samples(grid.dataset)
         cells = expand_cells(grid, dataset_fingerprint(samples, grid.dataset.image_max_side))
         assert len(cells) == 4
-        code, info = run_sweep(grid, cells, samples, address=cluster.address)
-        assert code == 0, info["results"][["label", "reason"]]
+        info = run_sweep(grid, cells, samples, address=cluster.address)
+        code = info.exit_code
+        assert code == 0, info.results[["label", "reason"]]
         print(f"4-cell sweep on a 5-node cluster: {time.perf_counter() - start:.1f} s")
     finally:
         cluster.shutdown()
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
-    store = ResultStore(info["output_dir"])
+    store = ResultStore(info.output_dir)
     nodes_per_cell = {}
     for cell in cells:
         table = store.read_captions(cell.cell_id)
@@ -110,7 +111,7 @@ def test_sweep_spreads_cells_over_four_l4_nodes(coco_mini, tmp_path, monkeypatch
     assert len(used) == 4 and used <= worker_ids, (used, worker_ids)  # 4 different L4 nodes, never the head
 
     # all four child runs in one MLflow store, each naming the node it ran on
-    tracker = info["tracker"]
+    tracker = info.tracker
     client = MlflowClient(tracking_uri=tracker.uri)
     runs = client.search_runs([tracker.experiment_id],
                               filter_string=f"tags.mlflow.parentRunId = '{tracker.parent_id}'")

@@ -15,7 +15,7 @@ from conftest import grid_dict
 from sweep.cells import expand_cells
 from sweep.config import parse_grid
 from sweep.data import dataset_fingerprint, load_coco_samples
-from sweep.run import run_sweep
+from sweep.engine import run_sweep
 from sweep.store import ResultStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +32,8 @@ def sweep(data: dict):
     grid = parse_grid(data)
     samples = load_coco_samples(grid.dataset)
     cells = expand_cells(grid, dataset_fingerprint(samples, grid.dataset.image_max_side))
-    code, info = run_sweep(grid, cells, samples)
+    info = run_sweep(grid, cells, samples)
+    code = info.exit_code
     return code, info, cells
 
 
@@ -93,11 +94,11 @@ def test_oom_on_every_batch_fails_only_that_cell(coco_mini, tmp_path, monkeypatc
               {"id": "fits", "loader": "fault_models:counting"}]
     code, info, _ = sweep(make_grid(coco_mini, tmp_path / "out", models))
     assert code == 1
-    results = info["results"].set_index("model")
+    results = info.results.set_index("model")
     assert results.loc["fits", "status"] == "ok"
     assert results.loc["too-big", "status"] == "failed"
     assert results.loc["too-big", "reason"].startswith("oom")
-    tracker = info["tracker"]
+    tracker = info.tracker
     runs = tracker.client.search_runs([tracker.experiment_id],
                                       filter_string=f"tags.mlflow.parentRunId = '{tracker.parent_id}'")
     by_model = {r.data.params["model"]: r for r in runs}
@@ -125,7 +126,7 @@ def test_truncated_jpeg_is_one_error_row(coco_mini, tmp_path, monkeypatch):
     data["dataset"] = {"captions": str(data_dir / "captions.json"), "images": str(data_dir / "images")}
     code, info, cells = sweep(data)
     assert code == 0
-    row = info["results"].iloc[0]
+    row = info.results.iloc[0]
     assert row["n_errors"] == 1 and row["n_samples"] == 6 and row["status"] == "ok"
     table = ResultStore(tmp_path / "out").read_captions(cells[0].cell_id)
     errors = table[table["error"] != ""]
@@ -140,7 +141,7 @@ def test_actor_death_mid_cell_still_captions_every_sample_once(coco_mini, tmp_pa
     fragile = [{"id": "fragile", "loader": "fault_models:die_once"}]
     data = make_grid(coco_mini, tmp_path / "out", fragile, limit=20)
     code, info, cells = sweep(data)
-    assert code == 0, info["results"]["reason"].tolist()
+    assert code == 0, info.results["reason"].tolist()
     assert (tmp_path / "faults" / "died").exists()
     table = ResultStore(tmp_path / "out").read_captions(cells[0].cell_id)
     assert len(table) == 20 and table["sample_id"].is_unique
@@ -160,13 +161,13 @@ def test_rerun_generates_nothing_and_a_new_precision_runs_alone(coco_mini, tmp_p
     code, info, _ = sweep(make_grid(coco_mini, tmp_path / "out", model))
     rerun = time.perf_counter() - start
     print(f"\nfirst run {first:.1f} s, re-run of the finished grid {rerun:.1f} s ({rerun / first:.2f}x)")
-    assert code == 0 and calls(fault_dir) == [] and bool(info["results"]["reused"].all())
-    tracker = info["tracker"]  # the finished cell already has its MLflow run: nothing logged again
+    assert code == 0 and calls(fault_dir) == [] and bool(info.results["reused"].all())
+    tracker = info.tracker  # the finished cell already has its MLflow run: nothing logged again
     assert tracker.client.search_runs(
         [tracker.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{tracker.parent_id}'") == []
     code, info, _ = sweep(make_grid(coco_mini, tmp_path / "out", model, precisions=["fp32", "fp16"]))
     assert code == 0 and sum(calls(fault_dir)) == 12  # only the new fp16 cell ran
-    assert sorted(info["results"]["reused"].tolist()) == [False, True]
+    assert sorted(info.results["reused"].tolist()) == [False, True]
 
 
 def test_unreachable_mlflow_keeps_results_and_next_run_logs_them(coco_mini, tmp_path, monkeypatch):
@@ -176,11 +177,11 @@ def test_unreachable_mlflow_keeps_results_and_next_run_logs_them(coco_mini, tmp_
     data = make_grid(coco_mini, tmp_path / "out", model)
     data["tracking"] = {"uri": "http://127.0.0.1:9"}  # nothing listens there
     code, info, cells = sweep(data)
-    assert code == 0 and info["tracker"] is None
+    assert code == 0 and info.tracker is None
     assert ResultStore(tmp_path / "out").captions_path(cells[0].cell_id).is_file()
     (fault_dir / "calls.log").unlink()
     code, info, _ = sweep(make_grid(coco_mini, tmp_path / "out", model))  # the tracking store is back
     assert code == 0 and calls(fault_dir) == []
-    tracker = info["tracker"]
+    tracker = info.tracker
     runs = tracker.client.search_runs([tracker.experiment_id], filter_string="tags.role = 'cell'")
     assert [r.data.tags["cell_id"] for r in runs] == [cells[0].cell_id]

@@ -9,7 +9,7 @@ from actors.hosts import HostPool, HostSet, load_key, order_for_reuse
 from sweep.cells import expand_cells
 from sweep.config import parse_grid
 from sweep.data import dataset_fingerprint, load_coco_samples
-from sweep.run import run_sweep
+from sweep.engine import run_sweep
 from sweep.store import ResultStore
 
 
@@ -121,11 +121,12 @@ def test_sweep_loads_each_model_once_and_cells_report_reuse(coco_mini, tmp_path,
     grid = parse_grid(data)
     samples = load_coco_samples(grid.dataset)
     cells = expand_cells(grid, dataset_fingerprint(samples, grid.dataset.image_max_side))
-    code, info = run_sweep(grid, cells, samples)
-    assert code == 0, info["results"]["reason"].tolist()
+    info = run_sweep(grid, cells, samples)
+    code = info.exit_code
+    assert code == 0, info.results["reason"].tolist()
     loads = (fault_dir / "loads.log").read_text().splitlines()
     assert sorted(line.split()[0] for line in loads) == ["m1", "m2"]  # 6 cells, 2 loads
-    results = info["results"]
+    results = info.results
     assert sorted(results["model_reused"].tolist()) == [0.0, 0.0, 1.0, 1.0, 1.0, 1.0]
     store = ResultStore(tmp_path / "out")
     for cell in cells:  # every cell captioned all its samples once, with its own token budget

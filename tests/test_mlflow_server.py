@@ -12,7 +12,7 @@ from conftest import grid_dict
 from sweep.cells import expand_cells
 from sweep.config import parse_grid
 from sweep.data import dataset_fingerprint, load_coco_samples
-from sweep.run import run_sweep
+from sweep.engine import run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "mlflow" / "server.sh"
@@ -70,14 +70,15 @@ def test_sweep_logs_to_the_tracking_server_over_http(coco_mini, tmp_path, monkey
         samples = load_coco_samples(grid.dataset)
         cells = expand_cells(grid, dataset_fingerprint(samples, grid.dataset.image_max_side))
         t1 = time.perf_counter()
-        code, info = run_sweep(grid, cells, samples)
+        info = run_sweep(grid, cells, samples)
+        code = info.exit_code
         t_sweep = time.perf_counter() - t1
-        assert code == 0, info["results"][["label", "reason"]]
-        assert info["tracker"] is not None and info["tracker"].uri == uri
+        assert code == 0, info.results[["label", "reason"]]
+        assert info.tracker is not None and info.tracker.uri == uri
 
         client = MlflowClient(tracking_uri=uri)  # read back over HTTP
         exp = client.get_experiment_by_name("server-sweep")
-        parent = client.get_run(info["tracker"].parent_id)
+        parent = client.get_run(info.tracker.parent_id)
         assert parent.info.status == "FINISHED" and parent.data.metrics["n_cells_ok"] == 2
         runs = client.search_runs([exp.experiment_id], filter_string="tags.role = 'cell'")
         assert len(runs) == 2

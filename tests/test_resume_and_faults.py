@@ -9,7 +9,7 @@ from actors.stage import CellOutOfMemory, generate_with_oom_retry
 from sweep.cells import expand_cells
 from sweep.config import parse_grid
 from sweep.data import dataset_fingerprint, load_coco_samples
-from sweep.run import run_sweep
+from sweep.engine import run_sweep
 from sweep.trials import root_cause
 
 
@@ -22,19 +22,20 @@ def _sweep(coco, out, models, **kw):
     ))
     samples = load_coco_samples(grid.dataset)
     cells = expand_cells(grid, dataset_fingerprint(samples, grid.dataset.image_max_side))
-    code, info = run_sweep(grid, cells, samples, **kw)
+    info = run_sweep(grid, cells, samples, **kw)
+    code = info.exit_code
     return code, info, cells
 
 
 def _children(info):
-    t = info["tracker"]
+    t = info.tracker
     return t.client.search_runs([t.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{t.parent_id}'")
 
 
 def test_fresh_archives_instead_of_deleting(coco_mini, tmp_path):
     _sweep(coco_mini, tmp_path, [{"id": "tiny:llava"}])
     code, info, cells = _sweep(coco_mini, tmp_path, [{"id": "tiny:llava"}], fresh=True)
-    assert code == 0 and not info["results"].iloc[0]["reused"]
+    assert code == 0 and not info.results.iloc[0]["reused"]
     archived = list((tmp_path / "cells-archive").glob(f"*/{cells[0].cell_id}/captions.parquet"))
     assert len(archived) == 1
 
@@ -43,7 +44,7 @@ def test_a_model_that_fails_to_load_fails_only_its_cell(coco_mini, tmp_path):
     missing = tmp_path / "no-such-model"
     code, info, _ = _sweep(coco_mini, tmp_path / "out", [{"id": "tiny:llava"}, {"id": str(missing)}])
     assert code == 1
-    results = info["results"].set_index("model")
+    results = info.results.set_index("model")
     assert results.loc["llava", "status"] == "ok"
     assert results.loc["no-such-model", "status"] == "failed"
     assert "no-such-model" in results.loc["no-such-model", "reason"]

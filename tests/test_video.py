@@ -11,7 +11,8 @@ import pytest
 from conftest import grid_dict
 
 from sweep.config import FrameSamplingConfig, SceneDetectionConfig, parse_grid
-from sweep.run import load_samples, run_sweep
+from sweep.engine import run_sweep
+from sweep.run import load_samples
 from sweep.stages import DecodeFrames
 from sweep.store import ResultStore
 from sweep.video import detect_scenes, frame_times
@@ -83,10 +84,11 @@ def test_sweep_captions_each_scene_of_bikes_with_both_strategies(coco_mini, tmp_
     from sweep.cells import expand_cells
 
     cells = expand_cells(grid, fingerprint)
-    code, info = run_sweep(grid, cells, None)
-    assert code == 0, info["results"][["label", "reason"]]
-    store = ResultStore(info["output_dir"])
-    tracker = info["tracker"]
+    info = run_sweep(grid, cells, None)
+    code = info.exit_code
+    assert code == 0, info.results[["label", "reason"]]
+    store = ResultStore(info.output_dir)
+    tracker = info.tracker
     strategies = {}
     for cell in cells:
         table = store.read_captions(cell.cell_id)
@@ -102,4 +104,4 @@ def test_sweep_captions_each_scene_of_bikes_with_both_strategies(coco_mini, tmp_
         strategies[run.data.params["model"]] = run.data.params["multi_image"]
     assert strategies == {"qwen2_vl": "native", "llava": "panorama"}
     # the second sweep over the same videos reuses the cached scenes
-    assert len(list((info["output_dir"] / "scene-cache").glob("*.json"))) == 1
+    assert len(list((info.output_dir / "scene-cache").glob("*.json"))) == 1

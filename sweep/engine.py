@@ -1,0 +1,282 @@
+"""The sweep engine: plan (what the store holds, what cannot fit) → execute (Ray Tune trials, scoring,
+MLflow) → publish (results.csv, fronts, plots, report, the summary). Each phase is its own function;
+`run_sweep` chains them and returns its own phase timings (`sweep.phases`)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sweep.cells import Cell
+from sweep.config import GridConfig
+from sweep.data import Sample
+from sweep.phases import PhaseTimer
+from sweep.store import ResultStore
+
+for _key, _value in {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    # an unreachable tracking server must not stall the sweep for minutes of retries
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+}.items():
+    os.environ.setdefault(_key, _value)
+
+
+@dataclass
+class SweepPlan:
+    """What an invocation will do, decided from the grid, the samples and the result store alone."""
+
+    grid: GridConfig
+    cells: list[Cell]
+    samples: list[Sample]
+    store: ResultStore
+    finished: dict[str, dict] = field(default_factory=dict)  # cell id -> stored costs (read back)
+    refused: dict[str, str] = field(default_factory=dict)  # cell id -> why it cannot fit the GPU
+    todo: list[Cell] = field(default_factory=list)  # cells to run on Ray
+    archived: Path | None = None  # --fresh: where earlier results went
+
+    @property
+    def output_dir(self) -> Path:
+        return self.store.root
+
+
+@dataclass
+class Execution:
+    """What running a plan produced: one outcome per cell (ok or failed), and notes for the user."""
+
+    outcomes: dict[str, Any]
+    notes: list[str]
+    tracker: Any
+    tracking_uri: str
+
+
+@dataclass
+class SweepResult:
+    exit_code: int  # 0 every cell ok, 1 some cells failed
+    results: Any  # pandas DataFrame, one row per cell (results.csv)
+    output_dir: Path
+    tracker: Any  # SweepTracker, or None when MLflow was unreachable
+    phases: dict[str, float]  # seconds per phase (sweep.phases.PHASES); they may overlap
+
+
+def init_ray(grid: GridConfig, cells: list[Cell], address: str | None, verbose: bool) -> str:
+    """Join the cluster named by --address/$RAY_ADDRESS, else start an embedded Ray."""
+    import ray
+
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=verbose)
+        return f"Ray cluster at {address}"
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import torch
+
+    kwargs: dict = {"include_dashboard": False, "log_to_driver": verbose}
+    if torch.cuda.device_count() == 0:
+        # Logical GPUs let cells and replicas run side by side exactly as they would on real ones.
+        need = max(c.gpus_per_actor * c.replicas for c in cells)
+        kwargs["num_gpus"] = grid.resources.local_gpus or max(2, math.ceil(need))
+    ray.init(**kwargs)
+    gpus = ray.cluster_resources().get("GPU", 0)
+    kind = "logical GPUs (no CUDA device: models run on CPU)" if "num_gpus" in kwargs else "GPUs"
+    return f"embedded Ray with {gpus:g} {kind}"
+
+
+def archive_cells(store: ResultStore, cells: list[Cell]) -> Path | None:
+    """--fresh: move this grid's cells out of the way, keeping them."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    target = store.root / "cells-archive" / stamp
+    moved = False
+    for cell in cells:
+        src = store.cell_dir(cell.cell_id)
+        if src.exists():
+            target.mkdir(parents=True, exist_ok=True)
+            src.rename(target / cell.cell_id)
+            moved = True
+    return target if moved else None
+
+
+def reusable(cell: Cell, store: ResultStore, wanted: set[str]) -> dict | None:
+    """Costs of a cell the store already finished; sampled generation is never silently reused."""
+    if cell.do_sample:
+        return None
+    return store.finished_costs(cell.cell_id, wanted)
+
+
+def plan_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], fresh: bool = False) -> SweepPlan:
+    """Sort the cells into read back (finished in the store), refused (estimated not to fit the GPU)
+    and to run. Writes the samples' references for `sweep.report`; starts nothing."""
+    from sweep.plan import memory_refusals, target_gpu_bytes
+
+    out = grid.output_dir.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    plan = SweepPlan(grid, cells, samples, ResultStore(out))
+    if fresh:
+        plan.archived = archive_cells(plan.store, cells)
+    (out / "samples.json").write_text(json.dumps({
+        "references": {s.sample_id: list(s.references) for s in samples},
+        "image_ids": {s.sample_id: s.image_id for s in samples},
+    }))
+    wanted = {s.sample_id for s in samples}
+    stored = {c.cell_id: reusable(c, plan.store, wanted) for c in cells}
+    plan.finished = {cell_id: costs for cell_id, costs in stored.items() if costs is not None}
+    todo = [c for c in cells if c.cell_id not in plan.finished]
+    gpu_bytes = target_gpu_bytes(grid.resources.accelerator_type, grid.resources.gpu_memory_gb)
+    plan.refused = memory_refusals(todo, gpu_bytes, grid.dataset.image_max_side)
+    plan.todo = [c for c in todo if c.cell_id not in plan.refused]
+    return plan
+
+
+def open_tracker(plan: SweepPlan, timer: PhaseTimer) -> tuple[Any, str, str | None]:
+    """(tracker or None, tracking URI, note when MLflow is unreachable: results still go to the store)."""
+    from sweep.tracking import SweepTracker, default_tracking_uri
+
+    grid = plan.grid
+    uri = grid.tracking.uri or default_tracking_uri(plan.output_dir)
+    try:
+        with timer.phase("mlflow"):
+            tracker = SweepTracker(
+                uri, grid.tracking.experiment, plan.output_dir / "mlartifacts", grid.name,
+                {"grid": grid.model_dump_json(), "n_cells": len(plan.cells), "n_samples": len(plan.samples)},
+            )
+        return tracker, uri, None
+    except Exception as err:  # the next run logs what MLflow lacks
+        return None, uri, f"MLflow at {uri} unreachable ({type(err).__name__}): nothing logged; re-run to log"
+
+
+def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None, verbose: bool = False,
+                 where: str | None = None) -> Execution:
+    """Record the stored and refused cells, run the rest as Ray Tune trials (each scored and logged as
+    it finishes), and give every cell an outcome, also when the sweep is interrupted."""
+    from sweep.pipeline import PipelineSettings
+    from sweep.progress import SweepProgress
+    from sweep.recorder import CellCallback, SweepRecorder
+    from sweep.scoring import CaptionScorer
+    from sweep.trials import run_trials
+
+    grid, cells, samples = plan.grid, plan.cells, plan.samples
+    if where is None:
+        if plan.todo:
+            with timer.phase("ray_start"):
+                where = init_ray(grid, plan.todo, address, verbose)
+        else:
+            where = "no Ray (all cells are stored)"
+    if plan.archived:
+        print(f"--fresh: earlier results of these cells moved to {plan.archived}")
+    print(f"sweep '{grid.name}': {len(cells)} cells x {len(samples)} images on {where}", flush=True)
+    if plan.finished:
+        print(f"{len(plan.finished)} cells already finished in {plan.output_dir / 'cells'}: read back, "
+              "not recomputed", flush=True)
+    tracker, uri, tracker_note = open_tracker(plan, timer)
+    if tracker_note:
+        print(f"WARNING: {tracker_note}", flush=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    with CaptionScorer() as scorer:
+        progress = SweepProgress(len(cells), len(samples))
+        recorder = SweepRecorder(cells, samples, plan.store, scorer, tracker, progress, timer)
+        for cell_id, costs in plan.finished.items():
+            recorder.record(cell_id, costs, from_store=True)
+            progress.cell_reused(cell_id)
+        for cell_id, reason in plan.refused.items():  # would not fit the GPU: refused before loading
+            recorder.record_failure(cell_id, reason)
+            progress.cell_finished(cell_id, ok=False)
+        try:
+            if plan.todo:
+                with timer.phase("trials"):
+                    hosts = run_trials(plan.todo, samples, PipelineSettings.from_grid(grid), plan.store,
+                                       plan.output_dir / "tune", f"{grid.name}-{stamp}",
+                                       [CellCallback(recorder)])
+                recorder.notes.append(f"{hosts['loads']} model loads for {len(plan.todo)} cells (a loaded "
+                                      "model serves every cell of its model and precision)")
+        finally:
+            recorder.drain()
+            for cell in cells:
+                if cell.cell_id not in recorder.outcomes:
+                    recorder.record_failure(cell.cell_id, "no result: the sweep stopped before this cell")
+            progress.close()
+    notes = [*recorder.notes, *filter(None, [tracker_note])]
+    return Execution(recorder.outcomes, notes, tracker, uri)
+
+
+def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer) -> tuple[int, Any]:
+    """results.csv, pareto_front.csv, the plots, report.html, the MLflow parent run and the summary."""
+    import pandas as pd
+
+    from sweep.report import format_table, front_pool, mark_fronts, plot_fronts, write_html_report
+
+    out, cells, tracker = plan.output_dir, plan.cells, execution.tracker
+    results = mark_fronts(pd.DataFrame([execution.outcomes[c.cell_id].row() for c in cells]))
+    results.to_csv(out / "results.csv", index=False)
+    results[results["pareto"] != ""].to_csv(out / "pareto_front.csv", index=False)
+    _, random_note = front_pool(results)
+    with timer.phase("report"):
+        plots = plot_fronts(results, out)
+        report = write_html_report(out, f"Sweep report: {plan.grid.name}", results, plots,
+                                   {s.sample_id: list(s.references) for s in plan.samples},
+                                   [random_note] if random_note else [])
+    n_failed = int((results["status"] != "ok").sum())
+    notes = list(execution.notes)
+    if tracker is not None:
+        try:
+            with timer.phase("mlflow"):
+                tracker.log_parent(
+                    metrics={"n_cells_ok": len(cells) - n_failed, "n_cells_failed": n_failed},
+                    artifacts=[*plots, out / "results.csv", out / "pareto_front.csv", report],
+                )
+                tracker.finish(ok=n_failed == 0)
+        except Exception as err:
+            notes.append(f"MLflow logging of the sweep run failed: {err}; re-run to log")
+
+    print()
+    print(format_table(results))
+    print()
+    if random_note:
+        print(f"NOTE: {random_note}.")
+    for note in notes:
+        print(f"note: {note}")
+    print(f"results:   {out / 'results.csv'}  (per-cell caption tables under {out / 'cells'})")
+    print(f"plots:     {', '.join(p.name for p in plots)} in {out}")
+    print(f"report:    {report}  (rebuild: python -m sweep.report {out})")
+    uri = execution.tracking_uri
+    parent = tracker.parent_id if tracker else "not logged"
+    print(f"MLflow:    {uri}  (experiment '{plan.grid.tracking.experiment}', parent run {parent})")
+    if uri.startswith("sqlite:"):
+        print(f"           mlflow ui --backend-store-uri {uri}")
+    if n_failed:
+        print(f"{n_failed} of {len(cells)} cells failed:")
+        for _, row in results[results["status"] != "ok"].iterrows():
+            print(f"  {row['label']}: {row['reason']}")
+    return (1 if n_failed else 0), results
+
+
+def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample] | None, address: str | None = None,
+              verbose: bool = False, fresh: bool = False) -> SweepResult:
+    """Plan, execute and publish one sweep invocation. `samples` None: video, whose scenes are detected
+    on Ray (once per video file, cached) before the plan can be made."""
+    import ray
+
+    timer = PhaseTimer()
+    where = None
+    if samples is None:
+        from sweep.video import load_video_samples
+
+        with timer.phase("ray_start"):
+            where = init_ray(grid, cells, address, verbose)
+        out = grid.output_dir.resolve()
+        out.mkdir(parents=True, exist_ok=True)
+        samples = load_video_samples(grid.dataset, out / "scene-cache")
+    plan = plan_sweep(grid, cells, samples, fresh)
+    try:
+        execution = execute_plan(plan, timer, address, verbose, where)
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+    code, results = publish_results(plan, execution, timer)
+    return SweepResult(code, results, plan.output_dir, execution.tracker, timer.snapshot())
