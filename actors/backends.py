@@ -7,15 +7,17 @@ the machine and loads.
 
 from __future__ import annotations
 
-from actors.base import Captioner
+from actors.captioner import Captioner
+from actors.contract import LoadSpec
 from actors.families.base import Family
+from actors.precision import FLOAT_PRECISIONS
 from actors.registry import detect_family, get_family, read_config_json
 from actors.resolve import resolve_model
 
-# What vLLM is given here as `dtype`. bitsandbytes precisions (int8, int8-vision, nf4) stay on HF: vLLM's
-# bitsandbytes path is missing for several VLMs (vLLM issues #11687 Qwen2-VL, #9967 LLaVA) and has no
-# per-side (vision vs language) quantization, which is what those precisions mean here.
-VLLM_PRECISIONS = ("fp16", "bf16", "fp32")
+# The float precisions go to vLLM as its `dtype`. bitsandbytes precisions (int8, int8-vision, nf4) stay on
+# HF: vLLM's bitsandbytes path is missing for several VLMs (vLLM issues #11687 Qwen2-VL, #9967 LLaVA) and
+# has no per-side (vision vs language) quantization, which is what those precisions mean here.
+VLLM_PRECISIONS = FLOAT_PRECISIONS
 
 
 def choose_backend(
@@ -120,3 +122,14 @@ def make_captioner(model_id: str, family_override: str | None, revision: str | N
         backend_reason=reason,
         dummy_weights=dummy,
     )
+
+
+def load_captioner(spec: LoadSpec) -> Captioner:
+    """What a model host loads for its spec: the user's loader, or the HF/vLLM backend."""
+    model = spec.model
+    if model.loader:
+        from actors.custom import load_custom
+
+        return load_custom(model.loader, model.id, spec.precision)
+    return make_captioner(model.id, model.family, model.revision, model.trust_remote_code, spec.precision,
+                          spec.backend, weights_mode=model.weights)

@@ -1,7 +1,7 @@
 """User models plugged in by import path: `loader: mypkg.module:build` on a model in grid.yaml.
 
 `build(model_id: str, precision: str) -> Captioner` receives the model's `id` and the cell's precision
-and returns a loaded `actors.base.Captioner` (fill `report` and `family`; `generate` does the work).
+and returns a loaded `actors.captioner.Captioner` (fill `report` and `family`; `generate` does the work).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import importlib
 import time
 from collections.abc import Callable
 
-from actors.base import Captioner
+from actors.captioner import Captioner
 from actors.families.base import Family
 from actors.hf import library_versions
 
@@ -48,7 +48,7 @@ def load_custom(loader: str, model_id: str, precision: str) -> Captioner:
     captioner = import_loader(loader)(model_id, precision)
     if not isinstance(captioner, Captioner):
         raise CustomLoaderError(
-            f"loader '{loader}' returned {type(captioner).__name__}, not an actors.base.Captioner"
+            f"loader '{loader}' returned {type(captioner).__name__}, not an actors.captioner.Captioner"
         )
     if not hasattr(captioner, "family"):
         captioner.family = CustomFamily()

@@ -6,7 +6,7 @@ from typing import Any
 
 from PIL import Image
 
-from actors.base import CaptionResult
+from actors.contract import CaptionResult
 
 
 def count_generated(token_rows: Any, eos_ids: set[int]) -> list[int]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 import warnings
 
-from actors.base import Captioner, CaptionRequest, CaptionResult, LoadReport
+from actors.captioner import Captioner
+from actors.contract import CaptionRequest, CaptionResult, LoadReport
 from actors.families.base import Family
 from actors.precision import QUANTIZED, load_kwargs, module_precisions
 

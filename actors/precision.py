@@ -1,5 +1,7 @@
-"""Precision → from_pretrained arguments, per module: which parts are quantized and which are not.
+"""Precision: the one table of what each grid precision means, and the `from_pretrained` arguments that
+realise it per module (which parts are quantized and which are not).
 
+- fp32 / fp16 / bf16: every module in that float dtype (also what vLLM is given as `dtype`).
 - int8:        language model in bitsandbytes LLM.int8; vision tower + projector in float.
 - int8-vision: vision tower + projector in LLM.int8; language model in float.
 - nf4:         language model in bitsandbytes 4-bit NF4; vision side in float.
@@ -9,17 +11,59 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
 
+from actors.contract import Precision
 from actors.families.base import Family, module_matches
 
-QUANTIZED = {"int8", "int8-vision", "nf4"}
+
+@dataclass(frozen=True)
+class PrecisionFormat:
+    """What one precision loads. `float_dtype` None: bitsandbytes, whose float modules take the device's
+    compute dtype (`float_dtype_name`)."""
+
+    float_dtype: str | None
+    quantized_side: Literal["language", "vision"] | None = None
+    bnb_format: Literal["int8", "nf4"] | None = None
+    # bytes per parameter (language decoder layers, vision side) for sweep.memory's estimate; nf4 stores
+    # one fp32 absmax per 64-weight block
+    bytes_per_param: tuple[float, float] = (4.0, 4.0)
+
+    def side_format(self, side: Literal["language", "vision"]) -> str:
+        """What the plan shows per side before loading: a dtype, the quantized format, or "float"."""
+        if self.quantized_side == side:
+            return str(self.bnb_format)
+        return self.float_dtype or "float"
+
+
+PRECISIONS: dict[Precision, PrecisionFormat] = {
+    "fp32": PrecisionFormat("float32", bytes_per_param=(4.0, 4.0)),
+    "fp16": PrecisionFormat("float16", bytes_per_param=(2.0, 2.0)),
+    "bf16": PrecisionFormat("bfloat16", bytes_per_param=(2.0, 2.0)),
+    "int8": PrecisionFormat(None, "language", "int8", (1.0, 2.0)),
+    "int8-vision": PrecisionFormat(None, "vision", "int8", (2.0, 1.0)),
+    "nf4": PrecisionFormat(None, "language", "nf4", (0.5 + 4 / 64, 2.0)),
+}
+if set(PRECISIONS) != set(get_args(Precision)):  # the table and the grid's type are one list
+    raise AssertionError(f"precision table {sorted(PRECISIONS)} != Precision {sorted(get_args(Precision))}")
+
+QUANTIZED = frozenset(p for p, f in PRECISIONS.items() if f.quantized_side)
+FLOAT_PRECISIONS = tuple(p for p, f in PRECISIONS.items() if f.float_dtype)
+
+
+def precision_format(precision: str) -> PrecisionFormat:
+    try:
+        return PRECISIONS[precision]  # type: ignore[index]
+    except KeyError:
+        raise ValueError(f"unknown precision '{precision}'; known: {', '.join(PRECISIONS)}") from None
 
 
 def float_dtype_name(precision: str, on_cuda: bool) -> str:
     """The dtype of the unquantized modules."""
-    if precision in ("fp32", "fp16", "bf16"):
-        return {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[precision]
+    fmt = precision_format(precision)
+    if fmt.float_dtype:
+        return fmt.float_dtype
     if not on_cuda:
         # bitsandbytes' CPU kernels and the CPU matmuls are fastest and safest in fp32.
         return "float32"
@@ -39,26 +83,25 @@ def load_kwargs(precision: str, family: Family, on_cuda: bool) -> dict[str, Any]
     import torch
     from transformers import BitsAndBytesConfig
 
+    fmt = precision_format(precision)
     dtype = getattr(torch, float_dtype_name(precision, on_cuda))
     kwargs: dict[str, Any] = {"dtype": dtype}
-    if precision == "int8":
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_8bit=True,
-            llm_int8_skip_modules=skip_patterns(family.vision_modules + family.output_head_modules),
-        )
-    elif precision == "int8-vision":
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_8bit=True, llm_int8_skip_modules=skip_patterns(family.language_modules)
-        )
-    elif precision == "nf4":
-        kwargs["quantization_config"] = BitsAndBytesConfig(
+    if fmt.quantized_side is None:
+        return kwargs
+    # the side that stays float (and a vocabulary head not named lm_head, which also stays float)
+    keep_float = (family.vision_modules + family.output_head_modules if fmt.quantized_side == "language"
+                  else family.language_modules)
+    if fmt.bnb_format == "int8":
+        config = BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip_patterns(keep_float))
+    else:
+        config = BitsAndBytesConfig(
             load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
+            bnb_4bit_quant_type=fmt.bnb_format,
             bnb_4bit_compute_dtype=dtype,
-            llm_int8_skip_modules=skip_patterns(family.vision_modules + family.output_head_modules),
+            llm_int8_skip_modules=skip_patterns(keep_float),
         )
-    if precision in QUANTIZED:
-        kwargs["device_map"] = {"": 0} if on_cuda else {"": "cpu"}
+    kwargs["quantization_config"] = config
+    kwargs["device_map"] = {"": 0} if on_cuda else {"": "cpu"}
     return kwargs
 
 

@@ -3,7 +3,7 @@
 Why not `ray.data.llm.build_processor`: it builds its own Ray Data stages (and its own vLLM actors) per
 processor config, so it would own batching, actor placement and the prompt format. This project's unit is
 the cell: one actor holds one model at one precision behind the `Captioner` interface, and the driver's
-single pipeline (decode -> CaptionStage -> scoring, with per-batch timing, OOM retry, energy, peak memory
+single pipeline (decode -> ModelHost -> scoring, with per-batch timing, OOM retry, energy, peak memory
 and resume) is the same for every backend. A `Captioner` that wraps `vllm.LLM` keeps that one pipeline and
 makes HF-vs-vLLM cells differ only in the engine, which is what the sweep compares.
 
@@ -24,10 +24,12 @@ import os
 import time
 from typing import Any
 
-from actors.base import Captioner, CaptionRequest, CaptionResult, LoadReport
+from actors.captioner import Captioner
+from actors.contract import CaptionRequest, CaptionResult, LoadReport
 from actors.families.base import Family
+from actors.precision import FLOAT_PRECISIONS, PRECISIONS, module_precisions
 
-VLLM_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+VLLM_DTYPES = {p: str(PRECISIONS[p].float_dtype) for p in FLOAT_PRECISIONS}
 
 
 def vllm_version() -> str:
@@ -44,8 +46,6 @@ def estimate_weights(path: str, family: Family, dtype_name: str, common: dict) -
     counted at the dtype vLLM loads. Returns zeros when the config cannot be built by transformers."""
     import torch
     import transformers
-
-    from actors.precision import module_precisions
 
     try:
         config = transformers.AutoConfig.from_pretrained(path, **common)

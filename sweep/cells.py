@@ -8,7 +8,8 @@ import json
 
 from pydantic import BaseModel, ConfigDict
 
-from sweep.config import GridConfig, ModelSpec
+from actors.contract import GenerationSettings, LoadSpec, ModelRef
+from sweep.config import Backend, GridConfig, ModelSpec, Precision
 
 
 class Cell(BaseModel):
@@ -17,7 +18,7 @@ class Cell(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     model: ModelSpec
-    precision: str
+    precision: Precision
     max_new_tokens: int
     prompt: str
     num_beams: int | None  # None: the family's default
@@ -26,7 +27,7 @@ class Cell(BaseModel):
     top_p: float
     min_new_tokens: int | None
     repetition_penalty: float
-    backend: str
+    backend: Backend
     batch_size: int
     gpus_per_actor: float
     replicas: int
@@ -49,19 +50,25 @@ class Cell(BaseModel):
         beams = f" beams={self.num_beams}" if self.num_beams and self.num_beams > 1 else ""
         return f"{self.model.display_name}/{self.precision}/t{self.max_new_tokens}{beams}"
 
-    def generate_kwargs(self) -> dict:
-        kwargs = {
-            "max_new_tokens": self.max_new_tokens,
-            "do_sample": self.do_sample,
-            "repetition_penalty": self.repetition_penalty,
-        }
-        if self.num_beams is not None:
-            kwargs["num_beams"] = self.num_beams
-        if self.min_new_tokens is not None:
-            kwargs["min_new_tokens"] = self.min_new_tokens
-        if self.do_sample:
-            kwargs.update(temperature=self.temperature, top_p=self.top_p)
-        return kwargs
+    def load_spec(self) -> LoadSpec:
+        """What the model hosts load for this cell (cells with equal specs share one load)."""
+        m = self.model
+        ref = ModelRef(id=m.id, family=m.family, revision=m.revision, trust_remote_code=m.trust_remote_code,
+                       weights=m.weights, loader=m.loader)
+        return LoadSpec(
+            model=ref,
+            precision=self.precision,
+            backend=self.backend,
+            gpus_per_actor=self.gpus_per_actor,
+            replicas=self.replicas,
+        )
+
+    def generation(self) -> GenerationSettings:
+        return GenerationSettings(
+            prompt=self.prompt, max_new_tokens=self.max_new_tokens, num_beams=self.num_beams,
+            do_sample=self.do_sample, temperature=self.temperature, top_p=self.top_p,
+            min_new_tokens=self.min_new_tokens, repetition_penalty=self.repetition_penalty,
+        )
 
 
 def expand_cells(grid: GridConfig, dataset_fingerprint: str) -> list[Cell]:

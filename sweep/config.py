@@ -21,9 +21,8 @@ from pydantic import (
     model_validator,
 )
 
-Precision = Literal["fp32", "fp16", "bf16", "int8", "int8-vision", "nf4"]
-Backend = Literal["auto", "hf", "vllm"]
-PRECISIONS: tuple[str, ...] = Precision.__args__  # type: ignore[attr-defined]
+from actors.contract import BackendName as Backend
+from actors.contract import Precision
 
 
 class _Strict(BaseModel):
@@ -130,7 +129,7 @@ class ModelSpec(_Strict):
     )
     loader: str | None = Field(
         default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
-        description="your own model: 'package.module:function' returning an actors.base.Captioner",
+        description="your own model: 'package.module:function' returning an actors.captioner.Captioner",
     )
 
     @field_validator("family")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 
 
-def summarize_costs(table: pd.DataFrame, cell_wall_seconds: float) -> dict[str, float]:
-    """Latency, throughput, memory, load and energy of one cell.
+def summarize_costs(table: pd.DataFrame, cell_wall_seconds: float,
+                    reports: dict[str, dict]) -> dict[str, float]:
+    """Latency, throughput, memory, load and energy of one cell; `reports` are the load reports of the
+    hosts that served it, by actor id (`ResultStore.read_loads`).
 
     Latency is what one image waits: the wall time of the generate() call it was in. Throughput is
     measured over the generation window (first batch start to last batch end, across all actors), so
@@ -39,15 +39,17 @@ def summarize_costs(table: pd.DataFrame, cell_wall_seconds: float) -> dict[str, 
         for key in ("latency_p50_s", "latency_p95_s", "seconds_per_image", "images_per_sec",
                     "tokens_per_sec", "mean_generated_tokens"):
             out[key] = float("nan")
-    per_actor = table.groupby("actor_id")
-    reports = [json.loads(r) for r in per_actor["load_report"].first()]
-    out["peak_memory_bytes"] = float(per_actor["peak_memory_bytes"].max().max())
+    actors = list(dict.fromkeys(table["actor_id"]))
+    used = [reports[a] for a in actors if a in reports]
+    if not used:
+        raise ValueError(f"no load report for the hosts of this table ({', '.join(actors)})")
+    out["peak_memory_bytes"] = float(table["peak_memory_bytes"].max())
     out["peak_memory_gb"] = out["peak_memory_bytes"] / 1e9
-    out["load_seconds"] = float(np.mean([r["load_seconds"] for r in reports]))
-    out["weight_bytes"] = float(reports[0]["weight_bytes"])
-    for side, nbytes in reports[0].get("module_weight_bytes", {}).items():
+    out["load_seconds"] = float(np.mean([r["load_seconds"] for r in used]))
+    out["weight_bytes"] = float(used[0]["weight_bytes"])
+    for side, nbytes in used[0].get("module_weight_bytes", {}).items():
         out[f"weight_bytes_{side}"] = float(nbytes)
-    out["n_actors"] = float(len(reports))
+    out["n_actors"] = float(len(actors))
     if "model_cells_before" in table:  # 1: every batch ran on a model an earlier cell had loaded
         out["model_reused"] = float((table["model_cells_before"].fillna(0) > 0).all())
     out["energy_kwh"] = float(table["energy_kwh"].sum())
@@ -73,8 +75,3 @@ def summarize_video(table: pd.DataFrame) -> dict[str, float]:
         "scenes_per_video": len(ok) / max(1, ok["video_id"].nunique()),
         "n_videos": float(table["video_id"].nunique()),
     }
-
-
-def load_report_of(table: pd.DataFrame) -> dict:
-    """The first actor's load report (backend, family, device, versions, module precisions)."""
-    return json.loads(table["load_report"].iloc[0])

@@ -10,17 +10,11 @@ from typing import Any
 
 import pandas as pd
 
+from actors.contract import BatchResult, CellStart, SampleBatch
 from sweep.cells import Cell
 from sweep.config import GridConfig
 from sweep.data import Sample
 from sweep.stages import DecodeFrames, DecodeImage
-
-CAPTION_COLUMNS = [
-    "sample_id", "caption", "generated_tokens", "error", "processing_time_sec", "batch_latency_sec",
-    "batch_images", "batch_start_ts", "batch_end_ts", "image_width", "image_height", "actor_id", "node_id",
-    "peak_memory_bytes", "peak_memory_kind", "energy_kwh", "emissions_kg", "load_report",
-    "model_cells_before",
-]
 
 
 @dataclass(frozen=True)
@@ -42,10 +36,43 @@ class PipelineSettings:
         )
 
 
+def sample_batch(batch: dict[str, Any], video: bool) -> SampleBatch:
+    """Ray Data's numpy batch as the hosts' typed input."""
+    return SampleBatch(
+        sample_ids=[str(s) for s in batch["sample_id"]],
+        errors=[str(e) for e in batch["error"]],
+        widths=[int(w) for w in batch["image_width"]],
+        heights=[int(h) for h in batch["image_height"]],
+        pixels=None if video else list(batch["image"]),
+        frames_jpeg=[list(frames) for frames in batch["frames_jpeg"]] if video else None,
+    )
+
+
+def caption_rows(result: BatchResult) -> pd.DataFrame:
+    """A host's answer as caption-table rows: the batch's facts beside each of its samples (what each
+    image waited, where it ran); the batch's energy on its first row, so that summing the column is right."""
+    rows = pd.DataFrame([vars(s) for s in result.samples])
+    n = len(rows)
+    rows["batch_latency_sec"] = result.latency_sec
+    rows["batch_images"] = result.captioned
+    rows["batch_start_ts"] = result.start_ts
+    rows["batch_end_ts"] = result.end_ts
+    rows["actor_id"] = result.actor_id
+    rows["node_id"] = result.node_id
+    rows["peak_memory_bytes"] = result.peak_memory_bytes
+    rows["peak_memory_kind"] = result.peak_memory_kind
+    rows["energy_kwh"] = [result.energy_kwh if i == 0 else 0.0 for i in range(n)]
+    rows["emissions_kg"] = [result.emissions_kg if i == 0 else 0.0 for i in range(n)]
+    rows["model_cells_before"] = result.model_cells_before
+    return rows
+
+
 def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSettings,
-                    on_batch: Callable[[pd.DataFrame], None], host_pool: Any) -> int:
+                    on_batch: Callable[[pd.DataFrame], None], host_pool: Any,
+                    on_start: Callable[[list[CellStart]], None] | None = None) -> int:
     """Caption every sample with the cell's model, handing each finished batch to `on_batch` as it
-    arrives (so a crash loses at most the batches in flight). Returns the number of rows produced.
+    arrives (so a crash loses at most the batches in flight), and the hosts' load reports to `on_start`
+    once, before the first batch. Returns the number of rows produced.
 
     Ray Data decodes in CPU tasks and streams the batches here; each goes straight to one of the cell's
     hosts (round robin), with two batches queued per host so that a host never waits for the next one.
@@ -55,8 +82,8 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
     video = any(s.video_id for s in samples)
     rows = [{"sample_id": s.sample_id, "path": s.path, "frame_times": list(s.frame_times), "error": s.error}
             for s in samples]
-    cell_json = cell.model_dump_json()
-    set_id, hosts = ray.get(host_pool.acquire.remote(cell_json))
+    generation = cell.generation()
+    set_id, hosts = ray.get(host_pool.acquire.remote(cell.load_spec()))
     healthy = False
     produced = 0
     in_flight: list[Any] = []
@@ -66,13 +93,15 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
         while len(in_flight) > keep:
             (ref,), _ = ray.wait(in_flight, num_returns=1)
             in_flight.remove(ref)
-            batch = pd.DataFrame(ray.get(ref))
-            on_batch(batch[CAPTION_COLUMNS])
+            batch = caption_rows(ray.get(ref))
+            on_batch(batch)
             produced += len(batch)
 
     try:
         # waits for the model to load; a load error surfaces here, before any image is read
-        ray.get([host.begin_cell.remote(cell_json) for host in hosts])
+        starts = ray.get([host.begin_cell.remote(cell.cell_id, generation) for host in hosts])
+        if on_start:
+            on_start(starts)
         # about one block per batch, so decoding streams batch by batch
         blocks = max(1, min(len(rows), math.ceil(len(rows) / cell.batch_size)))
         ds = ray.data.from_items(rows, override_num_blocks=blocks)
@@ -80,7 +109,8 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
         ds = ds.map(decode, num_cpus=settings.cpus_per_decode_task)
         batches = ds.iter_batches(batch_size=cell.batch_size, batch_format="numpy", prefetch_batches=2)
         for i, batch in enumerate(batches):
-            in_flight.append(hosts[i % len(hosts)].caption.remote(batch, cell_json))
+            request = sample_batch(batch, video)
+            in_flight.append(hosts[i % len(hosts)].caption.remote(request, generation, cell.cell_id))
             collect(keep=2 * len(hosts))
         collect(keep=0)
         healthy = True

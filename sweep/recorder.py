@@ -12,7 +12,6 @@ from ray.tune import Callback
 
 from sweep.cells import Cell
 from sweep.data import Sample
-from sweep.measure import load_report_of
 from sweep.phases import PhaseTimer
 from sweep.progress import SweepProgress
 from sweep.scoring import CaptionScorer, mean_caption_length
@@ -100,12 +99,13 @@ class SweepRecorder:
     def record(self, cell_id: str, costs: dict[str, float], from_store: bool = False) -> CellOutcome:
         cell = self.cells[cell_id]
         table = self.store.read_captions(cell_id)
-        report = load_report_of(table)
+        loads = self.store.read_loads(cell_id)
+        report = next(iter(loads["reports"].values()), {})
         extra = {"peak_memory_kind": table["peak_memory_kind"].iloc[0]}
         extra["multi_image"] = report.get("family_info", {}).get("multi_image", "")
         if "node_id" in table:  # where the cell ran: one id per node that held one of its actors
             extra["node_ids"] = ",".join(sorted(set(table["node_id"]) - {""}))
-        params = cell_params(cell, report, extra)
+        params = cell_params(cell, report, loads["generation"], extra)
         scores = self.store.read_scores(cell_id) if from_store else None
         if scores is None:
             scores = self.score(table)
@@ -122,7 +122,7 @@ class SweepRecorder:
 
     def record_failure(self, cell_id: str, reason: str) -> CellOutcome:
         cell = self.cells[cell_id]
-        params = cell_params(cell, {}, {})
+        params = cell_params(cell, {}, {}, {})
         outcome = CellOutcome(cell, "failed", {}, params, reason=reason)
         self._log(outcome, [])
         self.outcomes[cell_id] = outcome

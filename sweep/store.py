@@ -4,6 +4,8 @@ cells/<cell_id>/
   cell.json          the resolved cell (written first)
   parts/*.parquet    caption rows, one file per finished batch (append-only: a crash loses one batch)
   captions.parquet   all rows of a finished cell (parts consolidated)
+  loads.json         the load report of each model host that served the cell (by actor id), and the
+                     effective generation settings: once per load, not per caption row
   costs.json         the finished cell's cost metrics
   failure.json       why the cell's last attempt failed
 """
@@ -14,10 +16,12 @@ import json
 import os
 import tempfile
 import uuid
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 
+from actors.contract import CellStart
 from sweep.cells import Cell
 
 
@@ -64,12 +68,33 @@ class ResultStore:
     def failure_path(self, cell_id: str) -> Path:
         return self.cell_dir(cell_id) / "failure.json"
 
+    def loads_path(self, cell_id: str) -> Path:
+        return self.cell_dir(cell_id) / "loads.json"
+
     def parts_dir(self, cell_id: str) -> Path:
         return self.cell_dir(cell_id) / "parts"
 
     def begin_cell(self, cell: Cell) -> None:
         atomic_write_bytes(self.config_path(cell.cell_id), cell.model_dump_json(indent=2).encode())
         self.failure_path(cell.cell_id).unlink(missing_ok=True)
+
+    def record_loads(self, cell_id: str, starts: list[CellStart]) -> None:
+        """The hosts that begin serving the cell (a resumed cell adds the hosts of its new attempt)."""
+        loads = self.read_loads(cell_id)
+        for start in starts:
+            loads["reports"][start.actor_id] = asdict(start.report)
+        if starts:
+            loads["generation"] = starts[0].generation
+        atomic_write_bytes(self.loads_path(cell_id), json.dumps(loads, indent=2, sort_keys=True).encode())
+
+    def read_loads(self, cell_id: str) -> dict:
+        """{"reports": {actor id: load report}, "generation": effective generate() settings}."""
+        try:
+            loads = json.loads(self.loads_path(cell_id).read_text())
+        except (OSError, ValueError):
+            return {"reports": {}, "generation": {}}
+        return {"reports": dict(loads.get("reports") or {}),
+                "generation": dict(loads.get("generation") or {})}
 
     def append_part(self, cell_id: str, rows: pd.DataFrame) -> Path:
         path = self.parts_dir(cell_id) / f"{uuid.uuid4().hex}.parquet"

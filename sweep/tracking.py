@@ -15,8 +15,9 @@ def default_tracking_uri(output_dir: Path) -> str:
     return f"sqlite:///{(output_dir / 'mlflow.db').resolve()}"
 
 
-def cell_params(cell: Any, load_report: dict, extra: dict[str, Any]) -> dict[str, str]:
-    """Flat params so MLflow's compare and parallel-coordinates views work without tweaking."""
+def cell_params(cell: Any, load_report: dict, generation: dict, extra: dict[str, Any]) -> dict[str, str]:
+    """Flat params so MLflow's compare and parallel-coordinates views work without tweaking.
+    `generation`: the effective generate() settings the hosts used (family defaults under the cell's)."""
     # cell_id is a tag, not a param: a unique value per run would be the first axis MLflow's parallel
     # coordinates picks, and a row in every "diff only" table.
     params = {
@@ -27,8 +28,8 @@ def cell_params(cell: Any, load_report: dict, extra: dict[str, Any]) -> dict[str
         "precision": cell.precision,
         "max_new_tokens": cell.max_new_tokens,
         "prompt": cell.prompt,
-        "num_beams": load_report.get("generation", {}).get("num_beams", cell.num_beams or 1),
-        "min_new_tokens": load_report.get("generation", {}).get("min_new_tokens", cell.min_new_tokens or 0),
+        "num_beams": generation.get("num_beams", cell.num_beams or 1),
+        "min_new_tokens": generation.get("min_new_tokens", cell.min_new_tokens or 0),
         "do_sample": cell.do_sample,
         "backend": load_report.get("backend", ""),
         "backend_reason": load_report.get("backend_reason", ""),

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from actors.contract import LoadSpec
 from sweep.cells import Cell
 from sweep.data import Sample
 from sweep.measure import summarize_costs, summarize_video
@@ -63,7 +64,8 @@ def run_cell(cell: Cell, samples: list[Sample], settings: PipelineSettings, stor
 
     start = time.perf_counter()
     if todo:
-        caption_samples(cell, todo, settings, save, host_pool)
+        caption_samples(cell, todo, settings, save, host_pool,
+                        on_start=lambda starts: store.record_loads(cell.cell_id, starts))
     wall = time.perf_counter() - start
     table = store.read_parts(cell.cell_id)
     missing = wanted - set(table["sample_id"]) if not table.empty else wanted
@@ -72,7 +74,7 @@ def run_cell(cell: Cell, samples: list[Sample], settings: PipelineSettings, stor
     order = {s.sample_id: i for i, s in enumerate(samples)}
     table = table[table["sample_id"].isin(wanted)]
     table = table.sort_values("sample_id", key=lambda col: col.map(order)).reset_index(drop=True)
-    costs = summarize_costs(table, wall)
+    costs = summarize_costs(table, wall, store.read_loads(cell.cell_id)["reports"])
     if video:
         costs.update(summarize_video(table))
     costs["resumed_samples"] = float(len(done & wanted))
@@ -80,11 +82,11 @@ def run_cell(cell: Cell, samples: list[Sample], settings: PipelineSettings, stor
     return costs
 
 
-def cell_trainable(config: dict, *, cells: dict[str, str], samples: list[Sample],
+def cell_trainable(config: dict, *, cells: dict[str, Cell], samples: list[Sample],
                    settings: PipelineSettings, store_root: str, host_pool: Any) -> None:
     from ray import tune
 
-    cell = Cell.model_validate_json(cells[config["cell_id"]])
+    cell = cells[config["cell_id"]]
     store = ResultStore(Path(store_root))
     try:
         costs = run_cell(cell, samples, settings, store, host_pool,
@@ -107,6 +109,23 @@ def root_cause(traceback_text: str) -> str:
     return (causes[-1] if causes else "unknown error")[:500]
 
 
+def order_for_reuse(cells: list[Cell], slots: int) -> list[Cell]:
+    """Trial order: the cells of each load (model, precision, backend, placement) kept together in one of
+    `slots` lanes (the cells that run at once), lanes balanced by cell count and interleaved, so concurrent
+    trials rarely want the same model (which would load it twice) and a lane's next cell finds its model
+    still loaded."""
+    groups: dict[LoadSpec, list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault(cell.load_spec(), []).append(cell)
+    lanes: list[list[Cell]] = [[] for _ in range(max(1, slots))]
+    for group in sorted(groups.values(), key=len, reverse=True):
+        min(lanes, key=len).extend(group)
+    ordered = []
+    for i in range(max(map(len, lanes))):
+        ordered += [lane[i] for lane in lanes if i < len(lane)]
+    return ordered
+
+
 def concurrent_cells(total_gpus: float, cells: list[Cell]) -> int:
     """How many cells fit on the cluster's GPUs at once (at least one)."""
     need = max(c.gpus_per_actor * c.replicas for c in cells)
@@ -119,7 +138,7 @@ def run_trials(cells: list[Cell], samples: list[Sample], settings: PipelineSetti
     import ray
     from ray import tune
 
-    from actors.hosts import HostPool, order_for_reuse
+    from actors.hosts import HostPool
 
     gpus = ray.cluster_resources().get("GPU", 0)
     slots = concurrent_cells(gpus, cells)
@@ -128,7 +147,7 @@ def run_trials(cells: list[Cell], samples: list[Sample], settings: PipelineSetti
     )
     trainable = tune.with_parameters(
         cell_trainable,
-        cells={c.cell_id: c.model_dump_json() for c in cells},
+        cells={c.cell_id: c for c in cells},
         samples=samples,
         settings=settings,
         store_root=str(store.root),

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from actors.base import Captioner, CaptionRequest, CaptionResult, LoadReport
+from actors.captioner import Captioner
+from actors.contract import CaptionRequest, CaptionResult, LoadReport
 
 
 def _fault_dir() -> Path:

@@ -87,7 +87,7 @@ def test_hf_dummy_weights(tiny_model_cache):
     from safetensors.torch import load_file
 
     from actors.backends import make_captioner
-    from actors.base import CaptionRequest
+    from actors.contract import CaptionRequest
     from actors.resolve import resolve_model
 
     captioner = make_captioner("tiny:llava", None, None, False, "fp32", "hf", weights_mode="dummy")
@@ -117,7 +117,12 @@ def test_hf_dummy_weights_quantized(tiny_model_cache):
     captioner = make_captioner("tiny:llava", None, None, False, "int8", "hf", weights_mode="dummy")
     assert captioner.report.weights == "random"
     assert captioner.report.module_precisions["language"].startswith("int8")
-    assert captioner.report.module_precisions["vision"] == "float32"
+    import torch
+
+    from actors.precision import float_dtype_name
+
+    # not quantized: float32 on CPU, bf16/fp16 on CUDA
+    assert captioner.report.module_precisions["vision"] == float_dtype_name("int8", torch.cuda.is_available())
 
 
 def test_weights_mode_checked():

@@ -33,9 +33,9 @@ def test_id_follows_caption_relevant_fields_only(coco_mini, tmp_path):
 
 def test_generate_kwargs_greedy_by_default(coco_mini, tmp_path):
     cell = expand_cells(parse_grid(grid_dict(coco_mini, tmp_path, max_new_tokens=[7])), "fp")[0]
-    kwargs = cell.generate_kwargs()
+    kwargs = cell.generation().generate_kwargs()
     assert kwargs["max_new_tokens"] == 7 and kwargs["do_sample"] is False
     # beams and min length left to the family's defaults unless the grid sets them
     assert "num_beams" not in kwargs and "min_new_tokens" not in kwargs and "temperature" not in kwargs
     cell = expand_cells(parse_grid(grid_dict(coco_mini, tmp_path, generation={"num_beams": [3]})), "fp")[0]
-    assert cell.generate_kwargs()["num_beams"] == 3
+    assert cell.generation().generate_kwargs()["num_beams"] == 3

@@ -5,12 +5,13 @@ from pathlib import Path
 
 from conftest import grid_dict
 
-from actors.hosts import HostPool, HostSet, load_key, order_for_reuse
+from actors.hosts import HostPool, HostSet
 from sweep.cells import expand_cells
 from sweep.config import parse_grid
 from sweep.data import dataset_fingerprint, load_coco_samples
 from sweep.engine import run_sweep
 from sweep.store import ResultStore
+from sweep.trials import order_for_reuse
 
 
 def _cells(coco, models, precisions, tokens):
@@ -19,11 +20,11 @@ def _cells(coco, models, precisions, tokens):
     return expand_cells(parse_grid(data), "fp")
 
 
-def test_load_key_ignores_generation_and_separates_models_and_precisions(coco_mini):
+def test_load_spec_ignores_generation_and_separates_models_and_precisions(coco_mini):
     cells = _cells(coco_mini, ["tiny:llava", "tiny:git"], ["fp32", "int8"], [4, 8])
-    keys = {load_key(c) for c in cells}
+    keys = {c.load_spec() for c in cells}
     assert len(cells) == 8 and len(keys) == 4
-    assert load_key(cells[0]) == load_key(cells[1])  # same model and precision, 4 vs 8 tokens
+    assert cells[0].load_spec() == cells[1].load_spec()  # same model and precision, 4 vs 8 tokens
 
 
 def test_order_for_reuse_keeps_a_model_in_one_lane_and_interleaves_lanes(coco_mini):
@@ -32,11 +33,11 @@ def test_order_for_reuse_keeps_a_model_in_one_lane_and_interleaves_lanes(coco_mi
     assert sorted(c.cell_id for c in ordered) == sorted(c.cell_id for c in cells)
     lanes = [ordered[0::2], ordered[1::2]]
     for lane in lanes:  # each model+precision's cells stay in one lane, one after another
-        keys = [load_key(c) for c in lane]
+        keys = [c.load_spec() for c in lane]
         assert all(keys.count(k) == 3 for k in keys)
         assert [keys[i] == keys[i + 1] for i in range(len(keys) - 1)].count(False) == len(set(keys)) - 1
     # side by side (same position in both lanes) the two trials never want the same model
-    assert all(load_key(a) != load_key(b) for a, b in zip(*lanes, strict=True))
+    assert all(a.load_spec() != b.load_spec() for a, b in zip(*lanes, strict=True))
     assert order_for_reuse(cells, slots=1) and len(order_for_reuse(cells, slots=5)) == len(cells)
 
 
@@ -48,10 +49,10 @@ class CountingPool(HostPool):
         self.started: list[str] = []
         self.stopped: list[str] = []
 
-    def _start(self, key, cell):
+    def _start(self, spec):
         self.loads += 1
-        self.started.append(cell.label)
-        host_set = HostSet(self.loads, key, cell.gpus_per_actor * cell.replicas, [f"host{self.loads}"])
+        self.started.append(f"{spec.model.id}/{spec.precision}")
+        host_set = HostSet(self.loads, spec, spec.gpus_per_actor * spec.replicas, [f"host{self.loads}"])
         self.sets[host_set.set_id] = host_set
         return host_set
 
@@ -64,18 +65,18 @@ def test_pool_reuses_idle_loads_shares_busy_ones_and_evicts_least_recently_used(
     cells = _cells(coco_mini, ["tiny:llava", "tiny:git", "tiny:blip2"], ["fp32"], [4, 8])
     a4, a8, b4, b8, c4 = (c for c in cells if c.label.split("/")[0] != "blip2" or c.max_new_tokens == 4)
     pool = CountingPool(budget=2)
-    sa, _ = pool.acquire(a4.model_dump_json())
-    sb, _ = pool.acquire(b4.model_dump_json())
+    sa, _ = pool.acquire(a4.load_spec())
+    sb, _ = pool.acquire(b4.load_spec())
     assert pool.loads == 2
-    sa2, _ = pool.acquire(a8.model_dump_json())  # a is busy and no GPU is free: share it, do not load again
+    sa2, _ = pool.acquire(a8.load_spec())  # a is busy and no GPU is free: share it, do not load again
     assert sa2 == sa and pool.loads == 2
     pool.release(sb, healthy=True)
-    sb2, _ = pool.acquire(b8.model_dump_json())  # b is idle and loaded: reused
+    sb2, _ = pool.acquire(b8.load_spec())  # b is idle and loaded: reused
     assert sb2 == sb and pool.loads == 2
     pool.release(sa, healthy=True)
     pool.release(sa2, healthy=True)
     pool.release(sb2, healthy=True)
-    pool.acquire(c4.model_dump_json())  # a new model: the least recently used idle load (a) makes room
+    pool.acquire(c4.load_spec())  # a new model: the least recently used idle load (a) makes room
     assert pool.loads == 3 and pool.stopped == [sa]
     assert pool.stats() == {"loads": 3, "alive": 2}
 
@@ -83,30 +84,39 @@ def test_pool_reuses_idle_loads_shares_busy_ones_and_evicts_least_recently_used(
 def test_pool_loads_a_second_copy_where_gpus_are_free_and_drops_failed_loads(coco_mini):
     a4, a8 = _cells(coco_mini, ["tiny:llava"], ["fp32"], [4, 8])
     pool = CountingPool(budget=2)
-    s1, _ = pool.acquire(a4.model_dump_json())
-    s2, _ = pool.acquire(a8.model_dump_json())  # a free GPU: two copies run side by side
+    s1, _ = pool.acquire(a4.load_spec())
+    s2, _ = pool.acquire(a8.load_spec())  # a free GPU: two copies run side by side
     assert s1 != s2 and pool.loads == 2
     pool.release(s2, healthy=False)  # its cell failed: the load is not trusted again
     assert s2 in pool.stopped and pool.stats()["alive"] == 1
     pool.release(s1, healthy=True)
-    assert pool.acquire(a4.model_dump_json())[0] == s1
+    assert pool.acquire(a4.load_spec())[0] == s1
 
 
 def test_a_shared_host_labels_each_cell_with_its_own_turn(coco_mini):
     """Two cells on one loaded model (shared, or one after the other): each cell's rows say whether that
     cell found the model loaded, whatever the other cell does meanwhile; a resumed cell keeps its turn."""
-    from actors.stage import CaptionStage
+    from actors.contract import LoadReport
+    from actors.model_host import ModelHost
 
     class NoModel:
+        report = LoadReport("hf", "test", "llava", "cpu", 1.0, 10)
+        family = type("Family", (), {"generation_defaults": {"num_beams": 1, "min_new_tokens": 9}})
+
         def reset_peak_memory(self):
             self.resets = getattr(self, "resets", 0) + 1
 
-    host = CaptionStage.__new__(CaptionStage)  # the host's bookkeeping, without loading a model
-    host.captioner, host.cells, host.cells_before = NoModel(), {}, {}
-    first, second = (c.model_dump_json() for c in _cells(coco_mini, ["tiny:llava"], ["fp32"], [4, 8]))
-    assert host.begin_cell(first) == 0
-    assert host.begin_cell(second) == 1
-    assert host.begin_cell(first) == 0  # resumed: still the cell the model was loaded for
+    host = ModelHost.__new__(ModelHost)  # the host's bookkeeping, without loading a model
+    host.captioner, host.generation, host.cells_before = NoModel(), {}, {}
+    host.actor_id, host.node_id = "h:1", ""
+    first, second = _cells(coco_mini, ["tiny:llava"], ["fp32"], [4, 8])
+    start = host.begin_cell(first.cell_id, first.generation())
+    assert start.cells_before == 0 and start.report is NoModel.report
+    # the family's defaults under the cell's own settings, min length capped at the budget
+    assert start.generation == {"num_beams": 1, "min_new_tokens": 4, "max_new_tokens": 4, "do_sample": False,
+                                "repetition_penalty": 1.0}
+    assert host.begin_cell(second.cell_id, second.generation()).cells_before == 1
+    assert host.begin_cell(first.cell_id, first.generation()).cells_before == 0  # resumed: its own turn
     assert host.captioner.resets == 3  # every cell begins with its own peak memory
 
 

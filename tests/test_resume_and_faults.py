@@ -4,8 +4,9 @@ import pytest
 import torch
 from conftest import grid_dict
 
-from actors.base import Captioner, CaptionRequest, CaptionResult
-from actors.stage import CellOutOfMemory, generate_with_oom_retry
+from actors.captioner import Captioner
+from actors.contract import CaptionRequest, CaptionResult
+from actors.model_host import CellOutOfMemory, generate_with_oom_retry
 from sweep.cells import expand_cells
 from sweep.config import parse_grid
 from sweep.data import dataset_fingerprint, load_coco_samples
@@ -78,4 +79,5 @@ def test_oom_retries_once_at_half_batch_then_fails_with_oom():
     with pytest.raises(CellOutOfMemory) as info:
         generate_with_oom_retry(too_big, _requests(8), {})
     assert str(info.value).startswith("oom")
-    assert root_cause(f"Traceback...\nactors.stage.CellOutOfMemory: {info.value}") .startswith("oom: CUDA")
+    text = f"Traceback...\nactors.model_host.CellOutOfMemory: {info.value}"
+    assert root_cause(text).startswith("oom: CUDA")

@@ -1,13 +1,15 @@
-import json
 import math
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 from PIL import Image
 
+from actors.contract import BatchResult, SampleResult
 from actors.generation import count_generated
 from sweep.measure import summarize_costs
+from sweep.pipeline import caption_rows, sample_batch
 from sweep.report import RANDOM_NOTE, format_table, front_pool, mark_fronts
 from sweep.stages import DecodeImage
 
@@ -35,8 +37,10 @@ def test_generated_tokens_stop_at_first_eos():
     assert count_generated(rows, eos_ids={2, 3}) == [3, 5, 1, 2]
 
 
+REPORTS = {"a": {"load_seconds": 2.0, "weight_bytes": 1000}, "b": {"load_seconds": 4.0, "weight_bytes": 1000}}
+
+
 def _table(n_actors: int = 2) -> pd.DataFrame:
-    report = json.dumps({"load_seconds": 2.0, "weight_bytes": 1000})
     return pd.DataFrame({
         "sample_id": [str(i) for i in range(4)],
         "error": ["", "", "", "OSError: gone"],
@@ -48,19 +52,47 @@ def _table(n_actors: int = 2) -> pd.DataFrame:
         "batch_end_ts": [101.0, 101.0, 102.0, 102.0],
         "actor_id": ["a", "a", "b" if n_actors == 2 else "a", "b" if n_actors == 2 else "a"],
         "peak_memory_bytes": [10, 10, 30, 30],
-        "load_report": [report] * 4,
         "energy_kwh": [0.1, 0.0, 0.2, 0.0],
         "emissions_kg": [0.01, 0.0, 0.02, 0.0],
     })
 
 
 def test_costs_exclude_error_rows_and_load_time():
-    costs = summarize_costs(_table(), cell_wall_seconds=9.0)
+    costs = summarize_costs(_table(), cell_wall_seconds=9.0, reports=REPORTS)
     assert costs["n_samples"] == 4 and costs["n_errors"] == 1
     assert math.isclose(costs["images_per_sec"], 3 / 2.0)  # 3 ok images over a 2 s generation window
     assert math.isclose(costs["tokens_per_sec"], 12 / 2.0)
     assert costs["peak_memory_bytes"] == 30 and costs["n_actors"] == 2
-    assert math.isclose(costs["energy_kwh"], 0.3) and costs["load_seconds"] == 2.0
+    # load time: the mean over the hosts that served the cell, each host's report counted once
+    assert math.isclose(costs["energy_kwh"], 0.3) and costs["load_seconds"] == 3.0
+    one_host = summarize_costs(_table(n_actors=1), cell_wall_seconds=9.0, reports=REPORTS)
+    assert one_host["n_actors"] == 1 and one_host["load_seconds"] == 2.0
+    with pytest.raises(ValueError, match="no load report"):
+        summarize_costs(_table(), cell_wall_seconds=9.0, reports={})
+
+
+def test_a_batch_result_becomes_caption_rows_with_its_facts_once_per_batch():
+    result = BatchResult(
+        samples=[SampleResult("1", "a cat", 3, "", 0.5, 640, 480),
+                 SampleResult("2", "", 0, "OSError: x", 0.0, 0, 0)],
+        latency_sec=0.5, captioned=1, start_ts=10.0, end_ts=10.5, actor_id="h:1", node_id="n",
+        peak_memory_bytes=99, peak_memory_kind="cpu_rss", energy_kwh=0.2, emissions_kg=0.1,
+        model_cells_before=1,
+    )
+    rows = caption_rows(result)
+    assert rows["sample_id"].tolist() == ["1", "2"] and rows["error"].tolist() == ["", "OSError: x"]
+    assert rows["batch_latency_sec"].tolist() == [0.5, 0.5] and set(rows["actor_id"]) == {"h:1"}
+    assert rows["energy_kwh"].tolist() == [0.2, 0.0]  # summing the column counts the batch once
+    assert rows["model_cells_before"].tolist() == [1, 1]
+
+
+def test_a_decoded_batch_reaches_the_host_typed():
+    pixels = np.zeros((2, 4, 4, 3), dtype=np.uint8)
+    batch = {"sample_id": np.array(["1", "2"]), "error": np.array(["", "bad"]), "image": pixels,
+             "image_width": np.array([4, 0]), "image_height": np.array([4, 0])}
+    typed = sample_batch(batch, video=False)
+    assert typed.sample_ids == ["1", "2"] and typed.errors == ["", "bad"] and typed.widths == [4, 0]
+    assert len(typed) == 2 and typed.pixels[0].shape == (4, 4, 3) and typed.frames_jpeg is None
 
 
 def test_front_excludes_random_weights_when_real_ones_exist():

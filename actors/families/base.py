@@ -7,6 +7,9 @@ from typing import Any, ClassVar, Literal
 
 from PIL import Image
 
+from actors.contract import CaptionResult
+from actors.generation import generate_batch
+
 MultiImage = Literal["native", "panorama"]
 
 
@@ -109,10 +112,8 @@ class Family:
         return getattr(transformers, self.auto_class).from_pretrained(path, **common, **precision_kwargs)
 
     def generate(self, model: Any, processor: Any, prompts: list[str], images: list[list[Image.Image]],
-                 generate_kwargs: dict[str, Any], device: Any) -> list[Any]:
+                 generate_kwargs: dict[str, Any], device: Any) -> list[CaptionResult]:
         """Caption a batch; returns one CaptionResult per prompt, in order."""
-        from actors.generation import generate_batch
-
         return generate_batch(self, model, processor, prompts, images, generate_kwargs, device)
 
     def describe(self) -> dict[str, Any]:

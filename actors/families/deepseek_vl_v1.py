@@ -16,6 +16,7 @@ from typing import Any
 
 from PIL import Image
 
+from actors.contract import CaptionResult
 from actors.families.base import Family
 
 AUTHORS_REPO = "https://github.com/deepseek-ai/DeepSeek-VL"
@@ -85,7 +86,6 @@ class DeepseekVLV1Family(Family):
         only the new tokens."""
         import torch
 
-        from actors.base import CaptionResult
         from actors.generation import count_generated
 
         tokenizer = processor.tokenizer

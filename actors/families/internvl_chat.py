@@ -13,6 +13,7 @@ from typing import Any
 
 from PIL import Image
 
+from actors.contract import CaptionResult
 from actors.families.base import Family
 
 TILE = 448
@@ -141,7 +142,6 @@ class InternVLChatFamily(Family):
         """chat()/batch_chat() return text only, so generated tokens are counted by re-tokenizing that text
         (an estimate: decoding and re-encoding need not give back the same ids), plus the end-of-turn token
         when the text stopped short of max_new_tokens, as count_generated counts it."""
-        from actors.base import CaptionResult
 
         caption = caption.strip()
         n = len(tokenizer(caption, add_special_tokens=False)["input_ids"]) if caption else 0

@@ -17,6 +17,7 @@ from typing import Any
 
 from PIL import Image
 
+from actors.contract import CaptionResult
 from actors.families.base import Family
 
 AUTHORS_REPO = "https://github.com/Meituan-AutoML/MobileVLM"
@@ -104,7 +105,6 @@ class MobileVLMFamily(Family):
         cannot build their attention mask without labels, so batches are not safe to send as one."""
         import torch
 
-        from actors.base import CaptionResult
         from actors.generation import count_generated
 
         code = authors_code()

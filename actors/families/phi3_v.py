@@ -13,6 +13,7 @@ from typing import Any
 
 from PIL import Image
 
+from actors.contract import CaptionResult
 from actors.families.base import Family
 
 
@@ -73,7 +74,6 @@ class Phi3VisionFamily(Family):
         tokenized in one processor call; each sample is processed and generated on its own."""
         import torch
 
-        from actors.base import CaptionResult
         from actors.generation import cast_floats, count_generated, eos_and_pad
 
         tokenizer = getattr(processor, "tokenizer", processor)

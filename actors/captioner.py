@@ -1,45 +1,12 @@
-"""The one interface between the driver's pipeline and whatever serves a model."""
+"""The one interface every model backend fills (HF, vLLM, a user's loader): load once, caption batches."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
-
+from actors.contract import CaptionRequest, CaptionResult, LoadReport
 from actors.families.base import Family
-
-
-@dataclass
-class CaptionRequest:
-    sample_id: str
-    images: list[Image.Image]
-    prompt: str
-
-
-@dataclass
-class CaptionResult:
-    caption: str
-    generated_tokens: int
-
-
-@dataclass
-class LoadReport:
-    """What loading cost and what was loaded: logged with every cell."""
-
-    backend: str
-    backend_reason: str
-    family: str
-    device: str
-    load_seconds: float
-    weight_bytes: int
-    module_precisions: dict[str, str] = field(default_factory=dict)
-    module_weight_bytes: dict[str, int] = field(default_factory=dict)
-    family_info: dict[str, object] = field(default_factory=dict)
-    generation: dict[str, object] = field(default_factory=dict)  # effective generate() settings
-    weights: str = "real"  # "random" for tiny test models and dummy-weight runs
-    library_versions: dict[str, str] = field(default_factory=dict)
 
 
 class Captioner(ABC):

@@ -1,0 +1,169 @@
+"""The contract between the sweep (driver) and the model hosts: plain typed objects, nothing else.
+
+What crosses the boundary, in the order it happens:
+
+1. `LoadSpec` -> a host loads one model (`ModelRef`) at one precision on one backend, placed on
+   `gpus_per_actor` GPUs; its hosts answer with one `LoadReport` per load (never per row).
+2. `GenerationSettings` -> the per-cell settings (prompt, budget, beams, sampling): many cells share one
+   load, so these travel with each batch; they are frozen and hashable, so a host keys on them directly.
+3. `SampleBatch` -> decoded pixels (or a scene's frames) of one batch, with the samples that failed to
+   decode passed through as errors.
+4. `BatchResult` <- facts of the batch once (timing, memory, energy, where it ran) and one
+   `SampleResult` per sample (caption, tokens, error).
+
+Built by the driver from its validated grid once per cell; never serialised to JSON or validated again
+on the way. This module imports nothing from the project, Ray or MLflow: the model side must run on a
+machine that has only torch and transformers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from PIL import Image
+
+Precision = Literal["fp32", "fp16", "bf16", "int8", "int8-vision", "nf4"]
+BackendName = Literal["auto", "hf", "vllm"]
+WeightsMode = Literal["real", "dummy"]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which model: a hub id, a local folder, `tiny:<family>`, or a user loader (`pkg.mod:function`)."""
+
+    id: str
+    family: str | None = None  # None: detected from config.json
+    revision: str | None = None
+    trust_remote_code: bool = False
+    weights: WeightsMode = "real"  # dummy: random weights at the real architecture size
+    loader: str | None = None
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """Everything that changes what a host loads and where it is placed; nothing of generation.
+    Cells with equal load specs share one loaded model."""
+
+    model: ModelRef
+    precision: Precision
+    backend: BackendName = "auto"
+    gpus_per_actor: float = 1.0
+    replicas: int = 1
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """One cell's generation settings. `num_beams`/`min_new_tokens` None: the family's default."""
+
+    prompt: str
+    max_new_tokens: int
+    num_beams: int | None = None
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    min_new_tokens: int | None = None
+    repetition_penalty: float = 1.0
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        """The cell's own `generate()` arguments (a family's defaults go under them)."""
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "do_sample": self.do_sample,
+            "repetition_penalty": self.repetition_penalty,
+        }
+        if self.num_beams is not None:
+            kwargs["num_beams"] = self.num_beams
+        if self.min_new_tokens is not None:
+            kwargs["min_new_tokens"] = self.min_new_tokens
+        if self.do_sample:
+            kwargs.update(temperature=self.temperature, top_p=self.top_p)
+        return kwargs
+
+
+@dataclass
+class CaptionRequest:
+    """One sample as a captioner sees it."""
+
+    sample_id: str
+    images: list[Image.Image]
+    prompt: str
+
+
+@dataclass
+class CaptionResult:
+    caption: str
+    generated_tokens: int
+
+
+@dataclass
+class SampleBatch:
+    """One decoded batch. Per sample: `pixels` (an HxWx3 uint8 array) or `frames_jpeg` (a scene's frames),
+    and `error` non-empty when decoding failed (the sample is then passed through, not captioned)."""
+
+    sample_ids: list[str]
+    errors: list[str]
+    widths: list[int]
+    heights: list[int]
+    pixels: list[Any] | None = None
+    frames_jpeg: list[list[bytes]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.sample_ids)
+
+
+@dataclass
+class SampleResult:
+    sample_id: str
+    caption: str
+    generated_tokens: int
+    error: str  # "" when captioned
+    processing_time_sec: float  # the sample's share of the batch's generate() time
+    image_width: int
+    image_height: int
+
+
+@dataclass
+class BatchResult:
+    """What a host answers for one batch: its facts once, its samples each."""
+
+    samples: list[SampleResult]
+    latency_sec: float  # wall time of the batch's generate() calls
+    captioned: int  # samples that were generated for (the others were decode errors)
+    start_ts: float  # epoch seconds
+    end_ts: float
+    actor_id: str  # host:pid of the model host
+    node_id: str  # Ray node id, "" outside Ray
+    peak_memory_bytes: int
+    peak_memory_kind: str  # gpu_allocated | gpu_device_used | cpu_rss | cpu_rss_with_engine
+    energy_kwh: float  # NaN when not measured
+    emissions_kg: float
+    model_cells_before: int  # cells this load served before this batch's cell (0: loaded for it)
+
+
+@dataclass
+class LoadReport:
+    """What loading cost and what was loaded: one per load, logged with every cell it serves."""
+
+    backend: str
+    backend_reason: str
+    family: str
+    device: str
+    load_seconds: float
+    weight_bytes: int
+    module_precisions: dict[str, str] = field(default_factory=dict)
+    module_weight_bytes: dict[str, int] = field(default_factory=dict)
+    family_info: dict[str, object] = field(default_factory=dict)
+    weights: str = "real"  # "random" for tiny test models and dummy-weight runs, "toy" for the zoo
+    library_versions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class CellStart:
+    """A host's answer when a cell begins on it: what serves the cell, and how it will generate."""
+
+    actor_id: str
+    node_id: str
+    report: LoadReport
+    generation: dict[str, Any]  # effective generate() settings: the family's defaults under the cell's
+    cells_before: int  # cells this load began before this one (0: loaded for this cell)

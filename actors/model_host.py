@@ -1,0 +1,133 @@
+"""A model host (a GPU actor lent by `actors.hosts.HostPool`): one model at one precision, loaded once,
+captioning batches for every cell that shares that load (cells differ in generation settings, never in
+what is loaded: `actors.contract.LoadSpec`). Decode errors pass through untouched."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import time
+
+import numpy as np
+from PIL import Image
+
+from actors.backends import load_captioner
+from actors.captioner import Captioner
+from actors.contract import (
+    BatchResult,
+    CaptionRequest,
+    CaptionResult,
+    CellStart,
+    GenerationSettings,
+    LoadSpec,
+    SampleBatch,
+    SampleResult,
+)
+from actors.energy import EnergyMeter
+
+
+def images_of(batch: SampleBatch, i: int) -> list[Image.Image]:
+    """The sample's frames (video scenes, JPEG bytes) or its one decoded image."""
+    if batch.frames_jpeg is not None:
+        return [Image.open(io.BytesIO(bytes(b))).convert("RGB") for b in batch.frames_jpeg[i]]
+    return [Image.fromarray(np.asarray(batch.pixels[i], dtype=np.uint8))]
+
+
+class CellOutOfMemory(RuntimeError):
+    """Raised as `oom: ...` so the cell's failure reason reads `oom`."""
+
+
+def generate_with_oom_retry(captioner: Captioner, requests: list[CaptionRequest],
+                            kwargs: dict) -> list[CaptionResult]:
+    """CUDA out of memory: retry once at half the batch size (two halves), then give up with `oom`."""
+    import torch
+
+    try:
+        return captioner.generate(requests, kwargs)
+    except torch.cuda.OutOfMemoryError:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    if len(requests) == 1:
+        raise CellOutOfMemory("oom: CUDA out of memory at batch size 1")
+    half = (len(requests) + 1) // 2
+    try:
+        return [r for chunk in (requests[:half], requests[half:]) for r in captioner.generate(chunk, kwargs)]
+    except torch.cuda.OutOfMemoryError as err:
+        raise CellOutOfMemory(f"oom: CUDA out of memory at batch size {len(requests)} and {half}") from err
+
+
+def effective_generation(family_defaults: dict, cell_kwargs: dict) -> dict:
+    """The family's defaults under the cell's settings, with min length never above the budget."""
+    kwargs = {**family_defaults, **cell_kwargs}
+    for key in ("min_new_tokens", "min_length"):
+        if key in kwargs:
+            kwargs[key] = min(kwargs[key], kwargs["max_new_tokens"])
+    return kwargs
+
+
+def ray_node_id() -> str:
+    """The Ray node this process runs on; "" outside Ray (Ray is never imported here if absent)."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    return ray.get_runtime_context().get_node_id() if ray is not None and ray.is_initialized() else ""
+
+
+class ModelHost:
+    """Holds one loaded captioner; `begin_cell` when a cell starts on it, `caption` per batch."""
+
+    def __init__(self, spec: LoadSpec, energy_country: str | None):
+        self.spec = spec
+        self.captioner = load_captioner(spec)
+        self.actor_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.node_id = ray_node_id()
+        self.energy = EnergyMeter(energy_country)
+        self.generation: dict[GenerationSettings, dict] = {}  # cell settings -> effective kwargs
+        self.cells_before: dict[str, int] = {}  # cell id -> cells this load had begun before it
+
+    def begin_cell(self, cell_id: str, settings: GenerationSettings) -> CellStart:
+        """A new cell starts on this model: its peak memory is its own (unless another cell shares the
+        host meanwhile). Waits for the load: a load error surfaces here, before any image is read."""
+        self.captioner.reset_peak_memory()
+        before = self.cells_before.setdefault(cell_id, len(self.cells_before))
+        return CellStart(self.actor_id, self.node_id, self.captioner.report, self._kwargs(settings), before)
+
+    def _kwargs(self, settings: GenerationSettings) -> dict:
+        if settings not in self.generation:
+            defaults = self.captioner.family.generation_defaults
+            self.generation[settings] = effective_generation(defaults, settings.generate_kwargs())
+        return self.generation[settings]
+
+    def caption(self, batch: SampleBatch, settings: GenerationSettings, cell_id: str) -> BatchResult:
+        ok = [i for i, err in enumerate(batch.errors) if not err]
+        captions: dict[int, CaptionResult] = {}
+        self.energy.start()
+        start_ts = time.time()
+        start = time.perf_counter()
+        if ok:
+            requests = [CaptionRequest(batch.sample_ids[i], images_of(batch, i), settings.prompt) for i in ok]
+            results = generate_with_oom_retry(self.captioner, requests, self._kwargs(settings))
+            captions = dict(zip(ok, results, strict=True))
+        elapsed = time.perf_counter() - start
+        kwh, co2_kg = self.energy.stop()
+        peak, peak_kind = self.captioner.peak_memory()
+        per_image = elapsed / len(ok) if ok else 0.0
+        samples = [
+            SampleResult(
+                sample_id=sid,
+                caption=captions[i].caption if i in captions else "",
+                generated_tokens=captions[i].generated_tokens if i in captions else 0,
+                error=batch.errors[i],
+                processing_time_sec=per_image if i in captions else 0.0,
+                image_width=batch.widths[i],
+                image_height=batch.heights[i],
+            )
+            for i, sid in enumerate(batch.sample_ids)
+        ]
+        return BatchResult(
+            samples=samples, latency_sec=elapsed, captioned=len(ok), start_ts=start_ts,
+            end_ts=start_ts + elapsed, actor_id=self.actor_id, node_id=self.node_id,
+            peak_memory_bytes=peak, peak_memory_kind=peak_kind, energy_kwh=kwh, emissions_kg=co2_kg,
+            model_cells_before=self.cells_before.get(cell_id, 0),
+        )
