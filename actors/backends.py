@@ -11,8 +11,8 @@ from actors.captioner import Captioner
 from actors.contract import LoadSpec
 from actors.families.base import Family
 from actors.precision import FLOAT_PRECISIONS
-from actors.registry import detect_family, get_family, read_config_json
-from actors.resolve import resolve_model
+from actors.registry import detect_family, get_family
+from actors.resolve import read_config_json, resolve_model
 
 # The float precisions go to vLLM as its `dtype`. bitsandbytes precisions (int8, int8-vision, nf4) stay on
 # HF: vLLM's bitsandbytes path is missing for several VLMs (vLLM issues #11687 Qwen2-VL, #9967 LLaVA) and

@@ -6,9 +6,7 @@ Adding a family is one new module in actors/families/ plus one line here.
 from __future__ import annotations
 
 import importlib
-import json
 from functools import cache
-from pathlib import Path
 
 from actors.families.base import Family
 
@@ -53,13 +51,3 @@ def detect_family(config: dict) -> Family:
         f"cannot tell the model family from config.json (model_type='{model_type}', "
         f"architectures={sorted(archs)}); set 'family' on the model to one of: {', '.join(known_families())}"
     )
-
-
-def read_config_json(path_or_id: str, revision: str | None = None) -> dict:
-    """config.json of a local folder or (from the local HF cache / hub) of a hub id."""
-    local = Path(path_or_id)
-    if local.is_dir():
-        return json.loads((local / "config.json").read_text())
-    from huggingface_hub import hf_hub_download
-
-    return json.loads(Path(hf_hub_download(path_or_id, "config.json", revision=revision)).read_text())

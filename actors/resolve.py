@@ -1,7 +1,8 @@
-"""Where a model's files are, and whether its weights are real."""
+"""Where a model's files are, whether its weights are real, and its config.json (the one reader of it)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -17,10 +18,33 @@ def resolve_model(model_id: str) -> tuple[str, str]:
     a cluster builds the same weights) and points at the saved folder.
     """
     if model_id.startswith("tiny:"):
-        from actors.tiny import build_tiny_model
+        from testkit.tiny import build_tiny_model
 
         family = model_id.removeprefix("tiny:")
         return str(build_tiny_model(family, tiny_cache_dir() / family)), "random"
     if (Path(model_id) / "ZOO_MODEL.json").is_file():
-        return model_id, "toy"  # trained by the project on synthetic data (sweep.zoo)
+        return model_id, "toy"  # trained by the project on synthetic data (zoo.trainer)
     return model_id, "real"
+
+
+def read_config_json(path_or_id: str, revision: str | None = None, *, local_only: bool = False) -> dict:
+    """config.json of a local folder or of a hub id (downloaded unless `local_only`: then only from the
+    local HF cache). Raises OSError when it is not there."""
+    local = Path(path_or_id) / "config.json"
+    if local.is_file():
+        return json.loads(local.read_text())
+    from huggingface_hub import hf_hub_download
+
+    path = hf_hub_download(path_or_id, "config.json", revision=revision, local_files_only=local_only)
+    return json.loads(Path(path).read_text())
+
+
+def local_config_json(model_id: str, revision: str | None = None) -> dict | None:
+    """config.json from a local folder or the local HF cache, None when absent; never downloads (the
+    dry-run plan and the memory check run before anything is fetched). `tiny:` models are built later."""
+    if model_id.startswith("tiny:"):
+        return None
+    try:
+        return read_config_json(model_id, revision, local_only=True)
+    except Exception:  # noqa: BLE001 - not a hub id, not cached, or unreadable: all mean "unknown here"
+        return None

@@ -30,11 +30,11 @@ OOM halfway through a cell on a shared cluster.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any, NamedTuple
+
+from actors.precision import PRECISIONS
 
 GiB = 1024**3
 GB = 1000**3
@@ -53,15 +53,8 @@ _ALIASES = {"RTX5080": "RTX-5080", "GEFORCE-RTX-5080": "RTX-5080", "A100": "A100
             "A100-40GB": "A100-40G", "A100-80GB": "A100-80G", "H100-80G": "H100", "H100-80GB": "H100",
             "TESLA-T4": "T4"}
 
-#: Bytes per parameter: (language model decoder layers, vision tower + projector).
-PRECISION_BYTES: dict[str, tuple[float, float]] = {
-    "fp32": (4.0, 4.0),
-    "fp16": (2.0, 2.0),
-    "bf16": (2.0, 2.0),
-    "int8": (1.0, 2.0),
-    "int8-vision": (2.0, 1.0),
-    "nf4": (0.5 + 4 / 64, 2.0),
-}
+#: Bytes per parameter: (language model decoder layers, vision tower + projector), from the one table.
+PRECISION_BYTES: dict[str, tuple[float, float]] = {p: f.bytes_per_param for p, f in PRECISIONS.items()}
 TEXT_PROMPT_TOKENS = 32
 WEIGHT_OVERHEAD = 0.10
 CUDA_CONTEXT_BYTES = GiB // 2
@@ -241,19 +234,3 @@ def refuse_unfit(cells: Iterable[Any], config_dicts: Mapping[str, Mapping[str, A
         if reason:
             refused[cell.cell_id] = f"oom (estimated): {reason}"
     return refused
-
-
-def read_model_config(model_id: str, revision: str | None = None) -> dict | None:
-    """config.json of a local folder, or of a hub model already in the local HF cache; None otherwise."""
-    local = Path(model_id) / "config.json"
-    if local.is_file():
-        return json.loads(local.read_text())
-    if model_id.startswith("tiny:") or ":" in model_id:
-        return None
-    try:
-        from huggingface_hub import hf_hub_download
-
-        path = hf_hub_download(model_id, "config.json", revision=revision, local_files_only=True)
-        return json.loads(Path(path).read_text())
-    except Exception:
-        return None

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from actors.precision import PRECISIONS
+from actors.resolve import local_config_json
 from sweep.cells import Cell
 from sweep.store import ResultStore
-
-PLANNED_SIDES = {
-    "fp32": ("float32", "float32"), "fp16": ("float16", "float16"), "bf16": ("bfloat16", "bfloat16"),
-    "int8": ("float", "int8"), "int8-vision": ("int8", "float"), "nf4": ("float", "nf4"),
-}
 
 
 @dataclass
@@ -34,20 +29,6 @@ class CellPlan:
         return not self.problems
 
 
-def local_config(model_id: str, revision: str | None) -> dict | None:
-    """config.json from a local folder or the local HF cache; never downloads."""
-    folder = Path(model_id)
-    if (folder / "config.json").is_file():
-        return json.loads((folder / "config.json").read_text())
-    try:
-        from huggingface_hub import hf_hub_download
-
-        path = hf_hub_download(model_id, "config.json", revision=revision, local_files_only=True)
-        return json.loads(Path(path).read_text())
-    except Exception:
-        return None
-
-
 def _family_of(cell: Cell):
     from actors.registry import detect_family, get_family
 
@@ -56,26 +37,16 @@ def _family_of(cell: Cell):
         return get_family(spec.family), None
     if spec.is_tiny:
         return get_family(spec.id.removeprefix("tiny:")), None
-    config = local_config(spec.id, spec.revision)
+    config = local_config_json(spec.id, spec.revision)
     if config is None:
         return None, "family unknown: config.json is not available locally; set `family:` on the model"
     return detect_family(config), None
 
 
 def _backend(cell: Cell, family) -> tuple[str, str]:
-    from actors import backends
+    from actors.backends import choose_backend, detect_machine
 
-    params = inspect.signature(backends.choose_backend).parameters
-    kwargs = {}
-    if "cuda" in params:
-        import torch
-
-        kwargs["cuda"] = torch.cuda.is_available()
-    if "vllm_importable" in params:
-        import importlib.util
-
-        kwargs["vllm_importable"] = importlib.util.find_spec("vllm") is not None
-    return backends.choose_backend(cell.backend, family, cell.precision, **kwargs)
+    return choose_backend(cell.backend, family, cell.precision, **detect_machine())
 
 
 def eta_from_store(store: ResultStore, cell: Cell, n_samples: int) -> float | None:
@@ -105,17 +76,17 @@ def target_gpu_bytes(accelerator_type: str | None, gpu_memory_gb: float | None) 
 
 def memory_refusals(cells: list[Cell], gpu_bytes: int | None, image_side: int | None) -> dict[str, str]:
     """{cell_id: reason} for cells whose estimate exceeds the GPU (configs read locally, no download)."""
-    from sweep.memory import read_model_config, refuse_unfit
+    from sweep.memory import refuse_unfit
 
     configs = {c.model.id: cfg for c in cells
-               if not c.model.loader and (cfg := read_model_config(c.model.id, c.model.revision))}
+               if not c.model.loader and (cfg := local_config_json(c.model.id, c.model.revision))}
     return refuse_unfit(cells, configs, gpu_bytes, image_side)
 
 
 def _memory_text(cell: Cell, gpu_bytes: int | None, image_side: int | None) -> str:
-    from sweep.memory import estimate_cell_bytes, read_model_config
+    from sweep.memory import estimate_cell_bytes
 
-    config = None if cell.model.loader else read_model_config(cell.model.id, cell.model.revision)
+    config = None if cell.model.loader else local_config_json(cell.model.id, cell.model.revision)
     if config is None:
         return "unknown (no local config.json)"
     try:
@@ -133,7 +104,8 @@ def plan_cells(cells: list[Cell], store: ResultStore, sample_ids: set[str],
     refused = memory_refusals(cells, gpu_bytes, image_side)
     for cell in cells:
         plan = CellPlan(cell)
-        plan.vision, plan.language = PLANNED_SIDES[cell.precision]
+        fmt = PRECISIONS[cell.precision]
+        plan.vision, plan.language = fmt.side_format("vision"), fmt.side_format("language")
         plan.memory = _memory_text(cell, gpu_bytes, image_side)
         if cell.cell_id in refused:
             plan.problems.append(refused[cell.cell_id])
