@@ -7,7 +7,7 @@ the machine and loads.
 
 from __future__ import annotations
 
-from actors.captioner import Captioner
+from actors.captioner import Captioner, ResolvedModel
 from actors.contract import LoadSpec
 from actors.families.base import Family
 from actors.precision import FLOAT_PRECISIONS
@@ -111,17 +111,8 @@ def make_captioner(model_id: str, family_override: str | None, revision: str | N
         from actors.vllm_backend import VLLMCaptioner as captioner_class
     else:
         from actors.hf import HFCaptioner as captioner_class
-    # both backends take the same arguments: one call site
-    return captioner_class(
-        path,
-        family,
-        precision,
-        revision=revision,
-        trust_remote_code=trust_remote_code,
-        weights=weights,
-        backend_reason=reason,
-        dummy_weights=dummy,
-    )
+    model = ResolvedModel(path, family, precision, revision, trust_remote_code, weights, reason, dummy)
+    return captioner_class(model)
 
 
 def load_captioner(spec: LoadSpec) -> Captioner:

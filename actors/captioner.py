@@ -3,10 +3,43 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from actors.contract import CaptionRequest, CaptionResult, LoadReport
 from actors.families.base import Family
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model ready for a backend to load: where its files are, its family, and why this backend."""
+
+    path: str
+    family: Family
+    precision: str
+    revision: str | None
+    trust_remote_code: bool
+    weights: str  # what the report logs: real | random | toy
+    backend_reason: str
+    dummy_weights: bool = False  # random weights at the real architecture size
+
+    @property
+    def hub_kwargs(self) -> dict[str, Any]:
+        """What every `from_pretrained` of this model is given."""
+        return {"revision": self.revision, "trust_remote_code": self.trust_remote_code}
+
+    def report(self, backend: str, device: str, load_seconds: float, weight_bytes: int,
+               module_formats: tuple[dict[str, str], dict[str, int]], versions: dict[str, str],
+               **family_info: object) -> LoadReport:
+        formats, sizes = module_formats
+        info = {**self.family.describe(), "trust_remote_code": self.trust_remote_code, **family_info}
+        return LoadReport(
+            backend=backend, backend_reason=self.backend_reason, family=self.family.name, device=device,
+            load_seconds=load_seconds, weight_bytes=weight_bytes, module_precisions=formats,
+            module_weight_bytes=sizes, family_info=info,
+            weights="random" if self.dummy_weights else self.weights, library_versions=versions,
+        )
 
 
 class Captioner(ABC):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 import warnings
 
-from actors.captioner import Captioner
-from actors.contract import CaptionRequest, CaptionResult, LoadReport
+from actors.captioner import Captioner, ResolvedModel
+from actors.contract import CaptionRequest, CaptionResult
 from actors.families.base import Family
 from actors.precision import QUANTIZED, load_kwargs, module_precisions
 
@@ -60,51 +60,28 @@ def dummy_model(family: Family, path: str, common: dict, precision_kwargs: dict)
 
 
 class HFCaptioner(Captioner):
-    def __init__(
-        self,
-        path: str,
-        family: Family,
-        precision: str,
-        *,
-        revision: str | None,
-        trust_remote_code: bool,
-        weights: str,
-        backend_reason: str,
-        dummy_weights: bool = False,
-    ):
+    def __init__(self, model: ResolvedModel):
         import torch
 
+        family, precision = model.family, model.precision
         self.family = family
         on_cuda = torch.cuda.is_available()
         self.device = torch.device("cuda:0" if on_cuda else "cpu")
         start = time.perf_counter()
-        common = {"revision": revision, "trust_remote_code": trust_remote_code}
-        self.processor = family.load_processor(path, common)
+        self.processor = family.load_processor(model.path, model.hub_kwargs)
         precision_kwargs = load_kwargs(precision, family, on_cuda)
-        if dummy_weights:
-            self.model = dummy_model(family, path, common, precision_kwargs)
-            weights = "random"
+        if model.dummy_weights:
+            self.model = dummy_model(family, model.path, model.hub_kwargs, precision_kwargs)
         else:
-            self.model = family.load_model(path, common, precision_kwargs)
+            self.model = family.load_model(model.path, model.hub_kwargs, precision_kwargs)
         if precision not in QUANTIZED:
             self.model.to(self.device)
         self.model.eval()
         if on_cuda:
             torch.cuda.synchronize()
-        load_seconds = time.perf_counter() - start
-        formats, sizes = module_precisions(self.model, family)
-        self.report = LoadReport(
-            backend="hf",
-            backend_reason=backend_reason,
-            family=family.name,
-            device=torch.cuda.get_device_name(0) if on_cuda else "cpu",
-            load_seconds=load_seconds,
-            weight_bytes=int(self.model.get_memory_footprint()),
-            module_precisions=formats,
-            module_weight_bytes=sizes,
-            family_info={**family.describe(), "trust_remote_code": trust_remote_code},
-            weights=weights,
-            library_versions=library_versions(),
+        self.report = model.report(
+            "hf", torch.cuda.get_device_name(0) if on_cuda else "cpu", time.perf_counter() - start,
+            int(self.model.get_memory_footprint()), module_precisions(self.model, family), library_versions(),
         )
 
     def generate(self, requests: list[CaptionRequest], generate_kwargs: dict) -> list[CaptionResult]:

@@ -24,8 +24,8 @@ import os
 import time
 from typing import Any
 
-from actors.captioner import Captioner
-from actors.contract import CaptionRequest, CaptionResult, LoadReport
+from actors.captioner import Captioner, ResolvedModel
+from actors.contract import CaptionRequest, CaptionResult
 from actors.families.base import Family
 from actors.precision import FLOAT_PRECISIONS, PRECISIONS, module_precisions
 
@@ -38,8 +38,9 @@ def vllm_version() -> str:
     return str(getattr(vllm, "__version__", "unknown"))
 
 
-def estimate_weights(path: str, family: Family, dtype_name: str, common: dict) -> tuple[int, dict, dict]:
-    """(weight bytes, per-side formats, per-side bytes) of the model at `dtype_name`, from its config alone.
+def estimate_weights(path: str, family: Family, dtype_name: str,
+                     common: dict) -> tuple[int, tuple[dict[str, str], dict[str, int]]]:
+    """(weight bytes, (per-side formats, per-side bytes)) of the model at `dtype_name`, from its config alone.
 
     The engine may live in another process (vLLM V1 runs its engine core apart), so the weights are not
     counted there: the architecture is instantiated on the meta device (no memory) and its parameters
@@ -54,27 +55,15 @@ def estimate_weights(path: str, family: Family, dtype_name: str, common: dict) -
                 config, dtype=getattr(torch, dtype_name), trust_remote_code=common.get("trust_remote_code")
             )
     except Exception:  # noqa: BLE001 - an estimate; the cell must not fail over it
-        return 0, {}, {}
+        return 0, ({}, {})
     total = sum(p.numel() * p.element_size() for p in model.parameters())
-    formats, sizes = module_precisions(model, family)
-    return int(total), formats, sizes
+    return int(total), module_precisions(model, family)
 
 
 class VLLMCaptioner(Captioner):
-    def __init__(
-        self,
-        path: str,
-        family: Family,
-        precision: str,
-        *,
-        revision: str | None,
-        trust_remote_code: bool,
-        weights: str,
-        backend_reason: str,
-        dummy_weights: bool = False,
-        max_images_per_prompt: int | None = None,
-        engine_kwargs: dict[str, Any] | None = None,
-    ):
+    def __init__(self, model: ResolvedModel, max_images_per_prompt: int | None = None,
+                 engine_kwargs: dict[str, Any] | None = None):
+        family, precision = model.family, model.precision
         if precision not in VLLM_DTYPES:
             raise ValueError(
                 f"precision {precision} is not run on vLLM here (bitsandbytes precisions run on HF); "
@@ -92,16 +81,14 @@ class VLLMCaptioner(Captioner):
             max_images_per_prompt = 1 if family.multi_image == "panorama" else 4
         self.max_images = max_images_per_prompt
         start = time.perf_counter()
-        common = {"revision": revision, "trust_remote_code": trust_remote_code}
         # The HF processor is used only for the prompt text (chat template): vLLM runs its own processing.
-        self.processor = family.load_processor(path, common)
+        self.processor = family.load_processor(model.path, model.hub_kwargs)
         kwargs: dict[str, Any] = {
-            "model": path,
-            "tokenizer": path,
-            "revision": revision,
-            "trust_remote_code": trust_remote_code,
+            "model": model.path,
+            "tokenizer": model.path,
+            **model.hub_kwargs,
             "dtype": VLLM_DTYPES[precision],
-            "load_format": "dummy" if dummy_weights else "auto",
+            "load_format": "dummy" if model.dummy_weights else "auto",
             "limit_mm_per_prompt": {"image": max_images_per_prompt},
             "seed": 0,
         }
@@ -111,28 +98,13 @@ class VLLMCaptioner(Captioner):
         kwargs.update(engine_kwargs or {})
         self.llm = LLM(**kwargs)
         load_seconds = time.perf_counter() - start
-        weight_bytes, formats, sizes = estimate_weights(path, family, VLLM_DTYPES[precision], common)
-        versions = library_versions()
-        versions["vllm"] = vllm_version()
+        weight_bytes, formats = estimate_weights(model.path, family, VLLM_DTYPES[precision], model.hub_kwargs)
         self._peak = 0
-        self.report = LoadReport(
-            backend="vllm",
-            backend_reason=backend_reason,
-            family=family.name,
-            device=torch.cuda.get_device_name(0) if on_cuda else "cpu",
-            load_seconds=load_seconds,
-            weight_bytes=weight_bytes,
-            module_precisions=formats,
-            module_weight_bytes=sizes,
-            family_info={
-                **family.describe(),
-                "trust_remote_code": trust_remote_code,
-                "vllm_load_format": kwargs["load_format"],
-                "vllm_limit_mm_per_prompt": max_images_per_prompt,
-                "weight_bytes_kind": "estimate from config at the vLLM dtype",
-            },
-            weights="random" if dummy_weights else weights,
-            library_versions=versions,
+        self.report = model.report(
+            "vllm", torch.cuda.get_device_name(0) if on_cuda else "cpu", load_seconds, weight_bytes,
+            formats, {**library_versions(), "vllm": vllm_version()},
+            vllm_load_format=kwargs["load_format"], vllm_limit_mm_per_prompt=max_images_per_prompt,
+            weight_bytes_kind="estimate from config at the vLLM dtype",
         )
 
     def engine_input(self, request: CaptionRequest) -> dict[str, Any]:
