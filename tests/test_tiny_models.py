@@ -1,124 +1,140 @@
-"""Tiny random-weight VLMs: build, reload via Auto classes, generate; batched == unbatched; determinism."""
+"""The random-weight test-model builders (testkit.tiny) themselves: what a build writes and loads as, when a
+build is reused or redone, that the weights are a function of the seed, and the config values other tests
+rely on. Prompting and generating with these models is the family adapters' (tests/test_families.py)."""
 
 from __future__ import annotations
 
 import json
-import os
+from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from actors.tiny import BUILDERS, FAMILIES, MARKER_FILE, build_tiny_model, known_tiny_families
+from actors.registry import get_family, known_families
+from actors.resolve import resolve_model
+from testkit.tiny import FAMILIES, MARKER_FILE, TinyFamily, build_tiny_model, known_tiny_families
 
-FAMILY_NAMES = sorted(BUILDERS)
-# Different sizes and aspect ratios: dynamic-resolution families get different prompt lengths (left padding).
-IMAGE_SIZES = [(64, 48), (32, 96), (80, 80)]  # (width, height)
-GEN_KWARGS = dict(max_new_tokens=5, min_new_tokens=5, do_sample=False)
-
-
-def _images() -> list[Image.Image]:
-    rng = np.random.default_rng(0)
-    images = []
-    for i, (w, h) in enumerate(IMAGE_SIZES):
-        yy, xx = np.mgrid[0:h, 0:w]
-        base = np.stack([xx * 255 // max(w - 1, 1), yy * 255 // max(h - 1, 1), np.full_like(xx, 80 * i)], -1)
-        noise = rng.integers(0, 64, (h, w, 3))
-        images.append(Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8)))
-    return images
+FAMILY_NAMES = known_tiny_families()
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    return {name: build_tiny_model(name, root / name, seed=0) for name in FAMILY_NAMES}
+def built(tiny_model_cache: Path) -> dict[str, Path]:
+    """The folders ``tiny:<family>`` resolves to (seed 0), shared with the other tests of the session."""
+    return {name: Path(resolve_model(f"tiny:{name}")[0]) for name in FAMILY_NAMES}
 
 
-def _load(family: str, path):
-    import transformers
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
 
-    processor = transformers.AutoProcessor.from_pretrained(path, local_files_only=True)
-    auto_cls = getattr(transformers, FAMILIES[family].auto_model_class)
-    model = auto_cls.from_pretrained(path, local_files_only=True).eval()
-    return processor, model
+    return load_file(path / "model.safetensors")
 
 
-def _prompt(family: str, processor) -> str:
-    plain = FAMILIES[family].prompt
-    if plain is not None:
-        return plain
-    conversation = [
-        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe the image."}]}
-    ]
-    return processor.apply_chat_template(conversation, add_generation_prompt=True)
+def _marker(path: Path) -> dict:
+    return json.loads((path / MARKER_FILE).read_text())
 
 
-def _generate(family: str, processor, model, prompt: str, images: list[Image.Image]) -> list[list[int]]:
-    fam = FAMILIES[family]
-    batch_images = [[im] for im in images] if fam.nested_images else images
-    inputs = processor(
-        images=batch_images,
-        text=[prompt] * len(images),
-        return_tensors="pt",
-        padding=True,
-        **fam.processor_kwargs,
-    )
-    with torch.no_grad():
-        out = model.generate(**inputs, **GEN_KWARGS)
-    if not model.config.is_encoder_decoder:
-        out = out[:, inputs["input_ids"].shape[1] :]
-    return out.tolist()
-
-
-def test_known_families_and_unknown_name():
-    assert known_tiny_families()[:3] == ["llava", "qwen2_vl", "smolvlm"]
-    assert set(known_tiny_families()) == set(FAMILIES)
+def test_known_families_match_the_registry_and_unknown_name_fails():
+    assert FAMILY_NAMES[:3] == ["llava", "qwen2_vl", "smolvlm"]
+    # every family that runs offline has a tiny model, loaded by the Auto class its adapter uses
+    native = {name for name in known_families() if not get_family(name).requires_remote_code}
+    assert set(FAMILY_NAMES) == native
+    for name in FAMILY_NAMES:
+        assert FAMILIES[name].auto_model_class == get_family(name).auto_class, name
     with pytest.raises(KeyError, match="llava"):
         build_tiny_model("no_such_family", "/nonexistent/x")
 
 
 @pytest.mark.parametrize("family", FAMILY_NAMES)
-def test_generate_batched_matches_unbatched(family, built):
+def test_folder_loads_with_the_recorded_classes(family, built):
     import transformers
 
     path = built[family]
-    marker = json.loads((path / MARKER_FILE).read_text())
-    assert marker["family"] == family and marker["seed"] == 0
-    assert marker["transformers_version"] == transformers.__version__
-
-    processor, model = _load(family, path)
-    assert type(model).__name__ == FAMILIES[family].model_class
+    marker = _marker(path)
+    assert marker == {
+        "family": family,
+        "seed": 0,
+        "transformers_version": transformers.__version__,
+        "auto_model_class": FAMILIES[family].auto_model_class,
+        "model_class": FAMILIES[family].model_class,
+    }
+    processor = transformers.AutoProcessor.from_pretrained(path, local_files_only=True)
+    model = getattr(transformers, marker["auto_model_class"]).from_pretrained(path, local_files_only=True)
+    assert type(model).__name__ == marker["model_class"]
     tokenizer = getattr(processor, "tokenizer", processor)
-    tokenizer.padding_side = "left"
     assert model.get_input_embeddings().num_embeddings == len(tokenizer)
-    assert model.generation_config.do_sample is False
+    assert model.generation_config.do_sample is False and model.generation_config.num_beams == 1
     assert model.generation_config.eos_token_id is not None
-    if FAMILIES[family].prompt is None:
-        assert processor.chat_template
+    # a chat-template family's build ships its template (Phi-4-MM's processor drops it on load: the
+    # tokenizer keeps it); a plain-prompt family's has none
+    has_template = bool(processor.chat_template or getattr(tokenizer, "chat_template", None))
+    assert has_template == get_family(family).uses_chat_template
 
-    prompt = _prompt(family, processor)
-    images = _images()
-    singles = [_generate(family, processor, model, prompt, [im])[0] for im in images]
-    batched = _generate(family, processor, model, prompt, images)
-    assert all(len(tokens) >= 5 for tokens in singles)
-    assert batched == singles
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_decoder_head_dim_is_64(family, built):
+    """vLLM's CPU attention needs head_dim >= 64 (tests/test_vllm_cpu.py captions with the tiny llava)."""
+    import transformers
+
+    text = transformers.AutoConfig.from_pretrained(built[family]).get_text_config(decoder=True)
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    assert head_dim == 64, (family, head_dim)
+
+
+def test_llava_config_as_vllm_reads_it(built):
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(built["llava"])
+    assert config.text_config.head_dim == 64 and config.text_config.hidden_size == 128
+    # 32-px images in 8-px patches: 16 image tokens (CLIP's CLS dropped by the "default" strategy)
+    assert (config.vision_config.image_size, config.vision_config.patch_size) == (32, 8)
+    assert config.image_seq_length == 16
+    assert (config.vision_feature_select_strategy, config.vision_feature_layer) == ("default", -2)
 
 
 @pytest.mark.parametrize("family", FAMILY_NAMES)
 def test_same_seed_same_weights(family, built, tmp_path):
-    from safetensors.torch import load_file
-
-    first = load_file(built[family] / "model.safetensors")
-    again = build_tiny_model(family, tmp_path / family, seed=0)
-    second = load_file(again / "model.safetensors")
+    first = _weights(built[family])
+    second = _weights(build_tiny_model(family, tmp_path / family, seed=0))
     assert first.keys() == second.keys()
     for name, tensor in first.items():
         assert torch.equal(tensor, second[name]), name
-    # A finished build is reused, not rebuilt.
-    mtime = (again / MARKER_FILE).stat().st_mtime_ns
-    assert build_tiny_model(family, again, seed=0) == again
-    assert (again / MARKER_FILE).stat().st_mtime_ns == mtime
+
+
+def test_finished_build_is_reused_and_a_changed_marker_rebuilds(tmp_path):
+    path = build_tiny_model("llava", tmp_path / "llava", seed=0)
+    seed0 = _weights(path)
+    mtime = (path / MARKER_FILE).stat().st_mtime_ns
+    assert build_tiny_model("llava", path, seed=0) == path
+    assert (path / MARKER_FILE).stat().st_mtime_ns == mtime  # reused, not rebuilt
+
+    build_tiny_model("llava", path, seed=1)  # another seed: rebuilt in place, with other weights
+    assert _marker(path)["seed"] == 1
+    seed1 = _weights(path)
+    assert seed1.keys() == seed0.keys()
+    assert any(not torch.equal(tensor, seed0[name]) for name, tensor in seed1.items())
+
+    marker = _marker(path)
+    (path / MARKER_FILE).write_text(json.dumps({**marker, "transformers_version": "0.0.0"}))
+    build_tiny_model("llava", path, seed=1)  # made by another transformers: rebuilt
+    assert _marker(path) == marker
+    assert all(torch.equal(t, seed1[n]) for n, t in _weights(path).items())
+
+
+def test_foreign_content_is_replaced_and_a_failed_build_leaves_nothing(tmp_path, monkeypatch):
+    foreign = tmp_path / "git"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("not a model")
+    assert build_tiny_model("git", foreign) == foreign
+    assert not (foreign / "notes.txt").exists() and _marker(foreign)["family"] == "git"
+
+    def broken(out_dir: Path, seed: int) -> None:
+        (out_dir / "config.json").write_text("{}")
+        raise RuntimeError("builder failed")
+
+    monkeypatch.setitem(FAMILIES, "git", TinyFamily(broken, "GitForCausalLM"))
+    with pytest.raises(RuntimeError, match="builder failed"):
+        build_tiny_model("git", tmp_path / "fresh")
+    with pytest.raises(RuntimeError, match="builder failed"):
+        build_tiny_model("git", foreign, seed=5)  # a rebuild that fails keeps the finished build
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["git"]  # no half-built or temporary folder
+    assert _marker(foreign)["seed"] == 0

@@ -64,7 +64,7 @@ def build_tokenizer():
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    from actors.tiny.common import LLAVA_CHAT_TEMPLATE
+    from actors.families.llava import LLAVA_CHAT_TEMPLATE
 
     vocab = {t: i for i, t in enumerate([*SPECIAL_TOKENS, *shapes.vocabulary()])}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
@@ -88,7 +88,7 @@ def build_tokenizer():
 def build_processor():
     from transformers import CLIPImageProcessor, LlavaProcessor
 
-    from actors.tiny.common import LLAVA_CHAT_TEMPLATE
+    from actors.families.llava import LLAVA_CHAT_TEMPLATE
 
     size = shapes.IMAGE_SIZE
     image_processor = CLIPImageProcessor(

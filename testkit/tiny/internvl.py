@@ -10,19 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import (
-    INTERNVL_CHAT_TEMPLATE,
-    greedy_generation_config,
-    make_tokenizer,
-    save_model_and_processor,
-    seed_everything,
-    spread_weights,
-)
+from .common import INTERNVL_CHAT_TEMPLATE, finish, make_tokenizer
+from .configs import IMAGE_SIZE, NUM_PATCHES, PATCH_SIZE, text_config, vision_config
 
-IMAGE_SIZE = 32
-PATCH_SIZE = 8
 DOWNSAMPLE_RATIO = 0.5
-IMAGE_SEQ_LENGTH = int((IMAGE_SIZE // PATCH_SIZE) ** 2 * DOWNSAMPLE_RATIO**2)  # 4 tokens per tile
+IMAGE_SEQ_LENGTH = int(NUM_PATCHES * DOWNSAMPLE_RATIO**2)  # 4 tokens per tile
 
 
 def build(out_dir: Path, seed: int) -> None:
@@ -58,28 +50,9 @@ def build(out_dir: Path, seed: int) -> None:
         chat_template=INTERNVL_CHAT_TEMPLATE,
     )
     config = InternVLConfig(
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=[IMAGE_SIZE, IMAGE_SIZE],
-            patch_size=[PATCH_SIZE, PATCH_SIZE],
-        ),
-        text_config=dict(
-            model_type="qwen2",
-            vocab_size=len(tokenizer),
-            hidden_size=128,
-            intermediate_size=256,
-            num_hidden_layers=2,
-            num_attention_heads=2,  # head_dim 64
-            num_key_value_heads=2,
-            max_position_embeddings=1024,
-            tie_word_embeddings=False,
-            bos_token_id=None,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        ),
+        vision_config=vision_config(image_size=[IMAGE_SIZE, IMAGE_SIZE], patch_size=[PATCH_SIZE, PATCH_SIZE]),
+        # Qwen2 (no BOS): head_dim implied
+        text_config=text_config(tokenizer, model_type="qwen2", tie_word_embeddings=False),
         image_token_id=tokenizer.context_image_token_id,
         image_seq_length=IMAGE_SEQ_LENGTH,
         downsample_ratio=DOWNSAMPLE_RATIO,
@@ -88,7 +61,4 @@ def build(out_dir: Path, seed: int) -> None:
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    seed_everything(seed)
-    model = InternVLForConditionalGeneration(config)
-    spread_weights(model, seed)
-    save_model_and_processor(model, processor, out_dir, greedy_generation_config(tokenizer))
+    finish(InternVLForConditionalGeneration, config, processor, out_dir, seed)

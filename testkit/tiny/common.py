@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -196,8 +196,14 @@ def greedy_generation_config(
     return GenerationConfig(**kwargs)
 
 
-def spread_weights(model, seed: int, std: float = 0.1) -> None:
-    """Re-draw every weight matrix except embeddings from N(0, std), deterministically from ``seed``.
+def _is_embedding(name: str) -> bool:
+    return "embed" in name
+
+
+def spread_weights(
+    model, seed: int, std: float = 0.1, keep: Callable[[str], bool] = _is_embedding
+) -> None:
+    """Re-draw every weight matrix but those named by ``keep`` (embeddings) from N(0, std), from ``seed``.
 
     At the default init (std 0.02) a 2-layer random model's greedy tokens hardly depend on the image (the
     residual stream is dominated by the token embeddings), so several families produced the same caption for
@@ -207,39 +213,41 @@ def spread_weights(model, seed: int, std: float = 0.1) -> None:
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, param in model.named_parameters():  # tied weights appear once, under the embedding's name
-            if param.dim() >= 2 and "embed" not in name:
+            if param.dim() >= 2 and not keep(name):
                 param.copy_(
                     torch.randn(param.shape, generator=gen, dtype=torch.float32).to(param.dtype) * std
                 )
 
 
-def save_model_and_processor(model, processor, out_dir: Path, generation_config=None) -> None:
-    """``save_pretrained`` the model (with a greedy generation config) and processor into ``out_dir``."""
+def finish(
+    model_class,
+    config,
+    processor,
+    out_dir: Path,
+    seed: int,
+    generation_config=None,
+    keep: Callable[[str], bool] = _is_embedding,
+) -> None:
+    """The ending of every builder: seed, construct ``model_class(config)``, spread its weights, save.
+
+    Saves model, processor and ``generation_config`` (default: greedy with the tokenizer's special ids) with
+    ``save_pretrained`` into ``out_dir``.
+    """
+    seed_everything(seed)
+    model = model_class(config)
+    spread_weights(model, seed, keep=keep)
+    if generation_config is None:
+        generation_config = greedy_generation_config(processor.tokenizer)
+    model.generation_config = generation_config
+    model.eval()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if generation_config is not None:
-        model.generation_config = generation_config
-    model.eval()
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
 
 
 # --- chat templates (tiny re-implementations of the real models' templates) -----------------------------
-
-# LLaVA-1.5 (llava-hf): "USER: <image>\n<prompt> ASSISTANT:"
-LLAVA_CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] != 'system' %}{{ message['role'].upper() + ': ' }}{% endif %}"
-    "{% if message['content'] is string %}{{ message['content'] + ' ' }}"
-    "{% else %}"
-    "{% for item in message['content'] | selectattr('type', 'equalto', 'image') %}"
-    "{{ '<image>\\n' }}{% endfor %}"
-    "{% for item in message['content'] | selectattr('type', 'equalto', 'text') %}"
-    "{{ item['text'] + ' ' }}{% endfor %}"
-    "{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
-)
+# LLaVA-1.5's, which the zoo's trained models use too, is a family fact: actors.families.llava.
 
 # ChatML with vision markers (Qwen2-VL / Qwen2.5-VL style)
 QWEN2_VL_CHAT_TEMPLATE = (

@@ -4,8 +4,8 @@
 ``AutoProcessor.from_pretrained(out_dir, local_files_only=True)`` and the Auto model class recorded in
 ``FAMILIES[family].auto_model_class`` (``AutoModelForImageTextToText`` for every family here but
 Phi-4-multimodal, which is ``AutoModelForCausalLM``; GIT also loads with ``AutoModelForCausalLM``).
-``FAMILIES`` also records the prompt style per family. See ``actors/tiny/README.md`` for prompts and gotchas
-per family.
+How to prompt and batch each family is the family adapter's business (``actors.registry.get_family``).
+See ``testkit/tiny/README.md`` for what each builder makes and its gotchas.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from . import (
     blip2,
@@ -41,48 +40,33 @@ _MARKER_KEYS = ("family", "seed", "transformers_version")
 
 @dataclass(frozen=True)
 class TinyFamily:
-    """How to drive a tiny family through the real HF path."""
+    """What building a tiny family takes, and what the build must load as."""
 
     build: Callable[[Path, int], None]
     model_class: str  # the concrete transformers class that the Auto class resolves to
     auto_model_class: str = "AutoModelForImageTextToText"  # attribute of ``transformers``
-    prompt: str | None = None  # None: ``processor.apply_chat_template``; else this plain text prompt
-    nested_images: bool = False  # batch images as ``[[img0], [img1], ...]`` (Idefics3/SmolVLM)
-    processor_kwargs: dict[str, Any] = field(default_factory=dict)  # extra kwargs for ``processor(...)``
 
 
 FAMILIES: dict[str, TinyFamily] = {
     "llava": TinyFamily(llava.build, "LlavaForConditionalGeneration"),
     "qwen2_vl": TinyFamily(qwen2_vl.build, "Qwen2VLForConditionalGeneration"),
-    "smolvlm": TinyFamily(smolvlm.build, "SmolVLMForConditionalGeneration", nested_images=True),
+    "smolvlm": TinyFamily(smolvlm.build, "SmolVLMForConditionalGeneration"),
     "llava_next": TinyFamily(llava_next.build, "LlavaNextForConditionalGeneration"),
     "qwen2_5_vl": TinyFamily(qwen2_5_vl.build, "Qwen2_5_VLForConditionalGeneration"),
-    "blip2": TinyFamily(blip2.build, "Blip2ForConditionalGeneration", prompt="a photo of"),
-    "instructblip": TinyFamily(
-        instructblip.build, "InstructBlipForConditionalGeneration", prompt="Describe the image."
-    ),
-    "paligemma": TinyFamily(paligemma.build, "PaliGemmaForConditionalGeneration", prompt="<image>caption en"),
-    "florence2": TinyFamily(florence2.build, "Florence2ForConditionalGeneration", prompt="<CAPTION>"),
+    "blip2": TinyFamily(blip2.build, "Blip2ForConditionalGeneration"),
+    "instructblip": TinyFamily(instructblip.build, "InstructBlipForConditionalGeneration"),
+    "paligemma": TinyFamily(paligemma.build, "PaliGemmaForConditionalGeneration"),
+    "florence2": TinyFamily(florence2.build, "Florence2ForConditionalGeneration"),
     "internvl": TinyFamily(internvl.build, "InternVLForConditionalGeneration"),
-    "git": TinyFamily(
-        git.build, "GitForCausalLM", prompt="a picture of", processor_kwargs={"return_token_type_ids": False}
-    ),
+    "git": TinyFamily(git.build, "GitForCausalLM"),
     "deepseek_vl": TinyFamily(deepseek_vl.build, "DeepseekVLForConditionalGeneration"),
-    # Phi4MultimodalProcessor.from_pretrained drops its saved chat template (transformers 5.23): plain prompt.
-    "phi4_mm": TinyFamily(
-        phi4_mm.build,
-        "Phi4MultimodalForCausalLM",
-        auto_model_class="AutoModelForCausalLM",
-        prompt="<|user|><|image|>Describe the image.<|end|><|assistant|>",
-    ),
+    "phi4_mm": TinyFamily(phi4_mm.build, "Phi4MultimodalForCausalLM", "AutoModelForCausalLM"),
 }
-
-BUILDERS: dict[str, Callable[[Path, int], None]] = {name: fam.build for name, fam in FAMILIES.items()}
 
 
 def known_tiny_families() -> list[str]:
     """Names accepted by :func:`build_tiny_model`, in priority order."""
-    return list(BUILDERS)
+    return list(FAMILIES)
 
 
 def _transformers_version() -> str:
@@ -106,20 +90,19 @@ def build_tiny_model(family: str, out_dir: Path, seed: int = 0) -> Path:
     A finished build (``TINY_MODEL.json`` with the same family, seed and transformers version) is reused.
     Anything else at ``out_dir`` is replaced. Raises ``KeyError`` for an unknown family.
     """
-    if family not in BUILDERS:
+    if family not in FAMILIES:
         raise KeyError(f"unknown tiny model family {family!r}; known: {known_tiny_families()}")
     out_dir = Path(out_dir)
     marker = {"family": family, "seed": int(seed), "transformers_version": _transformers_version()}
+    tiny = FAMILIES[family]
     if _is_finished(out_dir, marker):
         return out_dir
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        BUILDERS[family](tmp, int(seed))
-        if family in FAMILIES:
-            marker["auto_model_class"] = FAMILIES[family].auto_model_class
-            marker["model_class"] = FAMILIES[family].model_class
+        tiny.build(tmp, int(seed))
+        marker.update(auto_model_class=tiny.auto_model_class, model_class=tiny.model_class)
         (tmp / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
         os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
         try:

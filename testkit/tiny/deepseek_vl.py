@@ -10,19 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import (
-    DEEPSEEK_VL_CHAT_TEMPLATE,
-    greedy_generation_config,
-    make_tokenizer,
-    save_model_and_processor,
-    seed_everything,
-    special_ids,
-    spread_weights,
-)
+from .common import DEEPSEEK_VL_CHAT_TEMPLATE, finish, make_tokenizer
+from .configs import IMAGE_SIZE, NUM_PATCHES, llama_text_config, siglip_vision_config, vlm_config
 
-IMAGE_SIZE = 32
-PATCH_SIZE = 8
-NUM_IMAGE_TOKENS = (IMAGE_SIZE // PATCH_SIZE) ** 2  # 16 (SigLIP has no CLS token)
+NUM_IMAGE_TOKENS = NUM_PATCHES  # 16 (SigLIP has no CLS token)
 
 BOS = "<｜begin▁of▁sentence｜>"
 EOS = "<｜end▁of▁sentence｜>"
@@ -53,34 +44,6 @@ def build(out_dir: Path, seed: int) -> None:
         chat_template=DEEPSEEK_VL_CHAT_TEMPLATE,
         num_image_tokens=NUM_IMAGE_TOKENS,
     )
-    ids = special_ids(tokenizer)
-    config = DeepseekVLConfig(
-        vision_config=dict(
-            model_type="siglip_vision_model",
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=IMAGE_SIZE,
-            patch_size=PATCH_SIZE,
-            vision_use_head=False,
-        ),
-        text_config=dict(
-            model_type="llama",
-            vocab_size=len(tokenizer),
-            hidden_size=128,
-            intermediate_size=256,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            head_dim=64,
-            max_position_embeddings=1024,
-            **ids,
-        ),
-        image_token_id=tokenizer.image_token_id,
-        **ids,
-    )
-    seed_everything(seed)
-    model = DeepseekVLForConditionalGeneration(config)
-    spread_weights(model, seed)
-    save_model_and_processor(model, processor, out_dir, greedy_generation_config(tokenizer))
+    text = llama_text_config(tokenizer, model_type="llama")
+    config = vlm_config(DeepseekVLConfig, tokenizer, siglip_vision_config(), text)
+    finish(DeepseekVLForConditionalGeneration, config, processor, out_dir, seed)

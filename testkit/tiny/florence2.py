@@ -10,14 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import (
-    greedy_generation_config,
-    make_tokenizer,
-    save_model_and_processor,
-    seed_everything,
-    special_ids,
-    spread_weights,
-)
+from .common import finish, greedy_generation_config, make_tokenizer, special_ids
+from .configs import vlm_config
 
 IMAGE_SIZE = 64
 TOTAL_STRIDE = 4 * 2 * 2 * 2  # product of patch_stride
@@ -33,10 +27,6 @@ def build(out_dir: Path, seed: int) -> None:
     )
 
     tokenizer = make_tokenizer(
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        unk_token="<unk>",
         add_bos_token=False,  # Florence2Processor writes <s> ... </s> itself (add_special_tokens=False)
         base_special_tokens=("<s>", "<pad>", "</s>", "<unk>"),
         extra_special_tokens={"image_token": "<image>"},
@@ -48,10 +38,11 @@ def build(out_dir: Path, seed: int) -> None:
     )
     image_processor.image_seq_length = IMAGE_SEQ_LENGTH  # read by Florence2Processor, saved in its config
     processor = Florence2Processor(image_processor=image_processor, tokenizer=tokenizer)
-    ids = special_ids(tokenizer)
     d_model = 128
-    config = Florence2Config(
-        vision_config=dict(
+    config = vlm_config(
+        Florence2Config,
+        tokenizer,
+        vision=dict(
             depths=[1, 1, 1, 1],
             patch_size=[7, 3, 3, 3],
             patch_stride=[4, 2, 2, 2],
@@ -65,7 +56,7 @@ def build(out_dir: Path, seed: int) -> None:
             projection_dim=d_model,
             max_position_embeddings=16,
         ),
-        text_config=dict(
+        text=dict(
             model_type="bart",
             vocab_size=len(tokenizer),
             d_model=d_model,
@@ -78,13 +69,8 @@ def build(out_dir: Path, seed: int) -> None:
             max_position_embeddings=256,
             decoder_start_token_id=tokenizer.eos_token_id,
             forced_eos_token_id=tokenizer.eos_token_id,
-            **ids,
+            **special_ids(tokenizer),
         ),
-        image_token_id=tokenizer.image_token_id,
-        **ids,
     )
-    seed_everything(seed)
-    model = Florence2ForConditionalGeneration(config)
-    spread_weights(model, seed)
     gen = greedy_generation_config(tokenizer, decoder_start_token_id=tokenizer.eos_token_id)
-    save_model_and_processor(model, processor, out_dir, gen)
+    finish(Florence2ForConditionalGeneration, config, processor, out_dir, seed, gen)

@@ -12,18 +12,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import (
-    greedy_generation_config,
-    make_tokenizer,
-    save_model_and_processor,
-    seed_everything,
-    spread_weights,
-)
+from .common import finish, make_tokenizer
+from .configs import IMAGE_SIZE, NUM_PATCHES, llama_text_config, vision_config, vlm_config
 
-TILE_SIZE = 32  # vision encoder image size = max_image_size
-PATCH_SIZE = 8
+TILE_SIZE = IMAGE_SIZE  # vision encoder image size = max_image_size
 SCALE_FACTOR = 2
-IMAGE_SEQ_LEN = (TILE_SIZE // PATCH_SIZE) ** 2 // SCALE_FACTOR**2  # 4 tokens per tile
+IMAGE_SEQ_LEN = NUM_PATCHES // SCALE_FACTOR**2  # 4 tokens per tile
 MAX_GRID = 6  # <row_i_col_j> tokens exist for i, j in 1..6 like the real tokenizer
 
 # The real SmolVLM template (transformers' DEFAULT_CHAT_TEMPLATE for SmolVLM).
@@ -77,38 +71,6 @@ def build(out_dir: Path, seed: int) -> None:
         image_seq_len=IMAGE_SEQ_LEN,
         chat_template=SMOLVLM_CHAT_TEMPLATE,
     )
-    ids = dict(
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    config = SmolVLMConfig(
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=TILE_SIZE,
-            patch_size=PATCH_SIZE,
-        ),
-        text_config=dict(
-            model_type="llama",
-            vocab_size=len(tokenizer),
-            hidden_size=128,
-            intermediate_size=256,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            head_dim=64,
-            max_position_embeddings=1024,
-            tie_word_embeddings=False,
-            **ids,
-        ),
-        scale_factor=SCALE_FACTOR,
-        image_token_id=tokenizer.image_token_id,
-        **ids,
-    )
-    seed_everything(seed)
-    model = SmolVLMForConditionalGeneration(config)
-    spread_weights(model, seed)
-    save_model_and_processor(model, processor, out_dir, greedy_generation_config(tokenizer))
+    text = llama_text_config(tokenizer, model_type="llama")
+    config = vlm_config(SmolVLMConfig, tokenizer, vision_config(), text, scale_factor=SCALE_FACTOR)
+    finish(SmolVLMForConditionalGeneration, config, processor, out_dir, seed)

@@ -23,15 +23,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from .common import (
-    greedy_generation_config,
-    make_tokenizer,
-    save_model_and_processor,
-    seed_everything,
-    special_ids,
-)
+from .common import finish, make_tokenizer
+from .configs import text_config, vision_config
 
 IMAGE_SIZE = 64
 PATCH_SIZE = 2  # 32 patches per side, as the processor's hard-coded token count assumes
@@ -55,15 +48,11 @@ PHI4_MM_CHAT_TEMPLATE = (
 )
 
 
-def _spread_all(model, seed: int, std: float = 0.1) -> None:
-    """Like ``common.spread_weights`` but also re-draws the vision side: every image-side parameter lives
-    under ``model.embed_tokens_extend.image_embed``, which the common helper skips for its "embed"."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if param.dim() < 2 or name.startswith("model.embed_tokens.") or "position_embedding" in name:
-                continue
-            param.copy_(torch.randn(param.shape, generator=gen, dtype=torch.float32).to(param.dtype) * std)
+def _keep(name: str) -> bool:
+    """The weights ``spread_weights`` leaves alone here: the token and position embeddings only. (Its default
+    keeps every name with "embed", but every image-side parameter lives under
+    ``model.embed_tokens_extend.image_embed``.)"""
+    return name.startswith("model.embed_tokens.") or "position_embedding" in name
 
 
 def build(out_dir: Path, seed: int, *, vision_feature_layer: int = -2) -> None:
@@ -93,23 +82,17 @@ def build(out_dir: Path, seed: int, *, vision_feature_layer: int = -2) -> None:
         tokenizer=tokenizer,
         chat_template=PHI4_MM_CHAT_TEMPLATE,
     )
-    ids = special_ids(tokenizer)
+    rope = {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 1.0}
     config = Phi4MultimodalConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=2,  # head_dim 64
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        original_max_position_embeddings=4096,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 1.0},
-        tie_word_embeddings=False,
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
+        **text_config(
+            tokenizer,
+            max_position_embeddings=4096,
+            original_max_position_embeddings=4096,
+            rope_parameters=rope,
+            tie_word_embeddings=False,
+        ),
+        vision_config=vision_config(
             num_hidden_layers=1,
-            num_attention_heads=2,
             feature_layer=vision_feature_layer,
             image_size=IMAGE_SIZE,
             patch_size=PATCH_SIZE,
@@ -127,9 +110,5 @@ def build(out_dir: Path, seed: int, *, vision_feature_layer: int = -2) -> None:
             bias_max_distance=32,
             audio_token_id=tokenizer.audio_token_id,
         ),
-        **ids,
     )
-    seed_everything(seed)
-    model = Phi4MultimodalForCausalLM(config)
-    _spread_all(model, seed)
-    save_model_and_processor(model, processor, out_dir, greedy_generation_config(tokenizer))
+    finish(Phi4MultimodalForCausalLM, config, processor, out_dir, seed, keep=_keep)

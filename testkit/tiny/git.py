@@ -11,16 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import (
-    greedy_generation_config,
-    save_model_and_processor,
-    seed_everything,
-    spread_weights,
-    wordpiece_vocab,
-)
-
-IMAGE_SIZE = 32
-PATCH_SIZE = 8
+from .common import finish, greedy_generation_config, wordpiece_vocab
+from .configs import DECODER, IMAGE_SIZE, vision_config
 
 
 def build(out_dir: Path, seed: int) -> None:
@@ -34,27 +26,15 @@ def build(out_dir: Path, seed: int) -> None:
     )
     processor = GitProcessor(image_processor=image_processor, tokenizer=tokenizer)
     config = GitConfig(
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=IMAGE_SIZE,
-            patch_size=PATCH_SIZE,
-        ),
+        vision_config=vision_config(),
         vocab_size=len(tokenizer),
-        hidden_size=128,
+        **DECODER,  # head_dim 64
         intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=2,  # head_dim 64
         max_position_embeddings=512,
         bos_token_id=tokenizer.cls_token_id,
         eos_token_id=tokenizer.sep_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    seed_everything(seed)
-    model = GitForCausalLM(config)
-    spread_weights(model, seed)
     gen = greedy_generation_config(tokenizer)
     gen.bos_token_id, gen.eos_token_id = tokenizer.cls_token_id, tokenizer.sep_token_id
-    save_model_and_processor(model, processor, out_dir, gen)
+    finish(GitForCausalLM, config, processor, out_dir, seed, gen)

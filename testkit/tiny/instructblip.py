@@ -10,16 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .blip2 import NUM_QUERY_TOKENS, blip_image_processor, blip_qformer_config, blip_vision_config
-from .common import (
-    greedy_generation_config,
-    make_tokenizer,
-    save_model_and_processor,
-    seed_everything,
-    special_ids,
-    spread_weights,
-    wordpiece_vocab,
-)
+from .blip2 import NUM_QUERY_TOKENS, blip_config_kwargs, blip_image_processor
+from .common import finish, make_tokenizer, wordpiece_vocab
+from .configs import llama_text_config
 
 
 def build(out_dir: Path, seed: int) -> None:
@@ -41,29 +34,8 @@ def build(out_dir: Path, seed: int) -> None:
         qformer_tokenizer=qformer_tokenizer,
         num_query_tokens=NUM_QUERY_TOKENS,
     )
-    image_token_id = tokenizer.convert_tokens_to_ids("<image>")
-    ids = special_ids(tokenizer)
-    text_config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        head_dim=64,
-        max_position_embeddings=512,
-        tie_word_embeddings=False,
-        **ids,
-    )
     config = InstructBlipConfig(
-        vision_config=blip_vision_config(),
-        qformer_config=blip_qformer_config(vocab_size=len(qformer_tokenizer), pad_token_id=0),
-        text_config=text_config,
-        num_query_tokens=NUM_QUERY_TOKENS,
-        image_token_index=image_token_id,
-        **ids,
+        **blip_config_kwargs(tokenizer, vocab_size=len(qformer_tokenizer), pad_token_id=0),
+        text_config=LlamaConfig(**llama_text_config(tokenizer, max_position_embeddings=512)),
     )
-    seed_everything(seed)
-    model = InstructBlipForConditionalGeneration(config)
-    spread_weights(model, seed)
-    save_model_and_processor(model, processor, out_dir, greedy_generation_config(tokenizer))
+    finish(InstructBlipForConditionalGeneration, config, processor, out_dir, seed)
