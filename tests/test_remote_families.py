@@ -89,8 +89,8 @@ def fake_loader(monkeypatch):
     calls = []
 
     class Recorder:
-        def __init__(self, path, family, precision, **kwargs):
-            calls.append((path, family.name, kwargs["trust_remote_code"]))
+        def __init__(self, model):
+            calls.append((model.path, model.family.name, model.trust_remote_code))
 
     monkeypatch.setattr(actors.hf, "HFCaptioner", Recorder)
     return calls
