@@ -1,0 +1,183 @@
+"""The one renderer of benchmark results: the markdown file, and the console summary of each section."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+
+def fmt(v: Any, nd: int = 2) -> str:
+    return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
+
+
+def met(ok: bool | None) -> str:
+    return "met" if ok else "NOT met"
+
+
+def table(columns: list[str], rows: Iterable[Iterable[Any]]) -> list[str]:
+    """A markdown table, then a blank line."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return [*lines, *("| " + " | ".join(str(v) for v in row) + " |" for row in rows), ""]
+
+
+def header(result: dict[str, Any]) -> list[str]:
+    m = result["machine"]
+    return [
+        f"# Benchmark results {m['date']}",
+        "",
+        f"- command: `{result['command']}`",
+        f"- machine: {m['cpu_model']}, {m['cpu_cores']} cores (torch threads {m['torch_threads']}), "
+        f"GPU: {m['gpu']}",
+        f"- load average (1/5/15 min) at start {m.get('load_average_1_5_15min')}, "
+        f"at end {m.get('load_average_at_end')} (shared machine: ratios are measured side by side)",
+        f"- versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}",
+        f"- git: {m['git_commit'][:12]}{' (dirty tree)' if m['git_dirty'] else ''}",
+        f"- weights: random ({m['weights_note']})",
+        f"- total benchmark time: {result['total_seconds']:.0f} s",
+        f"- failed engine cells: {'; '.join(result.get('failed_cells') or []) or 'none'}",
+        "",
+    ]
+
+
+def batching_md(b: dict[str, Any]) -> list[str]:
+    return [
+        f"## 1. Batching (tiny:llava fp32, {b['n_images']} images, {b['max_new_tokens']} new tokens, "
+        f"median of {b['repeats']})",
+        "",
+        *table(
+            ["variant", "seconds", "images/s", "ratio vs per-image loop"],
+            [
+                ["per-image transformers loop", f"{b['loop_seconds_median']:.2f}",
+                 f"{b['loop_images_per_sec']:.2f}", "1.00"],
+                *(
+                    [f"HF actor, batch {r['batch_size']}", f"{r['seconds_median']:.2f}",
+                     f"{r['images_per_sec']:.2f}", f"{r['ratio_vs_loop']:.2f}"]
+                    for r in b["batches"]
+                ),
+            ],
+        ),
+        f"Target {b['target']}: {met(b['target_met'])}.",
+        "",
+    ]
+
+
+def engine_md(e: dict[str, Any]) -> list[str]:
+    g, s = e["grid"], e["engine_split"]
+    return [
+        f"## 2. Engine overhead ({g['cells']} cells x {g['images']} images, median of {e['repeats']})",
+        "",
+        *table(["", "seconds"], [
+            ["engine (run_sweep) wall", f"{e['engine_wall_seconds']:.1f}"],
+            ["sequential script wall", f"{e['sequential_wall_seconds']:.1f}"],
+            ["ratio engine / sequential", f"{e['ratio_engine_vs_sequential']:.2f}"],
+            ["ratio (engine - Ray start) / sequential",
+             f"{e['ratio_engine_without_ray_start_vs_sequential']:.2f}"],
+        ]),
+        "Split of the engine's time (phase = the engine's own timing, `SweepResult.phases`; scoring and "
+        "MLflow run beside the trials, so phases overlap):",
+        "",
+        *table(["part", "seconds", "how"], [
+            ["Ray start", f"{s['ray_start_seconds']:.1f}", "phase ray_start"],
+            ["Tune trials (all cells)", f"{s['trials_seconds']:.1f}", "phase trials"],
+            ["model loads", f"{int(s.get('model_loads', 0))} for {int(s.get('cells', 0))} cells",
+             "cells with model_reused = 0"],
+            ["model load, sum over loads", f"{s['model_load_seconds_sum']:.1f}", "load_seconds x n_actors"],
+            ["generation, sum over cells", f"{s['generation_seconds_sum']:.1f}",
+             "n / images_per_sec (generation window)"],
+            ["per-cell pipeline overhead, sum", f"{s['pipeline_overhead_seconds_sum']:.1f}",
+             "cell_wall - generation (actor start + load + Ray Data + store)"],
+            ["scoring", f"{s['scoring_seconds']:.1f}", "phase scoring"],
+            ["MLflow", f"{s['mlflow_seconds']:.1f}", "phase mlflow"],
+            ["report + plots", f"{s['report_plots_seconds']:.1f}", "phase report"],
+        ]),
+        "Sequential script split: " + ", ".join(f"{k} {v:.1f}s" for k, v in e["sequential_split"].items()),
+        "",
+    ]
+
+
+def rerun_md(r: dict[str, Any]) -> list[str]:
+    return [
+        "## 3. Re-run of the finished grid",
+        "",
+        f"re-run {r['rerun_wall_seconds']:.2f} s vs first run {r['first_wall_seconds']:.1f} s: ratio "
+        f"**{r['ratio_rerun_vs_first']:.3f}** (target {r['target']}: {met(r['target_met'])})",
+        "",
+    ]
+
+
+def scaling_md(sc: dict[str, Any]) -> list[str]:
+    return [
+        f"## 4. Replicas on logical GPUs ({sc['cell']}, {sc['images']} images, median of "
+        f"{sc['repeats']}; {sc['note']})",
+        "",
+        *table(
+            ["replicas", "sweep wall s", "Ray start s", "cell wall s", "cell images/s",
+             "generation images/s"],
+            (
+                [x["replicas"], f"{x['wall_seconds']:.1f}", f"{x['ray_start_seconds']:.1f}",
+                 f"{x['cell_wall_seconds']:.1f}", f"{x['cell_images_per_sec']:.2f}",
+                 f"{x['generation_images_per_sec']:.2f}"]
+                for x in sc["rows"]
+            ),
+        ),
+    ]
+
+
+def gpu_md(gp: dict[str, Any]) -> list[str]:
+    if "skipped" in gp:
+        return ["## 5. GPU", "", f"{gp['skipped']}: skipped.", ""]
+    return [
+        "## 5. GPU",
+        "",
+        f"{gp['device']}, {gp['weights']}, {gp['max_new_tokens']} new tokens",
+        "",
+        *table(
+            ["model", "precision", "batch", "images/s", "tokens/s", "peak GB", "error"],
+            (
+                [x["model"], x["precision"], x.get("batch_size", ""), fmt(x.get("images_per_sec", "")),
+                 fmt(x.get("tokens_per_sec", "")), fmt(x.get("peak_memory_gb", "")), x.get("error", "")]
+                for x in gp["rows"]
+            ),
+        ),
+    ]
+
+
+MARKDOWN = {"batching": batching_md, "engine": engine_md, "rerun": rerun_md, "scaling": scaling_md,
+            "gpu": gpu_md}
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = header(result)
+    for name, section_md in MARKDOWN.items():
+        if result.get(name) is not None:
+            lines += section_md(result[name])
+    return "\n".join(lines)
+
+
+def console(name: str, data: dict[str, Any]) -> list[str]:
+    """What the CLI prints when a section has finished."""
+    if name == "batching":
+        return [f"   per-image loop {data['loop_images_per_sec']:.2f} img/s; " + "; ".join(
+            f"batch {r['batch_size']}: {r['images_per_sec']:.2f} img/s = {r['ratio_vs_loop']:.2f}x"
+            for r in data["batches"]
+        )]
+    if name == "engine":
+        s = data["engine_split"]
+        return [
+            f"   engine {data['engine_wall_seconds']:.1f}s vs sequential "
+            f"{data['sequential_wall_seconds']:.1f}s: {data['ratio_engine_vs_sequential']:.2f}x "
+            f"({data['ratio_engine_without_ray_start_vs_sequential']:.2f}x without Ray start "
+            f"{s['ray_start_seconds']:.1f}s)",
+            "   split: " + ", ".join(f"{k} {v:.1f}" for k, v in s.items()),
+        ]
+    if name == "rerun":
+        return [f"   re-run / first run: {data['ratio_rerun_vs_first']:.3f} "
+                f"({data['rerun_wall_seconds']:.2f}s vs {data['first_wall_seconds']:.1f}s)"]
+    if name == "scaling":
+        return [
+            f"   replicas {x['replicas']}: wall {x['wall_seconds']:.1f}s, "
+            f"cell {x['cell_wall_seconds']:.1f}s, {x['cell_images_per_sec']:.2f} img/s over the cell, "
+            f"{x['generation_images_per_sec']:.2f} img/s generation"
+            for x in data["rows"]
+        ]
+    return []
