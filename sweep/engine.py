@@ -209,21 +209,39 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer) ->
     """results.csv, pareto_front.csv, the plots, report.html, the MLflow parent run and the summary."""
     import pandas as pd
 
-    from sweep.report import format_table, front_pool, mark_fronts, plot_fronts, write_html_report
+    from sweep.report import (
+        add_statistics,
+        degenerate_notes,
+        format_table,
+        front_pool,
+        load_tables,
+        mark_fronts,
+        plot_fronts,
+        tie_summary,
+        write_html_report,
+    )
 
     out, cells, tracker = plan.output_dir, plan.cells, execution.tracker
-    results = mark_fronts(pd.DataFrame([execution.outcomes[c.cell_id].row() for c in cells]))
+    results = pd.DataFrame([execution.outcomes[c.cell_id].row() for c in cells])
+    # intervals, paired differences and the degenerate-output guard, from each ok cell's per-image table
+    with timer.phase("scoring"):
+        results, comparisons = add_statistics(results, load_tables(out, results))
+        results = mark_fronts(results, comparisons)
+        ties = tie_summary(results, comparisons)
     results.to_csv(out / "results.csv", index=False)
     results[results["pareto"] != ""].to_csv(out / "pareto_front.csv", index=False)
     _, random_note = front_pool(results)
+    warnings = degenerate_notes(results)
     with timer.phase("report"):
         plots = plot_fronts(results, out)
         report = write_html_report(out, f"Sweep report: {plan.grid.name}", results, plots,
                                    {s.sample_id: list(s.references) for s in plan.samples},
-                                   [random_note] if random_note else [])
+                                   [*filter(None, [random_note]), *warnings], ties=ties)
     n_failed = int((results["status"] != "ok").sum())
     notes = list(execution.notes)
     if tracker is not None:
+        with timer.phase("mlflow"):
+            notes += _log_cell_extras(tracker, execution.outcomes, results)
         try:
             with timer.phase("mlflow"):
                 tracker.log_parent(
@@ -237,8 +255,12 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer) ->
     print()
     print(format_table(results))
     print()
+    for line in ties:
+        print(line)
     if random_note:
         print(f"NOTE: {random_note}.")
+    for warning in warnings:
+        print(f"WARNING: {warning}")
     for note in notes:
         print(f"note: {note}")
     print(f"results:   {out / 'results.csv'}  (per-cell caption tables under {out / 'cells'})")
@@ -254,6 +276,26 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer) ->
         for _, row in results[results["status"] != "ok"].iterrows():
             print(f"  {row['label']}: {row['reason']}")
     return (1 if n_failed else 0), results
+
+
+def _log_cell_extras(tracker: Any, outcomes: dict[str, Any], results: Any) -> list[str]:
+    """The intervals, `pareto`/`pareto_tied` and `degenerate_output` of each ok cell onto its child run;
+    notes for the cells whose logging failed."""
+    from sweep.statistics import CI_METRICS, ci_columns
+
+    columns = [c for m in CI_METRICS for c in ci_columns(m)] + ["degenerate_output"]
+    notes = []
+    for _, row in results[results["status"] == "ok"].iterrows():
+        run_id = outcomes[row["cell_id"]].run_id
+        if run_id is None:
+            continue
+        metrics = {c: float(row[c]) for c in columns if c in row}  # the tracker leaves out NaN
+        tags = {"pareto": row["pareto"], "pareto_tied": row["pareto_tied"]}
+        try:
+            tracker.log_cell_extra(run_id, metrics, tags)
+        except Exception as err:  # the files have it all; MLflow can be re-logged later
+            notes.append(f"MLflow logging of the intervals of cell {row['cell_id']} failed: {err}")
+    return notes
 
 
 def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample] | None, address: str | None = None,

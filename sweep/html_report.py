@@ -12,15 +12,19 @@ import pandas as pd
 RANK_COLUMNS = [
     ("label", "cell"), ("status", "status"), ("backend", "backend"), ("weights", "weights"),
     ("cider", "CIDEr"), ("bleu_4", "BLEU-4"), ("meteor", "METEOR"), ("rouge_l", "ROUGE-L"),
-    ("latency_p50_s", "latency p50 (s)"), ("images_per_sec", "images/s"),
+    ("latency_p50_s", "latency p50 (s)"), ("seconds_per_image", "s/image"), ("images_per_sec", "images/s"),
     ("peak_memory_gb", "peak memory (GB)"),
-    ("energy_kwh", "energy (kWh)"), ("pareto", "Pareto front"), ("reason", "failure"),
+    ("energy_kwh", "energy (kWh)"), ("pareto", "Pareto front"),
+    ("pareto_tied", "tied with the front"), ("degenerate_output", "output"), ("reason", "failure"),
 ]
+#: columns shown as `value [low, high]` where the results have `<key>_ci_low/high`
+INTERVAL_COLUMNS = ("cider", "bleu_4", "meteor", "rouge_l", "latency_p50_s", "seconds_per_image")
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}
-th{background:#f0f0f0}tr.front td{background:#fff6d5}tr.failed td{color:#a00}
+th{background:#f0f0f0}tr.front td{background:#fff6d5}tr.tied td{background:#fdf9ee}tr.failed td{color:#a00}
+td.degenerate{color:#a00;font-weight:bold}.ci{color:#777;font-size:11px}
 .note{background:#fdecea;padding:8px;border-left:4px solid #d33}img{max-width:48%;margin:4px}
 """
 
@@ -31,6 +35,17 @@ def _cell(value: object) -> str:
     return html.escape(str(value))
 
 
+def _value(row: pd.Series, key: str) -> str:
+    if key == "degenerate_output":
+        return "DEGENERATE" if row[key] == 1.0 else ""
+    text = _cell(row[key])
+    low, high = row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
+    if key in INTERVAL_COLUMNS and isinstance(low, float) and isinstance(high, float) \
+            and math.isfinite(low) and math.isfinite(high):
+        text += f" <span class='ci'>[{low:.4g}, {high:.4g}]</span>"
+    return text
+
+
 def rank(results: pd.DataFrame) -> pd.DataFrame:
     """Successful cells by CIDEr (best first), failed cells last."""
     ok = results[results["status"] == "ok"].sort_values("cider", ascending=False, na_position="last")
@@ -38,7 +53,8 @@ def rank(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_html(title: str, results: pd.DataFrame, plots: list[Path],
-               examples: dict[str, list[dict]], notes: list[str]) -> str:
+               examples: dict[str, list[dict]], notes: list[str], ties: list[str] | None = None) -> str:
+    """`ties`: the lines of `sweep.report.tie_summary` (which cells cannot be told apart)."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]
     parts += [f"<p class='note'>{html.escape(n)}</p>" for n in notes]
@@ -47,11 +63,21 @@ def build_html(title: str, results: pd.DataFrame, plots: list[Path],
     parts += [f"<th>{h}</th>" for _, h in cols]
     parts.append("</tr>")
     for i, (_, row) in enumerate(rank(results).iterrows(), start=1):
-        klass = "failed" if row["status"] != "ok" else ("front" if row.get("pareto") else "")
+        klass = "failed" if row["status"] != "ok" else (
+            "front" if row.get("pareto") else "tied" if row.get("pareto_tied") else "")
         parts.append(f"<tr class='{klass}' data-cell-id='{html.escape(str(row['cell_id']))}'><td>{i}</td>")
-        parts += [f"<td>{_cell(row[k])}</td>" for k, _ in cols]
+        for key, _ in cols:
+            value = _value(row, key)
+            marked = " class='degenerate'" if key == "degenerate_output" and value else ""
+            parts.append(f"<td{marked}>{value}</td>")
         parts.append("</tr>")
-    parts.append("</table><p>Highlighted rows lie on a CIDEr-vs-cost Pareto front (the axes are named).</p>")
+    parts.append("</table><p>Highlighted rows lie on a CIDEr-vs-cost Pareto front (the axes are named); "
+                 "lightly highlighted rows are not on it but are not dominated with confidence either "
+                 "(<i>tied with the front</i>). Brackets: 95% bootstrap interval over the images.</p>")
+    if ties:
+        parts.append("<h2>What is a tie</h2><ul id='ties'>")
+        parts += [f"<li>{html.escape(line.strip())}</li>" for line in ties]
+        parts.append("</ul>")
     parts.append("<h2>Pareto plots</h2>")
     for path in plots:
         data = base64.b64encode(Path(path).read_bytes()).decode()

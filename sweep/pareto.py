@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -36,6 +36,13 @@ def pareto_front(
     return front
 
 
+def confident_front(n: int, beats: Callable[[int, int], bool]) -> list[int]:
+    """Indices (ascending) of the n items no other item beats with confidence: `beats(j, i)` says item j is
+    better than item i with confidence on every objective (the caller decides what confidence means,
+    e.g. a paired interval clear of zero). The Pareto front is a subset when `beats` implies dominance."""
+    return [i for i in range(n) if not any(beats(j, i) for j in range(n) if j != i)]
+
+
 def _number(row: dict, key: str) -> float:
     # Missing, None or non-numeric values count as NaN: such rows can be neither on the front nor plotted.
     value = row.get(key)
@@ -45,6 +52,17 @@ def _number(row: dict, key: str) -> float:
         return float(value)
     except (TypeError, ValueError):
         return math.nan
+
+
+def _error_bar(row: dict, value: float, keys: tuple[str, str] | None) -> tuple[float, float] | None:
+    """(below, above) the point of the row's interval, or None when it has no interval. A percentile
+    interval need not contain its point: the bar is clipped at the point then."""
+    if keys is None:
+        return None
+    low, high = _number(row, keys[0]), _number(row, keys[1])
+    if math.isnan(low) or math.isnan(high):
+        return None
+    return max(value - low, 0.0), max(high - value, 0.0)
 
 
 def mark_front(
@@ -72,26 +90,47 @@ def plot_front(
     *,
     maximize_quality: bool = True,
     minimize_cost: bool = True,
+    quality_ci: tuple[str, str] | None = None,
+    cost_ci: tuple[str, str] | None = None,
+    tied: Sequence[bool] | None = None,
 ) -> Path:
-    """Scatter of quality (y) vs cost (x), front highlighted as a step line, saved as PNG at `path`."""
+    """Scatter of quality (y) vs cost (x), front highlighted as a step line, saved as PNG at `path`.
+
+    `quality_ci` / `cost_ci`: the (low, high) keys of each axis' interval: drawn as error bars on the rows
+    that have both ends. `tied`: one flag per row, not on the front but not dominated with confidence
+    either: drawn apart from the dominated points."""
     path = Path(path)
     flags = mark_front(rows, quality, cost, maximize_quality=maximize_quality, minimize_cost=minimize_cost)
-    plotted: list[tuple[float, float, str, bool]] = []
+    tied = list(tied) if tied is not None else [False] * len(rows)
+    plotted: list[tuple[float, float, str, str]] = []  # cost, quality, label, "front" | "tied" | ""
     skipped: list[str] = []
-    for row, on_front in zip(rows, flags, strict=True):
+    bars: list[tuple[float, float, tuple[float, float], tuple[float, float]]] = []
+    for row, on_front, is_tied in zip(rows, flags, tied, strict=True):
         label = str(row.get(label_key, "?"))
         q, c = _number(row, quality), _number(row, cost)
         if math.isnan(q) or math.isnan(c):
             skipped.append(label)
-        else:
-            plotted.append((c, q, label, on_front))
+            continue
+        plotted.append((c, q, label, "front" if on_front else "tied" if is_tied else ""))
+        c_err, q_err = _error_bar(row, c, cost_ci), _error_bar(row, q, quality_ci)
+        if c_err or q_err:
+            bars.append((c, q, c_err or (0.0, 0.0), q_err or (0.0, 0.0)))
 
     # Figure + Agg canvas rather than pyplot: no global backend switch, no display, safe in worker threads.
     fig = Figure(figsize=(8, 6), dpi=120)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
+    if bars:
+        ax.errorbar([b[0] for b in bars], [b[1] for b in bars],
+                    xerr=[[b[2][0] for b in bars], [b[2][1] for b in bars]],
+                    yerr=[[b[3][0] for b in bars], [b[3][1] for b in bars]],
+                    fmt="none", ecolor="0.55", elinewidth=0.8, capsize=2, zorder=1, label="95% interval")
     others = [p for p in plotted if not p[3]]
-    front = sorted((p for p in plotted if p[3]), key=lambda p: (p[0], p[1]))
+    ties = [p for p in plotted if p[3] == "tied"]
+    front = sorted((p for p in plotted if p[3] == "front"), key=lambda p: (p[0], p[1]))
+    if ties:
+        ax.scatter([p[0] for p in ties], [p[1] for p in ties], color="tab:orange", s=36, zorder=3,
+                   label="tied with the front (not dominated with confidence)")
     if others:
         ax.scatter([p[0] for p in others], [p[1] for p in others], color="0.6", s=30, label="dominated")
     if front:

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from sweep.pareto import pareto_front, plot_front
+from sweep.pareto import confident_front, pareto_front, plot_front
+from sweep.statistics import CI_METRICS, Comparisons, Difference, ci_columns
+from sweep.statistics import COSTS as CI_COSTS
 
 QUALITY = "cider"
 COSTS = {"latency": "latency_p50_s", "memory": "peak_memory_gb", "energy": "energy_kwh"}
@@ -36,10 +38,37 @@ def cost_axes(results: pd.DataFrame) -> dict[str, str]:
     return {**COSTS, "memory": COSTS["memory"] if on_gpu or kinds.eq("").all() else CPU_MEMORY_COST}
 
 
-def mark_fronts(results: pd.DataFrame) -> pd.DataFrame:
-    """Add a `pareto` column naming the cost axes on whose CIDEr front each cell lies."""
+def _confidently_beats(j: int, i: int, pool: pd.DataFrame, cost: str,
+                       comparisons: Comparisons | None) -> bool:
+    """Is pool cell j better than cell i with confidence on quality while at least as cheap on `cost`?
+
+    Quality: the paired CIDEr difference (j - i) has its 95% interval above zero. Cost: for a cost with
+    per-image samples (latency p50), the paired difference's interval is at or below zero (j is cheaper or
+    the same, with confidence); for the others (memory, energy: one measurement per cell), j's value is at
+    most i's. A pair without per-image scores falls back to points: j dominates i."""
+    qj, qi = float(pool[QUALITY].iat[j]), float(pool[QUALITY].iat[i])
+    cj, ci = float(pool[cost].iat[j]), float(pool[cost].iat[i])
+    if comparisons is None or "cell_id" not in pool:
+        return qj >= qi and cj <= ci and (qj > qi or cj < ci)
+    ids = pool["cell_id"]
+    quality = comparisons.difference(ids.iat[j], ids.iat[i], QUALITY)
+    if quality is None:
+        return qj >= qi and cj <= ci and (qj > qi or cj < ci)
+    if not quality.low > 0:
+        return False
+    paired_cost = comparisons.difference(ids.iat[j], ids.iat[i], cost) if cost in CI_COSTS else None
+    return paired_cost.high <= 0 if paired_cost is not None else cj <= ci
+
+
+def mark_fronts(results: pd.DataFrame, comparisons: Comparisons | None = None) -> pd.DataFrame:
+    """Add `pareto` (the cost axes on whose CIDEr front each cell lies) and `pareto_tied` (the axes on
+    which it is not dominated with confidence: see `_confidently_beats`; every front cell is tied too).
+
+    `comparisons`: paired differences between cells (`sweep.statistics.Comparisons`, by cell id); without
+    them (old stores, cells without per-image scores) the fronts are points and `pareto_tied` = `pareto`."""
     out = results.copy()
     out["pareto"] = ""
+    out["pareto_tied"] = ""
     if "weight_bytes" in out:
         out[CPU_MEMORY_COST] = out["weight_bytes"] / 1e9
     pool, _ = front_pool(out)
@@ -47,23 +76,116 @@ def mark_fronts(results: pd.DataFrame) -> pd.DataFrame:
         if pool.empty or cost not in pool:
             continue
         points = list(zip(pool[QUALITY].astype(float), pool[cost].astype(float), strict=True))
-        for i in pareto_front(points):
-            idx = pool.index[i]
-            out.at[idx, "pareto"] = ",".join(filter(None, [out.at[idx, "pareto"], axis]))
+        front = pareto_front(points)
+        usable = [i for i, (q, c) in enumerate(points) if not (math.isnan(q) or math.isnan(c))]
+        sub = pool.iloc[usable]
+        tied = {usable[k] for k in confident_front(len(usable), lambda j, i, s=sub, c=cost:
+                                                     _confidently_beats(j, i, s, c, comparisons))}
+        for column, chosen in (("pareto", set(front)), ("pareto_tied", tied | set(front))):
+            for i in sorted(chosen):
+                idx = pool.index[i]
+                out.at[idx, column] = ",".join(filter(None, [out.at[idx, column], axis]))
     return out
 
 
 def plot_fronts(results: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """One PNG per cost axis; failed cells carry no numbers, so the plot lists them as not plotted."""
+    """One PNG per cost axis; failed cells carry no numbers, so the plot lists them as not plotted.
+    Intervals are drawn where the results have them (`<metric>_ci_low/high`), ties apart from the rest."""
     pool, note = front_pool(results)
     failed = results[results["status"] != "ok"][["label"]]
     rows = pool.to_dict("records") + failed.to_dict("records")
     paths = []
     for axis, cost in cost_axes(results).items():
         path = out_dir / f"pareto_cider_vs_{axis}.png"
-        plot_front(rows, QUALITY, cost, "label", path, title=f"CIDEr vs {cost}", note=note)
+        tied = [axis in str(r.get("pareto_tied") or "").split(",") for r in rows]
+        cost_ci = ci_columns(cost) if cost in CI_COSTS else None
+        notes = [note] if note else []
+        if any(math.isfinite(_as_float(r.get(QUALITY + "_ci_low"))) for r in rows):
+            notes.append("bars: each cell's own 95% interval; ties are judged on paired differences over the "
+                         "same images, which are narrower")
+            if cost not in CI_COSTS:
+                notes.append(f"{cost} has no per-image samples: no interval on that axis")
+        plot_front(rows, QUALITY, cost, "label", path, title=f"CIDEr vs {cost}",
+                   note="; ".join(notes) or None, quality_ci=ci_columns(QUALITY), cost_ci=cost_ci, tied=tied)
         paths.append(path)
     return paths
+
+
+def _as_float(value: object) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def load_tables(out_dir: Path, results: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The stored caption tables of the ok cells, by cell id (cells without one are left out)."""
+    from sweep.store import ResultStore
+
+    store = ResultStore(out_dir)
+    ok = results[results["status"] == "ok"]["cell_id"] if "status" in results else results["cell_id"]
+    return {cid: store.read_captions(cid) for cid in ok if store.captions_path(cid).is_file()}
+
+
+def add_statistics(results: pd.DataFrame,
+                   tables: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, Comparisons]:
+    """`<metric>_ci_low/high` (`sweep.statistics.CI_METRICS`) and `degenerate_output` per cell from its
+    caption table (NaN for cells without one), and the paired comparisons between the cells."""
+    from sweep.statistics import cell_intervals, degenerate_output
+
+    out = results.copy()
+    columns = [c for m in CI_METRICS for c in ci_columns(m)]
+    per_cell = {cid: {**cell_intervals(table), "degenerate_output": degenerate_output(table)}
+                for cid, table in tables.items()}
+    for column in [*columns, "degenerate_output"]:
+        out[column] = [per_cell.get(cid, {}).get(column, math.nan) for cid in out["cell_id"]]
+    return out, Comparisons(tables)
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.3f}"
+
+
+def _difference_text(diff: Difference) -> str:
+    verdict = "tie" if diff.tie else ("better" if diff.low > 0 else "worse")
+    interval = f"[{_signed(diff.low)}, {_signed(diff.high)}]"
+    return f"CIDEr {_signed(diff.estimate)} {interval} over {diff.n} images: {verdict}"
+
+
+def tie_summary(results: pd.DataFrame, comparisons: Comparisons | None) -> list[str]:
+    """In words: which cells cannot be told apart by CIDEr at this sample size (a tie: the paired 95%
+    interval of their difference includes zero), and about how many images would separate the top two."""
+    pool, _ = front_pool(results)
+    pool = pool[pool[QUALITY].astype(float).notna()].sort_values(QUALITY, ascending=False, kind="stable")
+    ids = [cid for cid in pool["cell_id"] if comparisons is not None and cid in comparisons]
+    labels = dict(zip(results["cell_id"], results["label"], strict=True))
+    if len(ids) < 2:
+        return ["ties: not judged (fewer than two cells with per-image scores: intervals need the per-image "
+                "columns of captions.parquet)"]
+    lines = ["ties (paired bootstrap of the CIDEr difference, 95% interval; a tie: the interval includes 0, "
+             "the two cells cannot be told apart at this sample size):"]
+    a, b = ids[0], ids[1]
+    diff = comparisons.difference(a, b)
+    if diff is not None:
+        need = diff.images_to_separate()
+        if math.isinf(need):
+            size = "no number of images separates them (the same CIDEr)"
+        elif diff.tie:
+            size = f"about {math.ceil(need):,} images would separate them (n*(h/d)^2, h the half-width)"
+        else:
+            size = f"separated at {diff.n} images (about {math.ceil(need):,} would have sufficed)"
+        lines.append(f"  top two: {labels[a]} vs {labels[b]}: {_difference_text(diff)}; {size}")
+    for k, a in enumerate(ids):
+        tied = []
+        for b in ids[k + 1:]:
+            diff = comparisons.difference(a, b)
+            if diff is not None and diff.tie:
+                tied.append(f"{labels[b]} ({_signed(diff.estimate)})")
+        if tied:
+            lines.append(f"  {labels[a]}: tie with " + ", ".join(tied))
+    if len(lines) == 2:
+        lines.append("  no tie: every pair of cells is separated at this sample size")
+    return lines
 
 
 def _fmt(value: object, digits: int = 3) -> str:
@@ -78,34 +200,74 @@ def _fmt(value: object, digits: int = 3) -> str:
 
 TABLE_COLUMNS = [
     ("label", "cell"), ("status", "status"), ("backend", "backend"), ("weights", "weights"),
-    ("cider", "CIDEr"), ("bleu_4", "BLEU-4"), ("meteor", "METEOR"), ("rouge_l", "ROUGE-L"),
+    ("cider", "CIDEr [95% interval]"), ("bleu_4", "BLEU-4"), ("meteor", "METEOR"), ("rouge_l", "ROUGE-L"),
     ("mean_caption_words", "words"), ("latency_p50_s", "lat p50 s"), ("images_per_sec", "img/s"),
     ("peak_memory_gb", "peak GB"), ("energy_kwh", "kWh"), ("pareto", "pareto front"),
+    ("pareto_tied", "tied with front"), ("degenerate_output", "output"),
 ]
+#: metrics shown with their interval in the printed table
+TABLE_INTERVALS = ("cider",)
+DEGENERATE_MARK = "DEGENERATE"
+DEGENERATE_NOTE = ("DEGENERATE: (nearly) the same caption for every image ({share:.0%} or more of at least "
+                   "{n} images): the model may not see the images; its scores are not a result")
+
+
+def with_interval(row: pd.Series, key: str, digits: int = 2) -> str:
+    """`1.23 [1.10, 1.35]` when the row has the metric's interval, else the bare value."""
+    low, high = (row.get(c) for c in ci_columns(key))
+    value = _fmt(row[key], digits)
+    if isinstance(low, float) and isinstance(high, float) and math.isfinite(low) and math.isfinite(high):
+        return f"{value} [{low:.{digits}f}, {high:.{digits}f}]"
+    return value
+
+
+def degenerate_mark(value: object) -> str:
+    return DEGENERATE_MARK if isinstance(value, float) and value == 1.0 else ""
+
+
+def _table_value(row: pd.Series, key: str) -> str:
+    if key in TABLE_INTERVALS:
+        return with_interval(row, key)
+    if key == "degenerate_output":
+        return degenerate_mark(row[key])
+    return _fmt(row[key])
 
 
 def format_table(results: pd.DataFrame) -> str:
     """A plain-text table (no control characters: it reads the same in a terminal and a job log)."""
     cols = [(k, h) for k, h in TABLE_COLUMNS if k in results]
+    if "degenerate_output" in results and not (results["degenerate_output"] == 1.0).any():
+        cols = [(k, h) for k, h in cols if k != "degenerate_output"]  # the marker column only when needed
     cells = [[h for _, h in cols]]
     for _, row in results.iterrows():
-        cells.append([_fmt(row[k]) if k in row else "" for k, _ in cols])
+        cells.append([_table_value(row, k) if k in row else "" for k, _ in cols])
     widths = [max(len(r[i]) for r in cells) for i in range(len(cols))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
+def degenerate_notes(results: pd.DataFrame) -> list[str]:
+    """One note naming the cells flagged `degenerate_output`, or none."""
+    from sweep.statistics import DEGENERATE_MIN_IMAGES, DEGENERATE_SHARE
+
+    if "degenerate_output" not in results:
+        return []
+    flagged = results[results["degenerate_output"] == 1.0]["label"].tolist()
+    if not flagged:
+        return []
+    note = DEGENERATE_NOTE.format(share=DEGENERATE_SHARE, n=DEGENERATE_MIN_IMAGES)
+    return [f"{note}: {', '.join(flagged)}"]
+
+
 def write_html_report(out_dir: Path, title: str, results: pd.DataFrame, plots: list[Path],
-                      references: dict[str, list[str]], notes: list[str]) -> Path:
+                      references: dict[str, list[str]], notes: list[str],
+                      ties: list[str] | None = None) -> Path:
     """report.html in the output dir, built from the stored caption tables."""
     from sweep.html_report import build_html, examples_from_tables
-    from sweep.store import ResultStore
 
-    store = ResultStore(out_dir)
-    tables = {cid: store.read_captions(cid) for cid in results["cell_id"]
-              if store.captions_path(cid).is_file()}
-    page = build_html(title, results, plots, examples_from_tables(tables, references), notes)
+    tables = load_tables(out_dir, results) if "cell_id" in results else {}
+    page = build_html(title, results, plots, examples_from_tables(tables, references), notes, ties=ties)
     path = out_dir / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
@@ -116,14 +278,15 @@ def rebuild(out_dir: Path) -> Path:
     import json
 
     results = pd.read_csv(out_dir / "results.csv", keep_default_na=True)
-    for col in ("pareto", "reason", "backend", "weights"):
+    for col in ("pareto", "pareto_tied", "reason", "backend", "weights"):
         if col in results:
-            results[col] = results[col].fillna("")
+            results[col] = results[col].astype(object).fillna("")
     references = json.loads((out_dir / "samples.json").read_text())["references"]
     plots = plot_fronts(results, out_dir)
     _, note = front_pool(results)
+    ties = tie_summary(results, Comparisons(load_tables(out_dir, results)))
     return write_html_report(out_dir, f"Sweep report: {out_dir.name}", results, plots, references,
-                             [note] if note else [])
+                             [*filter(None, [note]), *degenerate_notes(results)], ties=ties)
 
 
 def main(argv: list[str] | None = None) -> int:

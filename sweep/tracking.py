@@ -122,3 +122,8 @@ class SweepTracker:
 
     def finish(self, ok: bool) -> None:
         self.client.set_terminated(self.parent_id, status="FINISHED" if ok else "FAILED")
+
+    def log_cell_extra(self, run_id: str, metrics: dict | None = None, tags: dict | None = None) -> None:
+        """Metrics and tags known only once every cell is in (intervals, fronts with ties, the degenerate
+        output flag), added to a cell's existing child run. Non-finite metrics are left out."""
+        self._log(run_id, metrics=metrics, tags=tags)

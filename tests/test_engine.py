@@ -97,3 +97,84 @@ def test_phase_timer_sums_each_phase_and_refuses_unknown_ones():
     assert all(math.isfinite(v) for v in timer.snapshot().values())
     with pytest.raises(KeyError, match="phases are"), timer.phase("lunch"):
         pass
+
+
+def _scored(samples, captions, cider):
+    """A finished cell's caption table with the per-image quality columns scoring adds."""
+    n = len(samples)
+    table = pd.DataFrame({"sample_id": [s.sample_id for s in samples],
+                          "image_id": [s.image_id for s in samples], "caption": captions, "error": "",
+                          "batch_end_ts": 100.0, "cider": cider, "meteor": 0.2, "rouge_l": 0.5,
+                          "batch_latency_sec": [0.10 + 0.01 * i for i in range(n)],
+                          "processing_time_sec": 0.02, "bleu_testlen": 8.0, "bleu_reflen": 9.0})
+    for k in range(1, 5):
+        table[f"bleu_guess_{k}"] = 9.0 - k
+        table[f"bleu_correct_{k}"] = 5.0 - k
+    return table
+
+
+class FakeTracker:
+    parent_id = "parent"
+
+    def __init__(self):
+        self.extra: dict[str, tuple[dict, dict]] = {}
+
+    def log_cell_extra(self, run_id, metrics, tags):
+        self.extra[run_id] = (metrics, tags)
+
+    def log_parent(self, metrics=None, artifacts=None, tags=None):
+        self.parent = (metrics, artifacts)
+
+    def finish(self, ok):
+        self.ok = ok
+
+
+def test_publish_adds_intervals_ties_and_the_degenerate_flag_from_per_image_tables(tmp_path, capsys):
+    grid, samples, cells = _grid(tmp_path)
+    plan = plan_sweep(grid, cells, samples)
+    colours = ["red", "blue", "green", "pink", "gray", "black"]
+    tables = [_scored(samples, [f"a {c} circle" for c in colours], [1.0, 1.4, 0.8, 1.2, 1.1, 0.9]),
+              _scored(samples, ["a red circle"] * len(samples), [0.3, 1.4, 0.1, 0.2, 0.1, 0.1])]
+    outcomes = {}
+    for k, (cell, table) in enumerate(zip(cells, tables, strict=True)):
+        plan.store.begin_cell(cell)
+        plan.store.finish_cell(cell.cell_id, table, {})
+        metrics = {"cider": float(table["cider"].mean()), "peak_memory_gb": 1.0, "energy_kwh": 1e-6,
+                   "latency_p50_s": float(table["batch_latency_sec"].median())}
+        outcomes[cell.cell_id] = CellOutcome(cell, "ok", metrics, {"weights": "toy", "backend": "hf"},
+                                             run_id=f"run-{k}")
+    tracker = FakeTracker()
+    code, results = publish_results(plan, Execution(outcomes, [], tracker, "sqlite:///x.db"), PhaseTimer())
+    assert code == 0
+    saved = pd.read_csv(tmp_path / "results.csv", keep_default_na=False)
+    for column in ("cider_ci_low", "cider_ci_high", "pareto_tied", "degenerate_output", "bleu_4_ci_low",
+                   "latency_p50_s_ci_high", "seconds_per_image_ci_low", "meteor_ci_high", "rouge_l_ci_low"):
+        assert column in saved, column
+    assert list(saved["degenerate_output"]) == [0.0, 1.0]
+    assert (saved["cider_ci_low"] <= saved["cider"]).all()
+    assert (saved["cider"] <= saved["cider_ci_high"]).all()
+    assert saved.at[0, "pareto_tied"] == "latency,memory,energy"  # on every front: tied with itself
+    out = capsys.readouterr().out
+    low, high = results.at[0, "cider_ci_low"], results.at[0, "cider_ci_high"]
+    assert f"1.07 [{low:.2f}, {high:.2f}]" in out  # CIDEr with its interval in the table
+    assert "DEGENERATE" in out and "WARNING: DEGENERATE" in out and "ties (paired bootstrap" in out
+    assert "top two:" in out
+    html = (tmp_path / "report.html").read_text()
+    assert "What is a tie" in html and "DEGENERATE" in html and "class='ci'" in html
+    metrics, tags = tracker.extra["run-1"]
+    assert metrics["degenerate_output"] == 1.0 and "cider_ci_low" in metrics and "pareto_tied" in tags
+    assert set(tracker.extra) == {"run-0", "run-1"}
+
+
+def test_log_cell_extra_adds_metrics_and_tags_to_an_existing_child_run(tmp_path):
+    from sweep.tracking import SweepTracker, default_tracking_uri
+
+    tracker = SweepTracker(default_tracking_uri(tmp_path), "extra", tmp_path / "mlartifacts", "extra", {})
+    run_id = tracker.log_cell("cell-1", "m/fp32/t8", {"model": "m"}, {"cider": 1.0}, [])
+    tracker.log_cell_extra(run_id, {"cider_ci_low": 0.9, "cider_ci_high": 1.1, "meteor_ci_low": math.nan,
+                                    "degenerate_output": 0.0}, {"pareto_tied": "latency,memory"})
+    run = tracker.client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    expected = {"cider": 1.0, "cider_ci_low": 0.9, "cider_ci_high": 1.1, "degenerate_output": 0.0}
+    assert run.data.metrics == expected  # NaN left out
+    assert run.data.tags["pareto_tied"] == "latency,memory"
