@@ -200,6 +200,16 @@ class EnergyConfig(_Strict):
     country_iso_code: str = Field(default="USA", min_length=3, max_length=3)
 
 
+class ScoringConfig(_Strict):
+    document_frequencies: Literal["reference_set", "scored_subset"] = Field(
+        default="reference_set",
+        description="CIDEr's document frequencies: from every reference of the dataset's captions file "
+        "(a cell's CIDEr is the mean of its per-image CIDEr, the same whatever the subset), or from the "
+        "scored images' references (pycocoevalcap's classic behaviour, reads higher on small subsets); "
+        "video datasets have no captions file and always use scored_subset",
+    )
+
+
 class GridConfig(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     dataset: AnyDataset
@@ -212,6 +222,7 @@ class GridConfig(_Strict):
     resources: ResourcesConfig = ResourcesConfig()
     tracking: TrackingConfig = TrackingConfig()
     energy: EnergyConfig = EnergyConfig()
+    scoring: ScoringConfig = ScoringConfig()
     output_dir: Path = Path("outputs")
 
     @field_validator("max_new_tokens")

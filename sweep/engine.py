@@ -180,7 +180,9 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     with CaptionScorer() as scorer:
         progress = SweepProgress(len(cells), len(samples))
-        recorder = SweepRecorder(cells, samples, plan.store, scorer, tracker, progress, timer)
+        recorder = SweepRecorder(cells, samples, plan.store, scorer, tracker, progress, timer,
+                                 document_frequencies=grid.scoring.document_frequencies,
+                                 reference_captions=getattr(grid.dataset, "captions", None))
         for cell_id, costs in plan.finished.items():
             recorder.record(cell_id, costs, from_store=True)
             progress.cell_reused(cell_id)

@@ -6,21 +6,34 @@ import logging
 import math
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from ray.tune import Callback
 
 from sweep.cells import Cell
 from sweep.data import Sample
 from sweep.phases import PhaseTimer
 from sweep.progress import SweepProgress
-from sweep.scoring import CaptionScorer, mean_caption_length
-from sweep.store import ResultStore
+from sweep.scoring import (
+    DF_REFERENCE_SET,
+    DF_SCORED_SUBSET,
+    PER_IMAGE_COLUMNS,
+    CaptionScorer,
+    DocumentFrequencies,
+    file_sha256,
+    mean_caption_length,
+    reference_set_frequencies,
+)
+from sweep.store import ResultStore, atomic_write_parquet
 from sweep.tracking import SweepTracker, cell_params
 
 log = logging.getLogger(__name__)
 
 QUALITY_KEYS = ("cider", "bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "spice")
+# scores.json keeps how the cell was scored beside its scores: read back only when it still matches
+SCORING_STAMP = "scoring"
 
 
 @dataclass
@@ -48,14 +61,25 @@ class CellOutcome:
             "reused": self.reused,
             "reason": self.reason,
             "peak_memory_kind": self.params.get("peak_memory_kind", ""),
+            "cider_document_frequencies": self.params.get("cider_document_frequencies", ""),
             **self.metrics,
         }
 
 
 class SweepRecorder:
+    """Scores, stores and logs finished cells.
+
+    `document_frequencies` (grid `scoring.document_frequencies`): "reference_set" takes CIDEr's document
+    frequencies from every reference of `reference_captions` (the dataset's COCO captions file, cached
+    under `<output_dir>/df-cache`); "scored_subset" from the scored samples' references (pycocoevalcap's
+    classic behaviour). Without a captions file (video datasets) reference_set falls back to
+    scored_subset, with a note. Which one was used is each cell's `cider_document_frequencies` param.
+    """
+
     def __init__(self, cells: list[Cell], samples: list[Sample], store: ResultStore,
                  scorer: CaptionScorer, tracker: SweepTracker | None, progress: SweepProgress | None = None,
-                 timer: PhaseTimer | None = None):
+                 timer: PhaseTimer | None = None, *, document_frequencies: str = DF_REFERENCE_SET,
+                 reference_captions: Path | None = None):
         self.cells = {c.cell_id: c for c in cells}
         self.references = {s.sample_id: list(s.references) for s in samples}
         self.store = store
@@ -65,6 +89,18 @@ class SweepRecorder:
         self.timer = timer or PhaseTimer()
         self.outcomes: dict[str, CellOutcome] = {}
         self.notes: list[str] = []
+        if document_frequencies not in (DF_REFERENCE_SET, DF_SCORED_SUBSET):
+            raise ValueError(f"document_frequencies must be {DF_REFERENCE_SET!r} or {DF_SCORED_SUBSET!r}, "
+                             f"got {document_frequencies!r}")
+        self.reference_captions = Path(reference_captions) if reference_captions is not None else None
+        self.df_mode = document_frequencies
+        if document_frequencies == DF_REFERENCE_SET and self.reference_captions is None:
+            self.df_mode = DF_SCORED_SUBSET
+            self.notes.append("CIDEr document frequencies come from the scored samples' references "
+                              "(scored_subset): the dataset has no captions file to take the whole reference "
+                              "set from, so CIDEr depends on which samples are scored")
+        self._df: DocumentFrequencies | None = None
+        self._stamp: dict[str, str] | None = None
         # Scoring and MLflow logging of a finished cell run on one thread beside Tune's loop, so the
         # next trial starts while this one is scored. One thread: the scorer's JVM and the MLflow client
         # are used by one caller at a time, in the order cells finished.
@@ -80,21 +116,60 @@ class SweepRecorder:
             future.result()
         self._pending.clear()
 
-    def score(self, table: Any) -> dict[str, float]:
+    def document_frequencies(self) -> DocumentFrequencies | None:
+        """CIDEr's document frequencies for every cell of the sweep (None: from the scored references).
+        Computed (or read from df-cache) at the first cell scored, so a re-run that reads every cell's
+        scores back never tokenizes."""
+        if self.df_mode != DF_REFERENCE_SET or self.reference_captions is None:
+            return None
+        if self._df is None:
+            self._df = reference_set_frequencies(self.reference_captions, self.store.root / "df-cache")
+            self.notes.append("CIDEr document frequencies from the whole reference set: "
+                              f"{self._df.describe()}")
+        return self._df
+
+    def scoring_stamp(self) -> dict[str, str]:
+        """How this sweep scores a cell; stored scores made another way are recomputed."""
+        if self._stamp is None:
+            captions = self.reference_captions
+            key = file_sha256(captions) if self.df_mode == DF_REFERENCE_SET and captions is not None else ""
+            self._stamp = {"cider_document_frequencies": self.df_mode, "reference_set_sha256": key}
+        return self._stamp
+
+    def score(self, table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:
+        """Scores a finished cell: (its caption table with the per-image columns PER_IMAGE_COLUMNS, NaN on
+        rows not scored, i.e. errors and samples without references; the cell's scores)."""
+        table = table.drop(columns=[c for c in PER_IMAGE_COLUMNS if c in table])
         ok = table[table["error"] == ""]
         # only samples with human references can be scored (video scenes often have none)
         ok = ok[ok["sample_id"].map(lambda sid: bool(self.references.get(sid)))]
         if ok.empty:
-            return {k: math.nan for k in QUALITY_KEYS if k != "spice"}
+            for column in PER_IMAGE_COLUMNS:
+                table[column] = math.nan
+            return table, {k: math.nan for k in QUALITY_KEYS if k != "spice"}
         predictions = dict(zip(ok["sample_id"], ok["caption"], strict=True))
         with self.timer.phase("scoring"):
-            scores = self.scorer.score(predictions, {sid: self.references[sid] for sid in predictions})
+            result = self.scorer.score_images(predictions, {sid: self.references[sid] for sid in predictions},
+                                              self.document_frequencies())
         for note in getattr(self.scorer, "notes", []):
             if note not in self.notes:
                 self.notes.append(note)
+        for column in PER_IMAGE_COLUMNS:
+            table[column] = table["sample_id"].map(result.per_image[column]).astype(float)
+        scores = dict(result.corpus)
         scores["mean_caption_words"] = mean_caption_length(ok["caption"])
         scores["n_scored"] = float(len(ok))
-        return scores
+        return table, scores
+
+    def _stored_scores(self, cell_id: str, table: pd.DataFrame) -> dict[str, float] | None:
+        """The stored scores of a cell, if scored since its table was written, the way this sweep scores,
+        and with the per-image columns in its table."""
+        stored = self.store.read_scores(cell_id)
+        if stored is None or stored.pop(SCORING_STAMP, None) != self.scoring_stamp():
+            return None
+        if any(column not in table for column in PER_IMAGE_COLUMNS):
+            return None
+        return stored
 
     def record(self, cell_id: str, costs: dict[str, float], from_store: bool = False) -> CellOutcome:
         cell = self.cells[cell_id]
@@ -105,11 +180,14 @@ class SweepRecorder:
         extra["multi_image"] = report.get("family_info", {}).get("multi_image", "")
         if "node_id" in table:  # where the cell ran: one id per node that held one of its actors
             extra["node_ids"] = ",".join(sorted(set(table["node_id"]) - {""}))
+        extra["cider_document_frequencies"] = self.df_mode
         params = cell_params(cell, report, loads["generation"], extra)
-        scores = self.store.read_scores(cell_id) if from_store else None
+        scores = self._stored_scores(cell_id, table) if from_store else None
         if scores is None:
-            scores = self.score(table)
-            self.store.write_scores(cell_id, scores)
+            table, scores = self.score(table)
+            # the table first: read_scores trusts scores.json only when it is newer than the table
+            atomic_write_parquet(self.store.captions_path(cell_id), table)
+            self.store.write_scores(cell_id, {**scores, SCORING_STAMP: self.scoring_stamp()})
         metrics = {**{k: v for k, v in costs.items() if isinstance(v, int | float)}, **scores}
         outcome = CellOutcome(cell, "ok", metrics, params, reused=from_store)
         outcome.span = cell_span(table, costs)

@@ -14,6 +14,8 @@ if _TESTS not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_TESTS, os.environ.get("PYTHONPATH")]))
 
 COCO_MINI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco-mini"
+COCO_VAL2017_CAPTIONS = (Path(__file__).resolve().parents[1].parent / "shared" / "data"
+                         / "coco-val2017-captions" / "captions_val2017.json")
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +25,17 @@ def coco_mini() -> Path:
             pytest.fail(f"coco-mini is missing at {COCO_MINI}; CI must have ../shared beside the checkout")
         pytest.skip(f"coco-mini not found at {COCO_MINI} (../shared is absent)")
     return COCO_MINI
+
+
+@pytest.fixture(scope="session")
+def coco_val2017_captions() -> Path:
+    """The full COCO val2017 captions file (5,000 images, 25,014 references)."""
+    if not COCO_VAL2017_CAPTIONS.is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"COCO val2017 captions are missing at {COCO_VAL2017_CAPTIONS}; CI must have "
+                        "../shared beside the checkout")
+        pytest.skip(f"COCO val2017 captions not found at {COCO_VAL2017_CAPTIONS} (../shared is absent)")
+    return COCO_VAL2017_CAPTIONS
 
 
 @pytest.fixture(scope="session", autouse=True)
