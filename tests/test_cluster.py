@@ -61,6 +61,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # a 4-node Ray cluster
 def test_sweep_spreads_cells_over_four_l4_nodes(coco_mini, tmp_path, monkeypatch):
     """4 cells of 4 models on a head + 4 single-L4 nodes: each model's host lands on its own L4 node."""
     from mlflow.tracking import MlflowClient
@@ -170,6 +171,7 @@ def _children(proc: psutil.Process) -> list[psutil.Process]:
         return []
 
 
+@pytest.mark.slow  # a Ray cluster and ray job submit
 def test_ray_job_submit_runs_a_sweep_on_a_started_cluster(coco_mini, tmp_path):
     """`ray start --head` + `ray job submit --working-dir . -- python -m sweep.run grid.yaml`."""
     from mlflow.tracking import MlflowClient

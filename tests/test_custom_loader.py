@@ -24,6 +24,7 @@ def run_from_repo_root(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT))
 
 
+@pytest.mark.slow  # a sweep on Ray
 def test_custom_model_runs_through_a_sweep_cell(coco_mini, tmp_path):
     grid = parse_grid(grid_dict(
         coco_mini, tmp_path,

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from actors.backends import make_captioner
-from actors.base import CaptionRequest
+from actors.contract import CaptionRequest
 from actors.families.base import panorama
 from actors.registry import UnknownFamilyError, detect_family, get_family, known_families
 from actors.resolve import resolve_model
@@ -65,23 +65,39 @@ def test_detection_falls_back_to_architectures_and_override_wins():
 
 @pytest.mark.parametrize(
     ("precision", "vision", "language"),
-    [("int8", "float32", "int8"), ("int8-vision", "int8", "float32"), ("nf4", "float32", "nf4"),
+    # "float": the side left unquantized, in float_dtype_name's dtype (float32 on CPU, bf16/fp16 on CUDA)
+    [("int8", "float", "int8"), ("int8-vision", "int8", "float"), ("nf4", "float", "nf4"),
      ("fp16", "float16", "float16")],
 )
 def test_per_module_precision(precision, vision, language):
+    import torch
+
+    from actors.precision import float_dtype_name
+
+    unquantized = float_dtype_name(precision, torch.cuda.is_available())
     captioner = make_captioner("tiny:llava", None, None, False, precision, "hf")
     formats = captioner.report.module_precisions
-    assert formats["vision"].split("+")[0] == vision
-    assert formats["language"].split("+")[0] == language
+    assert formats["vision"].split("+")[0] == (unquantized if vision == "float" else vision)
+    assert formats["language"].split("+")[0] == (unquantized if language == "float" else language)
     sizes = captioner.report.module_weight_bytes
     assert sizes["vision"] > 0 and sizes["language"] > 0
 
 
 def test_int8_shrinks_only_the_quantized_side():
+    import torch
+
+    from actors.precision import float_dtype_name
+
     fp32 = make_captioner("tiny:llava", None, None, False, "fp32", "hf").report.module_weight_bytes
     int8 = make_captioner("tiny:llava", None, None, False, "int8", "hf").report.module_weight_bytes
     assert int8["language"] < 0.6 * fp32["language"]
-    assert int8["vision"] == fp32["vision"]
+    # the vision side is not quantized: as big as an unquantized load in its dtype (fp32 on CPU, bf16/fp16
+    # on CUDA)
+    same = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}[
+        float_dtype_name("int8", torch.cuda.is_available())]
+    unquantized = fp32 if same == "fp32" else make_captioner(
+        "tiny:llava", None, None, False, same, "hf").report.module_weight_bytes
+    assert int8["vision"] == unquantized["vision"]
 
 
 def test_task_token_and_plain_prompts():

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import grid_dict
 
@@ -17,6 +18,8 @@ from sweep.config import parse_grid
 from sweep.data import dataset_fingerprint, load_coco_samples
 from sweep.engine import run_sweep
 from sweep.store import ResultStore
+
+pytestmark = pytest.mark.slow  # every test runs a sweep on Ray
 
 ROOT = Path(__file__).resolve().parents[1]
 

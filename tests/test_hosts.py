@@ -3,6 +3,7 @@ choices (reuse, second copy, share, evict) decide how many loads a sweep pays.""
 
 from pathlib import Path
 
+import pytest
 from conftest import grid_dict
 
 from actors.hosts import HostPool, HostSet
@@ -120,6 +121,7 @@ def test_a_shared_host_labels_each_cell_with_its_own_turn(coco_mini):
     assert host.captioner.resets == 3  # every cell begins with its own peak memory
 
 
+@pytest.mark.slow  # a sweep on Ray
 def test_sweep_loads_each_model_once_and_cells_report_reuse(coco_mini, tmp_path, monkeypatch):
     fault_dir = tmp_path / "faults"
     monkeypatch.setenv("VLM_SWEEP_FAULT_DIR", str(fault_dir))

@@ -7,12 +7,15 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 from conftest import grid_dict
 
 from sweep.cells import expand_cells
 from sweep.config import parse_grid
 from sweep.data import dataset_fingerprint, load_coco_samples
 from sweep.engine import run_sweep
+
+pytestmark = pytest.mark.slow  # a tracking server and a sweep on Ray
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "mlflow" / "server.sh"

@@ -80,17 +80,18 @@ def finished_sweep(coco_mini, tmp_path_factory):
                      max_new_tokens=[4, 12])
     data["dataset"]["limit"] = 8
     data["resources"] = {"local_gpus": 2, "batch_size": 4}
-    import os
-
-    os.environ["VLM_SWEEP_FAULT_DIR"] = str(tmp / "faults")
-    code = run_main([str(write_grid(tmp, data))])
+    with pytest.MonkeyPatch.context() as mp:  # module scope: restored when the sweep is done
+        mp.setenv("VLM_SWEEP_FAULT_DIR", str(tmp / "faults"))
+        code = run_main([str(write_grid(tmp, data))])
     return code, tmp / "out"
 
 
+@pytest.mark.slow  # finished_sweep: a sweep on Ray
 def test_exit_code_1_when_some_cells_fail(finished_sweep):
     assert finished_sweep[0] == 1
 
 
+@pytest.mark.slow  # finished_sweep: a sweep on Ray
 def test_html_report_has_every_cell_front_and_plots(finished_sweep):
     out = finished_sweep[1]
     import pandas as pd

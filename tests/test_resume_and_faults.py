@@ -33,6 +33,7 @@ def _children(info):
     return t.client.search_runs([t.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{t.parent_id}'")
 
 
+@pytest.mark.slow  # sweeps on Ray
 def test_fresh_archives_instead_of_deleting(coco_mini, tmp_path):
     _sweep(coco_mini, tmp_path, [{"id": "tiny:llava"}])
     code, info, cells = _sweep(coco_mini, tmp_path, [{"id": "tiny:llava"}], fresh=True)
@@ -41,6 +42,7 @@ def test_fresh_archives_instead_of_deleting(coco_mini, tmp_path):
     assert len(archived) == 1
 
 
+@pytest.mark.slow  # a sweep on Ray
 def test_a_model_that_fails_to_load_fails_only_its_cell(coco_mini, tmp_path):
     missing = tmp_path / "no-such-model"
     code, info, _ = _sweep(coco_mini, tmp_path / "out", [{"id": "tiny:llava"}, {"id": str(missing)}])

@@ -12,8 +12,6 @@ import pytest
 from sweep import scoring
 from sweep.scoring import CaptionScorer, leave_one_out, mean_caption_length, spice_available
 
-COCO_MINI = Path("/work/shared/data/coco-mini/captions_val2017.json")
-
 
 @pytest.fixture(scope="module")
 def scorer():
@@ -23,16 +21,15 @@ def scorer():
 
 
 @pytest.fixture(scope="module")
-def coco_refs() -> dict[int, list[str]]:
-    if not COCO_MINI.is_file():
-        pytest.skip(f"coco-mini captions not found at {COCO_MINI}")
-    data = json.loads(COCO_MINI.read_text())
+def coco_refs(coco_mini: Path) -> dict[int, list[str]]:
+    data = json.loads((coco_mini / "captions_val2017.json").read_text())
     refs: dict[int, list[str]] = defaultdict(list)
     for ann in sorted(data["annotations"], key=lambda a: a["id"]):
         refs[ann["image_id"]].append(ann["caption"])
     return dict(refs)
 
 
+@pytest.mark.slow  # METEOR's JVM
 def test_leave_one_out_beats_shuffled_on_coco_mini(scorer, coco_refs):
     preds, refs = leave_one_out(coco_refs)
     ids = sorted(preds)
@@ -55,6 +52,7 @@ def test_leave_one_out_beats_shuffled_on_coco_mini(scorer, coco_refs):
         assert loo[key] > shuf[key], key
 
 
+@pytest.mark.slow  # METEOR's JVM
 def test_result_keys_and_types(scorer):
     out = scorer.score({"a": "a dog on a red couch"}, {"a": ["a dog lies on a red couch", "a brown dog"]})
     expected = list(scoring.METRIC_KEYS) + (["spice"] if spice_available() else [])
@@ -62,6 +60,7 @@ def test_result_keys_and_types(scorer):
     assert all(type(v) is float for v in out.values())
 
 
+@pytest.mark.slow  # METEOR's JVM
 def test_empty_and_punctuation_only_captions_do_not_crash(scorer):
     preds = {1: "", 2: "...", 3: "a cat sitting on a mat"}
     refs = {1: ["a dog running", ""], 2: ["a bus on a street"], 3: ["a cat sits on a mat"]}
@@ -74,6 +73,7 @@ def test_empty_and_punctuation_only_captions_do_not_crash(scorer):
     assert again["meteor"] > out["meteor"]
 
 
+@pytest.mark.slow  # METEOR's JVM
 def test_line_breaks_inside_captions_keep_ids_aligned(scorer):
     # A \u2028 or \r would split the tokenizer's line-per-caption stream and shift captions across ids.
     refs = {
@@ -87,12 +87,14 @@ def test_line_breaks_inside_captions_keep_ids_aligned(scorer):
     assert out["rouge_l"] == pytest.approx(1.0)
 
 
+@pytest.mark.slow  # METEOR's JVM
 def test_mixed_id_types_and_only_predicted_ids_scored(scorer):
     refs = {1: ["a red bus"], "2": ["a green tree"], 3: ["this id has no prediction"]}
     out = scorer.score({1: "a red bus", "2": "a green tree"}, refs)
     assert out["rouge_l"] == pytest.approx(1.0)
 
 
+@pytest.mark.slow  # METEOR's JVM
 def test_missing_reference_id_raises(scorer):
     with pytest.raises(ValueError, match="'img-7'"):
         scorer.score({"img-7": "a dog"}, {"img-1": ["a dog"]})
@@ -110,6 +112,7 @@ def test_bad_inputs_raise():
     s.close()  # idempotent, and fine with no METEOR ever started
 
 
+@pytest.mark.slow  # METEOR's JVM
 def test_spice_skipped_with_note_when_jars_absent(scorer, tmp_path, monkeypatch):
     assert not spice_available(tmp_path)
     monkeypatch.setattr(scoring, "SPICE_LIB_DIR", tmp_path)

@@ -13,6 +13,8 @@ from sweep.data import dataset_fingerprint, load_coco_samples
 from sweep.engine import run_sweep
 from sweep.store import ResultStore
 
+pytestmark = pytest.mark.slow  # the whole sweep on Ray
+
 COST_AND_QUALITY = [
     "cider", "bleu_4", "meteor", "rouge_l", "latency_p50_s", "latency_p95_s", "images_per_sec",
     "tokens_per_sec", "peak_memory_bytes", "energy_kwh", "emissions_kg_co2", "load_seconds", "weight_bytes",

@@ -69,6 +69,7 @@ def bikes() -> Path:
     return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "bikes.mp4"
 
 
+@pytest.mark.slow  # a sweep on Ray
 def test_sweep_captions_each_scene_of_bikes_with_both_strategies(coco_mini, tmp_path):
     videos = tmp_path / "videos"
     videos.mkdir()

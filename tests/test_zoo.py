@@ -4,11 +4,12 @@ caption its test split far better than the same architecture with random weights
 import json
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from sweep.config import DatasetConfig
 from sweep.data import load_coco_samples
-from sweep.zoo import shapes
+from zoo.trainer import shapes
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_SPLIT = REPO / "zoo" / "shapes-data" / "test"
@@ -55,7 +56,7 @@ def test_committed_test_split_is_what_the_generator_writes():
 
 
 def _caption_split(captioner, samples, max_new_tokens):
-    from actors.base import CaptionRequest
+    from actors.contract import CaptionRequest
 
     preds = {}
     kwargs = {"max_new_tokens": max_new_tokens, "num_beams": 1, "do_sample": False}
@@ -67,6 +68,7 @@ def _caption_split(captioner, samples, max_new_tokens):
     return preds
 
 
+@pytest.mark.slow  # JVM scoring
 def test_trained_captioners_beat_random_weights_and_base_beats_small():
     from actors.backends import make_captioner
     from sweep.scoring import CaptionScorer

@@ -2,10 +2,12 @@
 
 Run with the python of .vllm-venv (built by .ci/vllm_venv.sh); tests/test_vllm_cpu.py does that:
 
-    .vllm-venv/bin/python -m actors.vllm_cpu_check --images ../shared/data/coco-mini/val2017 --json out.json
+    .vllm-venv/bin/python .ci/vllm_cpu_check.py --images ../shared/data/coco-mini/val2017 --json out.json
 
 Prints (and writes with --json) one JSON object: captions, generated token counts, the load report and
-timings. vLLM starts worker processes, hence the `__main__` guard.
+timings. vLLM starts worker processes, hence the `__main__` guard. A CI helper, not part of the product:
+it imports `actors` from the checkout it sits in (put first on the path below, so a .vllm-venv built by
+another checkout still tests this one).
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ import shutil
 import sys
 import time
 from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path[:1]:
+    sys.path.insert(0, str(REPO_ROOT))
 
 
 def hub_layout_llava(src: Path, dst: Path) -> Path:
@@ -54,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from PIL import Image
 
     from actors.backends import make_captioner
-    from actors.base import CaptionRequest
+    from actors.contract import CaptionRequest
     from actors.resolve import resolve_model
 
     t_build = time.perf_counter()

@@ -1,7 +1,11 @@
 """A user-style model for the custom-loader path: CLIP vision encoder + linear projection + a Llama
 decoder, the shape of model users train themselves. Random weights (deterministic), tiny, CPU-friendly.
 
-grid.yaml:  models: [{id: clip-llama-demo, loader: "actors.custom_example:build"}]
+grid.yaml:  models: [{id: clip-llama-demo, loader: "examples.custom_clip_llama:build"}]
+
+The loader path is imported on the driver and in every Ray actor: run the sweep from the repository root
+(embedded Ray puts the driver's working directory on its workers' path; `ray job submit --working-dir .`
+ships it), or put the repository root on PYTHONPATH.
 """
 
 from __future__ import annotations
@@ -9,7 +13,8 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from actors.base import Captioner, CaptionRequest, CaptionResult, LoadReport
+from actors.captioner import Captioner
+from actors.contract import CaptionRequest, CaptionResult, LoadReport
 
 N_IMAGE_TOKENS = 4
 

@@ -1,4 +1,4 @@
-"""``python -m sweep.zoo data --out DIR`` | ``python -m sweep.zoo train [--out zoo]``."""
+"""``python -m zoo.trainer data --out DIR`` | ``python -m zoo.trainer train [--out zoo]``."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import argparse
 import time
 from pathlib import Path
 
-from sweep.zoo import shapes
+from zoo.trainer import shapes
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sweep.zoo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m zoo.trainer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     data = sub.add_parser("data", help="write the synthetic shapes dataset in COCO captions format")
     data.add_argument("--out", type=Path, required=True, help="folder; one sub-folder per split")
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {folder}/captions.json and {folder}/images")
         print(f"done in {time.perf_counter() - start:.1f} s")
         return 0
-    from sweep.zoo import train as trainer
+    from zoo.trainer import train as trainer
 
     sizes = tuple(args.sizes or trainer.SIZES)
     unknown = [s for s in sizes if s not in trainer.SIZES]

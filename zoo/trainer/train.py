@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sweep.zoo import shapes
+from zoo.trainer import shapes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ZOO_DIR = REPO_ROOT / "zoo"
@@ -283,12 +283,12 @@ def train_one(size: ModelSize, out_dir: Path, seed: int = shapes.DEFAULT_SEED, n
     meta = {
         "name": f"shapes-llava-{size.name}",
         "toy": True,
-        "description": "toy model trained on synthetic data (sweep.zoo.shapes: coloured shapes on plain "
+        "description": "toy model trained on synthetic data (zoo.trainer.shapes: coloured shapes on plain "
                        "backgrounds); its captions mean nothing outside that dataset",
         "architecture": "LlavaForConditionalGeneration (CLIP vision tower + Llama LM)",
         "parameters": n_params,
         "size": asdict(size),
-        "dataset": {"generator": "sweep.zoo.shapes", "seed": seed, "n_train": len(scenes),
+        "dataset": {"generator": "zoo.trainer.shapes", "seed": seed, "n_train": len(scenes),
                     "n_val": len(val_scenes), "image_size": shapes.IMAGE_SIZE},
         "prompt": TRAIN_PROMPT,
         "steps": steps,
@@ -301,7 +301,7 @@ def train_one(size: ModelSize, out_dir: Path, seed: int = shapes.DEFAULT_SEED, n
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
-        "reproduce": "python -m sweep.zoo train",
+        "reproduce": "python -m zoo.trainer train",
     }
     (out_dir / "ZOO_MODEL.json").write_text(json.dumps(meta, indent=1) + "\n")
     return meta

@@ -180,7 +180,7 @@ def write_split(out: Path, split: str, seed: int = DEFAULT_SEED, n: int | None =
     (folder / "images").mkdir(parents=True, exist_ok=True)
     for s in scenes:
         render(s).save(folder / "images" / s.file_name, optimize=True)
-    desc = f"sweep.zoo.shapes synthetic captions, split={split}, seed={seed}, {len(scenes)} images"
+    desc = f"zoo.trainer.shapes synthetic captions, split={split}, seed={seed}, {len(scenes)} images"
     (folder / "captions.json").write_text(json.dumps(coco_json(scenes, desc), indent=1) + "\n")
     return folder
 

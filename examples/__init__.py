@@ -1,0 +1,1 @@
+"""Runnable examples of extending vlm-sweep; not part of the installed packages."""

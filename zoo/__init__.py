@@ -1,0 +1,1 @@
+"""The toy model zoo: shipped checkpoints and dataset, and the trainer (``zoo.trainer``) that makes them."""
