@@ -41,6 +41,7 @@ from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.spice import get_stanford_models as _spice_models
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
+from sweep.statistics import BLEU_COLUMNS, corpus_bleu
 from sweep.store import atomic_write_bytes
 
 K = TypeVar("K", bound=Hashable)
@@ -49,9 +50,6 @@ METRIC_KEYS = ("cider", "bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge
 
 NGRAM_ORDER = 4  # CIDEr-D and BLEU both use 1- to 4-grams
 CIDER_SIGMA = 6.0  # CIDEr-D's length penalty: exp(-delta^2 / (2 sigma^2))
-BLEU_COLUMNS = ("bleu_testlen", "bleu_reflen",
-                *(f"bleu_guess_{k}" for k in range(1, NGRAM_ORDER + 1)),
-                *(f"bleu_correct_{k}" for k in range(1, NGRAM_ORDER + 1)))
 #: the per-image columns a scored cell's caption table carries (NaN on rows that were not scored)
 PER_IMAGE_COLUMNS = ("cider", "meteor", "rouge_l", *BLEU_COLUMNS)
 
@@ -59,10 +57,6 @@ PER_IMAGE_COLUMNS = ("cider", "meteor", "rouge_l", *BLEU_COLUMNS)
 DF_REFERENCE_SET = "reference_set"  # every reference of the dataset's captions file
 DF_SCORED_SUBSET = "scored_subset"  # the scored images' references (pycocoevalcap's classic behaviour)
 DF_CACHE_VERSION = 1
-
-# pycocoevalcap's BleuScorer guards (bleu_scorer.py): the same constants give the same numbers
-_BLEU_SMALL = 1e-9
-_BLEU_TINY = 1e-15
 
 # Tokens matching no real word (nor each other): empty captions still score METEOR 0 (see _meteor_inputs).
 EMPTY_HYPOTHESIS = "emptyhypothesis"
@@ -307,20 +301,6 @@ def bleu_statistics(hypothesis: str, references: Sequence[str]) -> dict[str, flo
     return dict(zip(BLEU_COLUMNS, values, strict=True))
 
 
-def corpus_bleu(testlen: float, reflen: float, guess: Sequence[float],
-                correct: Sequence[float]) -> list[float]:
-    """BLEU-1..n from summed statistics, as pycocoevalcap's BleuScorer computes its corpus score."""
-    scores = []
-    product = 1.0
-    for k, (g, c) in enumerate(zip(guess, correct, strict=True)):
-        product *= float(c + _BLEU_TINY) / (g + _BLEU_SMALL)
-        scores.append(product ** (1.0 / (k + 1)))
-    ratio = (testlen + _BLEU_TINY) / (reflen + _BLEU_SMALL)
-    if ratio < 1:  # brevity penalty
-        scores = [s * math.exp(1 - 1 / ratio) for s in scores]
-    return scores
-
-
 def corpus_scores(table: pd.DataFrame) -> dict[str, float]:
     """Corpus metrics (METRIC_KEYS) of the scored rows of a table with the per-image columns.
 
@@ -336,10 +316,9 @@ def corpus_scores(table: pd.DataFrame) -> dict[str, float]:
     scored = table.dropna(subset=list(PER_IMAGE_COLUMNS))
     if scored.empty:
         return {key: math.nan for key in METRIC_KEYS}
-    sums = scored[list(BLEU_COLUMNS)].sum()
-    bleu = corpus_bleu(float(sums["bleu_testlen"]), float(sums["bleu_reflen"]),
-                       [float(sums[f"bleu_guess_{k}"]) for k in range(1, NGRAM_ORDER + 1)],
-                       [float(sums[f"bleu_correct_{k}"]) for k in range(1, NGRAM_ORDER + 1)])
+    sums = scored[list(BLEU_COLUMNS)].sum().to_numpy(dtype=float)
+    guess, correct = sums[2:2 + NGRAM_ORDER], sums[2 + NGRAM_ORDER:]
+    bleu = [corpus_bleu(sums[0], sums[1], guess, correct, order=k) for k in range(1, NGRAM_ORDER + 1)]
     out = {"cider": float(scored["cider"].mean())}
     out.update({f"bleu_{k}": float(value) for k, value in enumerate(bleu, start=1)})
     out["meteor"] = float(scored["meteor"].mean())
