@@ -64,9 +64,13 @@ class GenerationSettings:
     top_p: float = 1.0
     min_new_tokens: int | None = None
     repetition_penalty: float = 1.0
+    # Smaller max_new_tokens served by this same generation (token-budget sharing, greedy and one beam
+    # only): each is answered in `BatchResult.budgets` from the first t tokens of every sequence.
+    budgets: tuple[int, ...] = ()
 
     def generate_kwargs(self) -> dict[str, Any]:
-        """The cell's own `generate()` arguments (a family's defaults go under them)."""
+        """The cell's own `generate()` arguments (a family's defaults go under them; `budgets` is not a
+        generate() argument)."""
         kwargs: dict[str, Any] = {
             "max_new_tokens": self.max_new_tokens,
             "do_sample": self.do_sample,
@@ -124,6 +128,19 @@ class SampleResult:
 
 
 @dataclass
+class BudgetResult:
+    """One smaller token budget t of a batch's generation: what a generation capped at t produces."""
+
+    max_new_tokens: int
+    captions: list[str]  # one per sample of the batch, in batch order ("" for decode-error rows)
+    generated_tokens: list[int]  # counted up to t (and up to the first EOS)
+    latency_sec: float  # until every sequence of the batch had stopped or reached t tokens
+    # decode_step_times: cut from the shared generation, timed by its decode steps; own_generation: the
+    # backend could not share, so this budget was generated (and timed) on its own
+    measured: Literal["decode_step_times", "own_generation"]
+
+
+@dataclass
 class BatchResult:
     """What a host answers for one batch: its facts once, its samples each."""
 
@@ -139,6 +156,7 @@ class BatchResult:
     energy_kwh: float  # NaN when not measured
     emissions_kg: float
     model_cells_before: int  # cells this load served before this batch's cell (0: loaded for it)
+    budgets: dict[int, BudgetResult] = field(default_factory=dict)  # GenerationSettings.budgets answered
 
 
 @dataclass
