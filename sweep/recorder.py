@@ -32,6 +32,9 @@ from sweep.tracking import SweepTracker, cell_params
 log = logging.getLogger(__name__)
 
 QUALITY_KEYS = ("cider", "bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "spice")
+# columns every results row has (NaN for a failed cell), so that a sweep whose every cell failed still
+# gets its table, fronts and report
+RESULT_METRICS = (*QUALITY_KEYS[:-1], "latency_p50_s", "peak_memory_gb", "energy_kwh", "weight_bytes")
 # scores.json keeps how the cell was scored beside its scores: read back only when it still matches
 SCORING_STAMP = "scoring"
 
@@ -62,6 +65,7 @@ class CellOutcome:
             "reason": self.reason,
             "peak_memory_kind": self.params.get("peak_memory_kind", ""),
             "cider_document_frequencies": self.params.get("cider_document_frequencies", ""),
+            **dict.fromkeys(RESULT_METRICS, math.nan),
             **self.metrics,
         }
 
