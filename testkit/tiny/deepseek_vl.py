@@ -10,6 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from transformers import (
+    DeepseekVLConfig,
+    DeepseekVLForConditionalGeneration,
+    DeepseekVLImageProcessor,
+    DeepseekVLProcessor,
+)
+
 from .common import DEEPSEEK_VL_CHAT_TEMPLATE, finish, make_tokenizer
 from .configs import IMAGE_SIZE, NUM_PATCHES, llama_text_config, siglip_vision_config, vlm_config
 
@@ -20,13 +27,6 @@ EOS = "<｜end▁of▁sentence｜>"
 
 
 def build(out_dir: Path, seed: int) -> None:
-    from transformers import (
-        DeepseekVLConfig,
-        DeepseekVLForConditionalGeneration,
-        DeepseekVLImageProcessor,
-        DeepseekVLProcessor,
-    )
-
     tokenizer = make_tokenizer(
         bos_token=BOS,
         eos_token=EOS,

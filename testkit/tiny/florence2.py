@@ -10,6 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from transformers import (
+    CLIPImageProcessor,
+    Florence2Config,
+    Florence2ForConditionalGeneration,
+    Florence2Processor,
+)
+
 from .common import finish, greedy_generation_config, make_tokenizer, special_ids
 from .configs import vlm_config
 
@@ -19,13 +26,6 @@ IMAGE_SEQ_LENGTH = (IMAGE_SIZE // TOTAL_STRIDE) ** 2 + 1  # 2x2 grid + 1 pooled 
 
 
 def build(out_dir: Path, seed: int) -> None:
-    from transformers import (
-        CLIPImageProcessor,
-        Florence2Config,
-        Florence2ForConditionalGeneration,
-        Florence2Processor,
-    )
-
     tokenizer = make_tokenizer(
         add_bos_token=False,  # Florence2Processor writes <s> ... </s> itself (add_special_tokens=False)
         base_special_tokens=("<s>", "<pad>", "</s>", "<unk>"),

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from transformers import (
+    PaliGemmaConfig,
+    PaliGemmaForConditionalGeneration,
+    PaliGemmaProcessor,
+    SiglipImageProcessor,
+)
+
 from .common import finish, make_tokenizer, special_ids
 from .configs import HEAD_DIM, IMAGE_SIZE, NUM_PATCHES, siglip_vision_config, text_config
 
 
 def build(out_dir: Path, seed: int) -> None:
-    from transformers import (
-        PaliGemmaConfig,
-        PaliGemmaForConditionalGeneration,
-        PaliGemmaProcessor,
-        SiglipImageProcessor,
-    )
-
     tokenizer = make_tokenizer(
         bos_token="<bos>",
         eos_token="<eos>",
