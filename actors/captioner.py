@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,17 @@ from typing import Any
 
 from actors.contract import CaptionRequest, CaptionResult, LoadReport
 from actors.families.base import Family
+from actors.generation import BudgetCut, Generation
+
+
+def budget_kwargs(generate_kwargs: dict, max_new_tokens: int) -> dict:
+    """The generate() settings of a generation capped at a smaller budget: the same, with the minimum
+    lengths clamped to it as `actors.model_host.effective_generation` clamps them to a cell's own budget."""
+    kwargs = {**generate_kwargs, "max_new_tokens": max_new_tokens}
+    for key in ("min_new_tokens", "min_length"):
+        if key in kwargs:
+            kwargs[key] = min(kwargs[key], max_new_tokens)
+    return kwargs
 
 
 @dataclass(frozen=True)
@@ -51,6 +63,29 @@ class Captioner(ABC):
     @abstractmethod
     def generate(self, requests: list[CaptionRequest], generate_kwargs: dict) -> list[CaptionResult]:
         """Caption every request; results are in request order."""
+
+    # Token budgets (GenerationSettings.budgets): smaller max_new_tokens answered with a batch. A backend
+    # that can read them off one generation overrides `can_share_budgets` and `generate_budgets`; every
+    # other one (vLLM, user loaders) gets the fallback: each budget its own `generate` call.
+
+    def can_share_budgets(self, generate_kwargs: dict, budgets: tuple[int, ...]) -> bool:
+        """Whether `generate_budgets` cuts these budgets from the generation at the kwargs' max_new_tokens."""
+        return False
+
+    def generate_budgets(self, requests: list[CaptionRequest], generate_kwargs: dict,
+                         budgets: tuple[int, ...]) -> Generation:
+        """The generation at the kwargs' max_new_tokens, timed, with the budgets it could serve from that
+        same generation (none here: the caller generates the rest with `generate_own_budget`)."""
+        start = time.perf_counter()
+        results = self.generate(requests, generate_kwargs)
+        return Generation(results, time.perf_counter() - start)
+
+    def generate_own_budget(self, requests: list[CaptionRequest], generate_kwargs: dict,
+                            max_new_tokens: int) -> BudgetCut:
+        """A smaller budget generated on its own through `generate` (same settings, capped at it), timed."""
+        start = time.perf_counter()
+        results = self.generate(requests, budget_kwargs(generate_kwargs, max_new_tokens))
+        return BudgetCut(results, time.perf_counter() - start, "own_generation")
 
     def reset_peak_memory(self) -> None:
         """Start a new peak: a loaded model serves several cells in turn, each reports its own peak."""

@@ -1,12 +1,47 @@
-"""The generate() path shared by every family whose processor takes (text, images) batches."""
+"""The generate() path shared by every family whose processor takes (text, images) batches, and token-budget
+sharing: the smaller max_new_tokens of a cell cut from one greedy generation, timed by its decode steps."""
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from PIL import Image
 
 from actors.contract import CaptionResult
+
+Measured = Literal["decode_step_times", "own_generation"]
+
+
+@dataclass
+class BudgetCut:
+    """What a generation capped at one smaller budget t gives, for the requests of one call."""
+
+    results: list[CaptionResult]
+    latency_sec: float  # from the start of the call until every sequence had stopped or reached t tokens
+    measured: Measured
+
+
+@dataclass
+class Generation:
+    """One call's captions at its max_new_tokens, its wall time, and the budgets cut from it."""
+
+    results: list[CaptionResult]
+    latency_sec: float
+    budgets: dict[int, BudgetCut] = field(default_factory=dict)
+
+    def merge(self, other: Generation) -> Generation:
+        """Two halves of a batch (the OOM retry) generated one after the other: captions in order, times
+        summed (a budget's second half would start once its first half had stopped)."""
+        return Generation(
+            self.results + other.results, self.latency_sec + other.latency_sec,
+            {t: merge_cuts(cut, other.budgets[t]) for t, cut in self.budgets.items() if t in other.budgets},
+        )
+
+
+def merge_cuts(first: BudgetCut, second: BudgetCut) -> BudgetCut:
+    return BudgetCut(first.results + second.results, first.latency_sec + second.latency_sec, first.measured)
 
 
 def count_generated(token_rows: Any, eos_ids: set[int]) -> list[int]:
@@ -38,20 +73,98 @@ def cast_floats(inputs: Any, model: Any) -> Any:
     return inputs
 
 
-def generate_batch(
-    family: Any, model: Any, processor: Any, prompts: list[str], images: list[list[Image.Image]],
-    generate_kwargs: dict, device: Any,
-) -> list[CaptionResult]:
-    import torch
+def sharing_blocker(generation_config: Any, generate_kwargs: dict, budgets: tuple[int, ...]) -> str:
+    """Why a generation with these settings does not hold, as its first t tokens, what a generation capped
+    at each budget t produces; "" when it does (greedy, one beam, nothing that depends on the cap).
 
-    tokenizer = getattr(processor, "tokenizer", processor)
-    eos_ids, pad_id = eos_and_pad(model, tokenizer)
-    inputs = cast_floats(family.build_inputs(processor, prompts, images).to(device), model)
-    with torch.inference_mode():
-        out = model.generate(**inputs, **generate_kwargs, pad_token_id=pad_id)
-    # decoder-only output repeats the prompt; encoder-decoder output starts with the decoder start token
-    prompt_len = 1 if model.config.is_encoder_decoder else inputs["input_ids"].shape[1]
-    out = out[:, prompt_len:]
+    A setting counts as the generate() call sees it: the cell's kwargs over the model's generation_config."""
+
+    def setting(name: str) -> Any:
+        return generate_kwargs[name] if name in generate_kwargs else getattr(generation_config, name, None)
+
+    if setting("do_sample"):
+        return "sampling (do_sample)"
+    if (setting("num_beams") or 1) > 1:
+        return f"beam search (num_beams={setting('num_beams')})"
+    if (setting("num_beam_groups") or 1) > 1:
+        return f"group beam search (num_beam_groups={setting('num_beam_groups')})"
+    if setting("penalty_alpha"):
+        return "contrastive search (penalty_alpha)"
+    if (setting("num_return_sequences") or 1) > 1:
+        return "several sequences per prompt (num_return_sequences)"
+    if setting("forced_eos_token_id") is not None:
+        return "forced_eos_token_id (EOS is forced at the cap's last token)"
+    if setting("cache_implementation") not in (None, "dynamic"):
+        return f"a {setting('cache_implementation')} cache (sized by the cap)"
+    if setting("max_time"):
+        return "max_time (a time cap)"
+    min_length = generate_kwargs.get("min_length")
+    if min_length and budgets and min_length > min(budgets):
+        return "min_length above the smallest budget (clamped per budget)"
+    return ""
+
+
+def step_clock() -> Any:
+    """A stopping criterion that never stops anything and records `time.perf_counter()` each time
+    generate() has appended a token to every row (call k: k tokens generated). On CUDA it synchronizes
+    first, so stamp k is when step k's token was on the device; generate()'s own stop check reads the
+    device right after the criteria every step (`unfinished_sequences.max() == 0`), so that wait costs
+    nothing extra."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class StepClock(StoppingCriteria):
+        def __init__(self) -> None:
+            self.stamps: list[float] = []
+
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            if input_ids.is_cuda:
+                torch.cuda.synchronize(input_ids.device)
+            self.stamps.append(time.perf_counter())
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    return StepClock()
+
+
+def decode(tokenizer: Any, out: Any, eos_ids: set[int]) -> list[CaptionResult]:
     captions = tokenizer.batch_decode(out, skip_special_tokens=True)
     counts = count_generated(out, eos_ids)
     return [CaptionResult(c.strip(), n) for c, n in zip(captions, counts, strict=True)]
+
+
+def cut_budget(tokenizer: Any, out: Any, eos_ids: set[int], t: int, stamps: list[float],
+               start: float) -> BudgetCut:
+    """What a generation capped at t gives: the first t columns of every row, and the time of the step at
+    which its last running row stopped (EOS) or reached t. A capped generation ends at step k = the
+    longest row's count up to t, so its output is exactly the first k columns (rows that had ended are
+    padded after their EOS, as here). The latency ends at that step: decoding the captions (well under a
+    millisecond) is not in it, so latencies never decrease with t and never pass the whole generation's."""
+    k = max(count_generated(out[:, :t], eos_ids), default=0)
+    step_end = stamps[min(k, len(stamps)) - 1] if k and stamps else start
+    return BudgetCut(decode(tokenizer, out[:, :k], eos_ids), step_end - start, "decode_step_times")
+
+
+def generate_batch(
+    family: Any, model: Any, processor: Any, prompts: list[str], images: list[list[Image.Image]],
+    generate_kwargs: dict, device: Any, budgets: tuple[int, ...] = (),
+) -> Generation:
+    """One batched generate() at the kwargs' max_new_tokens. Each budget t of `budgets` (greedy, one beam:
+    the caller checks `sharing_blocker`) is cut from it, timed by the decode step it ended at."""
+    import torch
+    from transformers import StoppingCriteriaList
+
+    start = time.perf_counter()
+    tokenizer = getattr(processor, "tokenizer", processor)
+    eos_ids, pad_id = eos_and_pad(model, tokenizer)
+    inputs = cast_floats(family.build_inputs(processor, prompts, images).to(device), model)
+    clock = step_clock() if budgets else None
+    extra = {"stopping_criteria": StoppingCriteriaList([clock])} if clock is not None else {}
+    with torch.inference_mode():
+        out = model.generate(**inputs, **generate_kwargs, pad_token_id=pad_id, **extra)
+    # decoder-only output repeats the prompt; encoder-decoder output starts with the decoder start token
+    prompt_len = 1 if model.config.is_encoder_decoder else inputs["input_ids"].shape[1]
+    out = out[:, prompt_len:]
+    results = decode(tokenizer, out, eos_ids)
+    latency = time.perf_counter() - start
+    cuts = {t: cut_budget(tokenizer, out, eos_ids, t, clock.stamps, start) for t in budgets} if clock else {}
+    return Generation(results, latency, cuts)

@@ -8,6 +8,7 @@ import warnings
 from actors.captioner import Captioner, ResolvedModel
 from actors.contract import CaptionRequest, CaptionResult
 from actors.families.base import Family
+from actors.generation import Generation, sharing_blocker
 from actors.precision import QUANTIZED, load_kwargs, module_precisions
 
 # bitsandbytes warns on every int8 matmul of a float32 input (the CPU path): one line per layer per token.
@@ -88,4 +89,24 @@ class HFCaptioner(Captioner):
         return self.family.generate(
             self.model, self.processor, [r.prompt for r in requests], [r.images for r in requests],
             generate_kwargs, self.device,
+        )
+
+    def can_share_budgets(self, generate_kwargs: dict, budgets: tuple[int, ...]) -> bool:
+        return not self.sharing_blocker(generate_kwargs, budgets)
+
+    def sharing_blocker(self, generate_kwargs: dict, budgets: tuple[int, ...]) -> str:
+        """Why these budgets are not cut from one generation ("" when they are)."""
+        if not self.family.shares_token_budgets:
+            return f"the {self.family.name} family generates through its own code"
+        return sharing_blocker(self.model.generation_config, generate_kwargs, budgets)
+
+    def generate_budgets(self, requests: list[CaptionRequest], generate_kwargs: dict,
+                         budgets: tuple[int, ...]) -> Generation:
+        """One generate() at the kwargs' max_new_tokens; every budget cut from it by its decode-step times,
+        when the family and the settings allow (else the base class: the budgets are generated apart)."""
+        if not budgets or not self.can_share_budgets(generate_kwargs, budgets):
+            return super().generate_budgets(requests, generate_kwargs, budgets)
+        return self.family.generate_budgets(
+            self.model, self.processor, [r.prompt for r in requests], [r.images for r in requests],
+            generate_kwargs, self.device, budgets,
         )

@@ -5,9 +5,12 @@ what is loaded: `actors.contract.LoadSpec`). Decode errors pass through untouche
 from __future__ import annotations
 
 import io
+import operator
 import os
 import socket
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image
@@ -16,6 +19,7 @@ from actors.backends import load_captioner
 from actors.captioner import Captioner
 from actors.contract import (
     BatchResult,
+    BudgetResult,
     CaptionRequest,
     CaptionResult,
     CellStart,
@@ -25,6 +29,9 @@ from actors.contract import (
     SampleResult,
 )
 from actors.energy import EnergyMeter
+from actors.generation import BudgetCut, Generation, merge_cuts
+
+Chunked = TypeVar("Chunked")
 
 
 def images_of(batch: SampleBatch, i: int) -> list[Image.Image]:
@@ -38,13 +45,14 @@ class CellOutOfMemory(RuntimeError):
     """Raised as `oom: ...` so the cell's failure reason reads `oom`."""
 
 
-def generate_with_oom_retry(captioner: Captioner, requests: list[CaptionRequest],
-                            kwargs: dict) -> list[CaptionResult]:
-    """CUDA out of memory: retry once at half the batch size (two halves), then give up with `oom`."""
+def with_oom_retry(call: Callable[[list[CaptionRequest]], Chunked], requests: list[CaptionRequest],
+                   merge: Callable[[Chunked, Chunked], Chunked]) -> Chunked:
+    """CUDA out of memory: retry once at half the batch size (two halves, `merge`d), then give up with
+    `oom`."""
     import torch
 
     try:
-        return captioner.generate(requests, kwargs)
+        return call(requests)
     except torch.cuda.OutOfMemoryError:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -52,9 +60,14 @@ def generate_with_oom_retry(captioner: Captioner, requests: list[CaptionRequest]
         raise CellOutOfMemory("oom: CUDA out of memory at batch size 1")
     half = (len(requests) + 1) // 2
     try:
-        return [r for chunk in (requests[:half], requests[half:]) for r in captioner.generate(chunk, kwargs)]
+        return merge(call(requests[:half]), call(requests[half:]))
     except torch.cuda.OutOfMemoryError as err:
         raise CellOutOfMemory(f"oom: CUDA out of memory at batch size {len(requests)} and {half}") from err
+
+
+def generate_with_oom_retry(captioner: Captioner, requests: list[CaptionRequest],
+                            kwargs: dict) -> list[CaptionResult]:
+    return with_oom_retry(lambda chunk: captioner.generate(chunk, kwargs), requests, operator.add)
 
 
 def effective_generation(family_defaults: dict, cell_kwargs: dict) -> dict:
@@ -64,6 +77,15 @@ def effective_generation(family_defaults: dict, cell_kwargs: dict) -> dict:
         if key in kwargs:
             kwargs[key] = min(kwargs[key], kwargs["max_new_tokens"])
     return kwargs
+
+
+def checked_budgets(settings: GenerationSettings) -> tuple[int, ...]:
+    """The cell's smaller budgets, ascending; each must be a positive int below its max_new_tokens."""
+    budgets = tuple(sorted(set(settings.budgets)))
+    bad = [t for t in budgets if not isinstance(t, int) or not 1 <= t < settings.max_new_tokens]
+    if bad:
+        raise ValueError(f"budgets {bad} are not smaller max_new_tokens (1 <= t < {settings.max_new_tokens})")
+    return budgets
 
 
 def ray_node_id() -> str:
@@ -100,18 +122,29 @@ class ModelHost:
         return self.generation[settings]
 
     def caption(self, batch: SampleBatch, settings: GenerationSettings, cell_id: str) -> BatchResult:
+        """Caption the batch at the cell's max_new_tokens, and answer each of its smaller `budgets`: cut
+        from that same generation where the captioner can (`decode_step_times`), else generated on its own
+        after it (`own_generation`). The batch's latency, energy, peak memory and timestamps are those of
+        the generation at max_new_tokens only: own-budget generations run after the energy meter stops."""
         ok = [i for i, err in enumerate(batch.errors) if not err]
-        captions: dict[int, CaptionResult] = {}
+        budgets = checked_budgets(settings)
+        kwargs = self._kwargs(settings)
+        generation = Generation([], 0.0)
+        requests: list[CaptionRequest] = []
         self.energy.start()
         start_ts = time.time()
         start = time.perf_counter()
         if ok:
             requests = [CaptionRequest(batch.sample_ids[i], images_of(batch, i), settings.prompt) for i in ok]
-            results = generate_with_oom_retry(self.captioner, requests, self._kwargs(settings))
-            captions = dict(zip(ok, results, strict=True))
+        overhead = {"pixels": time.perf_counter() - start}
+        if ok:
+            generation = with_oom_retry(lambda chunk: self.captioner.generate_budgets(chunk, kwargs, budgets),
+                                        requests, Generation.merge)
         elapsed = time.perf_counter() - start
+        overhead["shared"] = elapsed - generation.latency_sec  # pixels, OOM attempts, the host's own work
         kwh, co2_kg = self.energy.stop()
         peak, peak_kind = self.captioner.peak_memory()
+        captions = dict(zip(ok, generation.results, strict=True))
         per_image = elapsed / len(ok) if ok else 0.0
         samples = [
             SampleResult(
@@ -125,9 +158,37 @@ class ModelHost:
             )
             for i, sid in enumerate(batch.sample_ids)
         ]
+        answered = {t: self._budget(t, batch, ok, requests, kwargs, generation, overhead) for t in budgets}
         return BatchResult(
             samples=samples, latency_sec=elapsed, captioned=len(ok), start_ts=start_ts,
             end_ts=start_ts + elapsed, actor_id=self.actor_id, node_id=self.node_id,
             peak_memory_bytes=peak, peak_memory_kind=peak_kind, energy_kwh=kwh, emissions_kg=co2_kg,
-            model_cells_before=self.cells_before.get(cell_id, 0),
+            model_cells_before=self.cells_before.get(cell_id, 0), budgets=answered,
+        )
+
+    def _budget(self, t: int, batch: SampleBatch, ok: list[int], requests: list[CaptionRequest],
+                kwargs: dict, generation: Generation, overhead: dict[str, float]) -> BudgetResult:
+        """Budget t of the batch. Cut: the batch latency less the shared generation's decode steps after t
+        (its overhead outside generate() included, OOM attempts too). Own: the time to decode the pixels
+        plus its own generate() wall time (its OOM retry included)."""
+        if t in generation.budgets:
+            cut = generation.budgets[t]
+            lead = overhead["shared"]
+        elif ok:
+            own_start = time.perf_counter()
+            cut = with_oom_retry(lambda chunk: self.captioner.generate_own_budget(chunk, kwargs, t), requests,
+                                 merge_cuts)
+            cut.latency_sec = time.perf_counter() - own_start
+            lead = overhead["pixels"]
+        else:  # every sample failed to decode: nothing generated, for this budget either
+            shared = self.captioner.can_share_budgets(kwargs, (t,))
+            cut = BudgetCut([], 0.0, "decode_step_times" if shared else "own_generation")
+            lead = 0.0
+        by_row = dict(zip(ok, cut.results, strict=True)) if ok else {}
+        return BudgetResult(
+            max_new_tokens=t,
+            captions=[by_row[i].caption if i in by_row else "" for i in range(len(batch))],
+            generated_tokens=[by_row[i].generated_tokens if i in by_row else 0 for i in range(len(batch))],
+            latency_sec=lead + cut.latency_sec,
+            measured=cut.measured,
         )

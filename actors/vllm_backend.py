@@ -14,7 +14,13 @@ Mapping of the cell's settings:
 - greedy (temperature 0) unless the cell samples; `max_tokens` = max_new_tokens, `min_tokens` =
   min_new_tokens; num_beams > 1 -> `LLM.beam_search` (which has no min_tokens nor repetition penalty);
 - images: `{"prompt": ..., "multi_modal_data": {"image": [PIL, ...]}}`, the prompt text built by the family's
-  `format_prompt` with the model's HF processor, so HF and vLLM cells see the same prompt.
+  `format_prompt` with the model's HF processor, so HF and vLLM cells see the same prompt;
+- token budgets (`GenerationSettings.budgets`): not cut from one generation here, so the `Captioner` base
+  class generates each smaller budget on its own (`own_generation`, one `llm.generate` per budget). vLLM
+  0.32 gives no per-token times to cut by: `RequestOutput.metrics` (`RequestStateStats`) holds only the
+  request's queued/scheduled/first-token/last-token timestamps, and `LLM.generate` returns once every
+  request has finished. Its scheduler also regroups running requests step by step, so the first t tokens
+  of a longer generation are not guaranteed to be bitwise those of a generation capped at t.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 from PIL import Image
 
 from actors.contract import CaptionResult
-from actors.generation import generate_batch
+from actors.generation import Generation, generate_batch
 
 MultiImage = Literal["native", "panorama"]
 
@@ -59,6 +59,16 @@ class Family:
     task_prefixes: ClassVar[tuple[str, ...]] = ()
     # Applied under the cell's own settings: a grid value always wins.
     generation_defaults: ClassVar[dict[str, Any]] = {}
+    # Token-budget sharing: the smaller max_new_tokens of a greedy cell are cut from one generation, timed by
+    # its decode steps (`generate_budgets`). False where `generate` is the family's own (remote code, one
+    # call per sample, text-only outputs): the host then generates each budget on its own. A subclass that
+    # overrides `generate` without saying otherwise is marked False (`__init_subclass__`).
+    shares_token_budgets: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "generate" in cls.__dict__ and "shares_token_budgets" not in cls.__dict__:
+            cls.shares_token_budgets = False
 
     def prompt_for(self, grid_prompt: str) -> str:
         if self.task_prompt is None or grid_prompt.startswith(self.task_prefixes or (self.task_prompt,)):
@@ -114,7 +124,14 @@ class Family:
     def generate(self, model: Any, processor: Any, prompts: list[str], images: list[list[Image.Image]],
                  generate_kwargs: dict[str, Any], device: Any) -> list[CaptionResult]:
         """Caption a batch; returns one CaptionResult per prompt, in order."""
-        return generate_batch(self, model, processor, prompts, images, generate_kwargs, device)
+        return generate_batch(self, model, processor, prompts, images, generate_kwargs, device).results
+
+    def generate_budgets(self, model: Any, processor: Any, prompts: list[str],
+                         images: list[list[Image.Image]], generate_kwargs: dict[str, Any], device: Any,
+                         budgets: tuple[int, ...]) -> Generation:
+        """One generation at the kwargs' max_new_tokens with every budget of `budgets` cut from it (only
+        called when `shares_token_budgets` and the settings allow it: greedy, one beam)."""
+        return generate_batch(self, model, processor, prompts, images, generate_kwargs, device, budgets)
 
     def describe(self) -> dict[str, Any]:
         """What the family does, for logs and the dry-run plan."""
@@ -124,6 +141,7 @@ class Family:
             "prompt_style": "chat_template" if self.uses_chat_template else "plain",
             "vllm_supported": self.vllm_supported,
             "requires_remote_code": self.requires_remote_code,
+            "shares_token_budgets": self.shares_token_budgets,
         }
 
     def __repr__(self) -> str:

@@ -79,6 +79,7 @@ class InternVLChatFamily(Family):
     multi_image = "native"
     vllm_supported = True
     requires_remote_code = True
+    shares_token_budgets = False  # its own generate(): each budget is generated on its own
     uses_chat_template = False  # the model's chat()/batch_chat() apply its own conversation template
     max_tiles = 12  # the cards' load_image(..., max_num=12), for single and multi-image prompts alike
 

@@ -57,6 +57,7 @@ class MobileVLMFamily(Family):
     multi_image = "panorama"  # trained on one image per conversation
     vllm_supported = False
     requires_remote_code = True
+    shares_token_budgets = False  # its own generate(): each budget is generated on its own
     uses_chat_template = False
     plain_template = SYSTEM + " USER: <image>\n{prompt} ASSISTANT:"
 

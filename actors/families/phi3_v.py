@@ -35,6 +35,7 @@ class Phi3VisionFamily(Family):
     multi_image = "native"
     vllm_supported = True
     requires_remote_code = True
+    shares_token_budgets = False  # its own generate(): each budget is generated on its own
     # HD crops per image (Phi3VImageProcessor.num_crops). The Phi-3.5-vision card: "for best performance, use
     # num_crops=4 for multi-frame, num_crops=16 for single-frame". 16 is also the Phi-3-vision-128k default.
     single_image_crops = 16
