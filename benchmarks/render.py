@@ -142,8 +142,29 @@ def gpu_md(gp: dict[str, Any]) -> list[str]:
     ]
 
 
+def token_budgets_md(tb: dict[str, Any]) -> list[str]:
+    lines = [f"## 6. Token-budget sharing ({tb['note']})", ""]
+    for g in tb["grids"].values():
+        lines += [
+            f"{g['grid']}: {g['cells']} cells x {g['images']} images, median of {g['repeats']}",
+            "",
+            *table(["", "shared", "unshared", "ratio"], [
+                ["generating cells", g["generating_cells_shared"], g["generating_cells_unshared"], ""],
+                ["generation seconds (sum)", f"{g['generation_seconds_shared']:.2f}",
+                 f"{g['generation_seconds_unshared']:.2f}", f"**{g['ratio_generation']:.2f}**"],
+                ["whole-sweep wall seconds", f"{g['wall_seconds_shared']:.1f}",
+                 f"{g['wall_seconds_unshared']:.1f}", f"{g['ratio_wall']:.2f}"],
+            ]),
+            f"Identical captions: {g['identical_captions']} of {g['compared_captions']} "
+            f"({g['identical_cells']} of {g['compared_cells']} cells). Target {g['target']}: "
+            f"{met(g['target_met'])}.",
+            "",
+        ]
+    return lines
+
+
 MARKDOWN = {"batching": batching_md, "engine": engine_md, "rerun": rerun_md, "scaling": scaling_md,
-            "gpu": gpu_md}
+            "gpu": gpu_md, "token_budgets": token_budgets_md}
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -173,6 +194,15 @@ def console(name: str, data: dict[str, Any]) -> list[str]:
     if name == "rerun":
         return [f"   re-run / first run: {data['ratio_rerun_vs_first']:.3f} "
                 f"({data['rerun_wall_seconds']:.2f}s vs {data['first_wall_seconds']:.1f}s)"]
+    if name == "token_budgets":
+        return [
+            f"   {g['grid']}: identical captions {g['identical_captions']}/{g['compared_captions']}; "
+            f"generation {g['generation_seconds_shared']:.2f}s shared / "
+            f"{g['generation_seconds_unshared']:.2f}s unshared = {g['ratio_generation']:.2f}x; "
+            f"wall {g['wall_seconds_shared']:.1f}s / "
+            f"{g['wall_seconds_unshared']:.1f}s = {g['ratio_wall']:.2f}x"
+            for g in data["grids"].values()
+        ]
     if name == "scaling":
         return [
             f"   replicas {x['replicas']}: wall {x['wall_seconds']:.1f}s, "

@@ -161,6 +161,12 @@ class GenerationConfig(_Strict):
     top_p: float = Field(default=1.0, gt=0, le=1)
     min_new_tokens: int | None = Field(default=None, ge=0, description="default: the family's (usually 0)")
     repetition_penalty: float = Field(default=1.0, gt=0)
+    share_token_budgets: bool = Field(
+        default=True,
+        description="greedy one-beam cells that differ only in max_new_tokens are served by one generation "
+        "at their largest budget (each smaller budget cut from it, its latency from the decode-step times, "
+        "energy apportioned by them); false: every cell generates on its own",
+    )
 
     @field_validator("num_beams")
     @classmethod

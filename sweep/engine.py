@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from sweep.budgets import Sharing, plan_sharing
 from sweep.cells import Cell
 from sweep.config import GridConfig
 from sweep.data import Sample
@@ -42,6 +43,8 @@ class SweepPlan:
     refused: dict[str, str] = field(default_factory=dict)  # cell id -> why it cannot fit the GPU
     todo: list[Cell] = field(default_factory=list)  # cells to run on Ray
     archived: Path | None = None  # --fresh: where earlier results went
+    # token-budget sharing among the cells to run: which are served by another's generation, and why not
+    sharing: Sharing = field(default_factory=Sharing)
 
     @property
     def output_dir(self) -> Path:
@@ -112,7 +115,9 @@ def reusable(cell: Cell, store: ResultStore, wanted: set[str]) -> dict | None:
 
 def plan_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], fresh: bool = False) -> SweepPlan:
     """Sort the cells into read back (finished in the store), refused (estimated not to fit the GPU)
-    and to run. Writes the samples' references for `sweep.report`; starts nothing."""
+    and to run, and group the cells to run that one generation serves (`sweep.budgets`: only among
+    them, so a finished cell is read back and a new budget generates on its own). Writes the samples'
+    references for `sweep.report`; starts nothing."""
     from sweep.plan import memory_refusals, target_gpu_bytes
 
     out = grid.output_dir.resolve()
@@ -131,6 +136,7 @@ def plan_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], fresh
     gpu_bytes = target_gpu_bytes(grid.resources.accelerator_type, grid.resources.gpu_memory_gb)
     plan.refused = memory_refusals(todo, gpu_bytes, grid.dataset.image_max_side)
     plan.todo = [c for c in todo if c.cell_id not in plan.refused]
+    plan.sharing = plan_sharing(plan.todo, grid.generation.share_token_budgets)
     return plan
 
 
@@ -180,9 +186,12 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     with CaptionScorer() as scorer:
         progress = SweepProgress(len(cells), len(samples))
+        groups = plan.sharing.groups
+        served = {lead: tuple(c.cell_id for c in g.derived) for lead, g in groups.items()}
         recorder = SweepRecorder(cells, samples, plan.store, scorer, tracker, progress, timer,
                                  document_frequencies=grid.scoring.document_frequencies,
-                                 reference_captions=getattr(grid.dataset, "captions", None))
+                                 reference_captions=getattr(grid.dataset, "captions", None),
+                                 derived=served)
         for cell_id, costs in plan.finished.items():
             recorder.record(cell_id, costs, from_store=True)
             progress.cell_reused(cell_id)
@@ -191,12 +200,19 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
             progress.cell_finished(cell_id, ok=False)
         try:
             if plan.todo:
+                trial_cells = plan.sharing.trial_cells(plan.todo)
                 with timer.phase("trials"):
-                    hosts = run_trials(plan.todo, samples, PipelineSettings.from_grid(grid), plan.store,
+                    hosts = run_trials(trial_cells, samples, PipelineSettings.from_grid(grid), plan.store,
                                        plan.output_dir / "tune", f"{grid.name}-{stamp}",
-                                       [CellCallback(recorder)])
+                                       [CellCallback(recorder)],
+                                       derived={lead: g.derived for lead, g in groups.items()})
                 recorder.notes.append(f"{hosts['loads']} model loads for {len(plan.todo)} cells (a loaded "
                                       "model serves every cell of its model and precision)")
+                if plan.sharing.lead_of:
+                    recorder.notes.append(
+                        f"{len(plan.sharing.lead_of)} cells were cut from the generation of a larger budget "
+                        f"({len(trial_cells)} generations for {len(plan.todo)} cells; token-budget sharing, "
+                        "off with generation.share_token_budgets: false)")
         finally:
             recorder.drain()
             for cell in cells:

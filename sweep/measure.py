@@ -25,7 +25,7 @@ def summarize_costs(table: pd.DataFrame, cell_wall_seconds: float,
     if n_ok:
         # resumed cells were captioned in several attempts: add up each attempt's own window
         attempts = ok.groupby("attempt") if "attempt" in ok else [(None, ok)]
-        window = sum(float(g["batch_end_ts"].max() - g["batch_start_ts"].min()) for _, g in attempts)
+        window = sum(generation_window(g) for _, g in attempts)
         window = max(window, 1e-9)
         out.update(
             latency_p50_s=float(np.percentile(ok["batch_latency_sec"], 50)),
@@ -55,6 +55,49 @@ def summarize_costs(table: pd.DataFrame, cell_wall_seconds: float,
     out["energy_kwh"] = float(table["energy_kwh"].sum())
     out["emissions_kg_co2"] = float(table["emissions_kg"].sum())
     return out
+
+
+def generation_window(rows: pd.DataFrame) -> float:
+    """Seconds from the first batch's start to the last batch's end, over the rows of one attempt.
+
+    Rows derived from a shared generation (`shared_batch_latency_sec`, `sweep.pipeline.derived_rows`):
+    the shared generation's window, less the decode time this budget did not need (per batch, the whole
+    batch's latency minus this budget's), spread over the hosts that ran in parallel: the window a
+    generation capped at this budget would have taken, with the same gaps between batches."""
+    start = float(rows["batch_start_ts"].min())
+    if "shared_batch_latency_sec" not in rows or rows["shared_batch_latency_sec"].isna().any():
+        return float(rows["batch_end_ts"].max()) - start
+    shared = rows["shared_batch_latency_sec"].astype(float)
+    window = float((rows["batch_start_ts"] + shared).max()) - start
+    batches = rows.drop_duplicates(["actor_id", "batch_start_ts"])
+    hosts = max(1, batches["actor_id"].nunique())
+    saved = float((batches["shared_batch_latency_sec"] - batches["batch_latency_sec"]).clip(lower=0).sum())
+    own = float(batches["batch_latency_sec"].sum())
+    return max(window - saved / hosts, own / hosts)
+
+
+SHARED_PEAK = " (upper bound: the peak of the shared generation)"
+
+
+def cost_kinds(table: pd.DataFrame) -> dict[str, str]:
+    """How a cell's costs were taken, from its caption table (params of its MLflow run, results.csv):
+    `shared_generation` the cell id whose generation served it ("" when it generated itself),
+    `energy_kind`, `latency_kind` (generate() wall per batch, or how the shared generation was cut:
+    decode_step_times / own_generation) and `peak_memory_kind` (marked an upper bound when shared)."""
+    kind = str(table["peak_memory_kind"].iloc[0]) if "peak_memory_kind" in table and len(table) else ""
+    leads = set()
+    if "shared_generation" in table:
+        leads = {str(v) for v in table["shared_generation"].dropna() if str(v)}
+    if not leads:
+        return {"shared_generation": "", "energy_kind": "measured per batch",
+                "latency_kind": "generate() wall per batch", "peak_memory_kind": kind}
+    ok = table[table["error"] == ""] if "error" in table else table
+    measured = sorted({str(v) for v in ok.get("budget_measured", pd.Series(dtype=str)).dropna() if str(v)})
+    energy = ("apportioned by decode-step time of a shared generation" if "decode_step_times" in measured
+              or not measured else "apportioned by its own generation's share of the batch time")
+    return {"shared_generation": ",".join(sorted(leads)), "energy_kind": energy,
+            "latency_kind": ",".join(measured) or "decode_step_times",
+            "peak_memory_kind": kind + SHARED_PEAK}
 
 
 def summarize_video(table: pd.DataFrame) -> dict[str, float]:

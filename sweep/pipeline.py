@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
 
-from actors.contract import BatchResult, CellStart, SampleBatch
+from actors.contract import BatchResult, BudgetResult, CellStart, SampleBatch
 from sweep.cells import Cell
 from sweep.config import GridConfig
 from sweep.data import Sample
@@ -48,6 +48,10 @@ def sample_batch(batch: dict[str, Any], video: bool) -> SampleBatch:
     )
 
 
+class MissingBudget(RuntimeError):
+    """A host answered a batch without a budget the driver asked it to serve from that generation."""
+
+
 def caption_rows(result: BatchResult) -> pd.DataFrame:
     """A host's answer as caption-table rows: the batch's facts beside each of its samples (what each
     image waited, where it ran); the batch's energy on its first row, so that summing the column is right."""
@@ -67,12 +71,71 @@ def caption_rows(result: BatchResult) -> pd.DataFrame:
     return rows
 
 
+def budget_answer(result: BatchResult, budget: int) -> BudgetResult:
+    """The host's answer for a smaller budget of this batch, checked; a batch with nothing captioned
+    (every sample a decode error) needs none."""
+    answer = result.budgets.get(budget)
+    n = len(result.samples)
+    if answer is None:
+        if result.captioned == 0:
+            return BudgetResult(budget, [""] * n, [0] * n, 0.0, "decode_step_times")
+        answered = ", ".join(map(str, sorted(result.budgets))) or "none"
+        raise MissingBudget(
+            f"the model host {result.actor_id} answered no budget {budget} for a batch of {n} samples (it "
+            f"answered: {answered}): it does not serve GenerationSettings.budgets (token-budget sharing); "
+            "set generation.share_token_budgets: false to generate each budget on its own")
+    if answer.max_new_tokens != budget or len(answer.captions) != n or len(answer.generated_tokens) != n:
+        raise MissingBudget(
+            f"the model host {result.actor_id} answered budget {budget} with max_new_tokens "
+            f"{answer.max_new_tokens}, {len(answer.captions)} captions and {len(answer.generated_tokens)} "
+            f"token counts for a batch of {n} samples")
+    return answer
+
+
+def derived_rows(result: BatchResult, budget: int, lead_id: str) -> pd.DataFrame:
+    """Caption-table rows of the cell with the smaller `budget`, served by the generation of cell `lead_id`
+    (token-budget sharing): its captions and token counts from `result.budgets[budget]`; its batch latency
+    the time until every sequence of the batch had stopped or reached `budget` tokens (the batch's end
+    moved to then); the batch's energy apportioned by that latency over the whole batch's, on its first
+    row; peak memory the shared generation's. `shared_batch_latency_sec` keeps the whole batch's latency
+    (the generation window, `sweep.measure.summarize_costs`), `budget_measured` how the latency was taken."""
+    answer = budget_answer(result, budget)
+    rows = caption_rows(result)
+    ok = (rows["error"] == "").to_numpy()
+    rows["caption"] = answer.captions
+    rows["generated_tokens"] = [int(n) for n in answer.generated_tokens]
+    latency = float(answer.latency_sec)
+    rows["processing_time_sec"] = [latency / result.captioned if good else 0.0 for good in ok]
+    rows["batch_latency_sec"] = latency
+    rows["batch_end_ts"] = result.start_ts + latency
+    share = min(1.0, latency / result.latency_sec) if result.latency_sec > 0 else 0.0
+    rows["energy_kwh"] = rows["energy_kwh"] * share
+    rows["emissions_kg"] = rows["emissions_kg"] * share
+    rows["shared_generation"] = lead_id
+    rows["shared_batch_latency_sec"] = result.latency_sec
+    rows["budget_measured"] = answer.measured
+    return rows
+
+
+def batch_tables(result: BatchResult, lead_id: str,
+                 budgets: tuple[int, ...]) -> dict[int | None, pd.DataFrame]:
+    """Rows of one batch for every cell it serves: None -> the generating cell's own, t -> the derived
+    cell of budget t. Every budget is checked before any row is handed on, so a host that does not answer
+    a budget fails the batch before any cell's store sees it."""
+    tables: dict[int | None, pd.DataFrame] = {t: derived_rows(result, t, lead_id) for t in budgets}
+    return {None: caption_rows(result), **tables}
+
+
 def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSettings,
-                    on_batch: Callable[[pd.DataFrame], None], host_pool: Any,
-                    on_start: Callable[[list[CellStart]], None] | None = None) -> int:
+                    on_batch: Callable[[dict[int | None, pd.DataFrame]], None], host_pool: Any,
+                    on_start: Callable[[list[CellStart]], None] | None = None,
+                    budgets: tuple[int, ...] = ()) -> int:
     """Caption every sample with the cell's model, handing each finished batch to `on_batch` as it
     arrives (so a crash loses at most the batches in flight), and the hosts' load reports to `on_start`
-    once, before the first batch. Returns the number of rows produced.
+    once, before the first batch. Returns the number of rows produced (of the cell itself).
+
+    `budgets`: smaller max_new_tokens the same generation serves (token-budget sharing, `sweep.budgets`):
+    each batch's rows reach `on_batch` as {None: the cell's rows, t: the rows of budget t}.
 
     Ray Data decodes in CPU tasks and streams the batches here; each goes straight to one of the cell's
     hosts (round robin), with two batches queued per host so that a host never waits for the next one.
@@ -82,7 +145,7 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
     video = any(s.video_id for s in samples)
     rows = [{"sample_id": s.sample_id, "path": s.path, "frame_times": list(s.frame_times), "error": s.error}
             for s in samples]
-    generation = cell.generation()
+    generation = replace(cell.generation(), budgets=tuple(sorted(budgets)))
     set_id, hosts = ray.get(host_pool.acquire.remote(cell.load_spec()))
     healthy = False
     produced = 0
@@ -93,9 +156,9 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
         while len(in_flight) > keep:
             (ref,), _ = ray.wait(in_flight, num_returns=1)
             in_flight.remove(ref)
-            batch = caption_rows(ray.get(ref))
-            on_batch(batch)
-            produced += len(batch)
+            tables = batch_tables(ray.get(ref), cell.cell_id, generation.budgets)
+            on_batch(tables)
+            produced += len(tables[None])
 
     try:
         # waits for the model to load; a load error surfaces here, before any image is read

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from actors.precision import PRECISIONS
 from actors.resolve import local_config_json
+from sweep.budgets import plan_sharing
 from sweep.cells import Cell
 from sweep.store import ResultStore
 
@@ -22,6 +23,7 @@ class CellPlan:
     store_state: str = "new"
     eta_s: float | None = None
     memory: str = "unknown"
+    sharing: str = ""  # token-budget sharing: "shares the generation of ..." or "generates itself: ..."
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -99,7 +101,8 @@ def _memory_text(cell: Cell, gpu_bytes: int | None, image_side: int | None) -> s
 
 
 def plan_cells(cells: list[Cell], store: ResultStore, sample_ids: set[str],
-               gpu_bytes: int | None = None, image_side: int | None = None) -> list[CellPlan]:
+               gpu_bytes: int | None = None, image_side: int | None = None,
+               share_token_budgets: bool = True) -> list[CellPlan]:
     plans = []
     refused = memory_refusals(cells, gpu_bytes, image_side)
     for cell in cells:
@@ -132,6 +135,16 @@ def plan_cells(cells: list[Cell], store: ResultStore, sample_ids: set[str],
             plan.store_state = f"{len(done)}/{len(sample_ids)} samples stored (resumes)"
         plan.eta_s = eta_from_store(store, cell, len(sample_ids) - len(done))
         plans.append(plan)
+    # as the engine groups them: among the cells that will generate (not finished, not refused)
+    runs = [p.cell for p in plans if p.runnable and not p.store_state.startswith("finished")]
+    sharing = plan_sharing(runs, share_token_budgets)
+    for plan in plans:
+        if not plan.runnable:
+            plan.sharing = "generates nothing: cannot run"
+        elif plan.store_state.startswith("finished"):
+            plan.sharing = "generates nothing: finished in the store"
+        else:
+            plan.sharing = sharing.describe(plan.cell)
     return plans
 
 
@@ -143,7 +156,14 @@ def format_plan(plans: list[CellPlan]) -> str:
         lines.append(f"    family={p.family}  backend={p.backend} ({p.backend_reason})")
         lines.append(f"    precision: vision={p.vision} language={p.language}  memory: {p.memory}")
         lines.append(f"    store: {p.store_state}  ETA: {eta}")
+        if p.sharing:
+            lines.append(f"    generation: {p.sharing}")
         lines += [f"    CANNOT RUN: {problem}" for problem in p.problems]
     bad = sum(not p.runnable for p in plans)
     lines.append(f"{len(plans)} cells, {len(plans) - bad} runnable, {bad} cannot run")
+    shared = sum(p.sharing.startswith("shares") for p in plans)
+    if shared:
+        runs = sum(p.sharing.startswith(("shares", "generates itself")) for p in plans)
+        lines.append(f"{runs - shared} generations for {runs} cells to run: {shared} cells share the "
+                     "generation of a larger budget (generation.share_token_budgets: false turns this off)")
     return "\n".join(lines)

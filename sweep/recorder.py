@@ -14,6 +14,7 @@ from ray.tune import Callback
 
 from sweep.cells import Cell
 from sweep.data import Sample
+from sweep.measure import cost_kinds
 from sweep.phases import PhaseTimer
 from sweep.progress import SweepProgress
 from sweep.scoring import (
@@ -64,6 +65,9 @@ class CellOutcome:
             "reused": self.reused,
             "reason": self.reason,
             "peak_memory_kind": self.params.get("peak_memory_kind", ""),
+            "shared_generation": self.params.get("shared_generation", ""),
+            "energy_kind": self.params.get("energy_kind", ""),
+            "latency_kind": self.params.get("latency_kind", ""),
             "cider_document_frequencies": self.params.get("cider_document_frequencies", ""),
             **dict.fromkeys(RESULT_METRICS, math.nan),
             **self.metrics,
@@ -78,13 +82,18 @@ class SweepRecorder:
     under `<output_dir>/df-cache`); "scored_subset" from the scored samples' references (pycocoevalcap's
     classic behaviour). Without a captions file (video datasets) reference_set falls back to
     scored_subset, with a note. Which one was used is each cell's `cider_document_frequencies` param.
+
+    `derived`: lead cell id -> the cells its generation also serves (token-budget sharing); they are
+    recorded when the lead's trial completes and fail with its reason when it fails.
     """
 
     def __init__(self, cells: list[Cell], samples: list[Sample], store: ResultStore,
                  scorer: CaptionScorer, tracker: SweepTracker | None, progress: SweepProgress | None = None,
                  timer: PhaseTimer | None = None, *, document_frequencies: str = DF_REFERENCE_SET,
-                 reference_captions: Path | None = None):
+                 reference_captions: Path | None = None, derived: dict[str, tuple[str, ...]] | None = None):
         self.cells = {c.cell_id: c for c in cells}
+        self.derived = {lead: tuple(ids) for lead, ids in (derived or {}).items()}
+        self.lead_of = {cell_id: lead for lead, ids in self.derived.items() for cell_id in ids}
         self.references = {s.sample_id: list(s.references) for s in samples}
         self.store = store
         self.scorer = scorer
@@ -180,7 +189,7 @@ class SweepRecorder:
         table = self.store.read_captions(cell_id)
         loads = self.store.read_loads(cell_id)
         report = next(iter(loads["reports"].values()), {})
-        extra = {"peak_memory_kind": table["peak_memory_kind"].iloc[0]}
+        extra: dict[str, Any] = cost_kinds(table)  # shared_generation, energy/latency/peak memory kinds
         extra["multi_image"] = report.get("family_info", {}).get("multi_image", "")
         if "node_id" in table:  # where the cell ran: one id per node that held one of its actors
             extra["node_ids"] = ",".join(sorted(set(table["node_id"]) - {""}))
@@ -204,7 +213,7 @@ class SweepRecorder:
 
     def record_failure(self, cell_id: str, reason: str) -> CellOutcome:
         cell = self.cells[cell_id]
-        params = cell_params(cell, {}, {}, {})
+        params = cell_params(cell, {}, {}, {"shared_generation": self.lead_of.get(cell_id, "")})
         outcome = CellOutcome(cell, "failed", {}, params, reason=reason)
         self._log(outcome, [])
         self.outcomes[cell_id] = outcome
@@ -253,31 +262,44 @@ class CellCallback(Callback):
         _RECORDERS[id(recorder)] = recorder
         self.key = id(recorder)
 
+    @staticmethod
+    def _group(recorder: SweepRecorder, cell_id: str) -> tuple[str, ...]:
+        """The trial's cell and the cells its generation serves."""
+        return (cell_id, *recorder.derived.get(cell_id, ()))
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        progress = _RECORDERS[self.key].progress
-        if progress:
-            progress.cell_started(trial.config["cell_id"])
+        recorder = _RECORDERS[self.key]
+        if recorder.progress:
+            for cell_id in self._group(recorder, trial.config["cell_id"]):
+                recorder.progress.cell_started(cell_id)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        progress = _RECORDERS[self.key].progress
-        if progress and "samples_done" in result:
-            progress.cell_samples(trial.config["cell_id"], int(result["samples_done"]))
+        recorder = _RECORDERS[self.key]
+        if recorder.progress and "samples_done" in result:
+            for cell_id in self._group(recorder, trial.config["cell_id"]):
+                recorder.progress.cell_samples(cell_id, int(result["samples_done"]))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         recorder = _RECORDERS[self.key]
-        recorder.submit(self._complete, recorder, trial.config["cell_id"], dict(trial.last_result or {}))
+        lead, last = trial.config["cell_id"], dict(trial.last_result or {})
+        for cell_id in self._group(recorder, lead):  # the lead first, then each cell it served
+            recorder.submit(self._complete, recorder, cell_id, last if cell_id == lead else {})
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         recorder = _RECORDERS[self.key]
-        cell_id = trial.config["cell_id"]
-        reason = recorder.store.read_failure(cell_id) or trial_error_text(trial)
-        recorder.submit(self._fail, recorder, cell_id, reason)
+        lead = trial.config["cell_id"]
+        reason = recorder.store.read_failure(lead) or trial_error_text(trial)
+        for cell_id in self._group(recorder, lead):  # a failed shared generation fails what it served
+            recorder.submit(self._fail, recorder, cell_id, reason)
 
     @staticmethod
     def _complete(recorder: SweepRecorder, cell_id: str, last_result: dict) -> None:
         try:
             # the store's costs, not Tune's result: that one adds Tune's own keys (pid, timestamp, ...)
             costs = recorder.store.finished_costs(cell_id, set(recorder.references))
+            if costs is None and not last_result:
+                raise RuntimeError(f"the generation of cell {recorder.lead_of.get(cell_id, '?')} finished "
+                                   "without finishing this cell in the store")
             outcome = recorder.record(cell_id, costs if costs is not None else last_result)
         except Exception as err:
             log.exception("recording cell %s failed", cell_id)

@@ -35,8 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", help="forward actor logs to this terminal")
     p.add_argument("--dry-run", action="store_true",
                    help="print every cell (family, backend and why, precision per module, store state, "
-                   "ETA from past runs) and exit: 0 if every cell can run, 1 if not; starts no Ray, "
-                   "downloads nothing")
+                   "ETA from past runs, whether it shares the generation of a larger budget) and exit: 0 if "
+                   "every cell can run, 1 if not; starts no Ray, downloads nothing")
     p.add_argument("--fresh", action="store_true",
                    help="ignore finished and half-finished cells in the result store (they are archived "
                    "under cells-archive/, not deleted) and compute every cell again")
@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         ids = {s.sample_id for s in samples} if samples is not None else set()
         gpu = target_gpu_bytes(grid.resources.accelerator_type, grid.resources.gpu_memory_gb)
         store = ResultStore(grid.output_dir.resolve())
-        plans = plan_cells(cells, store, ids, gpu, grid.dataset.image_max_side)
+        plans = plan_cells(cells, store, ids, gpu, grid.dataset.image_max_side,
+                           grid.generation.share_token_budgets)
         count = f"{len(samples)} images" if samples is not None else "video scenes (detected at run time)"
         print(f"sweep '{grid.name}': {len(cells)} cells x {count} (dry run)")
         print(format_plan(plans))

@@ -5,7 +5,8 @@ cells/<cell_id>/
   parts/*.parquet    caption rows, one file per finished batch (append-only: a crash loses one batch)
   captions.parquet   all rows of a finished cell (parts consolidated)
   loads.json         the load report of each model host that served the cell (by actor id), and the
-                     effective generation settings: once per load, not per caption row
+                     effective generation settings: once per load, not per caption row (a cell served
+                     by a shared generation: that generation's hosts, settings at its own budget)
   costs.json         the finished cell's cost metrics
   failure.json       why the cell's last attempt failed
 """
@@ -49,6 +50,15 @@ def atomic_write_parquet(path: Path, table: pd.DataFrame) -> None:
         raise
 
 
+def at_budget(generation: dict, max_new_tokens: int) -> dict:
+    """Effective generate() settings at a smaller budget: min lengths capped at it, as a host caps them."""
+    generation = {**generation, "max_new_tokens": max_new_tokens}
+    for key in ("min_new_tokens", "min_length"):
+        if key in generation:
+            generation[key] = min(generation[key], max_new_tokens)
+    return generation
+
+
 class ResultStore:
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -78,13 +88,17 @@ class ResultStore:
         atomic_write_bytes(self.config_path(cell.cell_id), cell.model_dump_json(indent=2).encode())
         self.failure_path(cell.cell_id).unlink(missing_ok=True)
 
-    def record_loads(self, cell_id: str, starts: list[CellStart]) -> None:
-        """The hosts that begin serving the cell (a resumed cell adds the hosts of its new attempt)."""
+    def record_loads(self, cell_id: str, starts: list[CellStart], max_new_tokens: int | None = None) -> None:
+        """The hosts that begin serving the cell (a resumed cell adds the hosts of its new attempt).
+        `max_new_tokens`: the cell is served by another cell's generation (token-budget sharing) whose
+        hosts these are; its generation settings are that generation's, at its own budget."""
         loads = self.read_loads(cell_id)
         for start in starts:
             loads["reports"][start.actor_id] = asdict(start.report)
         if starts:
-            loads["generation"] = starts[0].generation
+            loads["generation"] = dict(starts[0].generation)
+            if max_new_tokens is not None:
+                loads["generation"] = at_budget(loads["generation"], max_new_tokens)
         atomic_write_bytes(self.loads_path(cell_id), json.dumps(loads, indent=2, sort_keys=True).encode())
 
     def read_loads(self, cell_id: str) -> dict:

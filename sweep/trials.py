@@ -22,23 +22,23 @@ from sweep.pipeline import PipelineSettings, caption_samples
 from sweep.store import ResultStore
 
 
-def run_cell(cell: Cell, samples: list[Sample], settings: PipelineSettings, store: ResultStore,
-             host_pool: Any, on_progress: Callable[[int], None] | None = None) -> dict:
-    """Caption what the store lacks, consolidate, and return the cell's cost metrics."""
-    wanted = {s.sample_id for s in samples}
-    cached = store.finished_costs(cell.cell_id, wanted)
-    if cached is not None:
-        return cached
-    store.begin_cell(cell)
-    done = store.done_sample_ids(cell.cell_id)
-    todo = [s for s in samples if s.sample_id not in done]
+def _rows_writer(cell: Cell, samples: list[Sample], store: ResultStore, attempt: str,
+                 stored: set[str]) -> Callable[[pd.DataFrame], int]:
+    """Writes one batch's rows as a part of the cell's store (with the cell's columns), leaving out the
+    samples it `stored` already (a resumed group regenerates what any member lacks); returns how many."""
     ids = {s.sample_id: s.image_id for s in samples}
     by_id = {s.sample_id: s for s in samples}
     video = any(s.video_id for s in samples)
-    attempt = uuid.uuid4().hex[:8]
-    progress = {"done": len(done & wanted)}
 
-    def save(rows: pd.DataFrame) -> None:
+    def save(rows: pd.DataFrame) -> int:
+        keep = ~rows["sample_id"].isin(stored)
+        if not keep.all():  # the batch's energy stays on its first row written
+            energy, co2 = rows["energy_kwh"].sum(), rows["emissions_kg"].sum()
+            rows = rows[keep].reset_index(drop=True)
+            if rows.empty:
+                return 0
+            rows["energy_kwh"] = [energy if i == 0 else 0.0 for i in range(len(rows))]
+            rows["emissions_kg"] = [co2 if i == 0 else 0.0 for i in range(len(rows))]
         rows = rows.copy()
         rows.insert(0, "cell_id", cell.cell_id)
         rows.insert(1, "image_id", rows["sample_id"].map(ids))
@@ -58,15 +58,14 @@ def run_cell(cell: Cell, samples: list[Sample], settings: PipelineSettings, stor
             rows["video_duration_s"] = [s.video_duration_s for s in scene]
             rows["frames_used"] = [json.dumps(list(s.frame_times)) for s in scene]
         store.append_part(cell.cell_id, rows)
-        progress["done"] += len(rows)
-        if on_progress:
-            on_progress(progress["done"])
+        return len(rows)
 
-    start = time.perf_counter()
-    if todo:
-        caption_samples(cell, todo, settings, save, host_pool,
-                        on_start=lambda starts: store.record_loads(cell.cell_id, starts))
-    wall = time.perf_counter() - start
+    return save
+
+
+def _consolidate(cell: Cell, samples: list[Sample], store: ResultStore, wall: float, resumed: int) -> dict:
+    """The cell's parts as one table in sample order, its costs, and the cell finished in the store."""
+    wanted = {s.sample_id for s in samples}
     table = store.read_parts(cell.cell_id)
     missing = wanted - set(table["sample_id"]) if not table.empty else wanted
     if missing:
@@ -75,26 +74,75 @@ def run_cell(cell: Cell, samples: list[Sample], settings: PipelineSettings, stor
     table = table[table["sample_id"].isin(wanted)]
     table = table.sort_values("sample_id", key=lambda col: col.map(order)).reset_index(drop=True)
     costs = summarize_costs(table, wall, store.read_loads(cell.cell_id)["reports"])
-    if video:
+    if any(s.video_id for s in samples):
         costs.update(summarize_video(table))
-    costs["resumed_samples"] = float(len(done & wanted))
+    costs["resumed_samples"] = float(resumed)
     store.finish_cell(cell.cell_id, table, costs)
     return costs
 
 
+def run_cell(cell: Cell, samples: list[Sample], settings: PipelineSettings, store: ResultStore,
+             host_pool: Any, on_progress: Callable[[int], None] | None = None,
+             derived: tuple[Cell, ...] = ()) -> dict:
+    """Caption what the store lacks, consolidate, and return the cell's cost metrics.
+
+    `derived`: cells of smaller budgets served by this cell's generation (token-budget sharing,
+    `sweep.budgets`): every batch is written to this cell's parts and to each derived cell's, and each of
+    them is consolidated and finished in the store with its own costs. They share this cell's sample set:
+    what any of them lacks is generated (a half-finished group resumes where its members stopped)."""
+    wanted = {s.sample_id for s in samples}
+    group = [c for c in (cell, *derived) if store.finished_costs(c.cell_id, wanted) is None]
+    if not group:
+        return store.finished_costs(cell.cell_id, wanted)
+    done: dict[str, set[str]] = {}
+    for member in group:
+        store.begin_cell(member)
+        done[member.cell_id] = store.done_sample_ids(member.cell_id) & wanted
+    todo = [s for s in samples if any(s.sample_id not in d for d in done.values())]
+    attempt = uuid.uuid4().hex[:8]
+    writers = {None if m is cell else m.max_new_tokens:
+               _rows_writer(m, samples, store, attempt, done[m.cell_id]) for m in group}
+    budgets = tuple(m.max_new_tokens for m in group if m is not cell)
+    counted = next(iter(writers))  # progress follows the first unfinished member (the cell itself)
+    progress = {"done": len(done[group[0].cell_id])}
+
+    def save(tables: dict[int | None, pd.DataFrame]) -> None:
+        for key, write in writers.items():
+            n = write(tables[key])
+            if key == counted:
+                progress["done"] += n
+        if on_progress:
+            on_progress(progress["done"])
+
+    def loads(starts: list) -> None:
+        for member in group:
+            store.record_loads(member.cell_id, starts, None if member is cell else member.max_new_tokens)
+
+    start = time.perf_counter()
+    if todo:
+        caption_samples(cell, todo, settings, save, host_pool, on_start=loads, budgets=budgets)
+    wall = time.perf_counter() - start
+    costs = {m.cell_id: _consolidate(m, samples, store, wall, len(done[m.cell_id])) for m in group}
+    return costs.get(cell.cell_id) or store.finished_costs(cell.cell_id, wanted)
+
+
 def cell_trainable(config: dict, *, cells: dict[str, Cell], samples: list[Sample],
-                   settings: PipelineSettings, store_root: str, host_pool: Any) -> None:
+                   settings: PipelineSettings, store_root: str, host_pool: Any,
+                   derived: dict[str, tuple[Cell, ...]] | None = None) -> None:
     from ray import tune
 
     cell = cells[config["cell_id"]]
+    served = (derived or {}).get(cell.cell_id, ())
     store = ResultStore(Path(store_root))
     try:
         costs = run_cell(cell, samples, settings, store, host_pool,
-                         on_progress=lambda n: tune.report({"samples_done": n, "cell_id": cell.cell_id}))
+                         on_progress=lambda n: tune.report({"samples_done": n, "cell_id": cell.cell_id}),
+                         derived=served)
     except Exception as err:
         # Ray wraps the actor's exception in layers of traceback: keep the root cause's last line.
         detail = "".join(traceback.format_exception(err))
-        store.write_failure(cell.cell_id, root_cause(detail), detail)
+        for member in (cell, *served):  # a failed shared generation fails the cells it serves
+            store.write_failure(member.cell_id, root_cause(detail), detail)
         raise
     tune.report({**costs, "cell_id": cell.cell_id})
 
@@ -133,8 +181,10 @@ def concurrent_cells(total_gpus: float, cells: list[Cell]) -> int:
 
 
 def run_trials(cells: list[Cell], samples: list[Sample], settings: PipelineSettings, store: ResultStore,
-               storage_path: Path, run_name: str, callbacks: list[Any]) -> dict[str, int]:
-    """Run every cell as a Tune trial; returns the host pool's counts (model loads started)."""
+               storage_path: Path, run_name: str, callbacks: list[Any],
+               derived: dict[str, tuple[Cell, ...]] | None = None) -> dict[str, int]:
+    """Run every cell as a Tune trial; returns the host pool's counts (model loads started).
+    `derived`: lead cell id -> the cells its generation also serves (not trials of their own)."""
     import ray
     from ray import tune
 
@@ -152,6 +202,7 @@ def run_trials(cells: list[Cell], samples: list[Sample], settings: PipelineSetti
         settings=settings,
         store_root=str(store.root),
         host_pool=host_pool,
+        derived=dict(derived or {}),
     )
     # The trial itself only coordinates; its GPUs are held by the model hosts it borrows.
     trainable = tune.with_resources(trainable, {"cpu": 0.01})
