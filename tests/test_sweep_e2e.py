@@ -69,11 +69,13 @@ def test_every_cell_ran_and_was_logged(sweep_result):
         assert params["backend"] == "hf" and params["backend_reason"]
         import torch
 
-        if torch.cuda.is_available():  # the sweep runs its cells on the real GPUs where there are some
-            assert params["device"] == torch.cuda.get_device_name(0)
-            assert params["peak_memory_kind"] == "gpu_allocated"
+        on_gpu = torch.cuda.is_available()  # the sweep runs its cells on the real GPUs where there are some
+        assert params["device"] == (torch.cuda.get_device_name(0) if on_gpu else "cpu")
+        kind = "gpu_allocated" if on_gpu else "cpu_rss"
+        if params.get("shared_generation"):  # t3 is cut from t12's generation: its peak is that one's
+            assert params["peak_memory_kind"].startswith(kind) and "upper bound" in params["peak_memory_kind"]
         else:
-            assert params["device"] == "cpu" and params["peak_memory_kind"] == "cpu_rss"
+            assert params["peak_memory_kind"] == kind
         assert params["version_transformers"] and params["version_torch"]
         assert params["batch_size"] == "16"
         if params["precision"] == "int8":
