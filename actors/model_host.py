@@ -65,6 +65,37 @@ def with_oom_retry(call: Callable[[list[CaptionRequest]], Chunked], requests: li
         raise CellOutOfMemory(f"oom: CUDA out of memory at batch size {len(requests)} and {half}") from err
 
 
+# What a processor or model raises on an input it rejects (Qwen2-VL: "absolute aspect ratio must be smaller
+# than 200", a ValueError). CUDA out of memory is a RuntimeError: never one of these.
+INPUT_ERRORS = (ValueError, TypeError, LookupError)
+
+
+def input_error(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}"
+
+
+def generate_per_image(call: Callable[[list[CaptionRequest]], Generation],
+                       requests: list[CaptionRequest]) -> tuple[Generation, dict[int, str]]:
+    """The requests' generation (OOM retry included) and {position: error} of the requests that raise an
+    input error: a batch that raises one is retried image by image, so only the images that raise alone
+    are lost (their error, the processor's message), and the others are captioned."""
+    try:
+        return with_oom_retry(call, requests, Generation.merge), {}
+    except INPUT_ERRORS as err:
+        if len(requests) == 1:
+            return Generation([], 0.0), {0: input_error(err)}
+    generation: Generation | None = None
+    failed: dict[int, str] = {}
+    for j, request in enumerate(requests):
+        try:
+            one = with_oom_retry(call, [request], Generation.merge)
+        except INPUT_ERRORS as err:
+            failed[j] = input_error(err)
+            continue
+        generation = one if generation is None else generation.merge(one)
+    return generation or Generation([], 0.0), failed
+
+
 def generate_with_oom_retry(captioner: Captioner, requests: list[CaptionRequest],
                             kwargs: dict) -> list[CaptionResult]:
     return with_oom_retry(lambda chunk: captioner.generate(chunk, kwargs), requests, operator.add)
@@ -125,8 +156,11 @@ class ModelHost:
         """Caption the batch at the cell's max_new_tokens, and answer each of its smaller `budgets`: cut
         from that same generation where the captioner can (`decode_step_times`), else generated on its own
         after it (`own_generation`). The batch's latency, energy, peak memory and timestamps are those of
-        the generation at max_new_tokens only: own-budget generations run after the energy meter stops."""
-        ok = [i for i, err in enumerate(batch.errors) if not err]
+        the generation at max_new_tokens only: own-budget generations run after the energy meter stops.
+        A batch whose generation raises on its input (`INPUT_ERRORS`, not CUDA OOM) is generated image by
+        image: an image rejected alone is an error row with the processor's message, in every budget too."""
+        errors = list(batch.errors)
+        ok = [i for i, err in enumerate(errors) if not err]
         budgets = checked_budgets(settings)
         kwargs = self._kwargs(settings)
         generation = Generation([], 0.0)
@@ -138,8 +172,13 @@ class ModelHost:
             requests = [CaptionRequest(batch.sample_ids[i], images_of(batch, i), settings.prompt) for i in ok]
         overhead = {"pixels": time.perf_counter() - start}
         if ok:
-            generation = with_oom_retry(lambda chunk: self.captioner.generate_budgets(chunk, kwargs, budgets),
-                                        requests, Generation.merge)
+            generation, failed = generate_per_image(
+                lambda chunk: self.captioner.generate_budgets(chunk, kwargs, budgets), requests)
+            if failed:  # images the processor rejected: error rows; the rest of the batch is kept
+                for j, why in failed.items():
+                    errors[ok[j]] = why
+                kept = [j for j in range(len(ok)) if j not in failed]
+                ok, requests = [ok[j] for j in kept], [requests[j] for j in kept]
         elapsed = time.perf_counter() - start
         overhead["shared"] = elapsed - generation.latency_sec  # pixels, OOM attempts, the host's own work
         kwh, co2_kg = self.energy.stop()
@@ -151,7 +190,7 @@ class ModelHost:
                 sample_id=sid,
                 caption=captions[i].caption if i in captions else "",
                 generated_tokens=captions[i].generated_tokens if i in captions else 0,
-                error=batch.errors[i],
+                error=errors[i],
                 processing_time_sec=per_image if i in captions else 0.0,
                 image_width=batch.widths[i],
                 image_height=batch.heights[i],

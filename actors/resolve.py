@@ -27,24 +27,48 @@ def resolve_model(model_id: str) -> tuple[str, str]:
     return model_id, "real"
 
 
+class ModelConfigError(ValueError):
+    """A model's config.json is there but cannot be read as a JSON object; the message names the file."""
+
+
+def parse_config_json(path: Path) -> dict:
+    """The config.json at `path` as a dict; ModelConfigError naming the file when it is not one."""
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except json.JSONDecodeError as err:
+        raise ModelConfigError(f"{path}: invalid JSON at line {err.lineno} column {err.colno} "
+                               f"({err.msg})") from None
+    except UnicodeDecodeError as err:
+        raise ModelConfigError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
+    except OSError as err:
+        raise ModelConfigError(f"{path}: cannot read: {err.strerror or err}") from None
+    if not isinstance(data, dict):
+        raise ModelConfigError(f"{path}: a JSON {type(data).__name__}, not an object of model settings")
+    return data
+
+
 def read_config_json(path_or_id: str, revision: str | None = None, *, local_only: bool = False) -> dict:
     """config.json of a local folder or of a hub id (downloaded unless `local_only`: then only from the
-    local HF cache). Raises OSError when it is not there."""
+    local HF cache). Raises OSError when it is not there, ModelConfigError when it is not valid JSON."""
     local = Path(path_or_id) / "config.json"
     if local.is_file():
-        return json.loads(local.read_text())
+        return parse_config_json(local)
     from huggingface_hub import hf_hub_download
 
     path = hf_hub_download(path_or_id, "config.json", revision=revision, local_files_only=local_only)
-    return json.loads(Path(path).read_text())
+    return parse_config_json(Path(path))
 
 
 def local_config_json(model_id: str, revision: str | None = None) -> dict | None:
     """config.json from a local folder or the local HF cache, None when absent; never downloads (the
-    dry-run plan and the memory check run before anything is fetched). `tiny:` models are built later."""
+    dry-run plan and the memory check run before anything is fetched). `tiny:` models are built later.
+    A config.json that is there but invalid raises ModelConfigError (naming the file): that model's cells
+    cannot run, and saying "unknown" would hide why."""
     if model_id.startswith("tiny:"):
         return None
     try:
         return read_config_json(model_id, revision, local_only=True)
-    except Exception:  # noqa: BLE001 - not a hub id, not cached, or unreadable: all mean "unknown here"
+    except ModelConfigError:
+        raise
+    except Exception:  # noqa: BLE001 - not a hub id, not cached: both mean "unknown here"
         return None

@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    StrictInt,
     Tag,
     ValidationError,
     field_validator,
@@ -39,6 +40,11 @@ class DatasetConfig(_Strict):
         default="random", description="with limit: a seeded random subset, or the first images of the json"
     )
     image_max_side: int = Field(default=448, ge=16, le=4096, description="resize so the longer side fits")
+    max_image_pixels: StrictInt | None = Field(
+        default=89_478_485, ge=1,
+        description="an image with more pixels (read from its header, before decoding) becomes an error row, "
+        "not a decompression bomb; default PIL's limit; null: no limit",
+    )
 
     @field_validator("captions")
     @classmethod
@@ -141,6 +147,15 @@ class ModelSpec(_Strict):
             raise ValueError(f"unknown family '{v}'; known: {', '.join(known_families())}")
         return v
 
+    @model_validator(mode="after")
+    def _local_path_exists(self) -> ModelSpec:
+        if self.loader or self.is_tiny:
+            return self
+        looks_local = self.id.startswith(("/", "./", "../", "~")) or self.id.count("/") > 1
+        if looks_local and not Path(self.id).expanduser().is_dir():
+            raise ValueError(f"id '{self.id}' is not a folder, and not a hub id (a hub id is 'org/name')")
+        return self
+
     @property
     def display_name(self) -> str:
         if self.name:
@@ -153,13 +168,15 @@ class ModelSpec(_Strict):
 
 
 class GenerationConfig(_Strict):
-    num_beams: list[int] | None = Field(
+    num_beams: list[StrictInt] | None = Field(
         default=None, min_length=1, description="beam widths to sweep; default: the family's (usually 1)"
     )
     do_sample: bool = False
     temperature: float = Field(default=1.0, gt=0)
     top_p: float = Field(default=1.0, gt=0, le=1)
-    min_new_tokens: int | None = Field(default=None, ge=0, description="default: the family's (usually 0)")
+    min_new_tokens: StrictInt | None = Field(
+        default=None, ge=0, description="default: the family's (usually 0)"
+    )
     repetition_penalty: float = Field(default=1.0, gt=0)
     share_token_budgets: bool = Field(
         default=True,
@@ -180,7 +197,7 @@ class GenerationConfig(_Strict):
 class ResourcesConfig(_Strict):
     gpus_per_actor: float = Field(default=1, gt=0, description="GPUs each model actor holds")
     replicas: int = Field(default=1, ge=1, description="actors per cell; images are sharded across them")
-    batch_size: int = Field(default=8, ge=1, description="images per generate() call")
+    batch_size: StrictInt = Field(default=8, ge=1, description="images per generate() call")
     local_gpus: int | None = Field(
         default=None, ge=1,
         description="logical GPUs of an embedded Ray without CUDA (default: 2, or what one cell needs)",
@@ -205,6 +222,35 @@ class EnergyConfig(_Strict):
     enabled: bool = True
     country_iso_code: str = Field(default="USA", min_length=3, max_length=3)
 
+    @field_validator("country_iso_code")
+    @classmethod
+    def _country_known(cls, v: str) -> str:
+        known = codecarbon_countries()
+        if known is None:  # codecarbon's table is not here: the ISO 3166-1 alpha-3 shape at least
+            if not (v.isascii() and v.isalpha() and v.isupper()):
+                raise ValueError(f"'{v}' is not an ISO 3166-1 alpha-3 country code (three capital letters, "
+                                 "e.g. USA, FRA)")
+        elif v not in known:
+            raise ValueError(f"unknown country '{v}': not in codecarbon's energy-mix table "
+                             "(ISO 3166-1 alpha-3 codes in capitals, e.g. USA, FRA, DEU)")
+        return v
+
+
+def codecarbon_countries() -> frozenset[str] | None:
+    """The country codes codecarbon has an energy mix for (its offline table), None if it is absent.
+    Read from the file, without importing codecarbon."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.find_spec("codecarbon")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        table = Path(folder) / "data" / "private_infra" / "global_energy_mix.json"
+        try:
+            return frozenset(json.loads(table.read_text()))
+        except (OSError, ValueError):
+            continue
+    return None
+
 
 class ScoringConfig(_Strict):
     document_frequencies: Literal["reference_set", "scored_subset"] = Field(
@@ -221,7 +267,7 @@ class GridConfig(_Strict):
     dataset: AnyDataset
     models: list[ModelSpec] = Field(min_length=1)
     precisions: list[Precision] = Field(default=["fp32"], min_length=1)
-    max_new_tokens: list[int] = Field(default=[32], min_length=1)
+    max_new_tokens: list[StrictInt] = Field(default=[32], min_length=1)
     prompts: list[str] = Field(default=["Describe this image in one sentence."], min_length=1)
     generation: GenerationConfig = GenerationConfig()
     backend: Backend = "auto"
@@ -316,6 +362,11 @@ def load_grid(path: str | Path, overrides: list[str] | None = None) -> GridConfi
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise GridError("--set", [(item, "expected key.path=value")])
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            detail = " ".join(str(err).split())
+            raise GridError("--set", [(key.strip(), f"value {raw!r} is not valid YAML: {detail}")]) from None
         if isinstance(data, dict):
-            set_override(data, key.strip(), yaml.safe_load(raw))
+            set_override(data, key.strip(), value)
     return parse_grid(data, str(path))

@@ -45,6 +45,20 @@ def _sha1(path: Path) -> str:
         return ""
 
 
+def _coco_id(entry: object, key: str, where: str) -> int:
+    """An entry's integer id (an int, or a string of digits as some exports write it)."""
+    if not isinstance(entry, dict):
+        raise DatasetError(f"{where} is not an object")
+    if key not in entry:
+        raise DatasetError(f"{where} has no '{key}'")
+    value = entry[key]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    raise DatasetError(f"{where}.{key} must be an integer, got {value!r}")
+
+
 def load_coco_samples(cfg: DatasetConfig) -> list[Sample]:
     """Images with at least one reference caption, optionally a seeded subset of `limit`.
 
@@ -52,14 +66,29 @@ def load_coco_samples(cfg: DatasetConfig) -> list[Sample]:
     never hides the rest of the dataset.
     """
     try:
-        data = json.loads(cfg.captions.read_text())
+        data = json.loads(cfg.captions.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"dataset.captions: {cfg.captions} is not UTF-8 text (byte {err.start}: "
+                           f"{err.reason}); COCO json is UTF-8") from None
     except (OSError, json.JSONDecodeError) as err:
         raise DatasetError(f"dataset.captions: cannot read {cfg.captions}: {err}") from None
-    if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
+            or not isinstance(data.get("annotations"), list):
         raise DatasetError(f"dataset.captions: {cfg.captions} lacks the COCO 'images'/'annotations' lists")
     refs: dict[int, list[str]] = {}
-    for ann in data["annotations"]:
-        refs.setdefault(int(ann["image_id"]), []).append(str(ann["caption"]).strip())
+    for i, ann in enumerate(data["annotations"]):
+        where = f"dataset.captions: {cfg.captions}: annotations[{i}]"
+        image_id = _coco_id(ann, "image_id", where)
+        caption = ann.get("caption")
+        if not isinstance(caption, str):
+            got = "null" if caption is None else f"{type(caption).__name__} {caption!r}"
+            raise DatasetError(f"{where}.caption must be a string, got {got} (image_id {image_id})")
+        refs.setdefault(image_id, []).append(caption.strip())
+    for i, img in enumerate(data["images"]):
+        where = f"dataset.captions: {cfg.captions}: images[{i}]"
+        image_id = _coco_id(img, "id", where)
+        if not isinstance(img.get("file_name"), str) or not img["file_name"]:
+            raise DatasetError(f"{where} (id {image_id}) has no 'file_name'")
     images = sorted(
         (img for img in data["images"] if int(img["id"]) in refs), key=lambda img: int(img["id"])
     )

@@ -25,6 +25,7 @@ class PipelineSettings:
     cpus_per_decode_task: float
     energy_country: str | None
     accelerator_type: str | None = None  # e.g. "L4": model actors only on nodes with that accelerator
+    max_image_pixels: int | None = 89_478_485  # dataset.max_image_pixels: larger images are error rows
 
     @classmethod
     def from_grid(cls, grid: GridConfig) -> PipelineSettings:
@@ -33,6 +34,7 @@ class PipelineSettings:
             cpus_per_decode_task=grid.resources.cpus_per_decode_task,
             energy_country=grid.energy.country_iso_code if grid.energy.enabled else None,
             accelerator_type=grid.resources.accelerator_type,
+            max_image_pixels=getattr(grid.dataset, "max_image_pixels", None),
         )
 
 
@@ -168,7 +170,8 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
         # about one block per batch, so decoding streams batch by batch
         blocks = max(1, min(len(rows), math.ceil(len(rows) / cell.batch_size)))
         ds = ray.data.from_items(rows, override_num_blocks=blocks)
-        decode = DecodeFrames(settings.image_max_side) if video else DecodeImage(settings.image_max_side)
+        decode = (DecodeFrames(settings.image_max_side) if video
+                  else DecodeImage(settings.image_max_side, settings.max_image_pixels))
         ds = ds.map(decode, num_cpus=settings.cpus_per_decode_task)
         batches = ds.iter_batches(batch_size=cell.batch_size, batch_format="numpy", prefetch_batches=2)
         for i, batch in enumerate(batches):

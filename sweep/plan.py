@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 
 from actors.precision import PRECISIONS
-from actors.resolve import local_config_json
+from actors.resolve import ModelConfigError, local_config_json
 from sweep.budgets import plan_sharing
 from sweep.cells import Cell
 from sweep.store import ResultStore
@@ -80,15 +80,23 @@ def memory_refusals(cells: list[Cell], gpu_bytes: int | None, image_side: int | 
     """{cell_id: reason} for cells whose estimate exceeds the GPU (configs read locally, no download)."""
     from sweep.memory import refuse_unfit
 
-    configs = {c.model.id: cfg for c in cells
-               if not c.model.loader and (cfg := local_config_json(c.model.id, c.model.revision))}
+    configs = {}
+    for c in cells:
+        try:
+            if not c.model.loader and (cfg := local_config_json(c.model.id, c.model.revision)):
+                configs[c.model.id] = cfg
+        except ModelConfigError:  # not refused here: the plan and the model's load name the bad file
+            continue
     return refuse_unfit(cells, configs, gpu_bytes, image_side)
 
 
 def _memory_text(cell: Cell, gpu_bytes: int | None, image_side: int | None) -> str:
     from sweep.memory import estimate_cell_bytes
 
-    config = None if cell.model.loader else local_config_json(cell.model.id, cell.model.revision)
+    try:
+        config = None if cell.model.loader else local_config_json(cell.model.id, cell.model.revision)
+    except ModelConfigError:
+        return "unknown (config.json is not valid)"
     if config is None:
         return "unknown (no local config.json)"
     try:

@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+PIL_MAX_IMAGE_PIXELS = 89_478_485  # PIL's own default decompression-bomb limit
+
+
+class ImageTooLarge(ValueError):
+    """More pixels than `dataset.max_image_pixels`: a decompression bomb, or an image too large to decode."""
+
+
+def check_pixels(width: int, height: int, max_pixels: int | None) -> None:
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageTooLarge(f"{width}x{height} = {width * height} pixels is more than "
+                            f"dataset.max_image_pixels = {max_pixels} (a decompression bomb?)")
+
 
 class DecodeImage:
-    """Read and resize one image; a missing or corrupt file becomes an error row, never an exception."""
+    """Read and resize one image; a missing, corrupt or too large file (more pixels than `max_pixels`,
+    checked from the header before decoding) becomes an error row, never an exception."""
 
-    def __init__(self, max_side: int):
+    def __init__(self, max_side: int, max_pixels: int | None = PIL_MAX_IMAGE_PIXELS):
         self.max_side = max_side
+        self.max_pixels = max_pixels
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         out = {"sample_id": row["sample_id"], "error": "", "image_width": 0, "image_height": 0}
@@ -20,15 +35,23 @@ class DecodeImage:
             out["error"] = str(row["error"])
             out["image"] = np.zeros((1, 1, 3), dtype=np.uint8)
             return out
+        limit = Image.MAX_IMAGE_PIXELS
         try:
-            with Image.open(row["path"]) as img:
-                img = img.convert("RGB")
-                out["image_width"], out["image_height"] = img.size
-                img.thumbnail((self.max_side, self.max_side), Image.Resampling.BICUBIC)
-                out["image"] = np.asarray(img, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError, ValueError) as err:
+            with warnings.catch_warnings():
+                # the limit is ours (check_pixels, from the header): PIL's own bomb check is off meanwhile
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                Image.MAX_IMAGE_PIXELS = None
+                with Image.open(row["path"]) as img:
+                    check_pixels(*img.size, self.max_pixels)
+                    img = img.convert("RGB")
+                    out["image_width"], out["image_height"] = img.size
+                    img.thumbnail((self.max_side, self.max_side), Image.Resampling.BICUBIC)
+                    out["image"] = np.asarray(img, dtype=np.uint8)
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
             out["error"] = f"{type(err).__name__}: {err}"
             out["image"] = np.zeros((1, 1, 3), dtype=np.uint8)
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
         return out
 
 
