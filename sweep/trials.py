@@ -73,6 +73,9 @@ def _consolidate(cell: Cell, samples: list[Sample], store: ResultStore, wall: fl
     order = {s.sample_id: i for i, s in enumerate(samples)}
     table = table[table["sample_id"].isin(wanted)]
     table = table.sort_values("sample_id", key=lambda col: col.map(order)).reset_index(drop=True)
+    errors = table["error"].fillna("").astype(str)
+    if (errors != "").all():  # nothing was captioned: a failed cell, not an "ok" one without numbers
+        raise RuntimeError(f"every sample failed ({len(table)} of {len(table)}); the first: {errors.iloc[0]}")
     costs = summarize_costs(table, wall, store.read_loads(cell.cell_id)["reports"])
     if any(s.video_id for s in samples):
         costs.update(summarize_video(table))

@@ -211,9 +211,10 @@ REPORT = LoadReport("hf", "test", "llava", "cpu", 1.5, 100)
 class FakeCaptioning:
     """Stands for `caption_samples`: answers each batch of 3 with a synthetic BatchResult."""
 
-    def __init__(self, fail_after: int | None = None):
+    def __init__(self, fail_after: int | None = None, error: str = ""):
         self.calls: list[tuple[list[str], tuple[int, ...]]] = []
         self.fail_after = fail_after
+        self.error = error  # every sample's decode error ("" : all captioned)
 
     def __call__(self, cell, samples, settings, on_batch, host_pool, on_start=None, budgets=()):
         self.calls.append(([s.sample_id for s in samples], budgets))
@@ -225,8 +226,8 @@ class FakeCaptioning:
             ids = tuple(s.sample_id for s in samples[k:k + 3])
             answered = {t: BudgetResult(t, [f"{sid} {t}" for sid in ids], [t] * len(ids), 0.1 * t,
                                         "decode_step_times") for t in budgets}
-            result = batch(100.0 + k, latency=0.1 * cell.max_new_tokens, ids=ids, errors=("",) * len(ids),
-                           budgets_answered=answered)
+            result = batch(100.0 + k, latency=0.1 * cell.max_new_tokens, ids=ids,
+                           errors=(self.error,) * len(ids), budgets_answered=answered)
             on_batch(batch_tables(result, cell.cell_id, tuple(sorted(budgets))))
         return len(samples)
 
@@ -256,6 +257,16 @@ def test_a_group_trial_writes_and_finishes_every_cell_of_the_group(tmp_path, mon
     assert costs == store.finished_costs(lead.cell_id, wanted)
     assert store.finished_costs(derived[1].cell_id, wanted)["latency_p50_s"] == pytest.approx(0.4)
     assert "shared_generation" not in store.read_captions(lead.cell_id)
+
+
+def test_a_cell_whose_every_sample_failed_is_a_failed_cell(tmp_path, monkeypatch):
+    from sweep import trials
+
+    store = ResultStore(tmp_path)
+    monkeypatch.setattr(trials, "caption_samples", FakeCaptioning(error="FileNotFoundError: gone.jpg"))
+    with pytest.raises(RuntimeError, match=r"every sample failed \(6 of 6\); the first: FileNotFoundError"):
+        trials.run_cell(cell(8), SAMPLES, None, store, None)
+    assert store.finished_costs(cell(8).cell_id, {s.sample_id for s in SAMPLES}) is None
 
 
 def test_a_half_finished_group_resumes_what_its_members_lack(tmp_path, monkeypatch):

@@ -183,7 +183,8 @@ def test_log_cell_extra_adds_metrics_and_tags_to_an_existing_child_run(tmp_path)
 def test_publish_reports_a_sweep_whose_every_cell_failed(tmp_path, capsys):
     grid, samples, cells = _grid(tmp_path)
     plan = plan_sweep(grid, cells, samples)
-    outcomes = {c.cell_id: CellOutcome(c, "failed", {}, {}, reason="load failed: no such model") for c in cells}
+    reason = "load failed: no such model"
+    outcomes = {c.cell_id: CellOutcome(c, "failed", {}, {}, reason=reason) for c in cells}
     code, results = publish_results(plan, Execution(outcomes, [], None, "sqlite:///x.db"), PhaseTimer())
     assert code == 1 and list(results["status"]) == ["failed", "failed"]
     assert (tmp_path / "results.csv").is_file() and (tmp_path / "report.html").is_file()
