@@ -163,8 +163,21 @@ def token_budgets_md(tb: dict[str, Any]) -> list[str]:
     return lines
 
 
+def scoring_md(sc: dict[str, Any]) -> list[str]:
+    return [
+        f"## 7. Scoring time of one cell at {sc['images']} images ({sc['note']})", "",
+        *table(["", "seconds", "CIDEr"], [
+            ["before: pycocoevalcap corpus scores", f"{sc['before_seconds']:.1f}",
+             f"{sc['cider_before']:.4f}"],
+            ["after: per-image scores", f"{sc['after_seconds']:.1f}", f"{sc['cider_after']:.4f}"],
+            ["after: bootstrap intervals", f"{sc['intervals_seconds']:.2f}", ""],
+        ]),
+        f"After / before: **{sc['ratio_after_vs_before']:.2f}**, median of {sc['repeats']}.", "",
+    ]
+
+
 MARKDOWN = {"batching": batching_md, "engine": engine_md, "rerun": rerun_md, "scaling": scaling_md,
-            "gpu": gpu_md, "token_budgets": token_budgets_md}
+            "gpu": gpu_md, "token_budgets": token_budgets_md, "scoring": scoring_md}
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -203,6 +216,10 @@ def console(name: str, data: dict[str, Any]) -> list[str]:
             f"{g['wall_seconds_unshared']:.1f}s = {g['ratio_wall']:.2f}x"
             for g in data["grids"].values()
         ]
+    if name == "scoring":
+        return [f"   {data['images']} images: before {data['before_seconds']:.1f}s, after "
+                f"{data['after_seconds']:.1f}s + intervals {data['intervals_seconds']:.2f}s "
+                f"= {data['ratio_after_vs_before']:.2f}x"]
     if name == "scaling":
         return [
             f"   replicas {x['replicas']}: wall {x['wall_seconds']:.1f}s, "

@@ -413,7 +413,7 @@ class CaptionScorer:
                 df = document_frequencies
                 df_used = df.describe()
             columns: dict[str, list[float]] = {"cider": _cider_d(hyp_grams, ref_grams, df)}
-            columns["meteor"] = self._meteor_scores(gts, res)
+            columns["meteor"] = self._meteor_scores(gts, res)[1]
             columns["rouge_l"] = [float(v) for v in Rouge().compute_score(gts, res)[1]]
             stats = [_bleu_statistics(h, r) for h, r in zip(hyp_grams, ref_grams, strict=True)]
             for j, name in enumerate(BLEU_COLUMNS):
@@ -428,8 +428,9 @@ class CaptionScorer:
             self._maybe_spice(gts, res, out)
             return CellScores(per_image, out, df_used)
 
-    def _meteor_scores(self, gts: dict[int, list[str]], res: dict[int, list[str]]) -> list[float]:
-        """Per-image METEOR, in the order of `res` (the segment scores of one METEOR EVAL request)."""
+    def _meteor_scores(self, gts: dict[int, list[str]],
+                       res: dict[int, list[str]]) -> tuple[float, list[float]]:
+        """(corpus METEOR, per-image METEOR in the order of `res`) from one METEOR EVAL request."""
         m_gts, m_res = _meteor_inputs(gts, res)
         if self._meteor is not None and self._meteor.meteor_p.poll() is not None:
             _stop_meteor(self._meteor)  # the JVM died between calls (e.g. killed): start afresh
@@ -443,7 +444,8 @@ class CaptionScorer:
         watchdog.daemon = True
         watchdog.start()
         try:
-            scores = [float(s) for s in meteor.compute_score(m_gts, m_res)[1]]
+            corpus, segments = meteor.compute_score(m_gts, m_res)
+            scores = [float(s) for s in segments]
         except Exception as err:
             self._meteor = None
             _stop_meteor(meteor)
@@ -452,7 +454,28 @@ class CaptionScorer:
             watchdog.cancel()
         if len(scores) != len(res):
             raise RuntimeError(f"METEOR returned {len(scores)} segment scores for {len(res)} images")
-        return scores
+        return float(corpus), scores
+
+    def pycocoevalcap_scores(self, predictions: Mapping[Any, str],
+                             references: Mapping[Any, list[str]]) -> dict[str, float]:
+        """The corpus scores as pycocoevalcap computes them (and this scorer did before per-image scores):
+        its Cider (document frequencies from the scored references), Bleu, corpus METEOR and Rouge on one
+        tokenization. For comparison with published numbers and as the benchmarks' "before"."""
+        from pycocoevalcap.bleu.bleu import Bleu
+        from pycocoevalcap.cider.cider import Cider
+
+        ids = list(predictions)
+        tok = tokenize({**{("res", i): [predictions[i]] for i in ids},
+                        **{("gts", i): references[i] for i in ids}})
+        res = {n: tok[("res", i)] for n, i in enumerate(ids)}
+        gts = {n: tok[("gts", i)] for n, i in enumerate(ids)}
+        with self._lock:
+            out = {"cider": float(Cider().compute_score(gts, res)[0])}
+            bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+            out.update({f"bleu_{k}": float(b) for k, b in enumerate(bleu, start=1)})
+            out["meteor"] = self._meteor_scores(gts, res)[0]
+            out["rouge_l"] = float(Rouge().compute_score(gts, res)[0])
+        return out
 
     def _maybe_spice(
         self, gts: dict[int, list[str]], res: dict[int, list[str]], out: dict[str, float]

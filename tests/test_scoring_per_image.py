@@ -20,7 +20,6 @@ import pytest
 from conftest import grid_dict
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
-from pycocoevalcap.rouge.rouge import Rouge
 
 from sweep import recorder as recorder_module
 from sweep import scoring
@@ -333,29 +332,12 @@ def scorer():
         yield s
 
 
-def _classic_corpus_scores(scorer: CaptionScorer, predictions: dict, references: dict) -> dict[str, float]:
-    """What CaptionScorer.score ran until now: pycocoevalcap's corpus scorers on one tokenization (with the
-    scorer's warm METEOR JVM)."""
-    ids = list(predictions)
-    tok = scoring.tokenize({**{("res", i): [predictions[i]] for i in ids},
-                            **{("gts", i): references[i] for i in ids}})
-    res = {i: tok[("res", i)] for i in ids}
-    gts = {i: tok[("gts", i)] for i in ids}
-    out = {"cider": Cider().compute_score(gts, res)[0]}
-    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
-    out.update({f"bleu_{k}": b for k, b in enumerate(bleu, start=1)})
-    m_gts, m_res = scoring._meteor_inputs(gts, res)
-    out["meteor"] = scorer._meteor.compute_score(m_gts, m_res)[0]
-    out["rouge_l"] = Rouge().compute_score(gts, res)[0]
-    return out
-
-
 @pytest.fixture(scope="module")
 def full_scores(val2017, scorer) -> dict:
     """One 5,000-image cell scored by score_images with whole-set document frequencies, and, timed right
     before it on the same warm JVM, the corpus scores as CaptionScorer.score computed them until now."""
     start = time.perf_counter()
-    classic = _classic_corpus_scores(scorer, val2017["predictions"], val2017["references"])
+    classic = scorer.pycocoevalcap_scores(val2017["predictions"], val2017["references"])
     before = time.perf_counter() - start
     start = time.perf_counter()
     result = scorer.score_images(val2017["predictions"], val2017["references"], val2017["df"])
