@@ -63,7 +63,7 @@ def load_coco_samples(cfg: DatasetConfig) -> list[Sample]:
     """Images with at least one reference caption, optionally a seeded subset of `limit`.
 
     Missing image files are kept (the decode stage turns them into error rows) so one bad file
-    never hides the rest of the dataset.
+    never hides the rest of the dataset; a dataset none of whose images exists (or has bytes) is refused.
     """
     try:
         data = json.loads(cfg.captions.read_bytes().decode("utf-8"))
@@ -114,7 +114,18 @@ def load_coco_samples(cfg: DatasetConfig) -> list[Sample]:
                 content_sha1=_sha1(path),
             )
         )
+    if not any(_is_image_file(Path(s.path)) for s in samples):
+        raise DatasetError(f"dataset.images: none of the {len(samples)} images to caption is a non-empty "
+                           f"file under {cfg.images} (e.g. {samples[0].path}); check dataset.images")
     return samples
+
+
+def _is_image_file(path: Path) -> bool:
+    """Cheap: the file exists and is not empty (decoding is the pipeline's, an error row per bad image)."""
+    try:
+        return path.is_file() and path.stat().st_size > 0
+    except OSError:
+        return False
 
 
 def dataset_fingerprint(samples: list[Sample], image_max_side: int) -> str:

@@ -230,6 +230,7 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer) ->
     from sweep.report import (
         add_statistics,
         degenerate_notes,
+        error_row_lines,
         format_table,
         front_pool,
         load_tables,
@@ -281,6 +282,8 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer) ->
         print(f"WARNING: {warning}")
     for note in notes:
         print(f"note: {note}")
+    for line in error_row_lines(out, results):  # cells with images they could not caption: the first why
+        print(line)
     print(f"results:   {out / 'results.csv'}  (per-cell caption tables under {out / 'cells'})")
     print(f"plots:     {', '.join(p.name for p in plots)} in {out}")
     print(f"report:    {report}  (rebuild: python -m sweep.report {out})")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,8 +38,18 @@ QUALITY_KEYS = ("cider", "bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "roug
 # columns every results row has (NaN for a failed cell), so that a sweep whose every cell failed still
 # gets its table, fronts and report
 RESULT_METRICS = (*QUALITY_KEYS[:-1], "latency_p50_s", "peak_memory_gb", "energy_kwh", "weight_bytes")
-# scores.json keeps how the cell was scored beside its scores: read back only when it still matches
+# scores.json keeps how the cell was scored beside its scores: read back only when it still matches (the
+# document frequencies, the reference set file, and the references of the scored samples)
 SCORING_STAMP = "scoring"
+
+
+def references_fingerprint(references: dict[str, list[str]]) -> str:
+    """sha256 over the sorted (sample id, references): changes when any sample's references change."""
+    h = hashlib.sha256()
+    for sample_id in sorted(references):
+        h.update(json.dumps([sample_id, list(references[sample_id])]).encode())
+        h.update(b"\n")
+    return h.hexdigest()
 
 
 @dataclass
@@ -146,7 +158,8 @@ class SweepRecorder:
         if self._stamp is None:
             captions = self.reference_captions
             key = file_sha256(captions) if self.df_mode == DF_REFERENCE_SET and captions is not None else ""
-            self._stamp = {"cider_document_frequencies": self.df_mode, "reference_set_sha256": key}
+            self._stamp = {"cider_document_frequencies": self.df_mode, "reference_set_sha256": key,
+                           "references_sha256": references_fingerprint(self.references)}
         return self._stamp
 
     def score(self, table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:
@@ -196,6 +209,7 @@ class SweepRecorder:
         extra["cider_document_frequencies"] = self.df_mode
         params = cell_params(cell, report, loads["generation"], extra)
         scores = self._stored_scores(cell_id, table) if from_store else None
+        rescored = scores is None
         if scores is None:
             table, scores = self.score(table)
             # the table first: read_scores trusts scores.json only when it is newer than the table
@@ -204,10 +218,13 @@ class SweepRecorder:
         metrics = {**{k: v for k, v in costs.items() if isinstance(v, int | float)}, **scores}
         outcome = CellOutcome(cell, "ok", metrics, params, reused=from_store)
         outcome.span = cell_span(table, costs)
+        artifacts = [self.store.captions_path(cell_id), self.store.config_path(cell_id)]
         if from_store and self.tracker is not None:
             outcome.run_id = self._existing_run(cell_id)
+            if outcome.run_id is not None and rescored:
+                self._relog(outcome, artifacts)
         if outcome.run_id is None:
-            self._log(outcome, [self.store.captions_path(cell_id), self.store.config_path(cell_id)])
+            self._log(outcome, artifacts)
         self.outcomes[cell_id] = outcome
         return outcome
 
@@ -226,6 +243,23 @@ class SweepRecorder:
         except Exception as err:
             self.notes.append(f"MLflow lookup of cell {cell_id} failed: {err}")
             return None
+
+    def _relog(self, outcome: CellOutcome, artifacts: list) -> None:
+        """A stored cell scored again (its references or the scoring changed, the captions did not): the new
+        scores go onto its existing child run, as the metric's latest value (MLflow shows the latest), with
+        its re-scored captions table; the run keeps its id, params and FINISHED status. A score that is now
+        NaN is not logged (MLflow takes no NaN) and keeps its old value there; results.csv has the NaN."""
+        try:
+            with self.timer.phase("mlflow"):
+                tags = {"rescored": "references or scoring changed; scores recomputed from stored captions",
+                        **{f"scoring_{k}": v for k, v in self.scoring_stamp().items()}}
+                self.tracker.log_cell_extra(outcome.run_id, outcome.metrics, tags)
+                for path in artifacts:
+                    self.tracker.client.log_artifact(outcome.run_id, str(path))
+        except Exception as err:
+            log.error("MLflow re-logging of cell %s failed: %s", outcome.cell.cell_id, err)
+            self.notes.append(f"MLflow re-logging of the new scores of cell {outcome.cell.cell_id} failed: "
+                              f"{err}")
 
     def _log(self, outcome: CellOutcome, artifacts: list) -> None:
         if self.tracker is None:

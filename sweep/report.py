@@ -230,12 +230,25 @@ def _table_value(row: pd.Series, key: str) -> str:
         return with_interval(row, key)
     if key == "degenerate_output":
         return degenerate_mark(row[key])
+    if key == "n_errors":
+        value = _as_float(row[key])
+        return f"{value:.0f}" if math.isfinite(value) else "-"
     return _fmt(row[key])
 
 
+def _has_error_rows(results: pd.DataFrame) -> pd.Series:
+    if "n_errors" not in results:
+        return pd.Series(False, index=results.index)
+    return pd.to_numeric(results["n_errors"], errors="coerce").fillna(0) > 0
+
+
 def format_table(results: pd.DataFrame) -> str:
-    """A plain-text table (no control characters: it reads the same in a terminal and a job log)."""
+    """A plain-text table (no control characters: it reads the same in a terminal and a job log). An
+    `errors` column (each cell's error rows: images it could not caption) when any cell has one."""
     cols = [(k, h) for k, h in TABLE_COLUMNS if k in results]
+    if _has_error_rows(results).any():
+        at = next((i + 1 for i, (k, _) in enumerate(cols) if k == "status"), len(cols))
+        cols.insert(at, ("n_errors", "errors"))
     if "degenerate_output" in results and not (results["degenerate_output"] == 1.0).any():
         cols = [(k, h) for k, h in cols if k != "degenerate_output"]  # the marker column only when needed
     cells = [[h for _, h in cols]]
@@ -245,6 +258,27 @@ def format_table(results: pd.DataFrame) -> str:
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def error_row_lines(out_dir: Path, results: pd.DataFrame) -> list[str]:
+    """For each cell with error rows: how many, and the first error reason (from its caption table)."""
+    from sweep.store import ResultStore
+
+    store, lines = ResultStore(out_dir), []
+    for _, row in results[_has_error_rows(results)].iterrows():
+        first = ""
+        try:
+            errors = store.read_captions(row["cell_id"])["error"].astype(str)
+            first = next((e for e in errors if e), "")
+        except Exception:  # no table (failed cell) or an old one: the count alone
+            pass
+        total = _as_float(row.get("n_samples"))
+        of = f" of {total:.0f}" if math.isfinite(total) else ""
+        count = f"{_as_float(row['n_errors']):.0f}{of}"
+        lines.append(f"  {row['label']}: {count} images not captioned (error rows)"
+                     + (f"; the first: {first[:300]}" if first else ""))
+    return ([f"{len(lines)} cells have error rows (images they could not caption, not scored):", *lines]
+            if lines else [])
 
 
 def degenerate_notes(results: pd.DataFrame) -> list[str]:
@@ -281,6 +315,14 @@ def rebuild(out_dir: Path) -> Path:
     for col in ("pareto", "pareto_tied", "reason", "backend", "weights"):
         if col in results:
             results[col] = results[col].astype(object).fillna("")
+    # a results.csv of failed cells only, written before every row had the metric columns (issue 19, 8)
+    for col in (QUALITY, "bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", *COSTS.values(),
+                "weight_bytes"):
+        if col not in results:
+            results[col] = math.nan
+    for col in ("pareto", "pareto_tied", "reason", "backend", "weights", "peak_memory_kind"):
+        if col not in results:
+            results[col] = ""
     references = json.loads((out_dir / "samples.json").read_text())["references"]
     plots = plot_fronts(results, out_dir)
     _, note = front_pool(results)

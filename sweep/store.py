@@ -9,11 +9,16 @@ cells/<cell_id>/
                      by a shared generation: that generation's hosts, settings at its own budget)
   costs.json         the finished cell's cost metrics
   failure.json       why the cell's last attempt failed
+
+A part is only ever a visible `parts/<hex>.parquet`: the hidden `.<name>.*.parquet` beside them are temp
+files of a write in progress (or left by a kill mid-write) and are never read. A part that cannot be read
+is set aside as `<name>.unreadable` (kept, with a warning) and its samples are simply not done.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import uuid
@@ -24,6 +29,8 @@ import pandas as pd
 
 from actors.contract import CellStart
 from sweep.cells import Cell
+
+log = logging.getLogger(__name__)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -62,6 +69,7 @@ def at_budget(generation: dict, max_new_tokens: int) -> dict:
 class ResultStore:
     def __init__(self, root: Path):
         self.root = Path(root)
+        self.notes: list[str] = []  # parts set aside as unreadable, in this process
 
     def cell_dir(self, cell_id: str) -> Path:
         return self.root / "cells" / cell_id
@@ -115,25 +123,48 @@ class ResultStore:
         atomic_write_parquet(path, rows)
         return path
 
+    def part_paths(self, cell_id: str) -> list[Path]:
+        """The cell's parts: visible `*.parquet` only, never a hidden temp file of a write (`.<name>.*`)."""
+        return sorted(p for p in self.parts_dir(cell_id).glob("*.parquet") if not p.name.startswith("."))
+
+    def _read_part(self, path: Path, columns: list[str] | None = None) -> pd.DataFrame | None:
+        """One part, or None when it cannot be read: then it is renamed `<name>.unreadable` (kept for a
+        look, out of the way of every later read) and its samples count as not done."""
+        try:
+            return pd.read_parquet(path, columns=columns)
+        except FileNotFoundError:
+            return None  # consolidated or set aside meanwhile
+        except Exception as err:
+            aside = path.with_name(path.name + ".unreadable")
+            try:
+                os.replace(path, aside)
+            except OSError:
+                pass
+            note = (f"unreadable part {path} ({type(err).__name__}: {err}) set aside as {aside.name}; "
+                    "its samples are recomputed")
+            log.warning(note)
+            self.notes.append(note)
+            return None
+
     def read_parts(self, cell_id: str) -> pd.DataFrame:
-        parts = sorted(self.parts_dir(cell_id).glob("*.parquet"))
-        if not parts:
+        tables = [t for t in (self._read_part(p) for p in self.part_paths(cell_id)) if t is not None]
+        if not tables:
             return pd.DataFrame()
-        table = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+        table = pd.concat(tables, ignore_index=True)
         # an actor restarted mid-batch may have written a batch twice: keep the first copy
         return table.drop_duplicates("sample_id", keep="first").reset_index(drop=True)
 
     def done_sample_ids(self, cell_id: str) -> set[str]:
         if self.captions_path(cell_id).is_file():
             return set(pd.read_parquet(self.captions_path(cell_id), columns=["sample_id"])["sample_id"])
-        parts = sorted(self.parts_dir(cell_id).glob("*.parquet"))
-        return {sid for p in parts for sid in pd.read_parquet(p, columns=["sample_id"])["sample_id"]}
+        parts = [self._read_part(p, ["sample_id"]) for p in self.part_paths(cell_id)]
+        return {sid for t in parts if t is not None for sid in t["sample_id"]}
 
     def finish_cell(self, cell_id: str, table: pd.DataFrame, costs: dict) -> None:
         """The consolidated table, then its costs, then the parts go: a reader never sees a gap."""
         atomic_write_parquet(self.captions_path(cell_id), table)
         atomic_write_bytes(self.costs_path(cell_id), json.dumps(costs, indent=2).encode())
-        for part in self.parts_dir(cell_id).glob("*.parquet"):
+        for part in self.part_paths(cell_id):  # not a temp file: it may be another writer's, in progress
             part.unlink(missing_ok=True)
 
     def finished_costs(self, cell_id: str, sample_ids: set[str]) -> dict | None:
