@@ -16,6 +16,7 @@ from sweep.budgets import Sharing, plan_sharing
 from sweep.cells import Cell
 from sweep.config import GridConfig
 from sweep.data import Sample
+from sweep.lock import holds_sweep_lock
 from sweep.phases import PhaseTimer
 from sweep.store import ResultStore
 
@@ -70,18 +71,49 @@ class SweepResult:
     phases: dict[str, float]  # seconds per phase (sweep.phases.PHASES); they may overlap
 
 
+_RAY_CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+_saved_cluster_setting: list = []  # (environment value, ray_constants.ENABLE_RAY_CLUSTER) before loopback
+
+
+def _loopback_only(on: bool) -> None:
+    """An embedded Ray on loopback alone. Ray 2.60 turns `_node_ip_address="127.0.0.1"` back into the
+    machine's external address unless `ray_constants.ENABLE_RAY_CLUSTER` is false (its single-node mode,
+    the default on macOS and Windows); with a loopback node IP the GCS, raylet, workers, dashboard and
+    runtime-env agents and the metrics servers listen on 127.0.0.1 only. The environment variable carries
+    it to Ray's processes, the constant to this one (read when ray is imported); joining a cluster
+    restores both."""
+    from ray._private import ray_constants
+
+    if on:
+        if not _saved_cluster_setting:
+            before = (os.environ.get(_RAY_CLUSTER_ENV), ray_constants.ENABLE_RAY_CLUSTER)
+            _saved_cluster_setting.append(before)
+        os.environ[_RAY_CLUSTER_ENV] = "0"
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    elif _saved_cluster_setting:
+        value, ray_constants.ENABLE_RAY_CLUSTER = _saved_cluster_setting.pop()
+        if value is None:
+            os.environ.pop(_RAY_CLUSTER_ENV, None)
+        else:
+            os.environ[_RAY_CLUSTER_ENV] = value
+
+
 def init_ray(grid: GridConfig, cells: list[Cell], address: str | None, verbose: bool) -> str:
     """Join the cluster named by --address/$RAY_ADDRESS, else start an embedded Ray."""
     import ray
 
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
+        _loopback_only(False)
         ray.init(address=address, log_to_driver=verbose)
         return f"Ray cluster at {address}"
+    _loopback_only(True)
+    # authentication is off only here, where every Ray process listens on loopback alone
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import torch
 
-    kwargs: dict = {"include_dashboard": False, "log_to_driver": verbose}
+    kwargs: dict = {"include_dashboard": False, "log_to_driver": verbose, "_node_ip_address": "127.0.0.1",
+                    "dashboard_host": "127.0.0.1"}
     if torch.cuda.device_count() == 0:
         # Logical GPUs let cells and replicas run side by side exactly as they would on real ones.
         need = max(c.gpus_per_actor * c.replicas for c in cells)
@@ -319,6 +351,7 @@ def _log_cell_extras(tracker: Any, outcomes: dict[str, Any], results: Any) -> li
     return notes
 
 
+@holds_sweep_lock  # the whole invocation owns output_dir/.sweep.lock: a second sweep there exits 2
 def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample] | None, address: str | None = None,
               verbose: bool = False, fresh: bool = False) -> SweepResult:
     """Plan, execute and publish one sweep invocation. `samples` None: video, whose scenes are detected

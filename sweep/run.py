@@ -1,7 +1,8 @@
 """`python -m sweep.run grid.yaml`: the command line. It validates the grid and the dataset, expands the
 cells, and hands them to the engine (`sweep.engine`: plan → execute → publish) or prints the dry-run plan.
 
-Exit codes: 0 every cell succeeded, 1 some cells failed, 2 the grid or dataset is invalid.
+Exit codes: 0 every cell succeeded, 1 some cells failed, 2 the grid or dataset is invalid, or the output
+dir is a file, not writable or in use by another sweep (nothing started).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sweep.cells import expand_cells
 from sweep.config import GridConfig, GridError, load_grid
 from sweep.data import DatasetError, Sample, dataset_fingerprint, load_coco_samples
 from sweep.engine import run_sweep
+from sweep.lock import OutputDirError, check_output_dir
 from sweep.store import ResultStore
 
 log = logging.getLogger("sweep")
@@ -25,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m sweep.run",
         description="Caption a dataset with every cell of a model x precision x max_new_tokens grid, "
         "score and measure each cell, log to MLflow and report the quality-vs-cost Pareto fronts.",
-        epilog="Exit codes: 0 all cells ok, 1 some cells failed, 2 invalid grid or dataset.",
+        epilog="Exit codes: 0 all cells ok, 1 some cells failed, 2 invalid grid or dataset, or an output dir "
+        "that is a file, not writable or in use by another sweep (nothing started).",
     )
     p.add_argument("grid", type=Path, help="grid.yaml describing the sweep")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -61,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         grid = load_grid(args.grid, args.overrides)
         samples, fingerprint = load_samples(grid)
-    except (GridError, DatasetError) as err:
+        check_output_dir(grid.output_dir, create=not args.dry_run)
+    except (GridError, DatasetError, OutputDirError) as err:
         print(err, file=sys.stderr)
         return 2
     cells = expand_cells(grid, fingerprint)
@@ -77,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sweep '{grid.name}': {len(cells)} cells x {count} (dry run)")
         print(format_plan(plans))
         return 0 if all(p.runnable for p in plans) else 1
-    return run_sweep(grid, cells, samples, args.address, args.verbose, args.fresh).exit_code
+    try:
+        return run_sweep(grid, cells, samples, args.address, args.verbose, args.fresh).exit_code
+    except OutputDirError as err:  # another sweep holds the output dir: nothing started
+        print(err, file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
