@@ -190,13 +190,16 @@ def open_tracker(plan: SweepPlan, timer: PhaseTimer) -> tuple[Any, str, str | No
 
 
 def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None, verbose: bool = False,
-                 where: str | None = None) -> Execution:
+                 where: str | None = None, stop: Any = None) -> Execution:
     """Record the stored and refused cells, run the rest as Ray Tune trials (each scored and logged as
-    it finishes), and give every cell an outcome, also when the sweep is interrupted."""
+    it finishes), and give every cell an outcome, also when the sweep is interrupted. `stop`
+    (`sweep.stopping.StopSignals`): a first SIGINT/SIGTERM ends the trials; the cells without an outcome
+    are then recorded as interrupted (their finished batches stay in the store: a re-run resumes them)."""
     from sweep.pipeline import PipelineSettings
     from sweep.progress import SweepProgress
     from sweep.recorder import CellCallback, SweepRecorder
     from sweep.scoring import CaptionScorer
+    from sweep.stopping import SweepInterrupted
     from sweep.trials import run_trials
 
     grid, cells, samples = plan.grid, plan.cells, plan.samples
@@ -206,6 +209,8 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
                 where = init_ray(grid, plan.todo, address, verbose)
         else:
             where = "no Ray (all cells are stored)"
+    if stop is not None:
+        stop.install()  # again: ray.init installs a SIGTERM handler of its own that aborts the driver
     if plan.archived:
         print(f"--fresh: earlier results of these cells moved to {plan.archived}")
     print(f"sweep '{grid.name}': {len(cells)} cells x {len(samples)} images on {where}", flush=True)
@@ -213,6 +218,11 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
         print(f"{len(plan.finished)} cells already finished in {plan.output_dir / 'cells'}: read back, "
               "not recomputed", flush=True)
     tracker, uri, tracker_note = open_tracker(plan, timer)
+    if stop is not None:
+        stop.tracker = tracker
+    if tracker is not None and tracker.closed_stale:
+        print(f"MLflow: {len(tracker.closed_stale)} earlier run(s) of this sweep left RUNNING by a driver "
+              "that is gone set KILLED", flush=True)
     if tracker_note:
         print(f"WARNING: {tracker_note}", flush=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -230,13 +240,14 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
         for cell_id, reason in plan.refused.items():  # would not fit the GPU: refused before loading
             recorder.record_failure(cell_id, reason)
             progress.cell_finished(cell_id, ok=False)
+        interrupted_by = None
         try:
-            if plan.todo:
+            if plan.todo and not (stop and stop.signum):
                 trial_cells = plan.sharing.trial_cells(plan.todo)
                 with timer.phase("trials"):
                     hosts = run_trials(trial_cells, samples, PipelineSettings.from_grid(grid), plan.store,
                                        plan.output_dir / "tune", f"{grid.name}-{stamp}",
-                                       [CellCallback(recorder)],
+                                       [CellCallback(recorder), *([stop.callback()] if stop else [])],
                                        derived={lead: g.derived for lead, g in groups.items()})
                 recorder.notes.append(f"{hosts['loads']} model loads for {len(plan.todo)} cells (a loaded "
                                       "model serves every cell of its model and precision)")
@@ -245,12 +256,24 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
                         f"{len(plan.sharing.lead_of)} cells were cut from the generation of a larger budget "
                         f"({len(trial_cells)} generations for {len(plan.todo)} cells; token-budget sharing, "
                         "off with generation.share_token_budgets: false)")
+        except SweepInterrupted as err:
+            interrupted_by = err.name
         finally:
             recorder.drain()
+            interrupted_by = interrupted_by or (stop.name if stop else None)
+            running = set(progress.running)
             for cell in cells:
                 if cell.cell_id not in recorder.outcomes:
-                    recorder.record_failure(cell.cell_id, "no result: the sweep stopped before this cell")
+                    if interrupted_by:
+                        when = "" if cell.cell_id in running else " before this cell started"
+                        recorder.record_failure(cell.cell_id, f"interrupted by {interrupted_by}{when}")
+                        progress.cell_finished(cell.cell_id, ok=False)
+                    else:
+                        recorder.record_failure(cell.cell_id, "no result: the sweep stopped before this cell")
             progress.close()
+        if interrupted_by:
+            recorder.notes.append(f"stopped by {interrupted_by}: the cells interrupted keep their finished "
+                                  "batches in the store; re-run the same grid to resume them")
     notes = [*recorder.notes, *filter(None, [tracker_note])]
     return Execution(recorder.outcomes, notes, tracker, uri)
 
@@ -358,21 +381,43 @@ def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample] | None,
     on Ray (once per video file, cached) before the plan can be made."""
     import ray
 
+    from sweep.stopping import StopSignals
+
     timer = PhaseTimer()
     where = None
-    if samples is None:
-        from sweep.video import load_video_samples
-
-        with timer.phase("ray_start"):
-            where = init_ray(grid, cells, address, verbose)
-        out = grid.output_dir.resolve()
-        out.mkdir(parents=True, exist_ok=True)
-        samples = load_video_samples(grid.dataset, out / "scene-cache")
-    plan = plan_sweep(grid, cells, samples, fresh)
+    # SIGINT/SIGTERM: a clean stop (exit 130/143, what finished written), a second one a fast stop
+    stop = StopSignals().install()
     try:
-        execution = execute_plan(plan, timer, address, verbose, where)
+        if samples is None:
+            from sweep.video import load_video_samples
+
+            with timer.phase("ray_start"):
+                where = init_ray(grid, cells, address, verbose)
+            stop.install()
+            out = grid.output_dir.resolve()
+            out.mkdir(parents=True, exist_ok=True)
+            samples = load_video_samples(grid.dataset, out / "scene-cache")
+        plan = plan_sweep(grid, cells, samples, fresh)
+        try:
+            execution = execute_plan(plan, timer, address, verbose, where, stop)
+        finally:
+            if ray.is_initialized():
+                ray.shutdown()
+        code, results = publish_results(plan, execution, timer)
+        if stop.signum:
+            code = stop.exit_code
+            if execution.tracker is not None:
+                execution.tracker.finish(ok=False, status="KILLED")
+            print(f"stopped by {stop.name}: exit {code}", flush=True)
+    except BaseException as err:  # the parent run must not stay RUNNING: KILLED (signal) or FAILED
+        tracker = stop.tracker
+        if tracker is not None and tracker.status is None:
+            killed = stop.signum or isinstance(err, KeyboardInterrupt)
+            try:
+                tracker.finish(ok=False, status="KILLED" if killed else "FAILED")
+            except Exception:
+                pass
+        raise
     finally:
-        if ray.is_initialized():
-            ray.shutdown()
-    code, results = publish_results(plan, execution, timer)
+        stop.restore()
     return SweepResult(code, results, plan.output_dir, execution.tracker, timer.snapshot())

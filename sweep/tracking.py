@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -67,12 +68,38 @@ class SweepTracker:
         else:
             exp_id = exp.experiment_id
         self.experiment_id = exp_id
+        self.sweep_name = sweep_name
+        self.closed_stale = self.close_stale_runs()
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         self.parent = self.client.create_run(
-            exp_id, run_name=f"{sweep_name}-{stamp}", tags={"sweep": sweep_name, "role": "sweep"}
+            exp_id, run_name=f"{sweep_name}-{stamp}",
+            tags={"sweep": sweep_name, "role": "sweep", "driver_pid": str(os.getpid()),
+                  "driver_host": socket.gethostname()},
         )
         self.parent_id = self.parent.info.run_id
+        self.status: str | None = None  # the parent run's final status, once finished
         self._log(self.parent_id, params=parent_params)
+
+    def close_stale_runs(self) -> list[str]:
+        """Set KILLED the parent runs of this sweep left RUNNING by a driver that is gone (SIGKILL, a
+        crash, a full disk): recorded on this host with a pid that no longer runs. Runs of other hosts,
+        and runs without driver tags, cannot be told dead from here and are left alone."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.sweep = '{self.sweep_name}' and tags.role = 'sweep' "
+                          "and attributes.status = 'RUNNING'",
+        )
+        closed = []
+        host = socket.gethostname()
+        for run in runs:
+            tags = run.data.tags
+            pid = tags.get("driver_pid", "")
+            if tags.get("driver_host") != host or not pid.isdigit() or _pid_alive(int(pid)):
+                continue
+            self.client.set_tag(run.info.run_id, "stopped", "driver gone; closed by the next run")
+            self.client.set_terminated(run.info.run_id, status="KILLED")
+            closed.append(run.info.run_id)
+        return closed
 
     def _log(self, run_id: str, params: dict | None = None, metrics: dict | None = None,
              tags: dict | None = None) -> None:
@@ -120,10 +147,25 @@ class SweepTracker:
         for path in artifacts or []:
             self.client.log_artifact(self.parent_id, str(path))
 
-    def finish(self, ok: bool) -> None:
-        self.client.set_terminated(self.parent_id, status="FINISHED" if ok else "FAILED")
+    def finish(self, ok: bool, status: str | None = None) -> None:
+        """FINISHED (ok) or FAILED; `status` overrides (KILLED: stopped by a signal)."""
+        status = status or ("FINISHED" if ok else "FAILED")
+        self.client.set_terminated(self.parent_id, status=status)
+        self.status = status
 
     def log_cell_extra(self, run_id: str, metrics: dict | None = None, tags: dict | None = None) -> None:
         """Metrics and tags known only once every cell is in (intervals, fronts with ties, the degenerate
         output flag), added to a cell's existing child run. Non-finite metrics are left out."""
         self._log(run_id, metrics=metrics, tags=tags)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
