@@ -124,6 +124,17 @@ def init_ray(grid: GridConfig, cells: list[Cell], address: str | None, verbose: 
     return f"embedded Ray with {gpus:g} {kind}"
 
 
+def shutdown_ray() -> None:
+    """Stop this process's Ray and give back Ray's own settings: a later `ray.init` or
+    `ray.cluster_utils.Cluster` in the same process (a notebook, a test session) must not start its nodes in
+    the embedded Ray's single-node loopback mode (several nodes then never come up)."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    _loopback_only(False)
+
+
 def archive_cells(store: ResultStore, cells: list[Cell]) -> Path | None:
     """--fresh: move this grid's cells out of the way, keeping them."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -379,7 +390,6 @@ def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample] | None,
               verbose: bool = False, fresh: bool = False) -> SweepResult:
     """Plan, execute and publish one sweep invocation. `samples` None: video, whose scenes are detected
     on Ray (once per video file, cached) before the plan can be made."""
-    import ray
 
     from sweep.stopping import StopSignals
 
@@ -401,8 +411,7 @@ def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample] | None,
         try:
             execution = execute_plan(plan, timer, address, verbose, where, stop)
         finally:
-            if ray.is_initialized():
-                ray.shutdown()
+            shutdown_ray()
         code, results = publish_results(plan, execution, timer)
         if stop.signum:
             code = stop.exit_code

@@ -173,6 +173,15 @@ def test_authentication_is_disabled_only_for_the_loopback_embedded_ray(monkeypat
     assert calls.pop()[1] is None
     assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in os.environ
 
+    # the sweep's end gives Ray's settings back too: a later ray.cluster_utils.Cluster in the same process
+    # (test_cluster after an embedded sweep) would otherwise start its nodes in single-node mode and hang
+    cluster_default = ray_constants.ENABLE_RAY_CLUSTER
+    engine.init_ray(grid, cells, None, False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    engine.shutdown_ray()
+    assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in os.environ
+    assert ray_constants.ENABLE_RAY_CLUSTER is cluster_default
+
 
 PROBE = textwrap.dedent("""
     import json, os, sys, time
