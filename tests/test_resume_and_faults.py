@@ -44,8 +44,10 @@ def test_fresh_archives_instead_of_deleting(coco_mini, tmp_path):
 
 @pytest.mark.slow  # a sweep on Ray
 def test_a_model_that_fails_to_load_fails_only_its_cell(coco_mini, tmp_path):
-    missing = tmp_path / "no-such-model"
-    code, info, _ = _sweep(coco_mini, tmp_path / "out", [{"id": "tiny:llava"}, {"id": str(missing)}])
+    broken = tmp_path / "no-such-model"  # a folder that says llava but holds no processor nor weights
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "llava"}')
+    code, info, _ = _sweep(coco_mini, tmp_path / "out", [{"id": "tiny:llava"}, {"id": str(broken)}])
     assert code == 1
     results = info.results.set_index("model")
     assert results.loc["llava", "status"] == "ok"
