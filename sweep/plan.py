@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from actors.precision import PRECISIONS
 from actors.resolve import ModelConfigError, local_config_json
-from sweep.budgets import plan_sharing
+from sweep.budgets import family_of, plan_sharing
 from sweep.cells import Cell
 from sweep.store import ResultStore
 
@@ -29,20 +29,6 @@ class CellPlan:
     @property
     def runnable(self) -> bool:
         return not self.problems
-
-
-def _family_of(cell: Cell):
-    from actors.registry import detect_family, get_family
-
-    spec = cell.model
-    if spec.family:
-        return get_family(spec.family), None
-    if spec.is_tiny:
-        return get_family(spec.id.removeprefix("tiny:")), None
-    config = local_config_json(spec.id, spec.revision)
-    if config is None:
-        return None, "family unknown: config.json is not available locally; set `family:` on the model"
-    return detect_family(config), None
 
 
 def _backend(cell: Cell, family) -> tuple[str, str]:
@@ -121,13 +107,13 @@ def plan_cells(cells: list[Cell], store: ResultStore, sample_ids: set[str],
         if cell.cell_id in refused:
             plan.problems.append(refused[cell.cell_id])
         try:
-            family, problem = _family_of(cell) if not cell.model.loader else (None, None)
+            family, problem = family_of(cell) if not cell.model.loader else (None, "")
         except ValueError as err:
             family, problem = None, str(err)
         if cell.model.loader:
             plan.family, plan.backend, plan.backend_reason = "custom", "custom", f"loader {cell.model.loader}"
         elif family is None:
-            plan.problems.append(problem or "family unknown")
+            plan.problems.append(problem if "config.json" in problem else f"family unknown: {problem}")
         else:
             plan.family = family.name
             if family.requires_remote_code and not cell.model.trust_remote_code:
