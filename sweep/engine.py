@@ -4,6 +4,7 @@ MLflow) → publish (results.csv, fronts, plots, report, the summary). Each phas
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -60,6 +61,7 @@ class Execution:
     notes: list[str]
     tracker: Any
     tracking_uri: str
+    halted: str | None = None  # why the sweep stopped without a signal (a disk that filled mid-run)
 
 
 @dataclass
@@ -206,11 +208,12 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
     it finishes), and give every cell an outcome, also when the sweep is interrupted. `stop`
     (`sweep.stopping.StopSignals`): a first SIGINT/SIGTERM ends the trials; the cells without an outcome
     are then recorded as interrupted (their finished batches stay in the store: a re-run resumes them)."""
+    from sweep.disk import storage_failure
     from sweep.pipeline import PipelineSettings
     from sweep.progress import SweepProgress
     from sweep.recorder import CellCallback, SweepRecorder
     from sweep.scoring import CaptionScorer
-    from sweep.stopping import SweepInterrupted
+    from sweep.stopping import SweepHalted, SweepInterrupted
     from sweep.trials import run_trials
 
     grid, cells, samples = plan.grid, plan.cells, plan.samples
@@ -245,13 +248,15 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
                                  document_frequencies=grid.scoring.document_frequencies,
                                  reference_captions=getattr(grid.dataset, "captions", None),
                                  derived=served)
+        if stop is not None:
+            recorder.on_storage_failure = stop.halt
         for cell_id, costs in plan.finished.items():
             recorder.record(cell_id, costs, from_store=True)
             progress.cell_reused(cell_id)
         for cell_id, reason in plan.refused.items():  # would not fit the GPU: refused before loading
             recorder.record_failure(cell_id, reason)
             progress.cell_finished(cell_id, ok=False)
-        interrupted_by = None
+        interrupted_by = halted = None
         try:
             if plan.todo and not (stop and stop.signum):
                 trial_cells = plan.sharing.trial_cells(plan.todo)
@@ -269,15 +274,24 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
                         "off with generation.share_token_budgets: false)")
         except SweepInterrupted as err:
             interrupted_by = err.name
+        except SweepHalted as err:
+            halted = err.reason
+        except Exception as err:  # Tune's own writes (its error files, its state) on a disk that filled
+            reason = storage_failure(err)
+            if reason is None and not (stop and stop.halted):
+                raise
+            halted = f"the output disk is full or read-only ({reason})" if reason else stop.halted
         finally:
             recorder.drain()
             interrupted_by = interrupted_by or (stop.name if stop else None)
+            halted = halted or (stop.halted if stop else None)
             running = set(progress.running)
             for cell in cells:
                 if cell.cell_id not in recorder.outcomes:
-                    if interrupted_by:
+                    if interrupted_by or halted:
+                        why = f"interrupted by {interrupted_by}" if interrupted_by else f"stopped: {halted}"
                         when = "" if cell.cell_id in running else " before this cell started"
-                        recorder.record_failure(cell.cell_id, f"interrupted by {interrupted_by}{when}")
+                        recorder.record_failure(cell.cell_id, f"{why}{when}")
                         progress.cell_finished(cell.cell_id, ok=False)
                     else:
                         recorder.record_failure(cell.cell_id, "no result: the sweep stopped before this cell")
@@ -285,14 +299,18 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
         if interrupted_by:
             recorder.notes.append(f"stopped by {interrupted_by}: the cells interrupted keep their finished "
                                   "batches in the store; re-run the same grid to resume them")
+        elif halted:
+            recorder.notes.append(f"stopped: {halted}; every batch and cell written before it is kept in the "
+                                  "store: free space and re-run the same grid to resume")
     notes = [*recorder.notes, *filter(None, [tracker_note])]
-    return Execution(recorder.outcomes, notes, tracker, uri)
+    return Execution(recorder.outcomes, notes, tracker, uri, halted)
 
 
 def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer) -> tuple[int, Any]:
     """results.csv, pareto_front.csv, the plots, report.html, the MLflow parent run and the summary."""
     import pandas as pd
 
+    from sweep.disk import EXIT_STORAGE
     from sweep.report import (
         add_statistics,
         degenerate_notes,
@@ -305,6 +323,7 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer) ->
         tie_summary,
         write_html_report,
     )
+    from sweep.store import atomic_write_bytes
 
     out, cells, tracker = plan.output_dir, plan.cells, execution.tracker
     results = pd.DataFrame([execution.outcomes[c.cell_id].row() for c in cells])
@@ -313,18 +332,28 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer) ->
         results, comparisons = add_statistics(results, load_tables(out, results))
         results = mark_fronts(results, comparisons)
         ties = tie_summary(results, comparisons)
-    results.to_csv(out / "results.csv", index=False)
-    results[results["pareto"] != ""].to_csv(out / "pareto_front.csv", index=False)
     _, random_note = front_pool(results)
     warnings = degenerate_notes(results)
-    with timer.phase("report"):
-        plots = plot_fronts(results, out)
-        report = write_html_report(out, f"Sweep report: {plan.grid.name}", results, plots,
-                                   {s.sample_id: list(s.references) for s in plan.samples},
-                                   [*filter(None, [random_note]), *warnings], ties=ties)
+    plots: list[Path] = []
+    report = out / "report.html"
+    unwritten = None  # a full or read-only disk: the table is still printed, the store keeps the cells
+    try:
+        atomic_write_bytes(out / "results.csv", results.to_csv(index=False).encode())
+        front = results[results["pareto"] != ""]
+        atomic_write_bytes(out / "pareto_front.csv", front.to_csv(index=False).encode())
+        with timer.phase("report"):
+            plots = plot_fronts(results, out)
+            report = write_html_report(out, f"Sweep report: {plan.grid.name}", results, plots,
+                                       {s.sample_id: list(s.references) for s in plan.samples},
+                                       [*filter(None, [random_note]), *warnings], ties=ties)
+    except OSError as err:
+        unwritten = f"{err.filename or out}: {err.strerror or err}"
     n_failed = int((results["status"] != "ok").sum())
     notes = list(execution.notes)
-    if tracker is not None:
+    if unwritten:
+        notes.append(f"could not write the sweep's results ({unwritten}); the per-cell results are in "
+                     f"{out / 'cells'}: free space and re-run (nothing is recomputed) to write them")
+    if tracker is not None and not unwritten:
         with timer.phase("mlflow"):
             notes += _log_cell_extras(tracker, execution.outcomes, results)
         try:
@@ -350,9 +379,12 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer) ->
         print(f"note: {note}")
     for line in error_row_lines(out, results):  # cells with images they could not caption: the first why
         print(line)
-    print(f"results:   {out / 'results.csv'}  (per-cell caption tables under {out / 'cells'})")
-    print(f"plots:     {', '.join(p.name for p in plots)} in {out}")
-    print(f"report:    {report}  (rebuild: python -m sweep.report {out})")
+    if unwritten:
+        print(f"NOT WRITTEN: results.csv, plots and report in {out} ({unwritten})")
+    else:
+        print(f"results:   {out / 'results.csv'}  (per-cell caption tables under {out / 'cells'})")
+        print(f"plots:     {', '.join(p.name for p in plots)} in {out}")
+        print(f"report:    {report}  (rebuild: python -m sweep.report {out})")
     uri = execution.tracking_uri
     parent = tracker.parent_id if tracker else "not logged"
     print(f"MLflow:    {uri}  (experiment '{plan.grid.tracking.experiment}', parent run {parent})")
@@ -362,7 +394,7 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer) ->
         print(f"{n_failed} of {len(cells)} cells failed:")
         for _, row in results[results["status"] != "ok"].iterrows():
             print(f"  {row['label']}: {row['reason']}")
-    return (1 if n_failed else 0), results
+    return (EXIT_STORAGE if unwritten else 1 if n_failed else 0), results
 
 
 def _log_cell_extras(tracker: Any, outcomes: dict[str, Any], results: Any) -> list[str]:
@@ -418,6 +450,14 @@ def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample] | None,
             if execution.tracker is not None:
                 execution.tracker.finish(ok=False, status="KILLED")
             print(f"stopped by {stop.name}: exit {code}", flush=True)
+        elif execution.halted:
+            from sweep.disk import EXIT_STORAGE
+
+            code = EXIT_STORAGE
+            if execution.tracker is not None and execution.tracker.status is None:
+                with contextlib.suppress(Exception):  # its database may sit on the same full disk
+                    execution.tracker.finish(ok=False, status="FAILED")
+            print(f"stopped: {execution.halted}: exit {code}", flush=True)
     except BaseException as err:  # the parent run must not stay RUNNING: KILLED (signal) or FAILED
         tracker = stop.tracker
         if tracker is not None and tracker.status is None:

@@ -16,6 +16,7 @@ from ray.tune import Callback
 
 from sweep.cells import Cell
 from sweep.data import Sample
+from sweep.disk import storage_failure
 from sweep.measure import cost_kinds
 from sweep.phases import PhaseTimer
 from sweep.progress import SweepProgress
@@ -131,6 +132,16 @@ class SweepRecorder:
         # are used by one caller at a time, in the order cells finished.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweep-recorder")
         self._pending: list[Future] = []
+        # called with the reason when a cell failed on a full or read-only disk (the engine stops the sweep)
+        self.on_storage_failure: Any = None
+        self.trial_failures: dict[str, str] = {}  # lead cell id -> the reason its trial reported
+
+    def storage_failed(self, error: BaseException | str) -> bool:
+        """True (and the engine told) when `error` is a full / read-only disk."""
+        reason = storage_failure(error)
+        if reason is not None and self.on_storage_failure is not None:
+            self.on_storage_failure(f"the output disk is full or read-only ({reason})")
+        return reason is not None
 
     def submit(self, fn: Any, *args: Any) -> None:
         self._pending.append(self._worker.submit(fn, *args))
@@ -309,6 +320,9 @@ class CellCallback(Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         recorder = _RECORDERS[self.key]
+        if "failure" in result:  # the trial's last word before it raises (see trials.cell_trainable)
+            recorder.trial_failures[trial.config["cell_id"]] = str(result["failure"])
+            recorder.storage_failed(str(result["failure"]))
         if recorder.progress and "samples_done" in result:
             for cell_id in self._group(recorder, trial.config["cell_id"]):
                 recorder.progress.cell_samples(cell_id, int(result["samples_done"]))
@@ -322,7 +336,9 @@ class CellCallback(Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         recorder = _RECORDERS[self.key]
         lead = trial.config["cell_id"]
-        reason = recorder.store.read_failure(lead) or trial_error_text(trial)
+        reason = (recorder.store.read_failure(lead) or recorder.trial_failures.get(lead)
+                  or trial_error_text(trial))
+        recorder.storage_failed(reason)
         for cell_id in self._group(recorder, lead):  # a failed shared generation fails what it served
             recorder.submit(self._fail, recorder, cell_id, reason)
 
@@ -336,7 +352,8 @@ class CellCallback(Callback):
                                    "without finishing this cell in the store")
             outcome = recorder.record(cell_id, costs if costs is not None else last_result)
         except Exception as err:
-            log.exception("recording cell %s failed", cell_id)
+            if not recorder.storage_failed(err):
+                log.exception("recording cell %s failed", cell_id)
             outcome = recorder.record_failure(cell_id, f"recording failed: {type(err).__name__}: {err}")
         if recorder.progress:
             recorder.progress.cell_finished(cell_id, outcome.status == "ok")

@@ -10,6 +10,10 @@ with the same code (the store's files are written atomically, so what is on disk
 a re-run resumes). Tune's own SIGINT handler (it would take the first Ctrl-C, end `fit` as if the
 sweep had finished and leave a second one to Python's KeyboardInterrupt) is disabled:
 TUNE_DISABLE_SIGINT_HANDLER=1.
+
+`halt(reason)` stops the sweep the same clean way without a signal: a disk that filled mid-run
+(`sweep.disk`), seen in a failed trial or in the driver's own writes, ends the trials at the next step
+(`SweepHalted`) instead of failing every remaining cell in turn; exit `sweep.disk.EXIT_STORAGE`.
 """
 
 from __future__ import annotations
@@ -42,12 +46,21 @@ class SweepInterrupted(BaseException):
         return 128 + self.signum
 
 
+class SweepHalted(BaseException):
+    """Raised in Tune's loop after `StopSignals.halt` (a full disk): the sweep stops, no signal."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 class StopSignals:
     """Installed by `run_sweep` for one invocation (main thread only; elsewhere it does nothing)."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
         self.tracker: Any = None  # the MLflow tracker, once open: the fast stop sets its parent KILLED
+        self.halted: str | None = None  # why the sweep stops without a signal (a full disk)
         self._previous: dict[int, Any] = {}
 
     @property
@@ -72,6 +85,13 @@ class StopSignals:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+
+    def halt(self, reason: str) -> None:
+        """Stop the sweep at Tune's next step (from any thread); the first reason is kept."""
+        if self.halted is None:
+            self.halted = reason
+            print(f"\nstopping the sweep: {reason}; the cells running are recorded as interrupted and what "
+                  "is on disk is kept (free space and re-run to resume)", file=sys.stderr, flush=True)
 
     def callback(self) -> Any:
         """A Tune callback that ends `fit` at the next step after a signal."""
@@ -109,3 +129,5 @@ class StopCallback(Callback):
         stop = _STOPS.get(self.key)
         if stop is not None and stop.signum:
             raise SweepInterrupted(stop.signum)
+        if stop is not None and stop.halted:
+            raise SweepHalted(stop.halted)

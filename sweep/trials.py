@@ -144,8 +144,15 @@ def cell_trainable(config: dict, *, cells: dict[str, Cell], samples: list[Sample
     except Exception as err:
         # Ray wraps the actor's exception in layers of traceback: keep the root cause's last line.
         detail = "".join(traceback.format_exception(err))
+        reason = root_cause(detail)
+        # the reason also travels as a result (memory, not disk): on a full disk neither failure.json
+        # nor Tune's own error file can be written, and the driver must still learn why (and stop)
+        tune.report({"cell_id": cell.cell_id, "failure": reason})
         for member in (cell, *served):  # a failed shared generation fails the cells it serves
-            store.write_failure(member.cell_id, root_cause(detail), detail)
+            try:
+                store.write_failure(member.cell_id, reason, detail)
+            except OSError:
+                break
         raise
     tune.report({**costs, "cell_id": cell.cell_id})
 

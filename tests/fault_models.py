@@ -43,11 +43,31 @@ class ScriptedCaptioner(Captioner):
             if len(calls) == 3 and not marker.exists():
                 marker.write_text("1")
                 os._exit(1)  # the actor process dies mid-cell, once
+        if self.mode == "fill-disk-once":  # at its second batch, the disk of $VLM_SWEEP_FAULT_FILL fills
+            calls = (fault_dir / "calls.log").read_text().splitlines()
+            marker = fault_dir / "filled"
+            if len(calls) == 2 and not marker.exists():
+                marker.write_text("1")
+                _fill(Path(os.environ["VLM_SWEEP_FAULT_FILL"]))
         if self.mode == "slow":
             time.sleep(float(os.environ.get("VLM_SWEEP_FAULT_SLEEP", "0.5")))
         words = max(1, generate_kwargs["max_new_tokens"] // 2)
         return [CaptionResult(" ".join(["a", "photo", "of", r.sample_id, "with", "things"][:words]), words)
                 for r in requests]
+
+
+def _fill(path: Path) -> None:
+    """Write zeros to `path` until its file system has no space left."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        for size in (1 << 20, 4096, 1):
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
 
 
 def counting(model_id: str, precision: str) -> Captioner:
@@ -64,3 +84,7 @@ def oom(model_id: str, precision: str) -> Captioner:
 
 def die_once(model_id: str, precision: str) -> Captioner:
     return ScriptedCaptioner(model_id, "die-once")
+
+
+def fill_disk_once(model_id: str, precision: str) -> Captioner:
+    return ScriptedCaptioner(model_id, "fill-disk-once")
