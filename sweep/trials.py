@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -147,7 +148,8 @@ def cell_trainable(config: dict, *, cells: dict[str, Cell], samples: list[Sample
         reason = root_cause(detail)
         # the reason also travels as a result (memory, not disk): on a full disk neither failure.json
         # nor Tune's own error file can be written, and the driver must still learn why (and stop)
-        tune.report({"cell_id": cell.cell_id, "failure": reason})
+        with contextlib.suppress(Exception):  # a trial being stopped may not report: the error still rises
+            tune.report({"cell_id": cell.cell_id, "failure": reason})
         for member in (cell, *served):  # a failed shared generation fails the cells it serves
             try:
                 store.write_failure(member.cell_id, reason, detail)
