@@ -17,6 +17,7 @@ from sweep.cells import Cell
 from sweep.config import GridConfig
 from sweep.data import Sample
 from sweep.lock import holds_sweep_lock
+from sweep.logs import LogSession, route_library_logs
 from sweep.phases import PhaseTimer
 from sweep.store import ResultStore
 
@@ -102,6 +103,7 @@ def init_ray(grid: GridConfig, cells: list[Cell], address: str | None, verbose: 
     """Join the cluster named by --address/$RAY_ADDRESS, else start an embedded Ray."""
     import ray
 
+    route_library_logs()  # Ray's INFO lines ("Started a local Ray instance", Tune's) into sweep.log
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         _loopback_only(False)
@@ -185,8 +187,10 @@ def plan_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], fresh
 
 def open_tracker(plan: SweepPlan, timer: PhaseTimer) -> tuple[Any, str, str | None]:
     """(tracker or None, tracking URI, note when MLflow is unreachable: results still go to the store)."""
+    import mlflow  # noqa: F401  (its log handlers exist from here: routed before the tables are made)
     from sweep.tracking import SweepTracker, default_tracking_uri
 
+    route_library_logs()
     grid = plan.grid
     uri = grid.tracking.uri or default_tracking_uri(plan.output_dir)
     try:
@@ -289,8 +293,10 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
     return Execution(recorder.outcomes, notes, tracker, uri)
 
 
-def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer) -> tuple[int, Any]:
-    """results.csv, pareto_front.csv, the plots, report.html, the MLflow parent run and the summary."""
+def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
+                    log_path: Path | None = None) -> tuple[int, Any]:
+    """results.csv, pareto_front.csv, the plots, report.html, the MLflow parent run and the summary
+    (naming `log_path`, the sweep's log file)."""
     import pandas as pd
 
     from sweep.report import (
@@ -358,6 +364,8 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer) ->
     print(f"MLflow:    {uri}  (experiment '{plan.grid.tracking.experiment}', parent run {parent})")
     if uri.startswith("sqlite:"):
         print(f"           mlflow ui --backend-store-uri {uri}")
+    if log_path is not None:
+        print(f"log:       {log_path}  (Ray, Tune, MLflow and tokenizer lines; --verbose shows them here)")
     if n_failed:
         print(f"{n_failed} of {len(cells)} cells failed:")
         for _, row in results[results["status"] != "ok"].iterrows():
@@ -393,40 +401,42 @@ def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample] | None,
 
     from sweep.stopping import StopSignals
 
-    timer = PhaseTimer()
-    where = None
-    # SIGINT/SIGTERM: a clean stop (exit 130/143, what finished written), a second one a fast stop
-    stop = StopSignals().install()
-    try:
-        if samples is None:
-            from sweep.video import load_video_samples
-
-            with timer.phase("ray_start"):
-                where = init_ray(grid, cells, address, verbose)
-            stop.install()
-            out = grid.output_dir.resolve()
-            out.mkdir(parents=True, exist_ok=True)
-            samples = load_video_samples(grid.dataset, out / "scene-cache")
-        plan = plan_sweep(grid, cells, samples, fresh)
+    # the libraries' INFO lines (Ray, Tune, MLflow, the PTB tokenizer) go to sweep.log, not the terminal
+    with LogSession(grid.output_dir.resolve(), verbose) as logs:
+        timer = PhaseTimer()
+        where = None
+        # SIGINT/SIGTERM: a clean stop (exit 130/143, what finished written), a second one a fast stop
+        stop = StopSignals().install()
         try:
-            execution = execute_plan(plan, timer, address, verbose, where, stop)
-        finally:
-            shutdown_ray()
-        code, results = publish_results(plan, execution, timer)
-        if stop.signum:
-            code = stop.exit_code
-            if execution.tracker is not None:
-                execution.tracker.finish(ok=False, status="KILLED")
-            print(f"stopped by {stop.name}: exit {code}", flush=True)
-    except BaseException as err:  # the parent run must not stay RUNNING: KILLED (signal) or FAILED
-        tracker = stop.tracker
-        if tracker is not None and tracker.status is None:
-            killed = stop.signum or isinstance(err, KeyboardInterrupt)
+            if samples is None:
+                from sweep.video import load_video_samples
+
+                with timer.phase("ray_start"):
+                    where = init_ray(grid, cells, address, verbose)
+                stop.install()
+                out = grid.output_dir.resolve()
+                out.mkdir(parents=True, exist_ok=True)
+                samples = load_video_samples(grid.dataset, out / "scene-cache")
+            plan = plan_sweep(grid, cells, samples, fresh)
             try:
-                tracker.finish(ok=False, status="KILLED" if killed else "FAILED")
-            except Exception:
-                pass
-        raise
-    finally:
-        stop.restore()
-    return SweepResult(code, results, plan.output_dir, execution.tracker, timer.snapshot())
+                execution = execute_plan(plan, timer, address, verbose, where, stop)
+            finally:
+                shutdown_ray()
+            code, results = publish_results(plan, execution, timer, logs.path)
+            if stop.signum:
+                code = stop.exit_code
+                if execution.tracker is not None:
+                    execution.tracker.finish(ok=False, status="KILLED")
+                print(f"stopped by {stop.name}: exit {code}", flush=True)
+        except BaseException as err:  # the parent run must not stay RUNNING: KILLED (signal) or FAILED
+            tracker = stop.tracker
+            if tracker is not None and tracker.status is None:
+                killed = stop.signum or isinstance(err, KeyboardInterrupt)
+                try:
+                    tracker.finish(ok=False, status="KILLED" if killed else "FAILED")
+                except Exception:
+                    pass
+            raise
+        finally:
+            stop.restore()
+        return SweepResult(code, results, plan.output_dir, execution.tracker, timer.snapshot())
