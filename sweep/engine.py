@@ -5,6 +5,7 @@ MLflow) → publish (results.csv, fronts, plots, report, the summary). Each phas
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ for _key, _value in {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
 }.items():
     os.environ.setdefault(_key, _value)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -116,14 +119,34 @@ def init_ray(grid: GridConfig, cells: list[Cell], address: str | None, verbose: 
 
     kwargs: dict = {"include_dashboard": False, "log_to_driver": verbose, "_node_ip_address": "127.0.0.1",
                     "dashboard_host": "127.0.0.1"}
+    choice = ""
     if torch.cuda.device_count() == 0:
-        # Logical GPUs let cells and replicas run side by side exactly as they would on real ones.
-        need = max(c.gpus_per_actor * c.replicas for c in cells)
-        kwargs["num_gpus"] = grid.resources.local_gpus or max(2, math.ceil(need))
+        kwargs["num_gpus"], choice = cpu_logical_gpus(grid.resources.local_gpus, cells)
+        log.info("no CUDA device: %s", choice)
     ray.init(**kwargs)
     gpus = ray.cluster_resources().get("GPU", 0)
-    kind = "logical GPUs (no CUDA device: models run on CPU)" if "num_gpus" in kwargs else "GPUs"
-    return f"embedded Ray with {gpus:g} {kind}"
+    if "num_gpus" in kwargs:
+        plural = "s" * (gpus != 1)
+        return f"embedded Ray with {gpus:g} logical GPU{plural} (no CUDA device: models run on CPU, {choice})"
+    return f"embedded Ray with {gpus:g} GPUs"
+
+
+def cpu_logical_gpus(local_gpus: int | None, cells: list[Cell]) -> tuple[int, str]:
+    """Logical GPUs of an embedded Ray on a machine without CUDA, and the choice in words.
+
+    The cells' models run on the CPU cores, where two cells side by side slow each other down while both
+    are timed (on 2 cores: batch latency p50 2-3x, images/s of one cell 13.7-95.1 across identical runs).
+    So by default just the GPUs one cell needs (one cell at a time: its latency is its own); a grid's
+    `resources.local_gpus` runs more at once; every cell records in `cells_beside` how many ran with it."""
+    need = max(1, math.ceil(max(c.gpus_per_actor * c.replicas for c in cells)))
+    if local_gpus is None:
+        return need, ("one cell at a time, so no two cells share the cores they are timed on; "
+                      "resources.local_gpus runs more at once")
+    at_once = max(1, int(local_gpus // need))
+    if at_once == 1:
+        return local_gpus, "one cell at a time (resources.local_gpus)"
+    return local_gpus, (f"up to {at_once} cells at once on the same CPU cores (resources.local_gpus): their "
+                        "latencies include each other's load; cells_beside says how many ran together")
 
 
 def shutdown_ray() -> None:
@@ -250,8 +273,8 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
                                  reference_captions=getattr(grid.dataset, "captions", None),
                                  derived=served)
         for cell_id, costs in plan.finished.items():
-            recorder.record(cell_id, costs, from_store=True)
-            progress.cell_reused(cell_id)
+            outcome = recorder.record(cell_id, costs, from_store=True)
+            progress.cell_reused(cell_id, outcome.metrics.get("n_errors", 0.0))
         for cell_id, reason in plan.refused.items():  # would not fit the GPU: refused before loading
             recorder.record_failure(cell_id, reason)
             progress.cell_finished(cell_id, ok=False)
@@ -299,6 +322,7 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
     (naming `log_path`, the sweep's log file)."""
     import pandas as pd
 
+    from sweep.recorder import cells_beside
     from sweep.report import (
         add_statistics,
         degenerate_notes,
@@ -314,6 +338,10 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
 
     out, cells, tracker = plan.output_dir, plan.cells, execution.tracker
     results = pd.DataFrame([execution.outcomes[c.cell_id].row() for c in cells])
+    outcomes = [execution.outcomes[c.cell_id] for c in cells]
+    beside = cells_beside({o.cell.cell_id: o.span for o in outcomes},
+                          {o.cell.cell_id: o.params.get("shared_generation", "") for o in outcomes})
+    results["cells_beside"] = [beside[c.cell_id] for c in cells]
     # intervals, paired differences and the degenerate-output guard, from each ok cell's per-image table
     with timer.phase("scoring"):
         results, comparisons = add_statistics(results, load_tables(out, results))
@@ -378,7 +406,7 @@ def _log_cell_extras(tracker: Any, outcomes: dict[str, Any], results: Any) -> li
     notes for the cells whose logging failed."""
     from sweep.statistics import CI_METRICS, ci_columns
 
-    columns = [c for m in CI_METRICS for c in ci_columns(m)] + ["degenerate_output"]
+    columns = [c for m in CI_METRICS for c in ci_columns(m)] + ["degenerate_output", "cells_beside"]
     notes = []
     for _, row in results[results["status"] == "ok"].iterrows():
         run_id = outcomes[row["cell_id"]].run_id

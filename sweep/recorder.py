@@ -162,9 +162,10 @@ class SweepRecorder:
                            "references_sha256": references_fingerprint(self.references)}
         return self._stamp
 
-    def score(self, table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:
+    def score(self, table: pd.DataFrame, label: str = "") -> tuple[pd.DataFrame, dict[str, float]]:
         """Scores a finished cell: (its caption table with the per-image columns PER_IMAGE_COLUMNS, NaN on
-        rows not scored, i.e. errors and samples without references; the cell's scores)."""
+        rows not scored, i.e. errors and samples without references; the cell's scores). The scorer's
+        notes (e.g. predictions empty after tokenization) are kept naming the cell, `label`."""
         table = table.drop(columns=[c for c in PER_IMAGE_COLUMNS if c in table])
         ok = table[table["error"] == ""]
         # only samples with human references can be scored (video scenes often have none)
@@ -177,7 +178,9 @@ class SweepRecorder:
         with self.timer.phase("scoring"):
             result = self.scorer.score_images(predictions, {sid: self.references[sid] for sid in predictions},
                                               self.document_frequencies())
+        about_cell = set(getattr(self.scorer, "call_notes", ()))
         for note in getattr(self.scorer, "notes", []):
+            note = f"{label}: {note}" if label and note in about_cell else note
             if note not in self.notes:
                 self.notes.append(note)
         for column in PER_IMAGE_COLUMNS:
@@ -211,7 +214,7 @@ class SweepRecorder:
         scores = self._stored_scores(cell_id, table) if from_store else None
         rescored = scores is None
         if scores is None:
-            table, scores = self.score(table)
+            table, scores = self.score(table, cell.label)
             # the table first: read_scores trusts scores.json only when it is newer than the table
             atomic_write_parquet(self.store.captions_path(cell_id), table)
             self.store.write_scores(cell_id, {**scores, SCORING_STAMP: self.scoring_stamp()})
@@ -284,6 +287,28 @@ def cell_span(table: Any, costs: dict) -> tuple[float, float] | None:
     return end - float(costs.get("cell_wall_seconds", 0.0) or 0.0), end
 
 
+def cells_beside(spans: dict[str, tuple[float, float] | None],
+                 generation_of: dict[str, str] | None = None) -> dict[str, float]:
+    """For each cell, how many other generations ran while it ran (their spans overlap its span): on
+    shared cores or GPUs, what its latency and images/s were measured beside. `generation_of`: cell id ->
+    the cell whose generation served it (token-budget sharing): cells of one generation are one run, not
+    neighbours. NaN for a cell without a span (failed before its first batch)."""
+    generation_of = generation_of or {}
+    runs: dict[str, tuple[float, float]] = {}
+    for cell_id, span in spans.items():
+        if span is not None:
+            runs.setdefault(generation_of.get(cell_id) or cell_id, span)
+    out = {}
+    for cell_id, span in spans.items():
+        if span is None:
+            out[cell_id] = math.nan
+            continue
+        own = generation_of.get(cell_id) or cell_id
+        out[cell_id] = float(sum(1 for key, (start, end) in runs.items()
+                                 if key != own and start < span[1] and span[0] < end))
+    return out
+
+
 # Tune pickles its run config (callbacks included) into the experiment folder; the recorder holds a
 # JVM, locks and an MLflow client, so the callback refers to it by key and it stays in this process.
 _RECORDERS: dict[int, SweepRecorder] = {}
@@ -339,7 +364,8 @@ class CellCallback(Callback):
             log.exception("recording cell %s failed", cell_id)
             outcome = recorder.record_failure(cell_id, f"recording failed: {type(err).__name__}: {err}")
         if recorder.progress:
-            recorder.progress.cell_finished(cell_id, outcome.status == "ok")
+            recorder.progress.cell_finished(cell_id, outcome.status == "ok",
+                                            outcome.metrics.get("n_errors", 0.0))
 
     @staticmethod
     def _fail(recorder: SweepRecorder, cell_id: str, reason: str) -> None:

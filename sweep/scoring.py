@@ -385,6 +385,7 @@ class CaptionScorer:
         self.use_spice = spice
         self.meteor_timeout_s = meteor_timeout_s
         self.notes: list[str] = []
+        self.call_notes: list[str] = []  # the notes of the last call about its predictions alone
         self._meteor: Meteor | None = None
         self._lock = threading.RLock()
 
@@ -432,6 +433,7 @@ class CaptionScorer:
 
         with self._lock:
             self.notes = []
+            self.call_notes = []
             # Positional keys: pycocoevalcap (SPICE) sorts ids, which fails on mixed str/int ids.
             # One tokenizer call (one JVM start) for predictions and references together.
             tok = tokenize({**{("res", i): [predictions[image_id]] for i, image_id in enumerate(ids)},
@@ -459,7 +461,9 @@ class CaptionScorer:
 
             n_empty = sum(1 for caps in res.values() if not caps[0].strip())
             if n_empty:
-                self.notes.append(f"{n_empty} of {len(ids)} predictions empty after tokenization (scored 0)")
+                note = f"{n_empty} of {len(ids)} predictions empty after tokenization (scored 0)"
+                self.notes.append(note)
+                self.call_notes.append(note)  # about these predictions: the caller names whose they are
             self._maybe_spice(gts, res, out)
             return CellScores(per_image, out, df_used)
 

@@ -1,0 +1,187 @@
+"""Issue 20: what users see. A quiet terminal (library INFO lines into sweep.log), error rows in the
+progress line, an ETA only with a basis, cells that do not contend for the CPU cores they are timed on
+(and say how many ran beside them). Without Ray, except the CLI test (slow)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from sweep.cells import expand_cells
+from sweep.config import parse_grid
+from sweep.engine import cpu_logical_gpus
+from sweep.logs import LIBRARY_LOGGERS, LogSession, route_library_logs
+from sweep.progress import SweepProgress
+from sweep.recorder import cells_beside
+
+REPO = Path(__file__).resolve().parents[1]
+SHAPES = REPO / "zoo" / "shapes-data" / "test"
+CHATTER = ("PTBTokenizer tokenized", "Creating initial MLflow database tables",
+           "Wrote the latest version of all result files", "Started a local Ray instance")
+
+
+# --- item 1: library INFO lines into the log file, off the terminal ---------------------------------------
+
+@pytest.fixture
+def chatty_library():
+    """A logger that, like Ray's and MLflow's, writes to a terminal handler of its own (propagate off)."""
+    name = LIBRARY_LOGGERS[0] + ".issue20"
+    parent = logging.getLogger(LIBRARY_LOGGERS[0])
+    terminal = io.StringIO()
+    handler = logging.StreamHandler(terminal)
+    saved = (parent.handlers[:], parent.propagate, parent.level)
+    parent.handlers, parent.propagate = [handler], False
+    parent.setLevel(logging.INFO)
+    yield logging.getLogger(name), terminal
+    parent.handlers, parent.propagate = saved[0], saved[1]
+    parent.setLevel(saved[2])
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_library_info_lines_go_to_the_log_file_and_the_terminal_only_when_verbose(tmp_path, chatty_library,
+                                                                                  verbose):
+    logger, terminal = chatty_library
+    with LogSession(tmp_path, verbose=verbose) as session:
+        route_library_logs()
+        logger.info("Creating initial MLflow database tables...")
+        logger.warning("a warning that matters")
+        logging.getLogger("sweep.scoring").info("PTBTokenizer tokenized 12 tokens")
+    text = session.path.read_text()
+    assert "Creating initial MLflow database tables" in text and "PTBTokenizer tokenized 12" in text
+    assert "a warning that matters" in terminal.getvalue()  # warnings stay visible
+    assert ("Creating initial" in terminal.getvalue()) is verbose
+    # the session gives logging back: after it, nothing reaches its file, the terminal shows INFO again
+    logger.info("after the sweep")
+    assert "after the sweep" not in session.path.read_text()
+    assert "after the sweep" in terminal.getvalue()
+    assert not any(f for h in logging.getLogger(LIBRARY_LOGGERS[0]).handlers for f in h.filters)
+
+
+def test_the_tokenizer_stderr_is_logged_not_printed(capfd, caplog):
+    from sweep.scoring import tokenize
+
+    with caplog.at_level(logging.INFO, logger="sweep.scoring"):
+        out = tokenize({"a": ["A dog, on a red couch!"], "b": ["", "two cats."]})
+    assert out == {"a": ["a dog on a red couch"], "b": ["", "two cats"]}
+    captured = capfd.readouterr()
+    assert "PTBTokenizer" not in captured.err + captured.out
+    assert any("PTBTokenizer tokenized" in r.getMessage() for r in caplog.records)
+
+
+# --- item 2 and 5: error rows in the progress line, an ETA with a basis ----------------------------------
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_progress_line_counts_error_rows_and_shows_an_eta_only_after_a_computed_cell():
+    clock, stream = Clock(), io.StringIO()
+    progress = SweepProgress(4, 10, stream=stream, clock=clock)
+    progress.cell_reused("stored", n_errors=0)
+    clock.now = 20.0  # Ray's start and the first loads: no sample yet
+    progress.cell_started("a")
+    assert "ETA after the first cell" in progress.status_line()
+    clock.now = 22.0
+    progress.cell_samples("a", 5)
+    assert "ETA after the first cell" in progress.status_line()  # a cell's first batch is no basis
+    clock.now = 24.0
+    progress.cell_finished("a", ok=True, n_errors=3)
+    # 10 computed samples in the 2 s since the first one came: 5 img/s; 20 samples left: 4 s
+    line = progress.status_line()
+    assert "ETA 0m04s" in line, line
+    assert "| 3 error rows in 1 cell |" in line
+    progress.cell_finished("b", ok=True, n_errors=1)
+    assert "4 error rows in 2 cells" in progress.final_line()
+    assert "error" not in SweepProgress(1, 1, stream=io.StringIO()).status_line()
+
+
+def test_the_empty_predictions_note_names_its_cell(tmp_path):
+    from sweep.data import Sample
+    from sweep.recorder import SweepRecorder
+    from sweep.scoring import CaptionScorer
+    from sweep.store import ResultStore
+
+    grid = parse_grid({"name": "n", "dataset": {"captions": str(SHAPES / "captions.json"),
+                                                "images": str(SHAPES / "images")},
+                       "models": [{"id": str(REPO / "zoo" / "shapes-llava-small"), "name": "small"}],
+                       "precisions": ["fp32"], "max_new_tokens": [8], "output_dir": str(tmp_path)})
+    cell = expand_cells(grid, "fp")[0]
+    samples = [Sample(f"s{i}", i, "x.png", (f"a red circle number {i}",), "") for i in range(2)]
+    table = pd.DataFrame({"sample_id": ["s0", "s1"], "caption": ["a red circle", "..."], "error": ""})
+    with CaptionScorer() as scorer:
+        rec = SweepRecorder([cell], samples, ResultStore(tmp_path), scorer, None,
+                            document_frequencies="scored_subset")
+        rec.score(table, cell.label)
+    assert f"{cell.label}: 1 of 2 predictions empty after tokenization (scored 0)" in rec.notes
+
+
+# --- item 4: no contention on CPU cores, and how many cells ran beside each ------------------------------
+
+def _cells(tmp_path: Path, **resources):
+    grid = parse_grid({"name": "g", "dataset": {"captions": str(SHAPES / "captions.json"),
+                                                "images": str(SHAPES / "images")},
+                       "models": [{"id": str(REPO / "zoo" / "shapes-llava-small")}],
+                       "precisions": ["fp32"], "max_new_tokens": [8], "resources": resources,
+                       "output_dir": str(tmp_path)})
+    return expand_cells(grid, "fp")
+
+
+def test_without_cuda_one_cell_runs_at_a_time_unless_the_grid_asks_for_more(tmp_path):
+    gpus, why = cpu_logical_gpus(None, _cells(tmp_path))
+    assert gpus == 1 and "one cell at a time" in why
+    assert cpu_logical_gpus(None, _cells(tmp_path, replicas=3))[0] == 3  # what one cell needs
+    gpus, why = cpu_logical_gpus(2, _cells(tmp_path))
+    assert gpus == 2 and "up to 2 cells at once" in why and "cells_beside" in why
+    assert "one cell at a time" in cpu_logical_gpus(3, _cells(tmp_path, replicas=2))[1]
+
+
+def test_cells_beside_counts_overlapping_generations_not_the_cells_one_generation_serves():
+    spans = {"a": (0.0, 10.0), "a4": (0.0, 10.0), "b": (5.0, 12.0), "c": (12.0, 20.0), "failed": None}
+    beside = cells_beside(spans, {"a4": "a"})
+    assert beside["a"] == beside["a4"] == 1.0  # b; a4 is a's own generation
+    assert beside["b"] == 1.0  # a (a4 is the same run)
+    assert beside["c"] == 0.0  # starts as b ends: not beside it
+    assert math.isnan(beside["failed"])
+
+
+# --- the CLI as a user runs it ------------------------------------------------------------------------------
+
+@pytest.mark.slow  # one cell on an embedded Ray through `python -m sweep.run` (~30 s on 2 cores)
+def test_the_cli_prints_only_the_sweeps_own_lines(tmp_path):
+    out = tmp_path / "out"
+    grid = {"name": "quiet", "dataset": {"captions": str(SHAPES / "captions.json"),
+                                         "images": str(SHAPES / "images"), "image_max_side": 64, "limit": 6},
+            "models": [{"id": str(REPO / "zoo" / "shapes-llava-small"), "family": "llava"}],
+            "precisions": ["fp32"], "max_new_tokens": [4], "output_dir": str(out),
+            "energy": {"country_iso_code": "USA"}}
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    paths = [str(REPO), os.environ.get("PYTHONPATH")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
+    proc = subprocess.run([sys.executable, "-m", "sweep.run", str(path)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    shown = proc.stdout + proc.stderr
+    assert proc.returncode == 0, shown
+    for chatter in CHATTER:
+        assert chatter not in shown, f"{chatter!r} on the terminal:\n{shown}"
+    log_text = (out / "sweep.log").read_text()
+    for chatter in CHATTER:
+        assert chatter in log_text, f"{chatter!r} not in sweep.log:\n{log_text}"
+    assert f"log:       {out / 'sweep.log'}" in proc.stdout
+    if "no CUDA device" in proc.stdout:
+        assert "1 logical GPU (no CUDA device: models run on CPU, one cell at a time" in proc.stdout
+    results = pd.read_csv(out / "results.csv")
+    assert results["cells_beside"].tolist() == [0.0]
