@@ -108,24 +108,37 @@ def test_progress_line_counts_error_rows_and_shows_an_eta_only_after_a_computed_
     assert "error" not in SweepProgress(1, 1, stream=io.StringIO()).status_line()
 
 
+class NotingScorer:
+    """Scores every image 0 and, like CaptionScorer, notes the empty predictions of this call in
+    `call_notes` (about these predictions) beside a sweep-wide note in `notes`."""
+
+    def score_images(self, predictions, references, document_frequencies=None):
+        from types import SimpleNamespace
+
+        from sweep.scoring import PER_IMAGE_COLUMNS
+
+        empty = sum(1 for c in predictions.values() if not c.strip(" ."))
+        self.call_notes = [f"{empty} of {len(predictions)} predictions empty after tokenization (scored 0)"]
+        self.notes = ["SPICE skipped: no jars", *self.call_notes]
+        per_image = pd.DataFrame({c: 0.0 for c in PER_IMAGE_COLUMNS}, index=list(predictions))
+        return SimpleNamespace(per_image=per_image, corpus={"cider": 0.0})
+
+
 def test_the_empty_predictions_note_names_its_cell(tmp_path):
     from sweep.data import Sample
     from sweep.recorder import SweepRecorder
-    from sweep.scoring import CaptionScorer
     from sweep.store import ResultStore
 
-    grid = parse_grid({"name": "n", "dataset": {"captions": str(SHAPES / "captions.json"),
-                                                "images": str(SHAPES / "images")},
-                       "models": [{"id": str(REPO / "zoo" / "shapes-llava-small"), "name": "small"}],
-                       "precisions": ["fp32"], "max_new_tokens": [8], "output_dir": str(tmp_path)})
-    cell = expand_cells(grid, "fp")[0]
+    cells = _cells(tmp_path)
     samples = [Sample(f"s{i}", i, "x.png", (f"a red circle number {i}",), "") for i in range(2)]
     table = pd.DataFrame({"sample_id": ["s0", "s1"], "caption": ["a red circle", "..."], "error": ""})
-    with CaptionScorer() as scorer:
-        rec = SweepRecorder([cell], samples, ResultStore(tmp_path), scorer, None,
-                            document_frequencies="scored_subset")
-        rec.score(table, cell.label)
-    assert f"{cell.label}: 1 of 2 predictions empty after tokenization (scored 0)" in rec.notes
+    rec = SweepRecorder(cells, samples, ResultStore(tmp_path), NotingScorer(), None,
+                        document_frequencies="scored_subset")
+    rec.score(table, "small/fp32/t8")
+    rec.score(table, "small/fp32/t4")
+    assert "small/fp32/t8: 1 of 2 predictions empty after tokenization (scored 0)" in rec.notes
+    assert "small/fp32/t4: 1 of 2 predictions empty after tokenization (scored 0)" in rec.notes
+    assert rec.notes.count("SPICE skipped: no jars") == 1  # a sweep-wide note stays one note
 
 
 # --- item 4: no contention on CPU cores, and how many cells ran beside each ------------------------------
