@@ -29,7 +29,7 @@ from sweep.scoring import (
     mean_caption_length,
     reference_set_frequencies,
 )
-from sweep.store import ResultStore, atomic_write_parquet
+from sweep.store import ResultStore, atomic_write_parquet, prompt_sha256
 from sweep.tracking import SweepTracker, cell_params
 
 log = logging.getLogger(__name__)
@@ -190,6 +190,24 @@ class SweepRecorder:
         scores["n_scored"] = float(len(ok))
         return table, scores
 
+    def with_row_context(self, table: pd.DataFrame, cell: Cell) -> tuple[pd.DataFrame, bool]:
+        """The caption table with what a user needs to check a row on its own: `references` (the
+        captions it is scored against) and `prompt_sha256` (of the prompt as the model saw it, stored
+        once in cell.json as `rendered_prompt`; of the grid's prompt when the host could not render it).
+        `generated_tokens` is already there. (table, whether a column changed)."""
+        record = self.store.read_cell(cell.cell_id)
+        digest = record.get("prompt_sha256") or prompt_sha256(cell.prompt)
+        references = [list(self.references.get(sid, ())) for sid in table["sample_id"]]
+        same = ("references" in table and "prompt_sha256" in table
+                and (table["prompt_sha256"] == digest).all()
+                and [list(r) for r in table["references"]] == references)
+        if same:
+            return table, False
+        table = table.copy()
+        table["references"] = references
+        table["prompt_sha256"] = digest
+        return table, True
+
     def _stored_scores(self, cell_id: str, table: pd.DataFrame) -> dict[str, float] | None:
         """The stored scores of a cell, if scored since its table was written, the way this sweep scores,
         and with the per-image columns in its table."""
@@ -213,8 +231,10 @@ class SweepRecorder:
         params = cell_params(cell, report, loads["generation"], extra)
         scores = self._stored_scores(cell_id, table) if from_store else None
         rescored = scores is None
+        table, annotated = self.with_row_context(table, cell)
         if scores is None:
             table, scores = self.score(table, cell.label)
+        if rescored or annotated:
             # the table first: read_scores trusts scores.json only when it is newer than the table
             atomic_write_parquet(self.store.captions_path(cell_id), table)
             self.store.write_scores(cell_id, {**scores, SCORING_STAMP: self.scoring_stamp()})

@@ -198,3 +198,42 @@ def test_the_cli_prints_only_the_sweeps_own_lines(tmp_path):
         assert "1 logical GPU (no CUDA device: models run on CPU, one cell at a time" in proc.stdout
     results = pd.read_csv(out / "results.csv")
     assert results["cells_beside"].tolist() == [0.0]
+
+
+# --- item 5: per-image tables a user can check; `weights` one meaning everywhere -------------------------
+
+def test_caption_rows_carry_references_and_prompt_hash_and_cell_json_says_the_loaded_weights(tmp_path):
+    import json
+
+    from actors.contract import CellStart, LoadReport
+    from sweep.data import Sample
+    from sweep.recorder import SweepRecorder
+    from sweep.store import ResultStore, prompt_sha256
+
+    cell = _cells(tmp_path)[0]
+    samples = [Sample(f"s{i}", i, "x.png", (f"a red circle number {i}", "a circle"), "") for i in range(2)]
+    store = ResultStore(tmp_path / "out")
+    store.begin_cell(cell)
+    assert store.read_cell(cell.cell_id)["weights"] == ""  # nothing loaded yet
+    rendered = f"USER: <image>\n{cell.prompt} ASSISTANT:"
+    report = LoadReport("hf", "test", "llava", "cpu", 0.1, 10, weights="toy")
+    store.record_loads(cell.cell_id, [CellStart("a1", "n1", report, {"max_new_tokens": 8}, 0, rendered)])
+    table = pd.DataFrame({"sample_id": ["s0", "s1"], "caption": ["a red circle", "a circle"], "error": "",
+                          "generated_tokens": [3, 2], "batch_end_ts": 100.0})
+    store.finish_cell(cell.cell_id, table, {"latency_p50_s": 0.1, "n_errors": 0.0})
+    rec = SweepRecorder([cell], samples, store, NotingScorer(), None, document_frequencies="scored_subset")
+    outcome = rec.record(cell.cell_id, {"latency_p50_s": 0.1})
+    stored = store.read_captions(cell.cell_id)
+    assert [list(r) for r in stored["references"]] == [list(s.references) for s in samples]
+    record = json.loads(store.config_path(cell.cell_id).read_text())
+    assert record["rendered_prompt"] == rendered
+    assert set(stored["prompt_sha256"]) == {record["prompt_sha256"]} == {prompt_sha256(rendered)}
+    assert stored["generated_tokens"].tolist() == [3, 2]
+    # one meaning of `weights`: cell.json, the results row (results.csv) and the MLflow param agree
+    assert record["weights"] == outcome.row()["weights"] == outcome.params["weights"] == "toy"
+    assert record["model"]["weights_requested"] == outcome.params["weights_requested"] == "real"
+    # read back from the store: the scores are kept (no rescoring), the columns stay
+    rec2 = SweepRecorder([cell], samples, store, NotingScorer(), None, document_frequencies="scored_subset")
+    rec2.scorer.score_images = None  # a second scoring would fail: the stored scores are read back
+    rec2.record(cell.cell_id, {"latency_p50_s": 0.1}, from_store=True)
+    assert "references" in store.read_captions(cell.cell_id)
