@@ -4,10 +4,12 @@ MLflow) → publish (results.csv, fronts, plots, report, the summary). Each phas
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,7 +22,7 @@ from sweep.data import Sample
 from sweep.lock import holds_sweep_lock
 from sweep.logs import LogSession, route_library_logs
 from sweep.phases import PhaseTimer
-from sweep.store import ResultStore
+from sweep.store import ResultStore, atomic_write_bytes
 
 for _key, _value in {
     "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -153,6 +155,8 @@ def shutdown_ray() -> None:
     """Stop this process's Ray and give back Ray's own settings: a later `ray.init` or
     `ray.cluster_utils.Cluster` in the same process (a notebook, a test session) must not start its nodes in
     the embedded Ray's single-node loopback mode (several nodes then never come up)."""
+    if "ray" not in sys.modules:  # this process never started Ray (every cell stored): nothing to give back
+        return
     import ray
 
     if ray.is_initialized():
@@ -201,8 +205,9 @@ def plan_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], fresh
     stored = {c.cell_id: reusable(c, plan.store, wanted) for c in cells}
     plan.finished = {cell_id: costs for cell_id, costs in stored.items() if costs is not None}
     todo = [c for c in cells if c.cell_id not in plan.finished]
-    gpu_bytes = target_gpu_bytes(grid.resources.accelerator_type, grid.resources.gpu_memory_gb)
-    plan.refused = memory_refusals(todo, gpu_bytes, grid.dataset.image_max_side)
+    if todo:  # the GPU's size may need torch (seconds of import): not when every cell is stored
+        gpu_bytes = target_gpu_bytes(grid.resources.accelerator_type, grid.resources.gpu_memory_gb)
+        plan.refused = memory_refusals(todo, gpu_bytes, grid.dataset.image_max_side)
     plan.todo = [c for c in todo if c.cell_id not in plan.refused]
     plan.sharing = plan_sharing(plan.todo, grid.generation.share_token_budgets)
     return plan
@@ -233,12 +238,10 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
     it finishes), and give every cell an outcome, also when the sweep is interrupted. `stop`
     (`sweep.stopping.StopSignals`): a first SIGINT/SIGTERM ends the trials; the cells without an outcome
     are then recorded as interrupted (their finished batches stay in the store: a re-run resumes them)."""
-    from sweep.pipeline import PipelineSettings
     from sweep.progress import SweepProgress
-    from sweep.recorder import CellCallback, SweepRecorder
+    from sweep.recorder import SweepRecorder
     from sweep.scoring import CaptionScorer
     from sweep.stopping import SweepInterrupted
-    from sweep.trials import run_trials
 
     grid, cells, samples = plan.grid, plan.cells, plan.samples
     if where is None:
@@ -281,6 +284,11 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
         interrupted_by = None
         try:
             if plan.todo and not (stop and stop.signum):
+                # Ray Tune, Ray Data and the pipeline only when a cell runs (a stored grid answers without)
+                from sweep.callbacks import CellCallback
+                from sweep.pipeline import PipelineSettings
+                from sweep.trials import run_trials
+
                 trial_cells = plan.sharing.trial_cells(plan.todo)
                 with timer.phase("trials"):
                     hosts = run_trials(trial_cells, samples, PipelineSettings.from_grid(grid), plan.store,
@@ -325,6 +333,7 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
     from sweep.recorder import cells_beside
     from sweep.report import (
         add_statistics,
+        cost_axes,
         degenerate_notes,
         error_row_lines,
         format_table,
@@ -351,16 +360,24 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
     results[results["pareto"] != ""].to_csv(out / "pareto_front.csv", index=False)
     _, random_note = front_pool(results)
     warnings = degenerate_notes(results)
+    title, report_notes = f"Sweep report: {plan.grid.name}", [*filter(None, [random_note]), *warnings]
     with timer.phase("report"):
-        plots = plot_fronts(results, out)
-        report = write_html_report(out, f"Sweep report: {plan.grid.name}", results, plots,
-                                   {s.sample_id: list(s.references) for s in plan.samples},
-                                   [*filter(None, [random_note]), *warnings], ties=ties)
+        # the plots and the report are drawn from the results alone: the same results (a re-run of a
+        # stored grid) keep the files already drawn, a second of matplotlib saved
+        stamp = report_stamp(results, title, report_notes, ties)
+        plots = [out / f"pareto_cider_vs_{axis}.png" for axis in cost_axes(results)]
+        report = out / "report.html"
+        if not (_read_text(out / REPORT_STAMP) == stamp and all(p.is_file() for p in [*plots, report])):
+            plots = plot_fronts(results, out)
+            report = write_html_report(out, title, results, plots,
+                                       {s.sample_id: list(s.references) for s in plan.samples},
+                                       report_notes, ties=ties)
+            (out / REPORT_STAMP).write_text(stamp)
     n_failed = int((results["status"] != "ok").sum())
     notes = list(execution.notes)
     if tracker is not None:
         with timer.phase("mlflow"):
-            notes += _log_cell_extras(tracker, execution.outcomes, results)
+            notes += _log_cell_extras(tracker, execution.outcomes, results, out / EXTRAS_LOGGED)
         try:
             with timer.phase("mlflow"):
                 tracker.log_parent(
@@ -401,23 +418,60 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
     return (1 if n_failed else 0), results
 
 
-def _log_cell_extras(tracker: Any, outcomes: dict[str, Any], results: Any) -> list[str]:
-    """The intervals, `pareto`/`pareto_tied` and `degenerate_output` of each ok cell onto its child run;
-    notes for the cells whose logging failed."""
+REPORT_STAMP = ".report.sha256"  # what the plots and report.html in the output dir were drawn from
+
+
+def report_stamp(results: Any, title: str, notes: list[str], ties: list[str]) -> str:
+    """sha256 of what the plots and the report show: the results (but `reused`, which says only whether
+    this invocation computed a cell), the title, the notes and the tie lines."""
+    shown = results.drop(columns=[c for c in ("reused",) if c in results])
+    h = hashlib.sha256(shown.to_csv(index=False).encode())
+    h.update(json.dumps([title, notes, ties]).encode())
+    return h.hexdigest()
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+EXTRAS_LOGGED = ".mlflow-extras.json"  # {tracking uri: {run id: sha256 of the extras logged onto it}}
+
+
+def _log_cell_extras(tracker: Any, outcomes: dict[str, Any], results: Any,
+                     logged_path: Path | None = None) -> list[str]:
+    """The intervals, `pareto`/`pareto_tied`, `degenerate_output` and `cells_beside` of each ok cell onto
+    its child run; notes for the cells whose logging failed. `logged_path` remembers what each run got:
+    a run that already holds these very values (a re-run of a stored grid) is not written again."""
     from sweep.statistics import CI_METRICS, ci_columns
 
     columns = [c for m in CI_METRICS for c in ci_columns(m)] + ["degenerate_output", "cells_beside"]
     notes = []
+    logged: dict = {}
+    if logged_path is not None:
+        try:
+            logged = json.loads(logged_path.read_text())
+        except (OSError, ValueError):
+            logged = {}
+    done = logged.setdefault(str(getattr(tracker, "uri", "")), {})
     for _, row in results[results["status"] == "ok"].iterrows():
         run_id = outcomes[row["cell_id"]].run_id
         if run_id is None:
             continue
         metrics = {c: float(row[c]) for c in columns if c in row}  # the tracker leaves out NaN
         tags = {"pareto": row["pareto"], "pareto_tied": row["pareto_tied"]}
+        digest = hashlib.sha256(json.dumps([metrics, tags], sort_keys=True).encode()).hexdigest()
+        if done.get(run_id) == digest:
+            continue
         try:
             tracker.log_cell_extra(run_id, metrics, tags)
+            done[run_id] = digest
         except Exception as err:  # the files have it all; MLflow can be re-logged later
             notes.append(f"MLflow logging of the intervals of cell {row['cell_id']} failed: {err}")
+    if logged_path is not None:
+        atomic_write_bytes(logged_path, json.dumps(logged, indent=1).encode())
     return notes
 
 

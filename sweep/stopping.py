@@ -20,8 +20,6 @@ import sys
 import threading
 from typing import Any
 
-from ray.tune import Callback
-
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -75,6 +73,8 @@ class StopSignals:
 
     def callback(self) -> Any:
         """A Tune callback that ends `fit` at the next step after a signal."""
+        from sweep.callbacks import StopCallback  # Ray Tune: imported only when trials run
+
         return StopCallback(self)
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -100,12 +100,9 @@ class StopSignals:
 _STOPS: dict[int, StopSignals] = {}
 
 
-class StopCallback(Callback):
-    def __init__(self, stop: StopSignals):
-        _STOPS[id(stop)] = stop
-        self.key = id(stop)
+def __getattr__(name: str) -> Any:
+    if name == "StopCallback":  # lives in sweep.callbacks (a Ray Tune Callback)
+        from sweep.callbacks import StopCallback
 
-    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
-        stop = _STOPS.get(self.key)
-        if stop is not None and stop.signum:
-            raise SweepInterrupted(stop.signum)
+        return StopCallback
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
