@@ -237,3 +237,38 @@ def test_caption_rows_carry_references_and_prompt_hash_and_cell_json_says_the_lo
     rec2.scorer.score_images = None  # a second scoring would fail: the stored scores are read back
     rec2.record(cell.cell_id, {"latency_p50_s": 0.1}, from_store=True)
     assert "references" in store.read_captions(cell.cell_id)
+
+
+# --- item 3: what a re-run of the same results does not do again -----------------------------------------
+
+def test_publishing_the_same_results_again_keeps_the_plots_and_does_not_relog_extras(tmp_path, capsys):
+    from test_engine import FakeTracker, _grid, _scored
+
+    from sweep.engine import Execution, plan_sweep, publish_results
+    from sweep.phases import PhaseTimer
+    from sweep.recorder import CellOutcome
+
+    grid, samples, cells = _grid(tmp_path)
+    plan = plan_sweep(grid, cells, samples)
+    outcomes = {}
+    for k, cell in enumerate(cells):
+        table = _scored(samples, [f"a circle {i}" for i in range(len(samples))], [0.5 + k] * len(samples))
+        plan.store.begin_cell(cell)
+        plan.store.finish_cell(cell.cell_id, table, {})
+        outcomes[cell.cell_id] = CellOutcome(cell, "ok", {"cider": 0.5 + k, "latency_p50_s": 0.1},
+                                             {"weights": "toy"}, run_id=f"run-{k}")
+    first = FakeTracker()
+    first.uri = "sqlite:///x.db"
+    publish_results(plan, Execution(outcomes, [], first, first.uri), PhaseTimer())
+    plot = tmp_path / "pareto_cider_vs_latency.png"
+    drawn = plot.stat().st_mtime_ns
+    again = FakeTracker()
+    again.uri = first.uri
+    for outcome in outcomes.values():
+        outcome.reused = True  # read back from the store: not shown in the plots or the report
+    publish_results(plan, Execution(outcomes, [], again, again.uri), PhaseTimer())
+    assert set(first.extra) == {"run-0", "run-1"} and again.extra == {}
+    assert plot.stat().st_mtime_ns == drawn  # kept, not drawn again
+    outcomes[cells[0].cell_id].metrics["cider"] = 3.0  # other results: drawn and logged again
+    publish_results(plan, Execution(outcomes, [], again, again.uri), PhaseTimer())
+    assert plot.stat().st_mtime_ns != drawn and set(again.extra) == {"run-0", "run-1"}
