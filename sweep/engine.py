@@ -480,45 +480,51 @@ def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample] | None,
               verbose: bool = False, fresh: bool = False) -> SweepResult:
     """Plan, execute and publish one sweep invocation. `samples` None: video, whose scenes are detected
     on Ray (once per video file, cached) before the plan can be made."""
+    # the libraries' INFO lines (Ray, Tune, MLflow, the PTB tokenizer) go to sweep.log, not the terminal
+    with LogSession(grid.output_dir.resolve(), verbose) as logs:
+        return _run_logged(grid, cells, samples, address, verbose, fresh, logs.path)
+
+
+def _run_logged(grid: GridConfig, cells: list[Cell], samples: list[Sample] | None, address: str | None,
+                verbose: bool, fresh: bool, log_path: Path) -> SweepResult:
+    """`run_sweep` inside its log session (`log_path`, named in the summary)."""
 
     from sweep.stopping import StopSignals
 
-    # the libraries' INFO lines (Ray, Tune, MLflow, the PTB tokenizer) go to sweep.log, not the terminal
-    with LogSession(grid.output_dir.resolve(), verbose) as logs:
-        timer = PhaseTimer()
-        where = None
-        # SIGINT/SIGTERM: a clean stop (exit 130/143, what finished written), a second one a fast stop
-        stop = StopSignals().install()
-        try:
-            if samples is None:
-                from sweep.video import load_video_samples
+    timer = PhaseTimer()
+    where = None
+    # SIGINT/SIGTERM: a clean stop (exit 130/143, what finished written), a second one a fast stop
+    stop = StopSignals().install()
+    try:
+        if samples is None:
+            from sweep.video import load_video_samples
 
-                with timer.phase("ray_start"):
-                    where = init_ray(grid, cells, address, verbose)
-                stop.install()
-                out = grid.output_dir.resolve()
-                out.mkdir(parents=True, exist_ok=True)
-                samples = load_video_samples(grid.dataset, out / "scene-cache")
-            plan = plan_sweep(grid, cells, samples, fresh)
-            try:
-                execution = execute_plan(plan, timer, address, verbose, where, stop)
-            finally:
-                shutdown_ray()
-            code, results = publish_results(plan, execution, timer, logs.path)
-            if stop.signum:
-                code = stop.exit_code
-                if execution.tracker is not None:
-                    execution.tracker.finish(ok=False, status="KILLED")
-                print(f"stopped by {stop.name}: exit {code}", flush=True)
-        except BaseException as err:  # the parent run must not stay RUNNING: KILLED (signal) or FAILED
-            tracker = stop.tracker
-            if tracker is not None and tracker.status is None:
-                killed = stop.signum or isinstance(err, KeyboardInterrupt)
-                try:
-                    tracker.finish(ok=False, status="KILLED" if killed else "FAILED")
-                except Exception:
-                    pass
-            raise
+            with timer.phase("ray_start"):
+                where = init_ray(grid, cells, address, verbose)
+            stop.install()
+            out = grid.output_dir.resolve()
+            out.mkdir(parents=True, exist_ok=True)
+            samples = load_video_samples(grid.dataset, out / "scene-cache")
+        plan = plan_sweep(grid, cells, samples, fresh)
+        try:
+            execution = execute_plan(plan, timer, address, verbose, where, stop)
         finally:
-            stop.restore()
-        return SweepResult(code, results, plan.output_dir, execution.tracker, timer.snapshot())
+            shutdown_ray()
+        code, results = publish_results(plan, execution, timer, log_path)
+        if stop.signum:
+            code = stop.exit_code
+            if execution.tracker is not None:
+                execution.tracker.finish(ok=False, status="KILLED")
+            print(f"stopped by {stop.name}: exit {code}", flush=True)
+    except BaseException as err:  # the parent run must not stay RUNNING: KILLED (signal) or FAILED
+        tracker = stop.tracker
+        if tracker is not None and tracker.status is None:
+            killed = stop.signum or isinstance(err, KeyboardInterrupt)
+            try:
+                tracker.finish(ok=False, status="KILLED" if killed else "FAILED")
+            except Exception:
+                pass
+        raise
+    finally:
+        stop.restore()
+    return SweepResult(code, results, plan.output_dir, execution.tracker, timer.snapshot())
