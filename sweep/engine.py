@@ -285,7 +285,7 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
         try:
             if plan.todo and not (stop and stop.signum):
                 # Ray Tune, Ray Data and the pipeline only when a cell runs (a stored grid answers without)
-                from sweep.callbacks import CellCallback
+                from sweep.callbacks import CellCallback, StopCallback
                 from sweep.pipeline import PipelineSettings
                 from sweep.trials import run_trials
 
@@ -293,7 +293,7 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
                 with timer.phase("trials"):
                     hosts = run_trials(trial_cells, samples, PipelineSettings.from_grid(grid), plan.store,
                                        plan.output_dir / "tune", f"{grid.name}-{stamp}",
-                                       [CellCallback(recorder), *([stop.callback()] if stop else [])],
+                                       [CellCallback(recorder), *([StopCallback(stop)] if stop else [])],
                                        derived={lead: g.derived for lead, g in groups.items()})
                 recorder.notes.append(f"{hosts['loads']} model loads for {len(plan.todo)} cells (a loaded "
                                       "model serves every cell of its model and precision)")

@@ -333,16 +333,6 @@ def cells_beside(spans: dict[str, tuple[float, float] | None],
 _RECORDERS: dict[int, SweepRecorder] = {}
 
 
-def __getattr__(name: str) -> Any:
-    """`CellCallback` lives in `sweep.callbacks` (it subclasses Ray Tune's Callback): importing the
-    recorder then needs no Ray Tune, which a re-run of a stored grid never starts."""
-    if name == "CellCallback":
-        from sweep.callbacks import CellCallback
-
-        return CellCallback
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def trial_error_text(trial: Any) -> str:
     """The root cause of a failed trial, short enough for an MLflow tag."""
     text = ""

@@ -1,8 +1,8 @@
 """SIGINT/SIGTERM: a clean stop of the sweep driver.
 
-The first signal is only noted; Tune's loop sees it at its next step (`StopCallback`, a few times a
-second) and leaves `fit` by `SweepInterrupted` (raised from a callback, in Python: raised from the
-handler it could land inside Ray's C++ `wait`, which turns it into a SystemError). Recording,
+The first signal is only noted; Tune's loop sees it at its next step (`sweep.callbacks.StopCallback`,
+a few times a second) and leaves `fit` by `SweepInterrupted` (raised from a callback, in Python: raised
+from the handler it could land inside Ray's C++ `wait`, which turns it into a SystemError). Recording,
 results.csv and the report are thus never cut in half by the first signal; the engine records the
 cells without an outcome as interrupted, writes what finished and exits 128 + the signal (130 SIGINT,
 143 SIGTERM). A second signal is a fast stop: the MLflow parent run set KILLED, then exit at once
@@ -71,12 +71,6 @@ class StopSignals:
             signal.signal(sig, handler)
         self._previous.clear()
 
-    def callback(self) -> Any:
-        """A Tune callback that ends `fit` at the next step after a signal."""
-        from sweep.callbacks import StopCallback  # Ray Tune: imported only when trials run
-
-        return StopCallback(self)
-
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signum is None:
             self.signum = signum
@@ -99,10 +93,3 @@ class StopSignals:
 # its StopSignals by key, and they stay in this process.
 _STOPS: dict[int, StopSignals] = {}
 
-
-def __getattr__(name: str) -> Any:
-    if name == "StopCallback":  # lives in sweep.callbacks (a Ray Tune Callback)
-        from sweep.callbacks import StopCallback
-
-        return StopCallback
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
