@@ -308,7 +308,11 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
             recorder.drain()
             interrupted_by = interrupted_by or (stop.name if stop else None)
             running = set(progress.running)
+            wanted = {s.sample_id for s in samples}
             for cell in cells:
+                if cell.cell_id not in recorder.outcomes and interrupted_by:
+                    # finished in the store just before the signal, before Tune reported it: a result
+                    _record_if_finished(recorder, progress, cell, plan.store, wanted)
                 if cell.cell_id not in recorder.outcomes:
                     if interrupted_by:
                         when = "" if cell.cell_id in running else " before this cell started"
@@ -322,6 +326,22 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
                                   "batches in the store; re-run the same grid to resume them")
     notes = [*recorder.notes, *filter(None, [tracker_note])]
     return Execution(recorder.outcomes, notes, tracker, uri)
+
+
+def _record_if_finished(recorder: Any, progress: Any, cell: Cell, store: ResultStore,
+                        wanted: set[str]) -> None:
+    """A cell the store holds finished although no trial reported it (a signal came in between): record it
+    as the result it is, not as interrupted."""
+    costs = reusable(cell, store, wanted)
+    if costs is None:
+        return
+    try:
+        outcome = recorder.record(cell.cell_id, costs)
+    except Exception:  # not recordable now (scoring failed): left to the interrupted cells, resumed later
+        log.exception("recording cell %s after the stop failed", cell.cell_id)
+        recorder.outcomes.pop(cell.cell_id, None)
+        return
+    progress.cell_finished(cell.cell_id, True, outcome.metrics.get("n_errors", 0.0))
 
 
 def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
