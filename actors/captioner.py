@@ -87,6 +87,14 @@ class Captioner(ABC):
         results = self.generate(requests, budget_kwargs(generate_kwargs, max_new_tokens))
         return BudgetCut(results, time.perf_counter() - start, "own_generation")
 
+    def rendered_prompt(self, prompt: str) -> str:
+        """The text this captioner feeds the model for `prompt` with one image (its family's chat template
+        or plain template), for the per-image tables; "" when it cannot tell (no processor to render it)."""
+        try:
+            return str(self.family.format_prompt(getattr(self, "processor", None), prompt, 1))
+        except Exception:  # a family that renders only inside generate(): not known here
+            return ""
+
     def reset_peak_memory(self) -> None:
         """Start a new peak: a loaded model serves several cells in turn, each reports its own peak."""
         import torch

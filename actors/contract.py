@@ -185,3 +185,4 @@ class CellStart:
     report: LoadReport
     generation: dict[str, Any]  # effective generate() settings: the family's defaults under the cell's
     cells_before: int  # cells this load began before this one (0: loaded for this cell)
+    rendered_prompt: str = ""  # the cell's prompt as the model sees it (one image), "" when unknown

@@ -144,7 +144,10 @@ class ModelHost:
         host meanwhile). Waits for the load: a load error surfaces here, before any image is read."""
         self.captioner.reset_peak_memory()
         before = self.cells_before.setdefault(cell_id, len(self.cells_before))
-        return CellStart(self.actor_id, self.node_id, self.captioner.report, self._kwargs(settings), before)
+        render = getattr(self.captioner, "rendered_prompt", None)  # test doubles may lack it
+        rendered = render(settings.prompt) if render is not None else ""
+        return CellStart(self.actor_id, self.node_id, self.captioner.report, self._kwargs(settings), before,
+                         rendered)
 
     def _kwargs(self, settings: GenerationSettings) -> dict:
         if settings not in self.generation:

@@ -200,7 +200,7 @@ class ResourcesConfig(_Strict):
     batch_size: StrictInt = Field(default=8, ge=1, description="images per generate() call")
     local_gpus: int | None = Field(
         default=None, ge=1,
-        description="logical GPUs of an embedded Ray without CUDA (default: 2, or what one cell needs)",
+        description="logical GPUs of an embedded Ray without CUDA (default: one cell's need: one at a time)",
     )
     cpus_per_decode_task: float = Field(default=0.5, gt=0)
     accelerator_type: str | None = Field(

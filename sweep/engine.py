@@ -5,9 +5,12 @@ MLflow) → publish (results.csv, fronts, plots, report, the summary). Each phas
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import logging
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,8 +21,9 @@ from sweep.cells import Cell
 from sweep.config import GridConfig
 from sweep.data import Sample
 from sweep.lock import holds_sweep_lock
+from sweep.logs import LogSession, route_library_logs
 from sweep.phases import PhaseTimer
-from sweep.store import ResultStore
+from sweep.store import ResultStore, atomic_write_bytes
 
 for _key, _value in {
     "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -31,6 +35,8 @@ for _key, _value in {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
 }.items():
     os.environ.setdefault(_key, _value)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -104,6 +110,7 @@ def init_ray(grid: GridConfig, cells: list[Cell], address: str | None, verbose: 
     """Join the cluster named by --address/$RAY_ADDRESS, else start an embedded Ray."""
     import ray
 
+    route_library_logs()  # Ray's INFO lines ("Started a local Ray instance", Tune's) into sweep.log
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         _loopback_only(False)
@@ -116,20 +123,42 @@ def init_ray(grid: GridConfig, cells: list[Cell], address: str | None, verbose: 
 
     kwargs: dict = {"include_dashboard": False, "log_to_driver": verbose, "_node_ip_address": "127.0.0.1",
                     "dashboard_host": "127.0.0.1"}
+    choice = ""
     if torch.cuda.device_count() == 0:
-        # Logical GPUs let cells and replicas run side by side exactly as they would on real ones.
-        need = max(c.gpus_per_actor * c.replicas for c in cells)
-        kwargs["num_gpus"] = grid.resources.local_gpus or max(2, math.ceil(need))
+        kwargs["num_gpus"], choice = cpu_logical_gpus(grid.resources.local_gpus, cells)
+        log.info("no CUDA device: %s", choice)
     ray.init(**kwargs)
     gpus = ray.cluster_resources().get("GPU", 0)
-    kind = "logical GPUs (no CUDA device: models run on CPU)" if "num_gpus" in kwargs else "GPUs"
-    return f"embedded Ray with {gpus:g} {kind}"
+    if "num_gpus" in kwargs:
+        plural = "s" * (gpus != 1)
+        return f"embedded Ray with {gpus:g} logical GPU{plural} (no CUDA device: models run on CPU, {choice})"
+    return f"embedded Ray with {gpus:g} GPUs"
+
+
+def cpu_logical_gpus(local_gpus: int | None, cells: list[Cell]) -> tuple[int, str]:
+    """Logical GPUs of an embedded Ray on a machine without CUDA, and the choice in words.
+
+    The cells' models run on the CPU cores, where two cells side by side slow each other down while both
+    are timed (on 2 cores: batch latency p50 2-3x, images/s of one cell 13.7-95.1 across identical runs).
+    So by default just the GPUs one cell needs (one cell at a time: its latency is its own); a grid's
+    `resources.local_gpus` runs more at once; every cell records in `cells_beside` how many ran with it."""
+    need = max(1, math.ceil(max(c.gpus_per_actor * c.replicas for c in cells)))
+    if local_gpus is None:
+        return need, ("one cell at a time, so no two cells share the cores they are timed on; "
+                      "resources.local_gpus runs more at once")
+    at_once = max(1, int(local_gpus // need))
+    if at_once == 1:
+        return local_gpus, "one cell at a time (resources.local_gpus)"
+    return local_gpus, (f"up to {at_once} cells at once on the same CPU cores (resources.local_gpus): their "
+                        "latencies include each other's load; cells_beside says how many ran together")
 
 
 def shutdown_ray() -> None:
     """Stop this process's Ray and give back Ray's own settings: a later `ray.init` or
     `ray.cluster_utils.Cluster` in the same process (a notebook, a test session) must not start its nodes in
     the embedded Ray's single-node loopback mode (several nodes then never come up)."""
+    if "ray" not in sys.modules:  # this process never started Ray (every cell stored): nothing to give back
+        return
     import ray
 
     if ray.is_initialized():
@@ -178,8 +207,9 @@ def plan_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], fresh
     stored = {c.cell_id: reusable(c, plan.store, wanted) for c in cells}
     plan.finished = {cell_id: costs for cell_id, costs in stored.items() if costs is not None}
     todo = [c for c in cells if c.cell_id not in plan.finished]
-    gpu_bytes = target_gpu_bytes(grid.resources.accelerator_type, grid.resources.gpu_memory_gb)
-    plan.refused = memory_refusals(todo, gpu_bytes, grid.dataset.image_max_side)
+    if todo:  # the GPU's size may need torch (seconds of import): not when every cell is stored
+        gpu_bytes = target_gpu_bytes(grid.resources.accelerator_type, grid.resources.gpu_memory_gb)
+        plan.refused = memory_refusals(todo, gpu_bytes, grid.dataset.image_max_side)
     plan.todo = [c for c in todo if c.cell_id not in plan.refused]
     plan.sharing = plan_sharing(plan.todo, grid.generation.share_token_budgets)
     return plan
@@ -187,8 +217,10 @@ def plan_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], fresh
 
 def open_tracker(plan: SweepPlan, timer: PhaseTimer) -> tuple[Any, str, str | None]:
     """(tracker or None, tracking URI, note when MLflow is unreachable: results still go to the store)."""
+    import mlflow  # noqa: F401  (its log handlers exist from here: routed before the tables are made)
     from sweep.tracking import SweepTracker, default_tracking_uri
 
+    route_library_logs()
     grid = plan.grid
     uri = grid.tracking.uri or default_tracking_uri(plan.output_dir)
     try:
@@ -209,12 +241,10 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
     (`sweep.stopping.StopSignals`): a first SIGINT/SIGTERM ends the trials; the cells without an outcome
     are then recorded as interrupted (their finished batches stay in the store: a re-run resumes them)."""
     from sweep.disk import storage_failure
-    from sweep.pipeline import PipelineSettings
     from sweep.progress import SweepProgress
-    from sweep.recorder import CellCallback, SweepRecorder
+    from sweep.recorder import SweepRecorder
     from sweep.scoring import CaptionScorer
     from sweep.stopping import SweepHalted, SweepInterrupted
-    from sweep.trials import run_trials
 
     grid, cells, samples = plan.grid, plan.cells, plan.samples
     if where is None:
@@ -251,19 +281,24 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
         if stop is not None:
             recorder.on_storage_failure = stop.halt
         for cell_id, costs in plan.finished.items():
-            recorder.record(cell_id, costs, from_store=True)
-            progress.cell_reused(cell_id)
+            outcome = recorder.record(cell_id, costs, from_store=True)
+            progress.cell_reused(cell_id, outcome.metrics.get("n_errors", 0.0))
         for cell_id, reason in plan.refused.items():  # would not fit the GPU: refused before loading
             recorder.record_failure(cell_id, reason)
             progress.cell_finished(cell_id, ok=False)
         interrupted_by = halted = None
         try:
             if plan.todo and not (stop and stop.signum):
+                # Ray Tune, Ray Data and the pipeline only when a cell runs (a stored grid answers without)
+                from sweep.callbacks import CellCallback, StopCallback
+                from sweep.pipeline import PipelineSettings
+                from sweep.trials import run_trials
+
                 trial_cells = plan.sharing.trial_cells(plan.todo)
                 with timer.phase("trials"):
                     hosts = run_trials(trial_cells, samples, PipelineSettings.from_grid(grid), plan.store,
                                        plan.output_dir / "tune", f"{grid.name}-{stamp}",
-                                       [CellCallback(recorder), *([stop.callback()] if stop else [])],
+                                       [CellCallback(recorder), *([StopCallback(stop)] if stop else [])],
                                        derived={lead: g.derived for lead, g in groups.items()})
                 recorder.notes.append(f"{hosts['loads']} model loads for {len(plan.todo)} cells (a loaded "
                                       "model serves every cell of its model and precision)")
@@ -286,7 +321,11 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
             interrupted_by = interrupted_by or (stop.name if stop else None)
             halted = halted or (stop.halted if stop else None)
             running = set(progress.running)
+            wanted = {s.sample_id for s in samples}
             for cell in cells:
+                if cell.cell_id not in recorder.outcomes and interrupted_by:
+                    # finished in the store just before the signal, before Tune reported it: a result
+                    _record_if_finished(recorder, progress, cell, plan.store, wanted)
                 if cell.cell_id not in recorder.outcomes:
                     if interrupted_by or halted:
                         why = f"interrupted by {interrupted_by}" if interrupted_by else f"stopped: {halted}"
@@ -306,13 +345,33 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
     return Execution(recorder.outcomes, notes, tracker, uri, halted)
 
 
-def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer) -> tuple[int, Any]:
-    """results.csv, pareto_front.csv, the plots, report.html, the MLflow parent run and the summary."""
+def _record_if_finished(recorder: Any, progress: Any, cell: Cell, store: ResultStore,
+                        wanted: set[str]) -> None:
+    """A cell the store holds finished although no trial reported it (a signal came in between): record it
+    as the result it is, not as interrupted."""
+    costs = reusable(cell, store, wanted)
+    if costs is None:
+        return
+    try:
+        outcome = recorder.record(cell.cell_id, costs)
+    except Exception:  # not recordable now (scoring failed): left to the interrupted cells, resumed later
+        log.exception("recording cell %s after the stop failed", cell.cell_id)
+        recorder.outcomes.pop(cell.cell_id, None)
+        return
+    progress.cell_finished(cell.cell_id, True, outcome.metrics.get("n_errors", 0.0))
+
+
+def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
+                    log_path: Path | None = None) -> tuple[int, Any]:
+    """results.csv, pareto_front.csv, the plots, report.html, the MLflow parent run and the summary
+    (naming `log_path`, the sweep's log file)."""
     import pandas as pd
 
     from sweep.disk import EXIT_STORAGE
+    from sweep.recorder import cells_beside
     from sweep.report import (
         add_statistics,
+        cost_axes,
         degenerate_notes,
         error_row_lines,
         format_table,
@@ -327,6 +386,10 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer) ->
 
     out, cells, tracker = plan.output_dir, plan.cells, execution.tracker
     results = pd.DataFrame([execution.outcomes[c.cell_id].row() for c in cells])
+    outcomes = [execution.outcomes[c.cell_id] for c in cells]
+    beside = cells_beside({o.cell.cell_id: o.span for o in outcomes},
+                          {o.cell.cell_id: o.params.get("shared_generation", "") for o in outcomes})
+    results["cells_beside"] = [beside[c.cell_id] for c in cells]
     # intervals, paired differences and the degenerate-output guard, from each ok cell's per-image table
     with timer.phase("scoring"):
         results, comparisons = add_statistics(results, load_tables(out, results))
@@ -334,6 +397,7 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer) ->
         ties = tie_summary(results, comparisons)
     _, random_note = front_pool(results)
     warnings = degenerate_notes(results)
+    title, report_notes = f"Sweep report: {plan.grid.name}", [*filter(None, [random_note]), *warnings]
     plots: list[Path] = []
     report = out / "report.html"
     unwritten = None  # a full or read-only disk: the table is still printed, the store keeps the cells
@@ -342,10 +406,16 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer) ->
         front = results[results["pareto"] != ""]
         atomic_write_bytes(out / "pareto_front.csv", front.to_csv(index=False).encode())
         with timer.phase("report"):
-            plots = plot_fronts(results, out)
-            report = write_html_report(out, f"Sweep report: {plan.grid.name}", results, plots,
-                                       {s.sample_id: list(s.references) for s in plan.samples},
-                                       [*filter(None, [random_note]), *warnings], ties=ties)
+            # the plots and the report are drawn from the results alone: the same results (a re-run of a
+            # stored grid) keep the files already drawn, a second of matplotlib saved
+            stamp = report_stamp(results, title, report_notes, ties)
+            plots = [out / f"pareto_cider_vs_{axis}.png" for axis in cost_axes(results)]
+            if not (_read_text(out / REPORT_STAMP) == stamp and all(p.is_file() for p in [*plots, report])):
+                plots = plot_fronts(results, out)
+                report = write_html_report(out, title, results, plots,
+                                           {s.sample_id: list(s.references) for s in plan.samples},
+                                           report_notes, ties=ties)
+                atomic_write_bytes(out / REPORT_STAMP, stamp.encode())
     except OSError as err:
         unwritten = f"{err.filename or out}: {err.strerror or err}"
     n_failed = int((results["status"] != "ok").sum())
@@ -355,7 +425,7 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer) ->
                      f"{out / 'cells'}: free space and re-run (nothing is recomputed) to write them")
     if tracker is not None and not unwritten:
         with timer.phase("mlflow"):
-            notes += _log_cell_extras(tracker, execution.outcomes, results)
+            notes += _log_cell_extras(tracker, execution.outcomes, results, out / EXTRAS_LOGGED)
         try:
             with timer.phase("mlflow"):
                 tracker.log_parent(
@@ -390,6 +460,8 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer) ->
     print(f"MLflow:    {uri}  (experiment '{plan.grid.tracking.experiment}', parent run {parent})")
     if uri.startswith("sqlite:"):
         print(f"           mlflow ui --backend-store-uri {uri}")
+    if log_path is not None:
+        print(f"log:       {log_path}  (Ray, Tune, MLflow and tokenizer lines; --verbose shows them here)")
     if n_failed:
         print(f"{n_failed} of {len(cells)} cells failed:")
         for _, row in results[results["status"] != "ok"].iterrows():
@@ -397,23 +469,60 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer) ->
     return (EXIT_STORAGE if unwritten else 1 if n_failed else 0), results
 
 
-def _log_cell_extras(tracker: Any, outcomes: dict[str, Any], results: Any) -> list[str]:
-    """The intervals, `pareto`/`pareto_tied` and `degenerate_output` of each ok cell onto its child run;
-    notes for the cells whose logging failed."""
+REPORT_STAMP = ".report.sha256"  # what the plots and report.html in the output dir were drawn from
+
+
+def report_stamp(results: Any, title: str, notes: list[str], ties: list[str]) -> str:
+    """sha256 of what the plots and the report show: the results (but `reused`, which says only whether
+    this invocation computed a cell), the title, the notes and the tie lines."""
+    shown = results.drop(columns=[c for c in ("reused",) if c in results])
+    h = hashlib.sha256(shown.to_csv(index=False).encode())
+    h.update(json.dumps([title, notes, ties]).encode())
+    return h.hexdigest()
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+EXTRAS_LOGGED = ".mlflow-extras.json"  # {tracking uri: {run id: sha256 of the extras logged onto it}}
+
+
+def _log_cell_extras(tracker: Any, outcomes: dict[str, Any], results: Any,
+                     logged_path: Path | None = None) -> list[str]:
+    """The intervals, `pareto`/`pareto_tied`, `degenerate_output` and `cells_beside` of each ok cell onto
+    its child run; notes for the cells whose logging failed. `logged_path` remembers what each run got:
+    a run that already holds these very values (a re-run of a stored grid) is not written again."""
     from sweep.statistics import CI_METRICS, ci_columns
 
-    columns = [c for m in CI_METRICS for c in ci_columns(m)] + ["degenerate_output"]
+    columns = [c for m in CI_METRICS for c in ci_columns(m)] + ["degenerate_output", "cells_beside"]
     notes = []
+    logged: dict = {}
+    if logged_path is not None:
+        try:
+            logged = json.loads(logged_path.read_text())
+        except (OSError, ValueError):
+            logged = {}
+    done = logged.setdefault(str(getattr(tracker, "uri", "")), {})
     for _, row in results[results["status"] == "ok"].iterrows():
         run_id = outcomes[row["cell_id"]].run_id
         if run_id is None:
             continue
         metrics = {c: float(row[c]) for c in columns if c in row}  # the tracker leaves out NaN
         tags = {"pareto": row["pareto"], "pareto_tied": row["pareto_tied"]}
+        digest = hashlib.sha256(json.dumps([metrics, tags], sort_keys=True).encode()).hexdigest()
+        if done.get(run_id) == digest:
+            continue
         try:
             tracker.log_cell_extra(run_id, metrics, tags)
+            done[run_id] = digest
         except Exception as err:  # the files have it all; MLflow can be re-logged later
             notes.append(f"MLflow logging of the intervals of cell {row['cell_id']} failed: {err}")
+    if logged_path is not None:
+        atomic_write_bytes(logged_path, json.dumps(logged, indent=1).encode())
     return notes
 
 
@@ -422,6 +531,14 @@ def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample] | None,
               verbose: bool = False, fresh: bool = False) -> SweepResult:
     """Plan, execute and publish one sweep invocation. `samples` None: video, whose scenes are detected
     on Ray (once per video file, cached) before the plan can be made."""
+    # the libraries' INFO lines (Ray, Tune, MLflow, the PTB tokenizer) go to sweep.log, not the terminal
+    with LogSession(grid.output_dir.resolve(), verbose) as logs:
+        return _run_logged(grid, cells, samples, address, verbose, fresh, logs.path)
+
+
+def _run_logged(grid: GridConfig, cells: list[Cell], samples: list[Sample] | None, address: str | None,
+                verbose: bool, fresh: bool, log_path: Path) -> SweepResult:
+    """`run_sweep` inside its log session (`log_path`, named in the summary)."""
 
     from sweep.stopping import StopSignals
 
@@ -444,7 +561,7 @@ def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample] | None,
             execution = execute_plan(plan, timer, address, verbose, where, stop)
         finally:
             shutdown_ray()
-        code, results = publish_results(plan, execution, timer)
+        code, results = publish_results(plan, execution, timer, log_path)
         if stop.signum:
             code = stop.exit_code
             if execution.tracker is not None:

@@ -6,9 +6,6 @@ import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
 
 def pareto_front(
     points: Sequence[tuple[float, float]],
@@ -117,6 +114,10 @@ def plot_front(
             bars.append((c, q, c_err or (0.0, 0.0), q_err or (0.0, 0.0)))
 
     # Figure + Agg canvas rather than pyplot: no global backend switch, no display, safe in worker threads.
+    # matplotlib (a second of import) only when a plot is drawn: a re-run keeps the plots it has
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(8, 6), dpi=120)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from ray.tune import Callback
 
 from sweep.cells import Cell
 from sweep.data import Sample
@@ -30,7 +29,7 @@ from sweep.scoring import (
     mean_caption_length,
     reference_set_frequencies,
 )
-from sweep.store import ResultStore, atomic_write_parquet
+from sweep.store import ResultStore, atomic_write_parquet, prompt_sha256
 from sweep.tracking import SweepTracker, cell_params
 
 log = logging.getLogger(__name__)
@@ -173,9 +172,10 @@ class SweepRecorder:
                            "references_sha256": references_fingerprint(self.references)}
         return self._stamp
 
-    def score(self, table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:
+    def score(self, table: pd.DataFrame, label: str = "") -> tuple[pd.DataFrame, dict[str, float]]:
         """Scores a finished cell: (its caption table with the per-image columns PER_IMAGE_COLUMNS, NaN on
-        rows not scored, i.e. errors and samples without references; the cell's scores)."""
+        rows not scored, i.e. errors and samples without references; the cell's scores). The scorer's
+        notes (e.g. predictions empty after tokenization) are kept naming the cell, `label`."""
         table = table.drop(columns=[c for c in PER_IMAGE_COLUMNS if c in table])
         ok = table[table["error"] == ""]
         # only samples with human references can be scored (video scenes often have none)
@@ -188,7 +188,9 @@ class SweepRecorder:
         with self.timer.phase("scoring"):
             result = self.scorer.score_images(predictions, {sid: self.references[sid] for sid in predictions},
                                               self.document_frequencies())
+        about_cell = set(getattr(self.scorer, "call_notes", ()))
         for note in getattr(self.scorer, "notes", []):
+            note = f"{label}: {note}" if label and note in about_cell else note
             if note not in self.notes:
                 self.notes.append(note)
         for column in PER_IMAGE_COLUMNS:
@@ -197,6 +199,24 @@ class SweepRecorder:
         scores["mean_caption_words"] = mean_caption_length(ok["caption"])
         scores["n_scored"] = float(len(ok))
         return table, scores
+
+    def with_row_context(self, table: pd.DataFrame, cell: Cell) -> tuple[pd.DataFrame, bool]:
+        """The caption table with what a user needs to check a row on its own: `references` (the
+        captions it is scored against) and `prompt_sha256` (of the prompt as the model saw it, stored
+        once in cell.json as `rendered_prompt`; of the grid's prompt when the host could not render it).
+        `generated_tokens` is already there. (table, whether a column changed)."""
+        record = self.store.read_cell(cell.cell_id)
+        digest = record.get("prompt_sha256") or prompt_sha256(cell.prompt)
+        references = [list(self.references.get(sid, ())) for sid in table["sample_id"]]
+        same = ("references" in table and "prompt_sha256" in table
+                and (table["prompt_sha256"] == digest).all()
+                and [list(r) for r in table["references"]] == references)
+        if same:
+            return table, False
+        table = table.copy()
+        table["references"] = references
+        table["prompt_sha256"] = digest
+        return table, True
 
     def _stored_scores(self, cell_id: str, table: pd.DataFrame) -> dict[str, float] | None:
         """The stored scores of a cell, if scored since its table was written, the way this sweep scores,
@@ -221,8 +241,10 @@ class SweepRecorder:
         params = cell_params(cell, report, loads["generation"], extra)
         scores = self._stored_scores(cell_id, table) if from_store else None
         rescored = scores is None
+        table, annotated = self.with_row_context(table, cell)
         if scores is None:
-            table, scores = self.score(table)
+            table, scores = self.score(table, cell.label)
+        if rescored or annotated:
             # the table first: read_scores trusts scores.json only when it is newer than the table
             atomic_write_parquet(self.store.captions_path(cell_id), table)
             self.store.write_scores(cell_id, {**scores, SCORING_STAMP: self.scoring_stamp()})
@@ -295,74 +317,31 @@ def cell_span(table: Any, costs: dict) -> tuple[float, float] | None:
     return end - float(costs.get("cell_wall_seconds", 0.0) or 0.0), end
 
 
+def cells_beside(spans: dict[str, tuple[float, float] | None],
+                 generation_of: dict[str, str] | None = None) -> dict[str, float]:
+    """For each cell, how many other generations ran while it ran (their spans overlap its span): on
+    shared cores or GPUs, what its latency and images/s were measured beside. `generation_of`: cell id ->
+    the cell whose generation served it (token-budget sharing): cells of one generation are one run, not
+    neighbours. NaN for a cell without a span (failed before its first batch)."""
+    generation_of = generation_of or {}
+    runs: dict[str, tuple[float, float]] = {}
+    for cell_id, span in spans.items():
+        if span is not None:
+            runs.setdefault(generation_of.get(cell_id) or cell_id, span)
+    out = {}
+    for cell_id, span in spans.items():
+        if span is None:
+            out[cell_id] = math.nan
+            continue
+        own = generation_of.get(cell_id) or cell_id
+        out[cell_id] = float(sum(1 for key, (start, end) in runs.items()
+                                 if key != own and start < span[1] and span[0] < end))
+    return out
+
+
 # Tune pickles its run config (callbacks included) into the experiment folder; the recorder holds a
 # JVM, locks and an MLflow client, so the callback refers to it by key and it stays in this process.
 _RECORDERS: dict[int, SweepRecorder] = {}
-
-
-class CellCallback(Callback):
-    """Hands each finished or failed trial to its recorder, in the driver process."""
-
-    def __init__(self, recorder: SweepRecorder):
-        _RECORDERS[id(recorder)] = recorder
-        self.key = id(recorder)
-
-    @staticmethod
-    def _group(recorder: SweepRecorder, cell_id: str) -> tuple[str, ...]:
-        """The trial's cell and the cells its generation serves."""
-        return (cell_id, *recorder.derived.get(cell_id, ()))
-
-    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        recorder = _RECORDERS[self.key]
-        if recorder.progress:
-            for cell_id in self._group(recorder, trial.config["cell_id"]):
-                recorder.progress.cell_started(cell_id)
-
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        recorder = _RECORDERS[self.key]
-        if "failure" in result:  # the trial's last word before it raises (see trials.cell_trainable)
-            recorder.trial_failures[trial.config["cell_id"]] = str(result["failure"])
-            recorder.storage_failed(str(result["failure"]))
-        if recorder.progress and "samples_done" in result:
-            for cell_id in self._group(recorder, trial.config["cell_id"]):
-                recorder.progress.cell_samples(cell_id, int(result["samples_done"]))
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        recorder = _RECORDERS[self.key]
-        lead, last = trial.config["cell_id"], dict(trial.last_result or {})
-        for cell_id in self._group(recorder, lead):  # the lead first, then each cell it served
-            recorder.submit(self._complete, recorder, cell_id, last if cell_id == lead else {})
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        recorder = _RECORDERS[self.key]
-        lead = trial.config["cell_id"]
-        reason = (recorder.store.read_failure(lead) or recorder.trial_failures.get(lead)
-                  or trial_error_text(trial))
-        recorder.storage_failed(reason)
-        for cell_id in self._group(recorder, lead):  # a failed shared generation fails what it served
-            recorder.submit(self._fail, recorder, cell_id, reason)
-
-    @staticmethod
-    def _complete(recorder: SweepRecorder, cell_id: str, last_result: dict) -> None:
-        try:
-            # the store's costs, not Tune's result: that one adds Tune's own keys (pid, timestamp, ...)
-            costs = recorder.store.finished_costs(cell_id, set(recorder.references))
-            if costs is None and not last_result:
-                raise RuntimeError(f"the generation of cell {recorder.lead_of.get(cell_id, '?')} finished "
-                                   "without finishing this cell in the store")
-            outcome = recorder.record(cell_id, costs if costs is not None else last_result)
-        except Exception as err:
-            if not recorder.storage_failed(err):
-                log.exception("recording cell %s failed", cell_id)
-            outcome = recorder.record_failure(cell_id, f"recording failed: {type(err).__name__}: {err}")
-        if recorder.progress:
-            recorder.progress.cell_finished(cell_id, outcome.status == "ok")
-
-    @staticmethod
-    def _fail(recorder: SweepRecorder, cell_id: str, reason: str) -> None:
-        recorder.record_failure(cell_id, reason)
-        if recorder.progress:
-            recorder.progress.cell_finished(cell_id, False)
 
 
 def trial_error_text(trial: Any) -> str:

@@ -39,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a grid field, e.g. --set dataset.limit=8 --set 'precisions=[fp16]'")
     p.add_argument("--address", default=None,
                    help="Ray cluster to join (default: $RAY_ADDRESS, else start an embedded Ray)")
-    p.add_argument("--verbose", action="store_true", help="forward actor logs to this terminal")
+    p.add_argument("--verbose", action="store_true",
+                   help="show on this terminal what goes to <output_dir>/sweep.log (Ray, Tune, MLflow and "
+                   "tokenizer INFO lines) and forward the actors' logs")
     p.add_argument("--dry-run", action="store_true",
                    help="print every cell (family, backend and why, precision per module, store state, "
                    "ETA from past runs, whether it shares the generation of a larger budget) and exit: 0 if "
@@ -63,6 +65,8 @@ def load_samples(grid: GridConfig) -> tuple[list[Sample] | None, str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # the terminal shows warnings and errors; INFO lines go to the sweep's log file (sweep.logs), and
+    # here too with --verbose
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

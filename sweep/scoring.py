@@ -26,8 +26,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import logging
 import math
+import os
 import shutil
+import subprocess
+import tempfile
 import threading
 from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping, Sequence
@@ -39,12 +43,14 @@ import pandas as pd
 from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.spice import get_stanford_models as _spice_models
-from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+from pycocoevalcap.tokenizer import ptbtokenizer as _ptb
 
 from sweep.statistics import BLEU_COLUMNS, corpus_bleu
 from sweep.store import atomic_write_bytes
 
 K = TypeVar("K", bound=Hashable)
+
+log = logging.getLogger(__name__)
 
 METRIC_KEYS = ("cider", "bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l")
 
@@ -223,11 +229,40 @@ def tokenize(captions: Mapping[K, Sequence[str]]) -> dict[K, list[str]]:
     keys = list(captions)
     # Positional keys for pycocoevalcap (whatever the callers' key types)
     raw = {i: [{"caption": _one_line(c)} for c in captions[key]] for i, key in enumerate(keys)}
-    tok = PTBTokenizer().tokenize(raw)
+    tok = _ptb_tokenize(raw)
     for i, caps in raw.items():
         if len(tok.get(i, ())) != len(caps):
             raise RuntimeError(f"PTBTokenizer returned misaligned output for {keys[i]!r}")
     return {key: list(tok.get(i, [])) for i, key in enumerate(keys)}
+
+
+def _ptb_tokenize(captions_for_image: dict[int, list[dict[str, str]]]) -> dict[int, list[str]]:
+    """pycocoevalcap's `PTBTokenizer.tokenize`, the same command and the same output, but with the JVM's
+    stderr captured: Stanford's tokenizer prints "PTBTokenizer tokenized N tokens at ..." there on every
+    call (once per scored cell), which would land between the sweep's progress lines. It goes to the
+    sweep's log instead (`sweep.logs`); a failing tokenizer raises with it."""
+    image_ids = [k for k, v in captions_for_image.items() for _ in range(len(v))]
+    sentences = "\n".join(c["caption"].replace("\n", " ") for v in captions_for_image.values() for c in v)
+    jar_dir = os.path.dirname(os.path.abspath(_ptb.__file__))
+    # the same temp file in the jar's folder as pycocoevalcap (the JVM reads it by relative name)
+    with tempfile.NamedTemporaryFile(delete=False, dir=jar_dir) as tmp:
+        tmp.write(sentences.encode())
+    try:
+        cmd = ["java", "-cp", _ptb.STANFORD_CORENLP_3_4_1_JAR, "edu.stanford.nlp.process.PTBTokenizer",
+               "-preserveLines", "-lowerCase", os.path.basename(tmp.name)]
+        proc = subprocess.run(cmd, cwd=jar_dir, capture_output=True, check=False)
+    finally:
+        os.remove(tmp.name)
+    stderr = proc.stderr.decode(errors="replace").strip()
+    if proc.returncode != 0:
+        raise RuntimeError(f"PTBTokenizer (java) exited {proc.returncode}: {stderr[-2000:]}")
+    if stderr:
+        log.info("%s", stderr)
+    out: dict[int, list[str]] = {}
+    for k, line in zip(image_ids, proc.stdout.decode().split("\n"), strict=False):
+        words = [w for w in line.rstrip().split(" ") if w not in _ptb.PUNCTUATIONS]
+        out.setdefault(k, []).append(" ".join(words))
+    return out
 
 
 def _tfidf(grams: list[Counter[str]], counts: Mapping[str, int], log_n: float,
@@ -350,6 +385,7 @@ class CaptionScorer:
         self.use_spice = spice
         self.meteor_timeout_s = meteor_timeout_s
         self.notes: list[str] = []
+        self.call_notes: list[str] = []  # the notes of the last call about its predictions alone
         self._meteor: Meteor | None = None
         self._lock = threading.RLock()
 
@@ -397,6 +433,7 @@ class CaptionScorer:
 
         with self._lock:
             self.notes = []
+            self.call_notes = []
             # Positional keys: pycocoevalcap (SPICE) sorts ids, which fails on mixed str/int ids.
             # One tokenizer call (one JVM start) for predictions and references together.
             tok = tokenize({**{("res", i): [predictions[image_id]] for i, image_id in enumerate(ids)},
@@ -424,7 +461,9 @@ class CaptionScorer:
 
             n_empty = sum(1 for caps in res.values() if not caps[0].strip())
             if n_empty:
-                self.notes.append(f"{n_empty} of {len(ids)} predictions empty after tokenization (scored 0)")
+                note = f"{n_empty} of {len(ids)} predictions empty after tokenization (scored 0)"
+                self.notes.append(note)
+                self.call_notes.append(note)  # about these predictions: the caller names whose they are
             self._maybe_spice(gts, res, out)
             return CellScores(per_image, out, df_used)
 

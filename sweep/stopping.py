@@ -1,8 +1,8 @@
 """SIGINT/SIGTERM: a clean stop of the sweep driver.
 
-The first signal is only noted; Tune's loop sees it at its next step (`StopCallback`, a few times a
-second) and leaves `fit` by `SweepInterrupted` (raised from a callback, in Python: raised from the
-handler it could land inside Ray's C++ `wait`, which turns it into a SystemError). Recording,
+The first signal is only noted; Tune's loop sees it at its next step (`sweep.callbacks.StopCallback`,
+a few times a second) and leaves `fit` by `SweepInterrupted` (raised from a callback, in Python: raised
+from the handler it could land inside Ray's C++ `wait`, which turns it into a SystemError). Recording,
 results.csv and the report are thus never cut in half by the first signal; the engine records the
 cells without an outcome as interrupted, writes what finished and exits 128 + the signal (130 SIGINT,
 143 SIGTERM). A second signal is a fast stop: the MLflow parent run set KILLED, then exit at once
@@ -23,8 +23,6 @@ import signal
 import sys
 import threading
 from typing import Any
-
-from ray.tune import Callback
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -93,10 +91,6 @@ class StopSignals:
             print(f"\nstopping the sweep: {reason}; the cells running are recorded as interrupted and what "
                   "is on disk is kept (free space and re-run to resume)", file=sys.stderr, flush=True)
 
-    def callback(self) -> Any:
-        """A Tune callback that ends `fit` at the next step after a signal."""
-        return StopCallback(self)
-
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signum is None:
             self.signum = signum
@@ -119,15 +113,3 @@ class StopSignals:
 # its StopSignals by key, and they stay in this process.
 _STOPS: dict[int, StopSignals] = {}
 
-
-class StopCallback(Callback):
-    def __init__(self, stop: StopSignals):
-        _STOPS[id(stop)] = stop
-        self.key = id(stop)
-
-    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
-        stop = _STOPS.get(self.key)
-        if stop is not None and stop.signum:
-            raise SweepInterrupted(stop.signum)
-        if stop is not None and stop.halted:
-            raise SweepHalted(stop.halted)

@@ -1,7 +1,10 @@
 """The result store under the sweep's output dir: one folder per cell id, every file written atomically.
 
 cells/<cell_id>/
-  cell.json          the resolved cell (written first)
+  cell.json          the resolved cell (written first); `weights` what was loaded (real | toy | random, as
+                     results.csv and MLflow say; "" until a host loaded it), `model.weights_requested`
+                     the grid's setting (real | dummy), `rendered_prompt` the prompt as the model sees it
+                     and its `prompt_sha256` (each caption row carries the hash)
   parts/*.parquet    caption rows, one file per finished batch (append-only: a crash loses one batch)
   captions.parquet   all rows of a finished cell (parts consolidated)
   loads.json         the load report of each model host that served the cell (by actor id), and the
@@ -17,6 +20,7 @@ is set aside as `<name>.unreadable` (kept, with a warning) and its samples are s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -66,6 +70,24 @@ def at_budget(generation: dict, max_new_tokens: int) -> dict:
     return generation
 
 
+#: what cell.json learns from the hosts that load the cell
+LOAD_FIELDS = ("weights", "rendered_prompt", "prompt_sha256")
+
+
+def prompt_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def cell_record(cell: Cell) -> dict:
+    """cell.json's content before any host loaded the cell. `weights` means what was loaded, as in
+    results.csv and MLflow (the zoo's models say `toy` where the grid asked for `real` weights): the grid's
+    setting is `model.weights_requested`, as MLflow's `weights_requested` param."""
+    record = json.loads(cell.model_dump_json())
+    record["model"]["weights_requested"] = record["model"].pop("weights")
+    record.update(dict.fromkeys(LOAD_FIELDS, ""))
+    return record
+
+
 class ResultStore:
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -93,8 +115,24 @@ class ResultStore:
         return self.cell_dir(cell_id) / "parts"
 
     def begin_cell(self, cell: Cell) -> None:
-        atomic_write_bytes(self.config_path(cell.cell_id), cell.model_dump_json(indent=2).encode())
+        record = cell_record(cell)
+        # a resumed cell keeps what its earlier attempt's hosts said (the next hosts say it again)
+        record.update({k: v for k, v in self.read_cell(cell.cell_id).items() if k in LOAD_FIELDS})
+        atomic_write_bytes(self.config_path(cell.cell_id), json.dumps(record, indent=2).encode())
         self.failure_path(cell.cell_id).unlink(missing_ok=True)
+
+    def read_cell(self, cell_id: str) -> dict:
+        """cell.json as written ({} when missing or unreadable)."""
+        try:
+            return dict(json.loads(self.config_path(cell_id).read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    def _annotate_cell(self, cell_id: str, fields: dict) -> None:
+        record = self.read_cell(cell_id)
+        if record and any(record.get(k) != v for k, v in fields.items()):
+            record.update(fields)
+            atomic_write_bytes(self.config_path(cell_id), json.dumps(record, indent=2).encode())
 
     def record_loads(self, cell_id: str, starts: list[CellStart], max_new_tokens: int | None = None) -> None:
         """The hosts that begin serving the cell (a resumed cell adds the hosts of its new attempt).
@@ -108,6 +146,10 @@ class ResultStore:
             if max_new_tokens is not None:
                 loads["generation"] = at_budget(loads["generation"], max_new_tokens)
         atomic_write_bytes(self.loads_path(cell_id), json.dumps(loads, indent=2, sort_keys=True).encode())
+        if starts:
+            rendered = getattr(starts[0], "rendered_prompt", "") or ""
+            self._annotate_cell(cell_id, {"weights": starts[0].report.weights, "rendered_prompt": rendered,
+                                          "prompt_sha256": prompt_sha256(rendered) if rendered else ""})
 
     def read_loads(self, cell_id: str) -> dict:
         """{"reports": {actor id: load report}, "generation": effective generate() settings}."""

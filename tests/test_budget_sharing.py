@@ -311,7 +311,7 @@ def _recorder(tmp_path, cells, derived):
 
 def test_the_recorder_records_derived_cells_when_the_lead_completes(tmp_path, monkeypatch):
     from sweep import trials
-    from sweep.recorder import CellCallback
+    from sweep.callbacks import CellCallback
 
     lead, *derived = budgets(16, 8, 4)
     monkeypatch.setattr(trials, "caption_samples", FakeCaptioning())
@@ -339,7 +339,7 @@ def test_the_recorder_records_derived_cells_when_the_lead_completes(tmp_path, mo
 
 
 def test_a_failed_shared_generation_fails_its_derived_cells_with_the_same_reason(tmp_path):
-    from sweep.recorder import CellCallback
+    from sweep.callbacks import CellCallback
 
     lead, small = budgets(16, 4)
     store = ResultStore(tmp_path)

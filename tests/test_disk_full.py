@@ -12,8 +12,9 @@ import pytest
 import yaml
 from conftest import grid_dict
 
+from sweep.callbacks import StopCallback
 from sweep.disk import EXIT_STORAGE, storage_failure
-from sweep.stopping import StopCallback, StopSignals, SweepHalted
+from sweep.stopping import StopSignals, SweepHalted
 
 
 @pytest.mark.parametrize(("error", "expected"), [

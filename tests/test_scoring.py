@@ -68,6 +68,7 @@ def test_empty_and_punctuation_only_captions_do_not_crash(scorer):
     assert all(math.isfinite(v) for v in out.values())
     assert 0.0 < out["meteor"] < 1.0  # only image 3 can contribute
     assert any("2 of 3 predictions empty" in note for note in scorer.notes)
+    assert scorer.call_notes == ["2 of 3 predictions empty after tokenization (scored 0)"]  # about this call
     # The scorer (and its METEOR process) keeps working afterwards.
     again = scorer.score({3: "a cat sitting on a mat"}, refs)
     assert again["meteor"] > out["meteor"]
