@@ -200,6 +200,30 @@ def open_tracker(plan: SweepPlan, timer: PhaseTimer) -> tuple[Any, str, str | No
         return None, uri, f"MLflow at {uri} unreachable ({type(err).__name__}): nothing logged; re-run to log"
 
 
+def halving_setup(plan: SweepPlan, trial_cells: list[Cell], recorder: Any,
+                  scorer: Any) -> tuple[list[Sample], list[int], Any]:
+    """Pareto-aware successive halving (`search.strategy: pareto_halving`): the samples in the shared
+    seeded order, the rungs' image counts, and the Tune scheduler that decides at each rung (its stopped
+    cells go to the recorder, which records them as pruned)."""
+    from sweep.halving import image_order, rung_sizes
+    from sweep.halving_scheduler import HalvingState, ParetoHalvingScheduler
+    from sweep.rungs import RungEvaluator, scorer_cider
+
+    search = plan.grid.search
+    by_id = {s.sample_id: s for s in plan.samples}
+    order = image_order(list(by_id), search.seed)
+    sizes = rung_sizes(len(order), search.rungs, search.first_rung, search.factor)
+    groups = {c.cell_id: (c.cell_id, *(d.cell_id for d in plan.sharing.groups[c.cell_id].derived))
+              if c.cell_id in plan.sharing.groups else (c.cell_id,) for c in trial_cells}
+    evaluate = RungEvaluator(plan.store, order, sizes, recorder.references,
+                             {c.cell_id: c.label for c in plan.cells},
+                             scorer_cider(scorer, recorder.document_frequencies))
+    state = HalvingState()
+    state.stopped = recorder.pruned  # one dict: the scheduler's stops are the recorder's pruned cells
+    scheduler = ParetoHalvingScheduler(sizes, groups, evaluate, search.objectives, search.confidence, state)
+    return [by_id[i] for i in order], sizes, scheduler
+
+
 def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None, verbose: bool = False,
                  where: str | None = None, stop: Any = None) -> Execution:
     """Record the stored and refused cells, run the rest as Ray Tune trials (each scored and logged as
@@ -255,11 +279,17 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
         try:
             if plan.todo and not (stop and stop.signum):
                 trial_cells = plan.sharing.trial_cells(plan.todo)
+                run_samples, rungs, scheduler = samples, None, None
+                if grid.search.strategy == "pareto_halving":
+                    run_samples, rungs, scheduler = halving_setup(plan, trial_cells, recorder, scorer)
                 with timer.phase("trials"):
-                    hosts = run_trials(trial_cells, samples, PipelineSettings.from_grid(grid), plan.store,
+                    hosts = run_trials(trial_cells, run_samples, PipelineSettings.from_grid(grid), plan.store,
                                        plan.output_dir / "tune", f"{grid.name}-{stamp}",
                                        [CellCallback(recorder), *([stop.callback()] if stop else [])],
-                                       derived={lead: g.derived for lead, g in groups.items()})
+                                       derived={lead: g.derived for lead, g in groups.items()},
+                                       rungs=rungs, scheduler=scheduler)
+                if scheduler is not None:
+                    recorder.notes += [f"successive halving: {line}" for line in scheduler.state.log]
                 recorder.notes.append(f"{hosts['loads']} model loads for {len(plan.todo)} cells (a loaded "
                                       "model serves every cell of its model and precision)")
                 if plan.sharing.lead_of:
@@ -322,7 +352,8 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer) ->
         report = write_html_report(out, f"Sweep report: {plan.grid.name}", results, plots,
                                    {s.sample_id: list(s.references) for s in plan.samples},
                                    [*filter(None, [random_note]), *warnings], ties=ties)
-    n_failed = int((results["status"] != "ok").sum())
+    n_failed = int((results["status"] == "failed").sum())  # a pruned cell is a result, not a failure
+    n_pruned = int((results["status"] == "pruned").sum())
     notes = list(execution.notes)
     if tracker is not None:
         with timer.phase("mlflow"):
@@ -330,7 +361,8 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer) ->
         try:
             with timer.phase("mlflow"):
                 tracker.log_parent(
-                    metrics={"n_cells_ok": len(cells) - n_failed, "n_cells_failed": n_failed},
+                    metrics={"n_cells_ok": len(cells) - n_failed - n_pruned, "n_cells_failed": n_failed,
+                             "n_cells_pruned": n_pruned},
                     artifacts=[*plots, out / "results.csv", out / "pareto_front.csv", report],
                 )
                 tracker.finish(ok=n_failed == 0)
@@ -358,9 +390,14 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer) ->
     print(f"MLflow:    {uri}  (experiment '{plan.grid.tracking.experiment}', parent run {parent})")
     if uri.startswith("sqlite:"):
         print(f"           mlflow ui --backend-store-uri {uri}")
+    if n_pruned:
+        print(f"{n_pruned} of {len(cells)} cells pruned by successive halving (re-run with "
+              "search.strategy: full to complete them from where they stopped):")
+        for _, row in results[results["status"] == "pruned"].iterrows():
+            print(f"  {row['label']}: {row['reason']}")
     if n_failed:
         print(f"{n_failed} of {len(cells)} cells failed:")
-        for _, row in results[results["status"] != "ok"].iterrows():
+        for _, row in results[results["status"] == "failed"].iterrows():
             print(f"  {row['label']}: {row['reason']}")
     return (1 if n_failed else 0), results
 
@@ -372,12 +409,14 @@ def _log_cell_extras(tracker: Any, outcomes: dict[str, Any], results: Any) -> li
 
     columns = [c for m in CI_METRICS for c in ci_columns(m)] + ["degenerate_output"]
     notes = []
-    for _, row in results[results["status"] == "ok"].iterrows():
+    for _, row in results[results["status"].isin(["ok", "pruned"])].iterrows():
         run_id = outcomes[row["cell_id"]].run_id
         if run_id is None:
             continue
         metrics = {c: float(row[c]) for c in columns if c in row}  # the tracker leaves out NaN
         tags = {"pareto": row["pareto"], "pareto_tied": row["pareto_tied"]}
+        if row["status"] == "pruned":  # the rung, images seen and why are params; the status a tag
+            tags.update(status="pruned", pruned_reason=str(row["reason"])[:5000])
         try:
             tracker.log_cell_extra(run_id, metrics, tags)
         except Exception as err:  # the files have it all; MLflow can be re-logged later

@@ -130,6 +130,8 @@ class SweepRecorder:
         # next trial starts while this one is scored. One thread: the scorer's JVM and the MLflow client
         # are used by one caller at a time, in the order cells finished.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweep-recorder")
+        # successive halving: cell id -> the Domination that stopped it (filled by the scheduler)
+        self.pruned: dict[str, Any] = {}
         self._pending: list[Future] = []
 
     def submit(self, fn: Any, *args: Any) -> None:
@@ -197,7 +199,14 @@ class SweepRecorder:
             return None
         return stored
 
-    def record(self, cell_id: str, costs: dict[str, float], from_store: bool = False) -> CellOutcome:
+    def record_pruned(self, cell_id: str, domination: Any) -> CellOutcome:
+        """A cell successive halving stopped at a rung (`sweep.halving.Domination`): scored and logged
+        over the images it captioned, status `pruned`, why in `reason` and in MLflow."""
+        costs = self.store.covering_costs(cell_id, set()) or {}
+        return self.record(cell_id, costs, pruned=domination)
+
+    def record(self, cell_id: str, costs: dict[str, float], from_store: bool = False,
+               pruned: Any = None) -> CellOutcome:
         cell = self.cells[cell_id]
         table = self.store.read_captions(cell_id)
         loads = self.store.read_loads(cell_id)
@@ -217,6 +226,10 @@ class SweepRecorder:
             self.store.write_scores(cell_id, {**scores, SCORING_STAMP: self.scoring_stamp()})
         metrics = {**{k: v for k, v in costs.items() if isinstance(v, int | float)}, **scores}
         outcome = CellOutcome(cell, "ok", metrics, params, reused=from_store)
+        if pruned is not None:  # partial metrics over the rung's images, kept with their intervals
+            outcome.status, outcome.reason = "pruned", pruned.describe()
+            metrics.update(pruned_rung=float(pruned.rung + 1), images_seen=float(len(table)))
+            params.update(pruned="true", pruned_by=pruned.by, pruned_reason=pruned.describe()[:500])
         outcome.span = cell_span(table, costs)
         artifacts = [self.store.captions_path(cell_id), self.store.config_path(cell_id)]
         if from_store and self.tracker is not None:
@@ -328,18 +341,26 @@ class CellCallback(Callback):
 
     @staticmethod
     def _complete(recorder: SweepRecorder, cell_id: str, last_result: dict) -> None:
+        domination = recorder.pruned.get(cell_id)
         try:
-            # the store's costs, not Tune's result: that one adds Tune's own keys (pid, timestamp, ...)
-            costs = recorder.store.finished_costs(cell_id, set(recorder.references))
-            if costs is None and not last_result:
-                raise RuntimeError(f"the generation of cell {recorder.lead_of.get(cell_id, '?')} finished "
-                                   "without finishing this cell in the store")
-            outcome = recorder.record(cell_id, costs if costs is not None else last_result)
+            if domination is not None:  # stopped at a rung by successive halving
+                outcome = recorder.record_pruned(cell_id, domination)
+            else:
+                outcome = CellCallback._record_finished(recorder, cell_id, last_result)
         except Exception as err:
             log.exception("recording cell %s failed", cell_id)
             outcome = recorder.record_failure(cell_id, f"recording failed: {type(err).__name__}: {err}")
         if recorder.progress:
-            recorder.progress.cell_finished(cell_id, outcome.status == "ok")
+            recorder.progress.cell_finished(cell_id, outcome.status != "failed")
+
+    @staticmethod
+    def _record_finished(recorder: SweepRecorder, cell_id: str, last_result: dict) -> CellOutcome:
+        # the store's costs, not Tune's result: that one adds Tune's own keys (pid, timestamp, ...)
+        costs = recorder.store.finished_costs(cell_id, set(recorder.references))
+        if costs is None and not last_result:
+            raise RuntimeError(f"the generation of cell {recorder.lead_of.get(cell_id, '?')} finished "
+                               "without finishing this cell in the store")
+        return recorder.record(cell_id, costs if costs is not None else last_result)
 
     @staticmethod
     def _fail(recorder: SweepRecorder, cell_id: str, reason: str) -> None:
