@@ -5,14 +5,20 @@ every cell and two cells at a rung are compared image by image. At a rung, cell 
 `b` when, on the images both captioned there,
 
 - quality: the paired bootstrap interval of CIDEr(b) - CIDEr(a) at the grid's `confidence` lies above 0;
-- every objective of the grid: b is at least as cheap. Latency (per-image samples) with its paired
-  interval: the interval of p50(b) - p50(a) at or below 0 (b faster with confidence, or the same);
-  memory and energy (one measurement per cell) as points: b's value at most a's.
+- every objective of the grid: b is at least as cheap. The noisy costs are compared with their paired
+  intervals, and b counts as at least as cheap unless it is dearer with confidence: latency, the
+  interval of p50(b) - p50(a) (per-image batch latencies); energy, the interval of the mean energy per
+  image (each batch's energy spread over its images). Memory (weights or GPU peak: one number per cell,
+  not noisy) as points: b's value at most a's.
 
-This is `sweep.report`'s "confidently beats" on every cost axis at once, so a dominated cell is one that
-would be off the tied front of every axis at this sample size. A trial (one generation, possibly serving
-several token budgets: `sweep.budgets`) stops only when every cell it serves is dominated: a live member
-keeps the generation running, and the members cut from it cost nothing more.
+So a stopped cell is worse on quality with confidence than a cell that is not dearer with confidence on
+any cost. What this does not guarantee: a stopped cell whose cost is within a tie of its dominator's
+(same latency within the noise) could, at the full image count, land on a front by a point estimate
+inside that tie; the stop reason prints the cost ratios so such a case can be seen.
+
+A trial (one generation, possibly serving several token budgets: `sweep.budgets`) stops only when every
+cell it serves is dominated: a live member keeps the generation running, and the members cut from it
+cost nothing more.
 """
 
 from __future__ import annotations
@@ -29,7 +35,9 @@ from sweep.statistics import Comparisons, Difference
 DEFAULT_FIRST_RUNG = 16
 #: grid objective -> the cost it compares (memory: `memory_column` picks GPU peak or weight bytes)
 OBJECTIVES = ("latency", "memory", "energy")
-LATENCY_METRIC = "latency_p50_s"  # per-image samples: `batch_latency_sec` (sweep.statistics.COSTS)
+#: noisy objective -> the per-image metric its paired interval is over (sweep.statistics)
+PAIRED = {"latency": "latency_p50_s",  # the median of `batch_latency_sec`
+          "energy": "energy_per_image"}  # a column of the RungCell table (sweep.rungs)
 
 
 def image_order(sample_ids: Sequence[str], seed: int) -> list[str]:
@@ -108,22 +116,28 @@ def _signed(value: float) -> str:
 
 def _cost(cell: RungCell, objective: str) -> float:
     if objective == "latency":  # the p50 over the rung's captioned images
+        column, statistic = "batch_latency_sec", "median"
+    elif objective == "energy" and PAIRED["energy"] in cell.table:
+        column, statistic = PAIRED["energy"], "sum"
+    else:
+        column = statistic = ""
+    if column:
         table = cell.table
-        if "batch_latency_sec" not in table:
+        if column not in table:
             return math.nan
         ok = table["error"].fillna("").astype(str) == "" if "error" in table else slice(None)
-        values = pd.to_numeric(table.loc[ok, "batch_latency_sec"], errors="coerce").dropna()
-        return float(values.median()) if len(values) else math.nan
+        values = pd.to_numeric(table.loc[ok, column], errors="coerce").dropna()
+        return float(getattr(values, statistic)()) if len(values) else math.nan
     value = cell.costs.get(objective, math.nan)
     return float(value) if value is not None else math.nan
 
 
 def _cheap_enough(b: RungCell, a: RungCell, objective: str, comparisons: Comparisons) -> bool:
     """b at least as cheap as a on the objective (see the module docstring); unknown costs never are."""
-    if objective == "latency":
-        diff = comparisons.difference(b.cell_id, a.cell_id, LATENCY_METRIC)
-        if diff is not None and not math.isnan(diff.high):
-            return diff.high <= 0
+    if objective in PAIRED:
+        diff = comparisons.difference(b.cell_id, a.cell_id, PAIRED[objective])
+        if diff is not None and not math.isnan(diff.low):
+            return not diff.low > 0  # b dearer with confidence: not as cheap
     cb, ca = _cost(b, objective), _cost(a, objective)  # one number per cell: points
     return not (math.isnan(cb) or math.isnan(ca)) and cb <= ca
 

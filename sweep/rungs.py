@@ -27,6 +27,16 @@ def memory_value(costs: Mapping[str, Any]) -> float:
     return float(value) if isinstance(value, int | float) else math.nan
 
 
+def energy_per_image(table: pd.DataFrame) -> pd.Series:
+    """Each batch's energy (written on its first row) spread evenly over the batch's images (the rows
+    sharing its `batch_end_ts`): a per-image sample for a paired interval. NaN without the columns."""
+    if "energy_kwh" not in table or "batch_end_ts" not in table:
+        return pd.Series(math.nan, index=table.index)
+    energy = pd.to_numeric(table["energy_kwh"], errors="coerce").fillna(0.0)
+    batch = table["batch_end_ts"]
+    return energy.groupby(batch).transform("sum") / batch.map(batch.value_counts())
+
+
 class RungEvaluator:
     """`evaluate(rung, cell_ids)`: the RungCells of those cells over the first `sizes[rung]` samples of
     `order`. `score(predictions, references)` returns per-image CIDEr by key (`CaptionScorer.score_images`
@@ -57,7 +67,8 @@ class RungEvaluator:
         cider = self.score(predictions, references) if predictions else {}
         cells = []
         for cid, table in tables.items():
-            scored = table.assign(cider=[cider.get(_key(cid, sid), math.nan) for sid in table["sample_id"]])
+            scored = table.assign(cider=[cider.get(_key(cid, sid), math.nan) for sid in table["sample_id"]],
+                                  energy_per_image=energy_per_image(table))
             energy = float(pd.to_numeric(table.get("energy_kwh"), errors="coerce").sum()) \
                 if "energy_kwh" in table else math.nan
             cells.append(RungCell(cid, self.labels.get(cid, cid), scored,

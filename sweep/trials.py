@@ -137,10 +137,12 @@ def run_cell(cell: Cell, samples: list[Sample], settings: PipelineSettings, stor
 def cell_trainable(config: dict, *, cells: dict[str, Cell], samples: list[Sample],
                    settings: PipelineSettings, store_root: str, host_pool: Any,
                    derived: dict[str, tuple[Cell, ...]] | None = None,
-                   rungs: list[int] | None = None) -> None:
+                   rungs: list[int] | None = None, slots: Any = None) -> None:
     """One trial: the cell (and the cells its generation serves) over `samples`, or, with `rungs`
     (successive halving), over their first rungs[i] images in turn, reporting `rung` i after each but the
-    last so that the scheduler can stop the trial there."""
+    last so that the scheduler can stop the trial there. `slots`: a `CellSlots` actor bounding how many
+    trials caption at once (halving creates every trial up front: paused ones must not count)."""
+    import ray
     from ray import tune
 
     cell = cells[config["cell_id"]]
@@ -150,9 +152,16 @@ def cell_trainable(config: dict, *, cells: dict[str, Cell], samples: list[Sample
     try:
         for index, size in enumerate(sizes):
             # rung by rung over the first images of the shared order: what the store holds is not redone
-            costs = run_cell(cell, samples[:size], settings, store, host_pool,
-                             on_progress=lambda n: tune.report({"samples_done": n, "cell_id": cell.cell_id}),
-                             derived=served, partial=index < len(sizes) - 1)
+            if slots is not None:  # a slot per rung: a trial paused at a rung holds none
+                ray.get(slots.acquire.remote())
+            try:
+                costs = run_cell(cell, samples[:size], settings, store, host_pool,
+                                 on_progress=lambda n: tune.report({"samples_done": n,
+                                                                    "cell_id": cell.cell_id}),
+                                 derived=served, partial=index < len(sizes) - 1)
+            finally:
+                if slots is not None:
+                    ray.get(slots.release.remote())
             if index < len(sizes) - 1:
                 tune.report({**costs, "cell_id": cell.cell_id, "rung": index, "rung_images": size})
     except Exception as err:
@@ -163,6 +172,24 @@ def cell_trainable(config: dict, *, cells: dict[str, Cell], samples: list[Sample
         raise
     final = {"rung": len(sizes) - 1, "rung_images": sizes[-1]} if rungs else {}
     tune.report({**costs, "cell_id": cell.cell_id, **final})
+
+
+class CellSlots:
+    """How many trials caption at once, when Tune's own limit cannot say it: under successive halving
+    every trial exists from the start (a trial PAUSEd at a rung counts towards max_concurrent_trials),
+    so a trial takes a slot for each rung it captions and gives it back before reporting the rung. An
+    async Ray actor: a waiting acquire blocks only its caller."""
+
+    def __init__(self, n: int):
+        import asyncio
+
+        self._free = asyncio.Semaphore(n)
+
+    async def acquire(self) -> None:
+        await self._free.acquire()
+
+    async def release(self) -> None:
+        self._free.release()
 
 
 def root_cause(traceback_text: str) -> str:
@@ -216,6 +243,9 @@ def run_trials(cells: list[Cell], samples: list[Sample], settings: PipelineSetti
     host_pool = ray.remote(HostPool).options(num_cpus=0).remote(
         gpus, settings.energy_country, settings.accelerator_type
     )
+    slot_pool = None
+    if rungs:
+        slot_pool = ray.remote(CellSlots).options(num_cpus=0).remote(slots)
     trainable = tune.with_parameters(
         cell_trainable,
         cells={c.cell_id: c for c in cells},
@@ -225,6 +255,7 @@ def run_trials(cells: list[Cell], samples: list[Sample], settings: PipelineSetti
         host_pool=host_pool,
         derived=dict(derived or {}),
         rungs=list(rungs) if rungs else None,
+        slots=slot_pool,
     )
     # The trial itself only coordinates; its GPUs are held by the model hosts it borrows.
     trainable = tune.with_resources(trainable, {"cpu": 0.01})
@@ -232,7 +263,8 @@ def run_trials(cells: list[Cell], samples: list[Sample], settings: PipelineSetti
         trainable,
         param_space={"cell_id": tune.grid_search([c.cell_id for c in order_for_reuse(cells, slots)])},
         # trial processes are reused: a fresh one per cell costs seconds of imports (ray.data, pandas)
-        tune_config=tune.TuneConfig(max_concurrent_trials=slots, reuse_actors=True, scheduler=scheduler),
+        tune_config=tune.TuneConfig(max_concurrent_trials=len(cells) if rungs else slots, reuse_actors=True,
+                                    scheduler=scheduler),
         run_config=tune.RunConfig(
             name=run_name,
             storage_path=str(storage_path.resolve()),
@@ -247,4 +279,6 @@ def run_trials(cells: list[Cell], samples: list[Sample], settings: PipelineSetti
         stats = ray.get(host_pool.stats.remote())
         ray.get(host_pool.shutdown.remote())
         ray.kill(host_pool)
+        if slot_pool is not None:
+            ray.kill(slot_pool)
     return stats
