@@ -200,14 +200,14 @@ def open_tracker(plan: SweepPlan, timer: PhaseTimer) -> tuple[Any, str, str | No
         return None, uri, f"MLflow at {uri} unreachable ({type(err).__name__}): nothing logged; re-run to log"
 
 
-def halving_setup(plan: SweepPlan, trial_cells: list[Cell], recorder: Any,
-                  scorer: Any) -> tuple[list[Sample], list[int], Any]:
+def halving_setup(plan: SweepPlan, trial_cells: list[Cell],
+                  recorder: Any) -> tuple[list[Sample], list[int], Any]:
     """Pareto-aware successive halving (`search.strategy: pareto_halving`): the samples in the shared
     seeded order, the rungs' image counts, and the Tune scheduler that decides at each rung (its stopped
     cells go to the recorder, which records them as pruned)."""
     from sweep.halving import image_order, rung_sizes
     from sweep.halving_scheduler import HalvingState, ParetoHalvingScheduler
-    from sweep.rungs import RungEvaluator, scorer_cider
+    from sweep.rungs import RungEvaluator, cider_scores
 
     search = plan.grid.search
     by_id = {s.sample_id: s for s in plan.samples}
@@ -217,7 +217,7 @@ def halving_setup(plan: SweepPlan, trial_cells: list[Cell], recorder: Any,
               if c.cell_id in plan.sharing.groups else (c.cell_id,) for c in trial_cells}
     evaluate = RungEvaluator(plan.store, order, sizes, recorder.references,
                              {c.cell_id: c.label for c in plan.cells},
-                             scorer_cider(scorer, recorder.document_frequencies))
+                             cider_scores(recorder.document_frequencies))
     state = HalvingState()
     state.stopped = recorder.pruned  # one dict: the scheduler's stops are the recorder's pruned cells
     scheduler = ParetoHalvingScheduler(sizes, groups, evaluate, search.objectives, search.confidence, state)
@@ -281,7 +281,7 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
                 trial_cells = plan.sharing.trial_cells(plan.todo)
                 run_samples, rungs, scheduler = samples, None, None
                 if grid.search.strategy == "pareto_halving":
-                    run_samples, rungs, scheduler = halving_setup(plan, trial_cells, recorder, scorer)
+                    run_samples, rungs, scheduler = halving_setup(plan, trial_cells, recorder)
                 with timer.phase("trials"):
                     hosts = run_trials(trial_cells, run_samples, PipelineSettings.from_grid(grid), plan.store,
                                        plan.output_dir / "tune", f"{grid.name}-{stamp}",

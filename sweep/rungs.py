@@ -76,10 +76,17 @@ class RungEvaluator:
         return cells
 
 
-def scorer_cider(scorer: Any, document_frequencies: Callable[[], Any]) -> Callable[[dict, dict], dict]:
-    """Per-image CIDEr by key from a `sweep.scoring.CaptionScorer` (thread-safe: it holds a lock, shared
-    with the recorder's thread)."""
+def cider_scores(document_frequencies: Callable[[], Any]) -> Callable[[dict, dict], dict]:
+    """Per-image CIDEr-D by key, as `sweep.scoring.CaptionScorer` computes it (the same PTB tokenization
+    and document frequencies) but without METEOR and ROUGE: a rung needs CIDEr only, and one tokenizer
+    run for every cell of the rung."""
+    from sweep.scoring import cider_d, tokenize
+
     def score(predictions: dict, references: dict) -> dict:
-        result = scorer.score_images(predictions, references, document_frequencies())
-        return result.per_image["cider"].to_dict()
+        keys = list(predictions)
+        tok = tokenize({**{("res", k): [predictions[k]] for k in keys},
+                        **{("gts", k): list(references[k]) for k in keys}})
+        values = cider_d([tok[("res", k)][0] for k in keys], [tok[("gts", k)] for k in keys],
+                         document_frequencies())
+        return dict(zip(keys, values, strict=True))
     return score
