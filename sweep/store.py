@@ -178,13 +178,13 @@ class ResultStore:
         return table.drop_duplicates("sample_id", keep="first").reset_index(drop=True)
 
     def covering_costs(self, cell_id: str, sample_ids: set[str]) -> dict | None:
-        """Costs of a consolidated cell holding at least these samples (and no parts waiting), else None:
-        a rung of successive halving the cell already passed."""
+        """Costs of a consolidated cell holding at least these samples, else None: a rung of successive
+        halving the cell already passed (parts of a later rung it was interrupted in stay as they are)."""
         try:
             costs = json.loads(self.costs_path(cell_id).read_text())
         except (OSError, ValueError):
             return None
-        if self.part_paths(cell_id) or not sample_ids <= self.consolidated_ids(cell_id):
+        if not sample_ids <= self.consolidated_ids(cell_id):
             return None
         return costs
 

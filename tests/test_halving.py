@@ -111,3 +111,20 @@ def test_search_section_validated_with_field_paths(coco_mini, tmp_path) -> None:
     with pytest.raises(GridError, match="not both"):
         parse_grid(grid_dict(coco_mini, tmp_path, search={"strategy": "pareto_halving", "rungs": [8],
                                                           "first_rung": 8}))
+
+
+def test_dry_run_shows_rungs_and_worst_and_expected_images() -> None:
+    from sweep.config import SearchConfig
+    from sweep.plan import CellPlan, format_search
+
+    plans = [CellPlan(cell=None, sharing=s) for s in  # type: ignore[arg-type]
+             ["generates itself: the largest budget of its group, also serving t4",
+              "shares the generation of x", "generates itself: no other budget",
+              "generates nothing: finished in the store"]]
+    lines = format_search(SearchConfig(strategy="pareto_halving", first_rung=10), plans, 50)
+    assert lines[0].startswith("search: pareto_halving over rungs [10, 20, 40, 50]")
+    assert "at least as cheap on latency, memory, energy" in lines[0]
+    # 2 generations (the shared cell is cut from one): worst 2 x 50, expected 2x10 + 1x10 + 1x20 + 1x10
+    assert lines[1].startswith("images captioned by 2 generations: worst case 100 (none stopped), expected "
+                               "about 60 ")
+    assert format_search(SearchConfig(), plans, 50) == ["search: full (every cell captions all 50 images)"]
