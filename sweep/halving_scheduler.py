@@ -105,9 +105,6 @@ class ParetoHalvingScheduler(FIFOScheduler):
                     tune_controller.stop_trial(trial)
             elif trial is not current:
                 self.released.add(trial.trial_id)
-        if action == TrialScheduler.CONTINUE and current is not None:
-            # the current trial continues at once; the next rung may be decided later by the others
-            pass
         return action
 
     def _forget(self, tune_controller: Any, trial: Trial) -> None:
@@ -131,7 +128,10 @@ class ParetoHalvingScheduler(FIFOScheduler):
         for trial in tune_controller.get_trials():
             if trial.status == Trial.PENDING:
                 return trial
-        for trial in tune_controller.get_trials():
+        # every other rung in reverse order: the trials that captioned last still have their models
+        # loaded (the host pool stops the least recently used first), so they go first
+        trials = tune_controller.get_trials()
+        for trial in (reversed(trials) if self.decided % 2 == 0 else trials):
             if trial.status == Trial.PAUSED and trial.trial_id in self.released:
                 return trial
         return None
