@@ -220,7 +220,9 @@ def halving_setup(plan: SweepPlan, trial_cells: list[Cell],
                              cider_scores(recorder.document_frequencies))
     state = HalvingState()
     state.stopped = recorder.pruned  # one dict: the scheduler's stops are the recorder's pruned cells
-    scheduler = ParetoHalvingScheduler(sizes, groups, evaluate, search.objectives, search.confidence, state)
+    # cells finished earlier dominate at every rung too (their stored images include every rung's)
+    scheduler = ParetoHalvingScheduler(sizes, groups, evaluate, search.objectives, search.confidence, state,
+                                       comparators=list(plan.finished))
     return [by_id[i] for i in order], sizes, scheduler
 
 

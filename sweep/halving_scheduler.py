@@ -39,16 +39,18 @@ _STATES: dict[int, HalvingState] = {}
 class ParetoHalvingScheduler(FIFOScheduler):
     """`rungs`: image counts (the last one the whole dataset). `groups`: trial cell id -> the cells its
     generation serves (itself first). `evaluate(rung_index, cell_ids)`: the RungCells of those cells over
-    the rung's images."""
+    the rung's images. `comparators`: cells finished before (read back from the store, not trials) that
+    the trials are compared with at every rung, on the same first images."""
 
     def __init__(self, rungs: Sequence[int], groups: dict[str, Sequence[str]],
                  evaluate: Callable[[int, Sequence[str]], list[RungCell]], objectives: Sequence[str],
-                 confidence: float, state: HalvingState | None = None):
+                 confidence: float, state: HalvingState | None = None, comparators: Sequence[str] = ()):
         super().__init__()
         self.rungs = list(rungs)
         self.groups = {k: tuple(v) for k, v in groups.items()}
         self.objectives = tuple(objectives)
         self.confidence = confidence
+        self.comparators = tuple(comparators)
         self._key = id(self)
         _EVALUATORS[self._key] = evaluate
         _STATES[self._key] = state or HalvingState()
@@ -83,7 +85,7 @@ class ParetoHalvingScheduler(FIFOScheduler):
             return TrialScheduler.PAUSE  # wait (paused, its slot free) until the others reach the rung
         trials = list(self.live.values())
         cell_ids = [t.config["cell_id"] for t in trials]
-        members = [m for cid in cell_ids for m in self.groups.get(cid, (cid,))]
+        members = [m for cid in cell_ids for m in self.groups.get(cid, (cid,))] + list(self.comparators)
         cells = _EVALUATORS[self._key](rung, members)
         decisions = decide_rung(cells, self.objectives, self.confidence, rung)
         stop = trials_to_stop({cid: self.groups.get(cid, (cid,)) for cid in cell_ids}, decisions)
