@@ -188,8 +188,10 @@ def halving_md(h: dict[str, Any]) -> list[str]:
                 ["whole-sweep wall seconds", f"{g['wall_full']:.1f}", f"{g['wall_halving']:.1f}",
                  f"**{g['ratio_wall']:.2f}**", f"{g['targets']['wall']}: {met(met_['wall'])}"],
             ]),
-            f"Fronts identical: {g['fronts_identical']} ({g['targets']['fronts']}: {met(met_['fronts'])}).",
-            *[f"- {d['axis']}: {d['cell']} on the {d['on']} front; {d['why']}"
+            f"Fronts identical: {g['fronts_identical']}. Front cells of the full run pruned: "
+            f"{g['front_cells_pruned'] or 'none'} ({g['targets']['fronts']}: {met(met_['fronts'])}).",
+            "Every front difference (cause; CIDEr tie in the full run with the other run's front?):",
+            *[f"- {d['axis']}: {d['cell']} on the {d['on']} front ({d['cause']}); {d['why']}"
               for d in g["front_differences"]],
             f"Pruned: {len(g['pruned'])}", *[f"- {p}" for p in g["pruned"]], "",
         ]
@@ -245,7 +247,8 @@ def console(name: str, data: dict[str, Any]) -> list[str]:
         return [
             f"   {name_}: images {g['images_halving']}/{g['images_full']} = {g['ratio_images']:.2f}x; wall "
             f"{g['wall_halving']:.1f}s/{g['wall_full']:.1f}s = {g['ratio_wall']:.2f}x; fronts identical "
-            f"{g['fronts_identical']}; {len(g['pruned'])} pruned"
+            f"{g['fronts_identical']}; {len(g['pruned'])} pruned; front cells pruned: "
+            f"{g['front_cells_pruned'] or 'none'}"
             for name_, g in data["grids"].items()
         ]
     if name == "scaling":

@@ -200,6 +200,15 @@ def open_tracker(plan: SweepPlan, timer: PhaseTimer) -> tuple[Any, str, str | No
         return None, uri, f"MLflow at {uri} unreachable ({type(err).__name__}): nothing logged; re-run to log"
 
 
+def distinct_labels(cells: list[Cell]) -> dict[str, str]:
+    """Cell id -> label, the prompt added where labels repeat (a label names model, precision and budget
+    only), so that a stop reason names its dominating cell unambiguously."""
+    labels = {c.cell_id: c.label for c in cells}
+    repeated = {x for x in labels.values() if list(labels.values()).count(x) > 1}
+    return {c.cell_id: f"{c.label} (prompt {c.prompt[:30]!r})" if c.label in repeated else c.label
+            for c in cells}
+
+
 def halving_setup(plan: SweepPlan, trial_cells: list[Cell],
                   recorder: Any) -> tuple[list[Sample], list[int], Any]:
     """Pareto-aware successive halving (`search.strategy: pareto_halving`): the samples in the shared
@@ -215,8 +224,7 @@ def halving_setup(plan: SweepPlan, trial_cells: list[Cell],
     sizes = rung_sizes(len(order), search.rungs, search.first_rung, search.factor)
     groups = {c.cell_id: (c.cell_id, *(d.cell_id for d in plan.sharing.groups[c.cell_id].derived))
               if c.cell_id in plan.sharing.groups else (c.cell_id,) for c in trial_cells}
-    evaluate = RungEvaluator(plan.store, order, sizes, recorder.references,
-                             {c.cell_id: c.label for c in plan.cells},
+    evaluate = RungEvaluator(plan.store, order, sizes, recorder.references, distinct_labels(plan.cells),
                              cider_scores(recorder.document_frequencies))
     state = HalvingState()
     state.stopped = recorder.pruned  # one dict: the scheduler's stops are the recorder's pruned cells
