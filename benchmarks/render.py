@@ -176,8 +176,31 @@ def scoring_md(sc: dict[str, Any]) -> list[str]:
     ]
 
 
+def halving_md(h: dict[str, Any]) -> list[str]:
+    lines = [f"## 8. Pareto-aware successive halving ({h['note']})", ""]
+    for g in h["grids"].values():
+        met_ = g["targets_met"]
+        lines += [
+            f"{g['grid']}: {g['cells']} cells x {g['images']} images, search {g['search']}", "",
+            *table(["", "full", "halving", "ratio", "target"], [
+                ["images captioned", g["images_full"], g["images_halving"], f"**{g['ratio_images']:.2f}**",
+                 f"{g['targets']['images']}: {met(met_['images'])}"],
+                ["whole-sweep wall seconds", f"{g['wall_full']:.1f}", f"{g['wall_halving']:.1f}",
+                 f"**{g['ratio_wall']:.2f}**", f"{g['targets']['wall']}: {met(met_['wall'])}"],
+            ]),
+            f"Fronts identical: {g['fronts_identical']}. Front cells of the full run pruned: "
+            f"{g['front_cells_pruned'] or 'none'} ({g['targets']['fronts']}: {met(met_['fronts'])}).",
+            "Every front difference (cause; CIDEr tie in the full run with the other run's front?):",
+            *[f"- {d['axis']}: {d['cell']} on the {d['on']} front ({d['cause']}); {d['why']}"
+              for d in g["front_differences"]],
+            f"Pruned: {len(g['pruned'])}", *[f"- {p}" for p in g["pruned"]], "",
+        ]
+    return lines
+
+
 MARKDOWN = {"batching": batching_md, "engine": engine_md, "rerun": rerun_md, "scaling": scaling_md,
-            "gpu": gpu_md, "token_budgets": token_budgets_md, "scoring": scoring_md}
+            "gpu": gpu_md, "token_budgets": token_budgets_md, "scoring": scoring_md,
+            "halving": halving_md}
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -220,6 +243,14 @@ def console(name: str, data: dict[str, Any]) -> list[str]:
         return [f"   {data['images']} images: before {data['before_seconds']:.1f}s, after "
                 f"{data['after_seconds']:.1f}s + intervals {data['intervals_seconds']:.2f}s "
                 f"= {data['ratio_after_vs_before']:.2f}x"]
+    if name == "halving":
+        return [
+            f"   {name_}: images {g['images_halving']}/{g['images_full']} = {g['ratio_images']:.2f}x; wall "
+            f"{g['wall_halving']:.1f}s/{g['wall_full']:.1f}s = {g['ratio_wall']:.2f}x; fronts identical "
+            f"{g['fronts_identical']}; {len(g['pruned'])} pruned; front cells pruned: "
+            f"{g['front_cells_pruned'] or 'none'}"
+            for name_, g in data["grids"].items()
+        ]
     if name == "scaling":
         return [
             f"   replicas {x['replicas']}: wall {x['wall_seconds']:.1f}s, "

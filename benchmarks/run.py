@@ -1,5 +1,5 @@
 """Benchmarks of the sweep engine: batching, engine overhead, re-run, replica sharding, GPU throughput,
-token-budget sharing.
+token-budget sharing, successive halving.
 
     python benchmarks/run.py [--quick] [--repeats N]
                              [--sections batching,engine,rerun,scaling,gpu,token_budgets,scoring]
@@ -27,11 +27,21 @@ import time  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
 from typing import Any  # noqa: E402
 
-from benchmarks import batching, engine, gpu, render, rerun, scaling, scoring, token_budgets  # noqa: E402
+from benchmarks import (  # noqa: E402
+    batching,
+    engine,
+    gpu,
+    halving,
+    render,
+    rerun,
+    scaling,
+    scoring,
+    token_budgets,
+)
 from benchmarks.common import COCO_MINI, REPO, Context, log, machine_info, machine_slug  # noqa: E402
 
 SECTIONS = {"batching": batching, "engine": engine, "rerun": rerun, "scaling": scaling, "gpu": gpu,
-            "token_budgets": token_budgets, "scoring": scoring}
+            "token_budgets": token_budgets, "scoring": scoring, "halving": halving}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

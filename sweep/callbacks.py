@@ -8,7 +8,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from sweep.recorder import _RECORDERS, SweepRecorder, log, trial_error_text
+from sweep.recorder import _RECORDERS, CellOutcome, SweepRecorder, log, trial_error_text
 from sweep.stopping import _STOPS, StopSignals, SweepHalted, SweepInterrupted
 
 
@@ -56,20 +56,28 @@ class CellCallback(Callback):
 
     @staticmethod
     def _complete(recorder: SweepRecorder, cell_id: str, last_result: dict) -> None:
+        domination = recorder.pruned.get(cell_id)
         try:
-            # the store's costs, not Tune's result: that one adds Tune's own keys (pid, timestamp, ...)
-            costs = recorder.store.finished_costs(cell_id, set(recorder.references))
-            if costs is None and not last_result:
-                raise RuntimeError(f"the generation of cell {recorder.lead_of.get(cell_id, '?')} finished "
-                                   "without finishing this cell in the store")
-            outcome = recorder.record(cell_id, costs if costs is not None else last_result)
+            if domination is not None:  # stopped at a rung by successive halving
+                outcome = recorder.record_pruned(cell_id, domination)
+            else:
+                outcome = CellCallback._record_finished(recorder, cell_id, last_result)
         except Exception as err:
             if not recorder.storage_failed(err):
                 log.exception("recording cell %s failed", cell_id)
             outcome = recorder.record_failure(cell_id, f"recording failed: {type(err).__name__}: {err}")
         if recorder.progress:
-            recorder.progress.cell_finished(cell_id, outcome.status == "ok",
+            recorder.progress.cell_finished(cell_id, outcome.status != "failed",
                                             outcome.metrics.get("n_errors", 0.0))
+
+    @staticmethod
+    def _record_finished(recorder: SweepRecorder, cell_id: str, last_result: dict) -> CellOutcome:
+        # the store's costs, not Tune's result: that one adds Tune's own keys (pid, timestamp, ...)
+        costs = recorder.store.finished_costs(cell_id, set(recorder.references))
+        if costs is None and not last_result:
+            raise RuntimeError(f"the generation of cell {recorder.lead_of.get(cell_id, '?')} finished "
+                               "without finishing this cell in the store")
+        return recorder.record(cell_id, costs if costs is not None else last_result)
 
     @staticmethod
     def _fail(recorder: SweepRecorder, cell_id: str, reason: str) -> None:

@@ -262,6 +262,62 @@ class ScoringConfig(_Strict):
     )
 
 
+SearchStrategy = Literal["full", "pareto_halving"]
+Objective = Literal["latency", "memory", "energy"]
+
+
+class SearchConfig(_Strict):
+    """How much of the dataset each cell sees: all of it (`full`), or Pareto-aware successive halving
+    (`pareto_halving`, `sweep.halving`): every cell captions the same first images of one seeded order,
+    rung by rung, and stops at a rung where another cell beats it with confidence on quality while being
+    at least as cheap on every objective."""
+
+    strategy: SearchStrategy = Field(default="full", description="full: every cell sees every image")
+    rungs: list[StrictInt] | None = Field(
+        default=None, min_length=1,
+        description="image counts at which cells are compared (increasing); the whole dataset is always "
+        "the last rung; default: first_rung and factor",
+    )
+    first_rung: StrictInt | None = Field(default=None, ge=2, description="images at the first rung "
+                                         "(default 16 when rungs is not given)")
+    factor: float = Field(default=2.0, gt=1, description="each rung sees this many times the images of the "
+                          "one before")
+    objectives: list[Objective] = Field(
+        default=["latency", "memory", "energy"], min_length=1,
+        description="costs a dominating cell must be at least as cheap on (the quality is CIDEr)",
+    )
+    confidence: float = Field(default=0.95, gt=0.5, lt=1, description="level of the paired bootstrap "
+                              "interval that must clear zero")
+    seed: int = Field(default=0, description="seed of the image order every cell shares")
+
+    @field_validator("rungs")
+    @classmethod
+    def _rungs_increasing(cls, v: list[int] | None) -> list[int] | None:
+        if v is None:
+            return v
+        if any(n < 2 for n in v):
+            raise ValueError(f"every rung must be >= 2 images (a paired interval needs two), got {v}")
+        if any(b <= a for a, b in zip(v, v[1:], strict=False)):
+            raise ValueError(f"rungs must be strictly increasing, got {v}")
+        return v
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives_unique(cls, v: list[str]) -> list[str]:
+        dupes = sorted({o for o in v if v.count(o) > 1})
+        if dupes:
+            raise ValueError(f"objectives repeated: {dupes}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_rung_rule(self) -> SearchConfig:
+        if self.rungs is not None and self.first_rung is not None:
+            raise ValueError("set either 'rungs' (a list) or 'first_rung' (with 'factor'), not both")
+        if self.strategy == "full" and (self.rungs is not None or self.first_rung is not None):
+            raise ValueError("rungs/first_rung apply to strategy 'pareto_halving' only")
+        return self
+
+
 class GridConfig(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     dataset: AnyDataset
@@ -275,6 +331,7 @@ class GridConfig(_Strict):
     tracking: TrackingConfig = TrackingConfig()
     energy: EnergyConfig = EnergyConfig()
     scoring: ScoringConfig = ScoringConfig()
+    search: SearchConfig = SearchConfig()
     output_dir: Path = Path("outputs")
 
     @field_validator("max_new_tokens")

@@ -234,6 +234,40 @@ def open_tracker(plan: SweepPlan, timer: PhaseTimer) -> tuple[Any, str, str | No
         return None, uri, f"MLflow at {uri} unreachable ({type(err).__name__}): nothing logged; re-run to log"
 
 
+def distinct_labels(cells: list[Cell]) -> dict[str, str]:
+    """Cell id -> label, the prompt added where labels repeat (a label names model, precision and budget
+    only), so that a stop reason names its dominating cell unambiguously."""
+    labels = {c.cell_id: c.label for c in cells}
+    repeated = {x for x in labels.values() if list(labels.values()).count(x) > 1}
+    return {c.cell_id: f"{c.label} (prompt {c.prompt[:30]!r})" if c.label in repeated else c.label
+            for c in cells}
+
+
+def halving_setup(plan: SweepPlan, trial_cells: list[Cell],
+                  recorder: Any) -> tuple[list[Sample], list[int], Any]:
+    """Pareto-aware successive halving (`search.strategy: pareto_halving`): the samples in the shared
+    seeded order, the rungs' image counts, and the Tune scheduler that decides at each rung (its stopped
+    cells go to the recorder, which records them as pruned)."""
+    from sweep.halving import image_order, rung_sizes
+    from sweep.halving_scheduler import HalvingState, ParetoHalvingScheduler
+    from sweep.rungs import RungEvaluator, cider_scores
+
+    search = plan.grid.search
+    by_id = {s.sample_id: s for s in plan.samples}
+    order = image_order(list(by_id), search.seed)
+    sizes = rung_sizes(len(order), search.rungs, search.first_rung, search.factor)
+    groups = {c.cell_id: (c.cell_id, *(d.cell_id for d in plan.sharing.groups[c.cell_id].derived))
+              if c.cell_id in plan.sharing.groups else (c.cell_id,) for c in trial_cells}
+    evaluate = RungEvaluator(plan.store, order, sizes, recorder.references, distinct_labels(plan.cells),
+                             cider_scores(recorder.document_frequencies))
+    state = HalvingState()
+    state.stopped = recorder.pruned  # one dict: the scheduler's stops are the recorder's pruned cells
+    # cells finished earlier dominate at every rung too (their stored images include every rung's)
+    scheduler = ParetoHalvingScheduler(sizes, groups, evaluate, search.objectives, search.confidence, state,
+                                       comparators=list(plan.finished))
+    return [by_id[i] for i in order], sizes, scheduler
+
+
 def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None, verbose: bool = False,
                  where: str | None = None, stop: Any = None) -> Execution:
     """Record the stored and refused cells, run the rest as Ray Tune trials (each scored and logged as
@@ -295,11 +329,17 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
                 from sweep.trials import run_trials
 
                 trial_cells = plan.sharing.trial_cells(plan.todo)
+                run_samples, rungs, scheduler = samples, None, None
+                if grid.search.strategy == "pareto_halving":
+                    run_samples, rungs, scheduler = halving_setup(plan, trial_cells, recorder)
                 with timer.phase("trials"):
-                    hosts = run_trials(trial_cells, samples, PipelineSettings.from_grid(grid), plan.store,
+                    hosts = run_trials(trial_cells, run_samples, PipelineSettings.from_grid(grid), plan.store,
                                        plan.output_dir / "tune", f"{grid.name}-{stamp}",
                                        [CellCallback(recorder), *([StopCallback(stop)] if stop else [])],
-                                       derived={lead: g.derived for lead, g in groups.items()})
+                                       derived={lead: g.derived for lead, g in groups.items()},
+                                       rungs=rungs, scheduler=scheduler)
+                if scheduler is not None:
+                    recorder.notes += [f"successive halving: {line}" for line in scheduler.state.log]
                 recorder.notes.append(f"{hosts['loads']} model loads for {len(plan.todo)} cells (a loaded "
                                       "model serves every cell of its model and precision)")
                 if plan.sharing.lead_of:
@@ -418,7 +458,8 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
                 atomic_write_bytes(out / REPORT_STAMP, stamp.encode())
     except OSError as err:
         unwritten = f"{err.filename or out}: {err.strerror or err}"
-    n_failed = int((results["status"] != "ok").sum())
+    n_failed = int((results["status"] == "failed").sum())  # a pruned cell is a result, not a failure
+    n_pruned = int((results["status"] == "pruned").sum())
     notes = list(execution.notes)
     if unwritten:
         notes.append(f"could not write the sweep's results ({unwritten}); the per-cell results are in "
@@ -429,7 +470,8 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
         try:
             with timer.phase("mlflow"):
                 tracker.log_parent(
-                    metrics={"n_cells_ok": len(cells) - n_failed, "n_cells_failed": n_failed},
+                    metrics={"n_cells_ok": len(cells) - n_failed - n_pruned, "n_cells_failed": n_failed,
+                             "n_cells_pruned": n_pruned},
                     artifacts=[*plots, out / "results.csv", out / "pareto_front.csv", report],
                 )
                 tracker.finish(ok=n_failed == 0)
@@ -462,9 +504,14 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
         print(f"           mlflow ui --backend-store-uri {uri}")
     if log_path is not None:
         print(f"log:       {log_path}  (Ray, Tune, MLflow and tokenizer lines; --verbose shows them here)")
+    if n_pruned:
+        print(f"{n_pruned} of {len(cells)} cells pruned by successive halving (re-run with "
+              "search.strategy: full to complete them from where they stopped):")
+        for _, row in results[results["status"] == "pruned"].iterrows():
+            print(f"  {row['label']}: {row['reason']}")
     if n_failed:
         print(f"{n_failed} of {len(cells)} cells failed:")
-        for _, row in results[results["status"] != "ok"].iterrows():
+        for _, row in results[results["status"] == "failed"].iterrows():
             print(f"  {row['label']}: {row['reason']}")
     return (EXIT_STORAGE if unwritten else 1 if n_failed else 0), results
 
@@ -507,12 +554,14 @@ def _log_cell_extras(tracker: Any, outcomes: dict[str, Any], results: Any,
         except (OSError, ValueError):
             logged = {}
     done = logged.setdefault(str(getattr(tracker, "uri", "")), {})
-    for _, row in results[results["status"] == "ok"].iterrows():
+    for _, row in results[results["status"].isin(["ok", "pruned"])].iterrows():
         run_id = outcomes[row["cell_id"]].run_id
         if run_id is None:
             continue
         metrics = {c: float(row[c]) for c in columns if c in row}  # the tracker leaves out NaN
         tags = {"pareto": row["pareto"], "pareto_tied": row["pareto_tied"]}
+        if row["status"] == "pruned":  # the rung, images seen and why are params; the status a tag
+            tags.update(status="pruned", pruned_reason=str(row["reason"])[:5000])
         digest = hashlib.sha256(json.dumps([metrics, tags], sort_keys=True).encode()).hexdigest()
         if done.get(run_id) == digest:
             continue

@@ -15,7 +15,8 @@ RANK_COLUMNS = [
     ("latency_p50_s", "latency p50 (s)"), ("seconds_per_image", "s/image"), ("images_per_sec", "images/s"),
     ("peak_memory_gb", "peak memory (GB)"),
     ("energy_kwh", "energy (kWh)"), ("pareto", "Pareto front"),
-    ("pareto_tied", "tied with the front"), ("degenerate_output", "output"), ("reason", "failure"),
+    ("pareto_tied", "tied with the front"), ("degenerate_output", "output"),
+    ("reason", "failure / why pruned"),
 ]
 #: columns shown as `value [low, high]` where the results have `<key>_ci_low/high`
 INTERVAL_COLUMNS = ("cider", "bleu_4", "meteor", "rouge_l", "latency_p50_s", "seconds_per_image")
@@ -24,6 +25,7 @@ STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}
 th{background:#f0f0f0}tr.front td{background:#fff6d5}tr.tied td{background:#fdf9ee}tr.failed td{color:#a00}
+tr.pruned td{color:#666}
 td.degenerate{color:#a00;font-weight:bold}.ci{color:#777;font-size:11px}
 .note{background:#fdecea;padding:8px;border-left:4px solid #d33}img{max-width:48%;margin:4px}
 """
@@ -47,9 +49,11 @@ def _value(row: pd.Series, key: str) -> str:
 
 
 def rank(results: pd.DataFrame) -> pd.DataFrame:
-    """Successful cells by CIDEr (best first), failed cells last."""
+    """Successful cells by CIDEr (best first), then the pruned ones (successive halving: CIDEr over fewer
+    images), failed cells last."""
     ok = results[results["status"] == "ok"].sort_values("cider", ascending=False, na_position="last")
-    return pd.concat([ok, results[results["status"] != "ok"]])
+    pruned = results[results["status"] == "pruned"].sort_values("cider", ascending=False, na_position="last")
+    return pd.concat([ok, pruned, results[~results["status"].isin(["ok", "pruned"])]])
 
 
 def build_html(title: str, results: pd.DataFrame, plots: list[Path],
@@ -63,7 +67,7 @@ def build_html(title: str, results: pd.DataFrame, plots: list[Path],
     parts += [f"<th>{h}</th>" for _, h in cols]
     parts.append("</tr>")
     for i, (_, row) in enumerate(rank(results).iterrows(), start=1):
-        klass = "failed" if row["status"] != "ok" else (
+        klass = "failed" if row["status"] == "failed" else "pruned" if row["status"] == "pruned" else (
             "front" if row.get("pareto") else "tied" if row.get("pareto_tied") else "")
         parts.append(f"<tr class='{klass}' data-cell-id='{html.escape(str(row['cell_id']))}'><td>{i}</td>")
         for key, _ in cols:

@@ -9,6 +9,7 @@ from actors.precision import PRECISIONS
 from actors.resolve import ModelConfigError, local_config_json
 from sweep.budgets import family_of, plan_sharing
 from sweep.cells import Cell
+from sweep.config import SearchConfig
 from sweep.store import ResultStore
 
 
@@ -161,3 +162,24 @@ def format_plan(plans: list[CellPlan]) -> str:
         lines.append(f"{runs - shared} generations for {runs} cells to run: {shared} cells share the "
                      "generation of a larger budget (generation.share_token_budgets: false turns this off)")
     return "\n".join(lines)
+
+
+def format_search(search: SearchConfig, plans: list[CellPlan], n_images: int) -> list[str]:
+    """The search strategy's lines of the dry run: under successive halving its rungs and the worst-case
+    and expected images the generations caption (`sweep.halving.image_counts`)."""
+    if search.strategy == "full" or n_images == 0:
+        return [f"search: full (every cell captions all {n_images} images)"] if n_images else []
+    from sweep.halving import image_counts, rung_sizes
+
+    sizes = rung_sizes(n_images, search.rungs, search.first_rung, search.factor)
+    runs = [p for p in plans if p.sharing.startswith(("shares", "generates itself"))]
+    generations = sum(not p.sharing.startswith("shares") for p in runs)
+    worst, expected = image_counts(sizes, generations, search.factor)
+    return [
+        f"search: pareto_halving over rungs {sizes} (images of one order, seed {search.seed}); a cell stops "
+        f"when another is better on CIDEr at {search.confidence:.0%} and at least as cheap on "
+        f"{', '.join(search.objectives)}",
+        f"images captioned by {generations} generations: worst case {worst:,} (none stopped), expected "
+        f"about {expected:,.0f} if 1/{search.factor:g} survive each rung (the real share depends on the "
+        "cells)",
+    ]

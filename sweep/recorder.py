@@ -130,6 +130,8 @@ class SweepRecorder:
         # next trial starts while this one is scored. One thread: the scorer's JVM and the MLflow client
         # are used by one caller at a time, in the order cells finished.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweep-recorder")
+        # successive halving: cell id -> the Domination that stopped it (filled by the scheduler)
+        self.pruned: dict[str, Any] = {}
         self._pending: list[Future] = []
         # called with the reason when a cell failed on a full or read-only disk (the engine stops the sweep)
         self.on_storage_failure: Any = None
@@ -228,7 +230,14 @@ class SweepRecorder:
             return None
         return stored
 
-    def record(self, cell_id: str, costs: dict[str, float], from_store: bool = False) -> CellOutcome:
+    def record_pruned(self, cell_id: str, domination: Any) -> CellOutcome:
+        """A cell successive halving stopped at a rung (`sweep.halving.Domination`): scored and logged
+        over the images it captioned, status `pruned`, why in `reason` and in MLflow."""
+        costs = self.store.covering_costs(cell_id, set()) or {}
+        return self.record(cell_id, costs, pruned=domination)
+
+    def record(self, cell_id: str, costs: dict[str, float], from_store: bool = False,
+               pruned: Any = None) -> CellOutcome:
         cell = self.cells[cell_id]
         table = self.store.read_captions(cell_id)
         loads = self.store.read_loads(cell_id)
@@ -250,6 +259,10 @@ class SweepRecorder:
             self.store.write_scores(cell_id, {**scores, SCORING_STAMP: self.scoring_stamp()})
         metrics = {**{k: v for k, v in costs.items() if isinstance(v, int | float)}, **scores}
         outcome = CellOutcome(cell, "ok", metrics, params, reused=from_store)
+        if pruned is not None:  # partial metrics over the rung's images, kept with their intervals
+            outcome.status, outcome.reason = "pruned", pruned.describe()
+            metrics.update(pruned_rung=float(pruned.rung + 1), images_seen=float(len(table)))
+            params.update(pruned="true", pruned_by=pruned.by, pruned_reason=pruned.describe()[:500])
         outcome.span = cell_span(table, costs)
         artifacts = [self.store.captions_path(cell_id), self.store.config_path(cell_id)]
         if from_store and self.tracker is not None:

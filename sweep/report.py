@@ -119,11 +119,13 @@ def _as_float(value: object) -> float:
 
 
 def load_tables(out_dir: Path, results: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """The stored caption tables of the ok cells, by cell id (cells without one are left out)."""
+    """The stored caption tables of the ok and pruned cells, by cell id (cells without one are left out)."""
     from sweep.store import ResultStore
 
     store = ResultStore(out_dir)
-    ok = results[results["status"] == "ok"]["cell_id"] if "status" in results else results["cell_id"]
+    # pruned cells too: their partial metrics (over the images they saw) keep their intervals
+    ok = results[results["status"].isin(["ok", "pruned"])]["cell_id"] if "status" in results \
+        else results["cell_id"]
     return {cid: store.read_captions(cid) for cid in ok if store.captions_path(cid).is_file()}
 
 

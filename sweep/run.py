@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     cells = expand_cells(grid, fingerprint)
     if args.dry_run:
-        from sweep.plan import format_plan, plan_cells, target_gpu_bytes
+        from sweep.plan import format_plan, format_search, plan_cells, target_gpu_bytes
 
         ids = {s.sample_id for s in samples} if samples is not None else set()
         gpu = target_gpu_bytes(grid.resources.accelerator_type, grid.resources.gpu_memory_gb)
@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         count = f"{len(samples)} images" if samples is not None else "video scenes (detected at run time)"
         print(f"sweep '{grid.name}': {len(cells)} cells x {count} (dry run)")
         print(format_plan(plans))
+        for line in format_search(grid.search, plans, len(ids)):
+            print(line)
         return 0 if all(p.runnable for p in plans) else 1
     try:
         return run_sweep(grid, cells, samples, args.address, args.verbose, args.fresh).exit_code

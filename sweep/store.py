@@ -196,11 +196,39 @@ class ResultStore:
         # an actor restarted mid-batch may have written a batch twice: keep the first copy
         return table.drop_duplicates("sample_id", keep="first").reset_index(drop=True)
 
+    def consolidated_ids(self, cell_id: str) -> set[str]:
+        if not self.captions_path(cell_id).is_file():
+            return set()
+        return set(pd.read_parquet(self.captions_path(cell_id), columns=["sample_id"])["sample_id"])
+
     def done_sample_ids(self, cell_id: str) -> set[str]:
-        if self.captions_path(cell_id).is_file():
-            return set(pd.read_parquet(self.captions_path(cell_id), columns=["sample_id"])["sample_id"])
+        """The consolidated table's samples and the parts' (a cell continued past a rung of successive
+        halving has both: its earlier rungs consolidated, the new images in parts)."""
         parts = [self._read_part(p, ["sample_id"]) for p in self.part_paths(cell_id)]
-        return {sid for t in parts if t is not None for sid in t["sample_id"]}
+        in_parts = {sid for t in parts if t is not None for sid in t["sample_id"]}
+        return self.consolidated_ids(cell_id) | in_parts
+
+    def read_rows(self, cell_id: str) -> pd.DataFrame:
+        """Every stored row of the cell: its consolidated table, then its parts (first copy kept)."""
+        tables = [self.read_captions(cell_id)] if self.captions_path(cell_id).is_file() else []
+        parts = self.read_parts(cell_id)
+        if not parts.empty:
+            tables.append(parts)
+        if not tables:
+            return pd.DataFrame()
+        table = pd.concat(tables, ignore_index=True)
+        return table.drop_duplicates("sample_id", keep="first").reset_index(drop=True)
+
+    def covering_costs(self, cell_id: str, sample_ids: set[str]) -> dict | None:
+        """Costs of a consolidated cell holding at least these samples, else None: a rung of successive
+        halving the cell already passed (parts of a later rung it was interrupted in stay as they are)."""
+        try:
+            costs = json.loads(self.costs_path(cell_id).read_text())
+        except (OSError, ValueError):
+            return None
+        if not sample_ids <= self.consolidated_ids(cell_id):
+            return None
+        return costs
 
     def finish_cell(self, cell_id: str, table: pd.DataFrame, costs: dict) -> None:
         """The consolidated table, then its costs, then the parts go: a reader never sees a gap."""

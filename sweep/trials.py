@@ -67,7 +67,8 @@ def _rows_writer(cell: Cell, samples: list[Sample], store: ResultStore, attempt:
 def _consolidate(cell: Cell, samples: list[Sample], store: ResultStore, wall: float, resumed: int) -> dict:
     """The cell's parts as one table in sample order, its costs, and the cell finished in the store."""
     wanted = {s.sample_id for s in samples}
-    table = store.read_parts(cell.cell_id)
+    # the rows consolidated before (an earlier rung of successive halving) and the new parts
+    table = store.read_rows(cell.cell_id)
     missing = wanted - set(table["sample_id"]) if not table.empty else wanted
     if missing:
         raise RuntimeError(f"cell {cell.cell_id}: {len(missing)} samples produced no row")
@@ -87,17 +88,21 @@ def _consolidate(cell: Cell, samples: list[Sample], store: ResultStore, wall: fl
 
 def run_cell(cell: Cell, samples: list[Sample], settings: PipelineSettings, store: ResultStore,
              host_pool: Any, on_progress: Callable[[int], None] | None = None,
-             derived: tuple[Cell, ...] = ()) -> dict:
+             derived: tuple[Cell, ...] = (), partial: bool = False) -> dict:
     """Caption what the store lacks, consolidate, and return the cell's cost metrics.
+
+    `partial`: a rung of successive halving below the last (`samples` the first images of the shared
+    order): a cell whose consolidated table already holds them (it went further before) is left as it is.
 
     `derived`: cells of smaller budgets served by this cell's generation (token-budget sharing,
     `sweep.budgets`): every batch is written to this cell's parts and to each derived cell's, and each of
     them is consolidated and finished in the store with its own costs. They share this cell's sample set:
     what any of them lacks is generated (a half-finished group resumes where its members stopped)."""
     wanted = {s.sample_id for s in samples}
-    group = [c for c in (cell, *derived) if store.finished_costs(c.cell_id, wanted) is None]
+    stored = store.covering_costs if partial else store.finished_costs
+    group = [c for c in (cell, *derived) if stored(c.cell_id, wanted) is None]
     if not group:
-        return store.finished_costs(cell.cell_id, wanted)
+        return stored(cell.cell_id, wanted)
     done: dict[str, set[str]] = {}
     for member in group:
         store.begin_cell(member)
@@ -127,21 +132,39 @@ def run_cell(cell: Cell, samples: list[Sample], settings: PipelineSettings, stor
         caption_samples(cell, todo, settings, save, host_pool, on_start=loads, budgets=budgets)
     wall = time.perf_counter() - start
     costs = {m.cell_id: _consolidate(m, samples, store, wall, len(done[m.cell_id])) for m in group}
-    return costs.get(cell.cell_id) or store.finished_costs(cell.cell_id, wanted)
+    return costs.get(cell.cell_id) or stored(cell.cell_id, wanted)
 
 
 def cell_trainable(config: dict, *, cells: dict[str, Cell], samples: list[Sample],
                    settings: PipelineSettings, store_root: str, host_pool: Any,
-                   derived: dict[str, tuple[Cell, ...]] | None = None) -> None:
+                   derived: dict[str, tuple[Cell, ...]] | None = None,
+                   rungs: list[int] | None = None, slots: Any = None) -> None:
+    """One trial: the cell (and the cells its generation serves) over `samples`, or, with `rungs`
+    (successive halving), over their first rungs[i] images in turn, reporting `rung` i after each but the
+    last so that the scheduler can stop the trial there. `slots`: a `CellSlots` actor bounding how many
+    trials caption at once (halving creates every trial up front: paused ones must not count)."""
+    import ray
     from ray import tune
 
     cell = cells[config["cell_id"]]
     served = (derived or {}).get(cell.cell_id, ())
     store = ResultStore(Path(store_root))
+    sizes = list(rungs or [len(samples)])
     try:
-        costs = run_cell(cell, samples, settings, store, host_pool,
-                         on_progress=lambda n: tune.report({"samples_done": n, "cell_id": cell.cell_id}),
-                         derived=served)
+        for index, size in enumerate(sizes):
+            # rung by rung over the first images of the shared order: what the store holds is not redone
+            if slots is not None:  # a slot per rung: a trial paused at a rung holds none
+                ray.get(slots.acquire.remote())
+            try:
+                costs = run_cell(cell, samples[:size], settings, store, host_pool,
+                                 on_progress=lambda n: tune.report({"samples_done": n,
+                                                                    "cell_id": cell.cell_id}),
+                                 derived=served, partial=index < len(sizes) - 1)
+            finally:
+                if slots is not None:
+                    ray.get(slots.release.remote())
+            if index < len(sizes) - 1:
+                tune.report({**costs, "cell_id": cell.cell_id, "rung": index, "rung_images": size})
     except Exception as err:
         # Ray wraps the actor's exception in layers of traceback: keep the root cause's last line.
         detail = "".join(traceback.format_exception(err))
@@ -156,7 +179,26 @@ def cell_trainable(config: dict, *, cells: dict[str, Cell], samples: list[Sample
             except OSError:
                 break
         raise
-    tune.report({**costs, "cell_id": cell.cell_id})
+    final = {"rung": len(sizes) - 1, "rung_images": sizes[-1]} if rungs else {}
+    tune.report({**costs, "cell_id": cell.cell_id, **final})
+
+
+class CellSlots:
+    """How many trials caption at once, when Tune's own limit cannot say it: under successive halving
+    every trial exists from the start (a trial PAUSEd at a rung counts towards max_concurrent_trials),
+    so a trial takes a slot for each rung it captions and gives it back before reporting the rung. An
+    async Ray actor: a waiting acquire blocks only its caller."""
+
+    def __init__(self, n: int):
+        import asyncio
+
+        self._free = asyncio.Semaphore(n)
+
+    async def acquire(self) -> None:
+        await self._free.acquire()
+
+    async def release(self) -> None:
+        self._free.release()
 
 
 def root_cause(traceback_text: str) -> str:
@@ -194,9 +236,12 @@ def concurrent_cells(total_gpus: float, cells: list[Cell]) -> int:
 
 def run_trials(cells: list[Cell], samples: list[Sample], settings: PipelineSettings, store: ResultStore,
                storage_path: Path, run_name: str, callbacks: list[Any],
-               derived: dict[str, tuple[Cell, ...]] | None = None) -> dict[str, int]:
+               derived: dict[str, tuple[Cell, ...]] | None = None, rungs: list[int] | None = None,
+               scheduler: Any = None) -> dict[str, int]:
     """Run every cell as a Tune trial; returns the host pool's counts (model loads started).
-    `derived`: lead cell id -> the cells its generation also serves (not trials of their own)."""
+    `derived`: lead cell id -> the cells its generation also serves (not trials of their own).
+    `rungs`, `scheduler`: successive halving (`sweep.halving_scheduler`): the trials report each rung
+    and the scheduler pauses, resumes and stops them."""
     import ray
     from ray import tune
 
@@ -207,6 +252,9 @@ def run_trials(cells: list[Cell], samples: list[Sample], settings: PipelineSetti
     host_pool = ray.remote(HostPool).options(num_cpus=0).remote(
         gpus, settings.energy_country, settings.accelerator_type
     )
+    slot_pool = None
+    if rungs:
+        slot_pool = ray.remote(CellSlots).options(num_cpus=0).remote(slots)
     trainable = tune.with_parameters(
         cell_trainable,
         cells={c.cell_id: c for c in cells},
@@ -215,6 +263,8 @@ def run_trials(cells: list[Cell], samples: list[Sample], settings: PipelineSetti
         store_root=str(store.root),
         host_pool=host_pool,
         derived=dict(derived or {}),
+        rungs=list(rungs) if rungs else None,
+        slots=slot_pool,
     )
     # The trial itself only coordinates; its GPUs are held by the model hosts it borrows.
     trainable = tune.with_resources(trainable, {"cpu": 0.01})
@@ -222,7 +272,8 @@ def run_trials(cells: list[Cell], samples: list[Sample], settings: PipelineSetti
         trainable,
         param_space={"cell_id": tune.grid_search([c.cell_id for c in order_for_reuse(cells, slots)])},
         # trial processes are reused: a fresh one per cell costs seconds of imports (ray.data, pandas)
-        tune_config=tune.TuneConfig(max_concurrent_trials=slots, reuse_actors=True),
+        tune_config=tune.TuneConfig(max_concurrent_trials=len(cells) if rungs else slots, reuse_actors=True,
+                                    scheduler=scheduler),
         run_config=tune.RunConfig(
             name=run_name,
             storage_path=str(storage_path.resolve()),
@@ -237,4 +288,6 @@ def run_trials(cells: list[Cell], samples: list[Sample], settings: PipelineSetti
         stats = ray.get(host_pool.stats.remote())
         ray.get(host_pool.shutdown.remote())
         ray.kill(host_pool)
+        if slot_pool is not None:
+            ray.kill(slot_pool)
     return stats

@@ -1,0 +1,159 @@
+"""8. Pareto-aware successive halving (issue 17): `search.strategy: pareto_halving` against `full`, side by
+side in one run, on `search_spaces/quickstart_trained.yaml` and on a larger toy grid (both zoo models x
+fp32/int8/nf4 x max_new_tokens [4, 8, 16, 32] x two prompts, the 50 test images).
+
+Per grid: the cells on each Pareto front of both runs (identical, or which differ and whether each
+difference is a CIDEr tie in the full run), the images captioned (each generation's images: a cell cut
+from a larger budget's generation captions none of its own), and the whole sweep's wall."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+import yaml
+
+from benchmarks.common import REPO, Context, log
+
+TITLE = "8. Pareto-aware successive halving vs the full grid"
+GRID = REPO / "search_spaces" / "quickstart_trained.yaml"
+SECOND_PROMPT = "What is in this picture?"
+LARGE_TOKENS = [4, 8, 16, 32]
+TARGETS = {"images": 0.4, "wall": 0.5}  # halving / full (issue 17)
+AXES = ("latency", "memory", "energy")
+
+
+def halving_grid(out: Any, strategy: str, large: bool, limit: int | None, search: dict,
+                 quick: bool = False) -> Any:
+    """The quickstart grid (or the larger one) with absolute paths, into `out`, with `search`; --quick:
+    the small model at fp32 only."""
+    from sweep.config import parse_grid
+
+    data = yaml.safe_load(GRID.read_text())
+    for key in ("captions", "images"):
+        data["dataset"][key] = str(REPO / data["dataset"][key])
+    for model in data["models"]:
+        model["id"] = str(REPO / model["id"])
+    if quick:
+        data["models"], data["precisions"] = data["models"][:1], ["fp32"]
+    if large:
+        data["max_new_tokens"] = LARGE_TOKENS
+        data["prompts"] = [*data["prompts"], SECOND_PROMPT]
+    if limit:
+        data["dataset"]["limit"] = limit
+    data["name"] = f"halving-{'large' if large else 'quickstart'}-{strategy}"
+    data["search"] = {"strategy": strategy, **(search if strategy == "pareto_halving" else {})}
+    data["output_dir"] = str(out)
+    data["tracking"] = {"experiment": "bench-halving"}
+    return parse_grid(data, str(GRID))
+
+
+def images_captioned(store: Any, results: Any) -> int:
+    """Images the generations captioned: the rows of every cell that generated (not cut from another)."""
+    own = results[(results["shared_generation"].fillna("") == "") & results["status"].isin(["ok", "pruned"])]
+    return int(sum(len(store.read_captions(c)) for c in own["cell_id"] if store.captions_path(c).is_file()))
+
+
+def fronts(results: Any) -> dict[str, list[str]]:
+    """Axis -> the cell ids on its front (ids, not labels: a label does not name the prompt)."""
+    return {axis: sorted(results[results["pareto"].fillna("").str.split(",").map(lambda a, x=axis: x in a)]
+                         ["cell_id"]) for axis in AXES}
+
+
+def names(store: Any, results: Any, prompts: list[str]) -> dict[str, str]:
+    """Cell id -> label, with the prompt's number where the grid has several (read from cell.json)."""
+    import json
+
+    out = {}
+    for cid, label in zip(results["cell_id"], results["label"], strict=True):
+        if len(prompts) > 1 and store.config_path(cid).is_file():
+            prompt = json.loads(store.config_path(cid).read_text())["prompt"]
+            label += f" p{prompts.index(prompt) + 1}" if prompt in prompts else ""
+        out[cid] = label
+    return out
+
+
+def explain(full_store: Any, cell: str, other_front: list[str], label: dict[str, str]) -> str:
+    """Is the cell (on one run's front, not the other's) tied on CIDEr in the full run with a cell of the
+    other run's front? The paired interval from the full run's per-image scores."""
+    from sweep.statistics import Comparisons
+
+    tables = {c: full_store.read_captions(c) for c in [cell, *other_front]
+              if full_store.captions_path(c).is_file()}
+    comparisons = Comparisons(tables)
+    ties = []
+    for other in other_front:
+        diff = comparisons.difference(cell, other)
+        if diff is not None and diff.tie:
+            ties.append(f"{label[other]} ({diff.estimate:+.3f} [{diff.low:+.3f}, {diff.high:+.3f}])")
+    return ("CIDEr tie with " + ", ".join(ties)) if ties else "no CIDEr tie with the other front"
+
+
+def one_grid(ctx: Context, large: bool, search: dict) -> dict[str, Any]:
+    from sweep.store import ResultStore
+
+    runs: dict[str, Any] = {}
+    name = "large" if large else "quickstart"
+    # the order alternates with the grid (a noisy shared machine hits both)
+    for strategy in (("pareto_halving", "full") if large else ("full", "pareto_halving")):
+        out = ctx.work / f"halving-{name}-{strategy}"
+        shutil.rmtree(out, ignore_errors=True)
+        grid = halving_grid(out, strategy, large, ctx.limit or (12 if ctx.quick else None), search,
+                            ctx.quick)
+        runs["grid"] = grid
+        sweep = _run(ctx, grid)
+        store = ResultStore(out)
+        runs[strategy] = {"wall": sweep.wall, "results": sweep.results, "store": store,
+                          "images": images_captioned(store, sweep.results)}
+        log(f"  {name} {strategy}: wall {sweep.wall:.1f}s, {runs[strategy]['images']} images captioned, "
+            f"{int((sweep.results['status'] == 'pruned').sum())} cells pruned")
+    full, halv, grid = runs["full"], runs["pareto_halving"], runs["grid"]
+    label = names(full["store"], full["results"], list(grid.prompts))
+    f_full, f_halv = fronts(full["results"]), fronts(halv["results"])
+    pruned = halv["results"][halv["results"]["status"] == "pruned"]
+    pruned_ids = set(pruned["cell_id"])
+    differences = []
+    for axis in AXES:
+        for cid in sorted(set(f_full[axis]) ^ set(f_halv[axis]), key=label.get):
+            where = "full only" if cid in f_full[axis] else "halving only"
+            other = f_halv[axis] if where == "full only" else f_full[axis]
+            # a cell measured to the end in both runs moved by run-to-run cost noise, not by pruning
+            cause = "pruned" if cid in pruned_ids else "cost noise between the two runs (not pruned)"
+            differences.append({"axis": axis, "cell": label[cid], "on": where, "cause": cause,
+                                "why": explain(full["store"], cid, other, label)})
+    lost = [d for d in differences if d["cause"] == "pruned"]
+    ratio_images = halv["images"] / full["images"] if full["images"] else float("nan")
+    ratio_wall = halv["wall"] / full["wall"] if full["wall"] else float("nan")
+    explained = all(d["why"].startswith("CIDEr tie") for d in lost)
+    return {
+        "grid": GRID.name + (f" with max_new_tokens {LARGE_TOKENS} and prompts +{SECOND_PROMPT!r}" if large
+                             else ""),
+        "cells": len(full["results"]),
+        "images": int(full["results"]["n_samples"].max()) if "n_samples" in full["results"] else 0,
+        "search": search,
+        "images_full": full["images"], "images_halving": halv["images"], "ratio_images": ratio_images,
+        "wall_full": full["wall"], "wall_halving": halv["wall"], "ratio_wall": ratio_wall,
+        "pruned": [f"{label[r['cell_id']]}: {r['reason']}" for _, r in pruned.iterrows()],
+        "front_cells_pruned": [f"{d['axis']}: {d['cell']}" for d in lost],
+        "fronts_full": f_full, "fronts_halving": f_halv,
+        "fronts_identical": not differences, "front_differences": differences,
+        "targets": {"fronts": "no front cell of the full run pruned, or each one a CIDEr tie",
+                    "images": f"halving / full <= {TARGETS['images']}",
+                    "wall": f"halving / full <= {TARGETS['wall']}"},
+        "targets_met": {"fronts": explained, "images": bool(ratio_images <= TARGETS["images"]),
+                        "wall": bool(ratio_wall <= TARGETS["wall"])},
+    }
+
+
+def _run(ctx: Context, grid: Any) -> Any:
+    from benchmarks.common import run_engine
+
+    return run_engine(ctx, grid)
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    search = {"first_rung": 6 if ctx.quick else 10, "factor": 2.0}
+    grids = {"quickstart": one_grid(ctx, False, search)}
+    if not ctx.quick:
+        grids["large"] = one_grid(ctx, True, search)
+    return {"grids": grids, "note": "one run each, side by side; the machine's 2 cores were shared"}

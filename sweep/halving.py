@@ -1,0 +1,189 @@
+"""Pareto-aware successive halving: which cells stop at a rung (pure functions, no Ray, no I/O).
+
+Every cell sees the images in one seeded order (`image_order`), so rung n is the same first n images for
+every cell and two cells at a rung are compared image by image. At a rung, cell `a` is dominated by cell
+`b` when, on the images both captioned there,
+
+- quality: the paired bootstrap interval of CIDEr(b) - CIDEr(a) at the grid's `confidence` lies above 0;
+- every objective of the grid: b is at least as cheap. The noisy costs are compared with their paired
+  intervals, and b counts as at least as cheap unless it is dearer with confidence: latency, the
+  interval of p50(b) - p50(a) (per-image batch latencies); energy, the interval of the mean energy per
+  image (each batch's energy spread over its images). Memory (weights or GPU peak: one number per cell,
+  not noisy) as points: b's value at most a's.
+
+So a stopped cell is worse on quality with confidence than a cell that is not dearer with confidence on
+any cost. What this does not guarantee: a stopped cell whose cost is within a tie of its dominator's
+(same latency within the noise) could, at the full image count, land on a front by a point estimate
+inside that tie; the stop reason prints the cost ratios so such a case can be seen.
+
+A trial (one generation, possibly serving several token budgets: `sweep.budgets`) stops only when every
+cell it serves is dominated: a live member keeps the generation running, and the members cut from it
+cost nothing more.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from sweep.statistics import Comparisons, Difference
+
+DEFAULT_FIRST_RUNG = 16
+#: grid objective -> the cost it compares (memory: `memory_column` picks GPU peak or weight bytes)
+OBJECTIVES = ("latency", "memory", "energy")
+#: noisy objective -> the per-image metric its paired interval is over (sweep.statistics)
+PAIRED = {"latency": "latency_p50_s",  # the median of `batch_latency_sec`
+          "energy": "energy_per_image"}  # a column of the RungCell table (sweep.rungs)
+
+
+def image_order(sample_ids: Sequence[str], seed: int) -> list[str]:
+    """One seeded permutation of the sample ids, the same for every cell: rung n is its first n images.
+    Sorted first, so the order does not depend on how the dataset listed them."""
+    ids = sorted(sample_ids)
+    random.Random(seed).shuffle(ids)
+    return ids
+
+
+def rung_sizes(n_images: int, rungs: Sequence[int] | None = None, first_rung: int | None = None,
+               factor: float = 2.0) -> list[int]:
+    """Image counts of the rungs for a dataset of n_images: the explicit `rungs` below n_images, or
+    first_rung × factor^k below it; the whole dataset is always the last rung."""
+    if n_images < 1:
+        raise ValueError(f"no images to halve over (n_images={n_images})")
+    if rungs is None:
+        sizes, n = [], float(first_rung or DEFAULT_FIRST_RUNG)
+        while round(n) < n_images:
+            if not sizes or round(n) > sizes[-1]:
+                sizes.append(round(n))
+            n *= factor
+    else:
+        sizes = [n for n in rungs if n < n_images]
+    return [*sizes, n_images]
+
+
+def image_counts(sizes: Sequence[int], n_trials: int, factor: float = 2.0) -> tuple[int, float]:
+    """(worst case, expected) images captioned by n_trials generations over these rungs. Worst case: no
+    trial is stopped (n_trials × the last rung). Expected: a 1/factor share of the trials survives each
+    rung (successive halving's nominal rate; the real one depends on how far apart the cells are)."""
+    worst = n_trials * sizes[-1]
+    expected, alive, before = 0.0, float(n_trials), 0
+    for size in sizes:
+        expected += alive * (size - before)
+        before, alive = size, max(1.0, alive / factor)
+    return worst, expected
+
+
+@dataclass(frozen=True)
+class RungCell:
+    """One cell at a rung: its per-image table (`sample_id`, `cider`, `batch_latency_sec`, `error`) over
+    the rung's images, and its one-number costs (objective -> value, e.g. memory, energy)."""
+
+    cell_id: str
+    label: str
+    table: pd.DataFrame
+    costs: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Domination:
+    """Why a cell stopped: the cell that dominates it, on how many images, with the CIDEr difference
+    (the stopped cell minus the dominating one) and the cost ratios (stopped / dominating)."""
+
+    by: str
+    by_label: str
+    rung: int
+    n_images: int
+    cider: Difference  # stopped - dominating: its interval is below zero
+    ratios: Mapping[str, float]
+
+    def describe(self) -> str:
+        d = self.cider
+        text = (f"dominated by {self.by_label} at {self.n_images} images: CIDEr {_signed(d.estimate)} "
+                f"[{_signed(d.low)}, {_signed(d.high)}]")
+        for objective, ratio in self.ratios.items():
+            if math.isfinite(ratio) and abs(ratio - 1) >= 0.005:  # the costs it loses on
+                text += f", {objective} ×{ratio:.2f}"
+        return text
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.2f}".replace("-", "−")
+
+
+def _cost(cell: RungCell, objective: str) -> float:
+    if objective == "latency":  # the p50 over the rung's captioned images
+        column, statistic = "batch_latency_sec", "median"
+    elif objective == "energy" and PAIRED["energy"] in cell.table:
+        column, statistic = PAIRED["energy"], "sum"
+    else:
+        column = statistic = ""
+    if column:
+        table = cell.table
+        if column not in table:
+            return math.nan
+        ok = table["error"].fillna("").astype(str) == "" if "error" in table else slice(None)
+        values = pd.to_numeric(table.loc[ok, column], errors="coerce").dropna()
+        return float(getattr(values, statistic)()) if len(values) else math.nan
+    value = cell.costs.get(objective, math.nan)
+    return float(value) if value is not None else math.nan
+
+
+def _cheap_enough(b: RungCell, a: RungCell, objective: str, comparisons: Comparisons) -> bool:
+    """b at least as cheap as a on the objective (see the module docstring); unknown costs never are."""
+    if objective in PAIRED:
+        diff = comparisons.difference(b.cell_id, a.cell_id, PAIRED[objective])
+        if diff is not None and not math.isnan(diff.low):
+            return not diff.low > 0  # b dearer with confidence: not as cheap
+    cb, ca = _cost(b, objective), _cost(a, objective)  # one number per cell: points
+    return not (math.isnan(cb) or math.isnan(ca)) and cb <= ca
+
+
+def _ratio(a: RungCell, b: RungCell, objective: str) -> float:
+    ca, cb = _cost(a, objective), _cost(b, objective)
+    return ca / cb if cb > 0 and not math.isnan(ca) else math.nan
+
+
+def dominator(a: RungCell, others: Sequence[RungCell], objectives: Sequence[str], rung: int,
+              comparisons: Comparisons) -> Domination | None:
+    """The cell among `others` that dominates `a` with the largest CIDEr gain, or None (a continues)."""
+    best: Domination | None = None
+    for b in others:
+        if b.cell_id == a.cell_id:
+            continue
+        diff = comparisons.difference(a.cell_id, b.cell_id, "cider")
+        if diff is None or math.isnan(diff.high) or not diff.high < 0:
+            continue  # not worse than b with confidence: a tie or better
+        if not all(_cheap_enough(b, a, o, comparisons) for o in objectives):
+            continue
+        if best is None or diff.estimate < best.cider.estimate:
+            best = Domination(b.cell_id, b.label, rung, diff.n, diff,
+                              {o: _ratio(a, b, o) for o in objectives})
+    return best
+
+
+def decide_rung(cells: Sequence[RungCell], objectives: Sequence[str], confidence: float, rung: int,
+                n_resamples: int = 1000, seed: int = 0) -> dict[str, Domination | None]:
+    """Cell id -> its Domination (it stops) or None (it continues), for the cells that reached a rung.
+    Compared on the images each pair shares (the rung's images when both captioned all of them)."""
+    unknown = sorted(set(objectives) - set(OBJECTIVES))
+    if unknown:
+        raise ValueError(f"unknown objectives {unknown}; known: {', '.join(OBJECTIVES)}")
+    comparisons = Comparisons({c.cell_id: c.table for c in cells}, n_resamples, seed, confidence)
+    return {c.cell_id: dominator(c, cells, objectives, rung, comparisons) for c in cells}
+
+
+def trials_to_stop(groups: Mapping[str, Sequence[str]],
+                   decisions: Mapping[str, Domination | None]) -> dict[str, Domination]:
+    """Trial cell id -> the Domination that stops it: a trial stops only when every cell its generation
+    serves (`groups`: trial cell id -> its cells, itself included) is dominated; the trial's own
+    Domination is reported (or its first member's)."""
+    stop = {}
+    for trial, members in groups.items():
+        found = [decisions.get(m) for m in members]
+        if found and all(d is not None for d in found):
+            stop[trial] = decisions.get(trial) or found[0]
+    return stop

@@ -1,0 +1,92 @@
+"""The driver's side of a rung: the cells' stored rows over the rung's images, scored for CIDEr, as
+`sweep.halving.RungCell`s (reads the result store, calls the scorer; the decision itself is pure)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from sweep.halving import RungCell
+from sweep.store import ResultStore
+
+
+def _key(cell_id: str, sample_id: str) -> str:
+    return f"{cell_id}|{sample_id}"  # one flat string key per (cell, image): one scorer call per rung
+
+
+def memory_value(costs: Mapping[str, Any]) -> float:
+    """The memory a cell is compared on: its GPU peak where measured on a GPU, else its weights' bytes
+    (on CPU the peak is the process's RSS, the same for every model: `sweep.report.cost_axes`)."""
+    key = "peak_memory_gb"
+    if not str(costs.get("peak_memory_kind", "")).startswith("gpu"):
+        key = "weight_bytes"
+    value = costs.get(key)
+    return float(value) if isinstance(value, int | float) else math.nan
+
+
+def energy_per_image(table: pd.DataFrame) -> pd.Series:
+    """Each batch's energy (written on its first row) spread evenly over the batch's images (the rows
+    sharing its `batch_end_ts`): a per-image sample for a paired interval. NaN without the columns."""
+    if "energy_kwh" not in table or "batch_end_ts" not in table:
+        return pd.Series(math.nan, index=table.index)
+    energy = pd.to_numeric(table["energy_kwh"], errors="coerce").fillna(0.0)
+    batch = table["batch_end_ts"]
+    return energy.groupby(batch).transform("sum") / batch.map(batch.value_counts())
+
+
+class RungEvaluator:
+    """`evaluate(rung, cell_ids)`: the RungCells of those cells over the first `sizes[rung]` samples of
+    `order`. `score(predictions, references)` returns per-image CIDEr by key (`CaptionScorer.score_images`
+    with the sweep's document frequencies); the cells of a rung are scored in one call."""
+
+    def __init__(self, store: ResultStore, order: Sequence[str], sizes: Sequence[int],
+                 references: Mapping[str, list[str]], labels: Mapping[str, str],
+                 score: Callable[[dict, dict], Mapping[Any, float]]):
+        self.store, self.order, self.sizes = store, list(order), list(sizes)
+        self.references, self.labels, self.score = references, labels, score
+
+    def __call__(self, rung: int, cell_ids: Sequence[str]) -> list[RungCell]:
+        ids = set(self.order[:self.sizes[rung]])
+        tables, costs = {}, {}
+        for cid in dict.fromkeys(cell_ids):
+            if not self.store.captions_path(cid).is_file():
+                continue  # not consolidated at this rung (it failed): nothing to compare
+            table = self.store.read_captions(cid)
+            tables[cid] = table[table["sample_id"].isin(ids)].reset_index(drop=True)
+            costs[cid] = self.store.covering_costs(cid, set(tables[cid]["sample_id"])) or {}
+        predictions, references = {}, {}
+        for cid, table in tables.items():
+            ok = table[(table["error"].fillna("") == "")
+                       & table["sample_id"].map(lambda s: bool(self.references.get(s)))]
+            for sid, caption in zip(ok["sample_id"], ok["caption"], strict=True):
+                predictions[_key(cid, sid)] = str(caption)
+                references[_key(cid, sid)] = list(self.references[sid])
+        cider = self.score(predictions, references) if predictions else {}
+        cells = []
+        for cid, table in tables.items():
+            scored = table.assign(cider=[cider.get(_key(cid, sid), math.nan) for sid in table["sample_id"]],
+                                  energy_per_image=energy_per_image(table))
+            energy = float(pd.to_numeric(table.get("energy_kwh"), errors="coerce").sum()) \
+                if "energy_kwh" in table else math.nan
+            cells.append(RungCell(cid, self.labels.get(cid, cid), scored,
+                                  {"memory": memory_value(costs[cid]), "energy": energy}))
+        return cells
+
+
+def cider_scores(document_frequencies: Callable[[], Any]) -> Callable[[dict, dict], dict]:
+    """Per-image CIDEr-D by key, as `sweep.scoring.CaptionScorer` computes it (the same PTB tokenization
+    and document frequencies) but without METEOR and ROUGE: a rung needs CIDEr only, and one tokenizer
+    run for every cell of the rung."""
+    from sweep.scoring import cider_d, tokenize
+
+    def score(predictions: dict, references: dict) -> dict:
+        keys = list(predictions)
+        tok = tokenize({**{("res", k): [predictions[k]] for k in keys},
+                        **{("gts", k): list(references[k]) for k in keys}})
+        values = cider_d([tok[("res", k)][0] for k in keys], [tok[("gts", k)] for k in keys],
+                         document_frequencies())
+        return dict(zip(keys, values, strict=True))
+    return score

@@ -1,0 +1,130 @@
+"""Pareto-aware successive halving: the pure decision (sweep.halving), the grid's search section."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sweep.config import GridError, parse_grid
+from sweep.halving import (
+    RungCell,
+    decide_rung,
+    image_counts,
+    image_order,
+    rung_sizes,
+    trials_to_stop,
+)
+from tests.conftest import grid_dict
+
+OBJECTIVES = ["latency", "memory", "energy"]
+
+
+def _cell(cell_id: str, cider: np.ndarray, latency: np.ndarray, memory: float = 1.0,
+          energy: float = 1.0) -> RungCell:
+    table = pd.DataFrame({"sample_id": [f"s{i:03d}" for i in range(len(cider))], "cider": cider,
+                          "batch_latency_sec": latency, "error": ""})
+    return RungCell(cell_id, cell_id.replace("-", "/"), table, {"memory": memory, "energy": energy})
+
+
+@pytest.fixture
+def images() -> np.ndarray:
+    return np.random.default_rng(0).uniform(0.5, 2.0, size=32)  # per-image difficulty, shared by cells
+
+
+def test_clearly_dominated_cell_stops_at_first_rung_and_says_by_whom(images: np.ndarray) -> None:
+    rng = np.random.default_rng(1)
+    good = _cell("base-fp32-t16", images + 0.5, np.full(32, 0.05) + rng.normal(0, 0.002, 32), 1.0, 1.0)
+    bad = _cell("small-int8-t16", images * 0.4, np.full(32, 0.09) + rng.normal(0, 0.002, 32), 1.0, 2.0)
+    decisions = decide_rung([good, bad], OBJECTIVES, 0.95, rung=0)
+    assert decisions["base-fp32-t16"] is None
+    why = decisions["small-int8-t16"]
+    assert why is not None and why.by == "base-fp32-t16" and why.n_images == 32
+    assert why.cider.high < 0
+    text = why.describe()
+    assert text.startswith("dominated by base/fp32/t16 at 32 images: CIDEr −")
+    assert "latency ×1.8" in text and "energy ×2.00" in text
+
+
+def test_tied_cell_continues(images: np.ndarray) -> None:
+    rng = np.random.default_rng(2)
+    a = _cell("a", images + rng.normal(0, 0.3, 32), np.full(32, 0.05), 1.0, 1.0)
+    b = _cell("b", images + rng.normal(0, 0.3, 32), np.full(32, 0.07), 1.0, 1.0)
+    decisions = decide_rung([a, b], OBJECTIVES, 0.95, rung=0)
+    assert decisions == {"a": None, "b": None}
+
+
+def test_cheaper_cell_on_the_front_is_not_stopped_by_a_better_dearer_one(images: np.ndarray) -> None:
+    # better quality but more memory: the worse, smaller cell is on the memory front and must continue
+    best = _cell("best", images + 1.0, np.full(32, 0.05), memory=2.0)
+    small = _cell("small", images, np.full(32, 0.05), memory=1.0)
+    assert decide_rung([best, small], OBJECTIVES, 0.95, 0)["small"] is None
+    # with latency the only objective, the same pair prunes the smaller one (latencies the same)
+    assert decide_rung([best, small], ["latency"], 0.95, 0)["small"].by == "best"
+
+
+def test_a_slower_dominating_candidate_on_latency_does_not_stop(images: np.ndarray) -> None:
+    rng = np.random.default_rng(3)
+    better_slower = _cell("b", images + 1.0, np.full(32, 0.09) + rng.normal(0, 0.002, 32))
+    fast = _cell("f", images, np.full(32, 0.05) + rng.normal(0, 0.002, 32))
+    assert decide_rung([better_slower, fast], OBJECTIVES, 0.95, 0)["f"] is None
+
+
+def test_a_shared_generation_stops_only_when_every_member_is_dominated(images: np.ndarray) -> None:
+    top = _cell("top", images + 1.0, np.full(32, 0.01))
+    t16 = _cell("t16", images, np.full(32, 0.05))
+    t4 = _cell("t4", images * 0.5, np.full(32, 0.005))  # fastest of all: on the latency front
+    decisions = decide_rung([top, t16, t4], ["latency"], 0.95, 0)
+    assert decisions["t16"] is not None and decisions["t4"] is None
+    assert trials_to_stop({"t16": ("t16", "t4"), "top": ("top",)}, decisions) == {}
+    stop = trials_to_stop({"t16": ("t16",), "top": ("top",)}, decisions)
+    assert list(stop) == ["t16"] and stop["t16"].by == "top"
+
+
+def test_image_order_is_seeded_and_shared() -> None:
+    ids = [f"{i}" for i in range(20)]
+    order = image_order(ids, 7)
+    assert order == image_order(list(reversed(ids)), 7)  # independent of the dataset's listing
+    assert sorted(order) == sorted(ids) and order != sorted(ids)
+    assert image_order(ids, 8) != order
+
+
+def test_rung_sizes_and_counts() -> None:
+    assert rung_sizes(50, first_rung=10, factor=2) == [10, 20, 40, 50]
+    assert rung_sizes(50, rungs=[8, 25, 60]) == [8, 25, 50]
+    assert rung_sizes(12) == [12]  # the default first rung (16) is the whole set: one rung
+    worst, expected = image_counts([10, 20, 40, 50], n_trials=8, factor=2)
+    assert worst == 400
+    assert expected == 8 * 10 + 4 * 10 + 2 * 20 + 1 * 10
+
+
+def test_search_section_validated_with_field_paths(coco_mini, tmp_path) -> None:
+    grid = parse_grid(grid_dict(coco_mini, tmp_path, search={"strategy": "pareto_halving",
+                                                                "first_rung": 8, "factor": 3}))
+    assert grid.search.strategy == "pareto_halving" and grid.search.confidence == 0.95
+    assert parse_grid(grid_dict(coco_mini, tmp_path)).search.strategy == "full"
+    with pytest.raises(GridError) as err:
+        parse_grid(grid_dict(coco_mini, tmp_path, search={
+            "strategy": "halve", "rungs": [8, 4], "objectives": ["latency", "speed"], "confidence": 1.5}))
+    paths = {p for p, _ in err.value.problems}
+    assert {"search.strategy", "search.rungs", "search.objectives.1", "search.confidence"} <= paths
+    with pytest.raises(GridError, match="not both"):
+        parse_grid(grid_dict(coco_mini, tmp_path, search={"strategy": "pareto_halving", "rungs": [8],
+                                                          "first_rung": 8}))
+
+
+def test_dry_run_shows_rungs_and_worst_and_expected_images() -> None:
+    from sweep.config import SearchConfig
+    from sweep.plan import CellPlan, format_search
+
+    plans = [CellPlan(cell=None, sharing=s) for s in  # type: ignore[arg-type]
+             ["generates itself: the largest budget of its group, also serving t4",
+              "shares the generation of x", "generates itself: no other budget",
+              "generates nothing: finished in the store"]]
+    lines = format_search(SearchConfig(strategy="pareto_halving", first_rung=10), plans, 50)
+    assert lines[0].startswith("search: pareto_halving over rungs [10, 20, 40, 50]")
+    assert "at least as cheap on latency, memory, energy" in lines[0]
+    # 2 generations (the shared cell is cut from one): worst 2 x 50, expected 2x10 + 1x10 + 1x20 + 1x10
+    assert lines[1].startswith("images captioned by 2 generations: worst case 100 (none stopped), expected "
+                               "about 60 ")
+    assert format_search(SearchConfig(), plans, 50) == ["search: full (every cell captions all 50 images)"]

@@ -1,0 +1,123 @@
+"""The halving scheduler's decisions driven through Ray Tune itself (a stand-in trainable that reports
+rungs, the real ParetoHalvingScheduler with PAUSE/resume/stop), and the rung-by-rung resume of a cell
+that recomputes nothing (sweep.trials.run_cell over a real result store)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sweep.halving import RungCell
+from sweep.halving_scheduler import HalvingState, ParetoHalvingScheduler
+
+RUNGS = [8, 16, 32]
+N = RUNGS[-1]
+_DIFFICULTY = np.random.default_rng(0).uniform(0.5, 2.0, size=N)
+# cell id -> (CIDEr offset, latency): "bad" is clearly worse than "good" at the same latency; "tied" is
+# "good" plus noise; "fast" is worse but faster (on the latency front)
+CELLS = {"good": (0.8, 0.05), "bad": (-0.4, 0.05), "tied": (0.8, 0.05), "fast": (0.0, 0.01)}
+
+
+def synthetic(rung: int, cell_ids: list[str]) -> list[RungCell]:
+    n = RUNGS[rung]
+    out = []
+    for i, cid in enumerate(cell_ids):
+        offset, latency = CELLS[cid]
+        noise = np.random.default_rng(100 + i).normal(0, 0.05, n)
+        table = pd.DataFrame({"sample_id": [f"s{k:03d}" for k in range(n)], "cider": _DIFFICULTY[:n] + offset
+                              + noise, "batch_latency_sec": latency, "error": ""})
+        out.append(RungCell(cid, cid, table, {"memory": 1.0}))
+    return out
+
+
+def reporter(config: dict) -> None:
+    from ray import tune
+
+    for rung in range(len(RUNGS)):
+        tune.report({"rung": rung, "rung_images": RUNGS[rung]})
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.slow  # ~20 s idle: 4 trials, 7 PAUSEs and restarts through Tune
+def test_scheduler_stops_the_dominated_trial_at_the_first_rung_through_tune(local_ray, tmp_path) -> None:
+    from ray import tune
+
+    state = HalvingState()
+    scheduler = ParetoHalvingScheduler(RUNGS, {c: (c,) for c in CELLS}, synthetic, ["latency", "memory"],
+                                       0.95, state)
+    tuner = tune.Tuner(
+        tune.with_resources(reporter, {"cpu": 0.01}),
+        param_space={"cell_id": tune.grid_search(list(CELLS))},
+        # every trial exists up front, as in the sweep (a PAUSEd trial counts towards the limit)
+        tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=len(CELLS)),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
+    )
+    results = tuner.fit()
+    last = {r.config["cell_id"]: int(r.metrics["rung"]) for r in results}
+    assert last == {"good": 2, "tied": 2, "fast": 2, "bad": 0}  # Tune's own results say where each ended
+    assert list(state.stopped) == ["bad"]
+    why = state.stopped["bad"]
+    assert why.by in ("good", "tied") and why.rung == 0 and why.n_images == RUNGS[0]
+    assert why.describe().startswith(f"dominated by {why.by} at {RUNGS[0]} images: CIDEr −1.")
+    assert state.log[0] == "rung 1 (8 images): 1 of 4 generations stopped"
+    assert state.log[1] == "rung 2 (16 images): 0 of 3 generations stopped"
+
+
+def test_resume_mid_rung_recomputes_nothing(tmp_path, monkeypatch) -> None:
+    """A cell consolidated at rung 1 (8 images) and interrupted after 4 images of rung 2: the next
+    attempt captions only the 4 images it lacks, and its table keeps the stored rows unchanged."""
+    from sweep import trials
+    from sweep.cells import Cell
+    from sweep.data import Sample
+    from sweep.store import ResultStore
+
+    cell = Cell.model_validate(CELL)
+    samples = [Sample(sample_id=f"s{k:03d}", image_id=k, path="", references=("a",), content_sha1="")
+               for k in range(16)]
+    store = ResultStore(tmp_path)
+    asked: list[list[str]] = []
+
+    def fake_caption(cell_, todo, settings, save, host_pool, on_start=None, budgets=()):
+        asked.append([s.sample_id for s in todo])
+        rows = pd.DataFrame({"sample_id": [s.sample_id for s in todo], "caption": "a shape",
+                             "error": "", "batch_latency_sec": 0.01, "processing_time_sec": 0.01,
+                             "batch_end_ts": 1.0, "energy_kwh": 0.0, "emissions_kg": 0.0})
+        for start in range(0, len(rows), 4):
+            save({None: rows.iloc[start:start + 4].reset_index(drop=True)})
+
+    monkeypatch.setattr(trials, "caption_samples", fake_caption)
+    monkeypatch.setattr(trials, "summarize_costs", lambda table, wall, reports: {"n_samples": len(table)})
+    trials.run_cell(cell, samples[:8], None, store, None, partial=True)
+    first = store.read_captions(cell.cell_id)
+    # an interrupted second rung: 4 of its 8 new images in a part, not consolidated
+    interrupted = trials._rows_writer(cell, samples, store, "killed", set(first["sample_id"]))
+    interrupted(pd.DataFrame({"sample_id": [f"s{k:03d}" for k in range(8, 12)], "caption": "x", "error": "",
+                              "batch_latency_sec": 0.01, "processing_time_sec": 0.01, "batch_end_ts": 2.0,
+                              "energy_kwh": 0.0, "emissions_kg": 0.0}))
+    asked.clear()
+    # rung 1 again (a trial resumed after a PAUSE starts over): answered from the store, nothing captioned
+    assert trials.run_cell(cell, samples[:8], None, store, None, partial=True)["n_samples"] == 8
+    assert asked == []
+    costs = trials.run_cell(cell, samples, None, store, None)
+    assert asked == [[f"s{k:03d}" for k in range(12, 16)]]
+    assert costs["resumed_samples"] == 12 and costs["n_samples"] == 16
+    table = store.read_captions(cell.cell_id)
+    assert list(table["sample_id"]) == [s.sample_id for s in samples]
+    kept = table.set_index("sample_id").loc[first["sample_id"], "attempt"]
+    assert list(kept) == list(first["attempt"])  # rung 1's rows are the stored ones, not redone
+    assert list(table["attempt"].iloc[8:12]) == ["killed"] * 4
+
+
+CELL = {"model": {"id": "tiny:llava"}, "precision": "fp32", "max_new_tokens": 4, "prompt": "p",
+        "num_beams": 1, "do_sample": False, "temperature": 1.0, "top_p": 1.0, "min_new_tokens": None,
+        "repetition_penalty": 1.0, "backend": "hf", "batch_size": 4, "gpus_per_actor": 1, "replicas": 1,
+        "dataset_fingerprint": "x"}
