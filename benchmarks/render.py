@@ -132,10 +132,12 @@ def gpu_md(gp: dict[str, Any]) -> list[str]:
         f"{gp['device']}, {gp['weights']}, {gp['max_new_tokens']} new tokens",
         "",
         *table(
-            ["model", "precision", "batch", "images/s", "tokens/s", "peak GB", "error"],
+            ["model", "path", "precision", "batch", "images/s", "tokens/s", "peak GB", "load s", "error"],
             (
-                [x["model"], x["precision"], x.get("batch_size", ""), fmt(x.get("images_per_sec", "")),
-                 fmt(x.get("tokens_per_sec", "")), fmt(x.get("peak_memory_gb", "")), x.get("error", "")]
+                [x["model"], x.get("path", ""), x["precision"], x.get("batch_size", ""),
+                 fmt(x.get("images_per_sec", "")), fmt(x.get("tokens_per_sec", "")),
+                 fmt(x.get("peak_memory_gb", "")), fmt(x.get("load_seconds", "")),
+                 x.get("error", x.get("skipped", ""))]
                 for x in gp["rows"]
             ),
         ),

@@ -44,9 +44,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out-dir", type=Path, default=REPO / "benchmarks" / "results")
     p.add_argument("--coco", type=Path, default=COCO_MINI)
     p.add_argument("--limit", type=int, default=None, help="images per sweep (default: all 79 of coco-mini)")
-    p.add_argument("--gpu-models", default=None, metavar="NAME=ID,...",
-                   help="GPU section models (hub ids or local folders with config.json); default: "
-                   + ", ".join(f"{k}={v}" for k, v in gpu.GPU_MODELS.items()))
     args = p.parse_args(argv)
     args.sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = set(args.sections) - set(SECTIONS)
@@ -78,9 +75,6 @@ def main(argv: list[str] | None = None) -> int:
         repeats=args.repeats or (1 if quick else 3),
         engine_repeats=1 if quick else args.engine_repeats,
         limit=8 if quick else args.limit,
-        gpu_models=dict(item.split("=", 1) for item in args.gpu_models.split(",") if "=" in item)
-        if args.gpu_models
-        else None,
     )
 
     def save() -> None:
