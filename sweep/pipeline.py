@@ -1,20 +1,19 @@
-"""One cell's Ray Data pipeline: samples → decode/resize (CPU tasks) → caption on the cell's model hosts
+"""One cell's pipeline: samples → decode/resize (one CPU task per batch) → caption on the cell's model hosts
 (GPU actors lent by the sweep's `HostPool`, kept loaded across the cells of one model)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
 
-from actors.contract import BatchResult, BudgetResult, CellStart, SampleBatch
+from actors.contract import BatchResult, BudgetResult, CellStart
 from sweep.cells import Cell
 from sweep.config import GridConfig
 from sweep.data import Sample
-from sweep.stages import DecodeFrames, DecodeImage
+from sweep.stages import decode_batch
 
 
 @dataclass(frozen=True)
@@ -36,18 +35,6 @@ class PipelineSettings:
             accelerator_type=grid.resources.accelerator_type,
             max_image_pixels=getattr(grid.dataset, "max_image_pixels", None),
         )
-
-
-def sample_batch(batch: dict[str, Any], video: bool) -> SampleBatch:
-    """Ray Data's numpy batch as the hosts' typed input."""
-    return SampleBatch(
-        sample_ids=[str(s) for s in batch["sample_id"]],
-        errors=[str(e) for e in batch["error"]],
-        widths=[int(w) for w in batch["image_width"]],
-        heights=[int(h) for h in batch["image_height"]],
-        pixels=None if video else list(batch["image"]),
-        frames_jpeg=[list(frames) for frames in batch["frames_jpeg"]] if video else None,
-    )
 
 
 class MissingBudget(RuntimeError):
@@ -139,8 +126,12 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
     `budgets`: smaller max_new_tokens the same generation serves (token-budget sharing, `sweep.budgets`):
     each batch's rows reach `on_batch` as {None: the cell's rows, t: the rows of budget t}.
 
-    Ray Data decodes in CPU tasks and streams the batches here; each goes straight to one of the cell's
-    hosts (round robin), with two batches queued per host so that a host never waits for the next one.
+    Each batch is decoded by a Ray task of its own (`sweep.stages.decode_batch`, `cpus_per_decode_task`
+    CPUs) whose result goes by reference straight to one of the cell's hosts (round robin): the pixels
+    never pass through this process. Enough batches are kept in flight to keep every decode slot of the
+    cluster busy and two batches queued per host, so a host never waits for the next one. (Ray Data's
+    streaming map and `iter_batches` did this at half the decode rate, with ~0.1 s per batch of
+    scheduling on the driver: benchmarks/README.md, section 8.)
     """
     import ray
 
@@ -167,19 +158,25 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
         starts = ray.get([host.begin_cell.remote(cell.cell_id, generation) for host in hosts])
         if on_start:
             on_start(starts)
-        # about one block per batch, so decoding streams batch by batch
-        blocks = max(1, min(len(rows), math.ceil(len(rows) / cell.batch_size)))
-        ds = ray.data.from_items(rows, override_num_blocks=blocks)
-        decode = (DecodeFrames(settings.image_max_side) if video
-                  else DecodeImage(settings.image_max_side, settings.max_image_pixels))
-        ds = ds.map(decode, num_cpus=settings.cpus_per_decode_task)
-        batches = ds.iter_batches(batch_size=cell.batch_size, batch_format="numpy", prefetch_batches=2)
-        for i, batch in enumerate(batches):
-            request = sample_batch(batch, video)
-            in_flight.append(hosts[i % len(hosts)].caption.remote(request, generation, cell.cell_id))
-            collect(keep=2 * len(hosts))
+        decode = ray.remote(decode_batch).options(num_cpus=settings.cpus_per_decode_task)
+        window = batches_in_flight(len(hosts), ray.cluster_resources().get("CPU", 1.0),
+                                   settings.cpus_per_decode_task)
+        size = cell.batch_size
+        for i, start in enumerate(range(0, len(rows), size)):
+            pixels = decode.remote(rows[start:start + size], video, settings.image_max_side,
+                                   settings.max_image_pixels)
+            in_flight.append(hosts[i % len(hosts)].caption.remote(pixels, generation, cell.cell_id))
+            collect(keep=window)
         collect(keep=0)
         healthy = True
         return produced
     finally:
         ray.get(host_pool.release.remote(set_id, healthy))
+
+
+def batches_in_flight(hosts: int, cluster_cpus: float, cpus_per_decode_task: float) -> int:
+    """How many batches a cell keeps submitted (decoding or queued on a host) before it waits for one:
+    two queued per host, plus one per decode slot of the cluster (at most 16: each batch in flight holds
+    its pixels in the object store, and a crash loses the batches in flight)."""
+    slots = int(cluster_cpus // cpus_per_decode_task) if cpus_per_decode_task > 0 else 1
+    return 2 * hosts + max(1, min(16, slots))
