@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import pandas as pd
 
-from actors.contract import BatchResult, BudgetResult, CellStart
+from actors.contract import BatchResult, BudgetResult, CellStart, SampleResult
 from sweep.cells import Cell
 from sweep.config import GridConfig
 from sweep.data import Sample
@@ -37,6 +37,9 @@ class PipelineSettings:
         )
 
 
+SAMPLE_FIELDS = tuple(f.name for f in fields(SampleResult))
+
+
 class MissingBudget(RuntimeError):
     """A host answered a batch without a budget the driver asked it to serve from that generation."""
 
@@ -44,20 +47,26 @@ class MissingBudget(RuntimeError):
 def caption_rows(result: BatchResult) -> pd.DataFrame:
     """A host's answer as caption-table rows: the batch's facts beside each of its samples (what each
     image waited, where it ran); the batch's energy on its first row, so that summing the column is right."""
-    rows = pd.DataFrame([vars(s) for s in result.samples])
-    n = len(rows)
-    rows["batch_latency_sec"] = result.latency_sec
-    rows["batch_images"] = result.captioned
-    rows["batch_start_ts"] = result.start_ts
-    rows["batch_end_ts"] = result.end_ts
-    rows["actor_id"] = result.actor_id
-    rows["node_id"] = result.node_id
-    rows["peak_memory_bytes"] = result.peak_memory_bytes
-    rows["peak_memory_kind"] = result.peak_memory_kind
-    rows["energy_kwh"] = [result.energy_kwh if i == 0 else 0.0 for i in range(n)]
-    rows["emissions_kg"] = [result.emissions_kg if i == 0 else 0.0 for i in range(n)]
-    rows["model_cells_before"] = result.model_cells_before
-    return rows
+    n = len(result.samples)
+    columns: dict[str, list[Any]] = {key: [] for key in SAMPLE_FIELDS}
+    for sample in result.samples:
+        for key in SAMPLE_FIELDS:
+            columns[key].append(getattr(sample, key))
+    # built at once: column by column, pandas' inserts cost ~6 ms a batch on the driver (profiled)
+    return pd.DataFrame({
+        **columns,
+        "batch_latency_sec": [result.latency_sec] * n,
+        "batch_images": [result.captioned] * n,
+        "batch_start_ts": [result.start_ts] * n,
+        "batch_end_ts": [result.end_ts] * n,
+        "actor_id": [result.actor_id] * n,
+        "node_id": [result.node_id] * n,
+        "peak_memory_bytes": [result.peak_memory_bytes] * n,
+        "peak_memory_kind": [result.peak_memory_kind] * n,
+        "energy_kwh": [result.energy_kwh if i == 0 else 0.0 for i in range(n)],
+        "emissions_kg": [result.emissions_kg if i == 0 else 0.0 for i in range(n)],
+        "model_cells_before": [result.model_cells_before] * n,
+    })
 
 
 def budget_answer(result: BatchResult, budget: int) -> BudgetResult:
