@@ -206,7 +206,7 @@ def bench_ceiling(coco: Path, work: Path, copies: int, batch_sizes: list[int],
 
 
 def run(ctx: Context) -> dict[str, Any]:
-    return bench_ceiling(ctx.coco, ctx.work, 2 if ctx.quick else 13, [8, 32], 1 if ctx.quick else ctx.repeats)
+    return bench_ceiling(ctx.coco, ctx.work, 1 if ctx.quick else 13, [8, 32], 1 if ctx.quick else ctx.repeats)
 
 
 if __name__ == "__main__":  # python -m benchmarks.pipeline_ceiling [copies] [repeats]: this section alone

@@ -2,12 +2,13 @@
 token-budget sharing.
 
     python benchmarks/run.py [--quick] [--repeats N]
-                             [--sections batching,engine,rerun,scaling,gpu,token_budgets,scoring]
+                             [--sections batching,engine,rerun,scaling,gpu,token_budgets,scoring,
+                                         pipeline_ceiling]
 
 Prints every number (medians over repeats) and writes benchmarks/results/<date>-<machine>.json and .md
 (or under --out-dir). See benchmarks/README.md for what each number means. One module per section
-(batching, engine, rerun, scaling, gpu, token_budgets, scoring), `common` for what they share, `model_side`
-for every name taken from `actors`, `render` for the markdown; this file is the CLI.
+(batching, engine, rerun, scaling, gpu, token_budgets, scoring, pipeline_ceiling), `common` for what they
+share, `model_side` for every name taken from `actors`, `render` for the markdown; this file is the CLI.
 """
 
 from __future__ import annotations
@@ -27,11 +28,21 @@ import time  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
 from typing import Any  # noqa: E402
 
-from benchmarks import batching, engine, gpu, render, rerun, scaling, scoring, token_budgets  # noqa: E402
+from benchmarks import (  # noqa: E402
+    batching,
+    engine,
+    gpu,
+    pipeline_ceiling,
+    render,
+    rerun,
+    scaling,
+    scoring,
+    token_budgets,
+)
 from benchmarks.common import COCO_MINI, REPO, Context, log, machine_info, machine_slug  # noqa: E402
 
 SECTIONS = {"batching": batching, "engine": engine, "rerun": rerun, "scaling": scaling, "gpu": gpu,
-            "token_budgets": token_budgets, "scoring": scoring}
+            "token_budgets": token_budgets, "scoring": scoring, "pipeline_ceiling": pipeline_ceiling}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -167,7 +167,10 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
         starts = ray.get([host.begin_cell.remote(cell.cell_id, generation) for host in hosts])
         if on_start:
             on_start(starts)
-        decode = ray.remote(decode_batch).options(num_cpus=settings.cpus_per_decode_task)
+        # "DEFAULT": not the trial's placement group (Tune's, of 0.01 CPU), which a task launched from
+        # the trial would otherwise be captured in and never fit
+        decode = ray.remote(decode_batch).options(num_cpus=settings.cpus_per_decode_task,
+                                                  scheduling_strategy="DEFAULT")
         window = batches_in_flight(len(hosts), ray.cluster_resources().get("CPU", 1.0),
                                    settings.cpus_per_decode_task)
         size = cell.batch_size
