@@ -157,6 +157,10 @@ class BatchResult:
     emissions_kg: float
     model_cells_before: int  # cells this load served before this batch's cell (0: loaded for it)
     budgets: dict[int, BudgetResult] = field(default_factory=dict)  # GenerationSettings.budgets answered
+    # how latency_sec was taken (`LatencyKind`): batch_wall, the wall time of the batch's generate() calls
+    # (every image of the batch waited all of it); request_e2e, each request's own end-to-end latency
+    # from the engine's request metrics (vLLM)
+    latency_kind: str = "batch_wall"
 
 
 @dataclass

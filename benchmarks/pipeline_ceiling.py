@@ -169,7 +169,8 @@ def bench_ceiling(coco: Path, work: Path, copies: int, batch_sizes: list[int],
                     ray.kill(pool)
                 host = host_overhead(bs, settings.energy_country)
                 rows.append({"batch_size": bs, "repeat": rep, "first_call": first, **loaded,
-                             "host_seconds_per_call": host})
+                             "host_seconds_per_call": host,
+                             "host_seconds_per_call_no_energy": host_overhead(bs, None)})
                 log(f"  batch {bs}: {loaded['images_per_sec_window']:.0f} img/s over the window "
                     f"({loaded['images_per_sec_wall']:.0f} over the call), first batch "
                     f"{loaded['first_batch_seconds']:.2f} s with the model loaded; per batch: host call "
@@ -191,6 +192,8 @@ def bench_ceiling(coco: Path, work: Path, copies: int, batch_sizes: list[int],
             "ratio_vs_decode_floor_one_core": ips / floor_1,
             "first_batch_seconds_loaded": median([r["first_batch_seconds"] for r in mine]),
             "host_call_ms_per_batch": 1000 * median([r["host_seconds_per_call"] for r in mine]),
+            "host_call_ms_per_batch_no_energy":
+                1000 * median([r["host_seconds_per_call_no_energy"] for r in mine]),
             "driver_cpu_ms_per_batch": 1000 * median([r["driver_cpu_seconds_per_batch"] for r in mine]),
             "host_idle_ms_per_batch": 1000 * median([r["host_idle_seconds_per_batch"] for r in mine]),
         })

@@ -66,6 +66,7 @@ def caption_rows(result: BatchResult) -> pd.DataFrame:
         "energy_kwh": [result.energy_kwh if i == 0 else 0.0 for i in range(n)],
         "emissions_kg": [result.emissions_kg if i == 0 else 0.0 for i in range(n)],
         "model_cells_before": [result.model_cells_before] * n,
+        "latency_kind": [result.latency_kind] * n,
     })
 
 
