@@ -206,6 +206,11 @@ class ModelHost:
             latency_kind=getattr(self.captioner, "latency_kind", "batch_wall"),
         )
 
+    def caption_parts(self, settings: GenerationSettings, cell_id: str, *parts: SampleBatch) -> BatchResult:
+        """`caption` of one batch that arrives in pieces (decoded by several tasks, passed as separate
+        arguments so that Ray hands each one over as soon as it is ready)."""
+        return self.caption(SampleBatch.concat(list(parts)), settings, cell_id)
+
     def _budget(self, t: int, batch: SampleBatch, ok: list[int], requests: list[CaptionRequest],
                 kwargs: dict, generation: Generation, overhead: dict[str, float]) -> BudgetResult:
         """Budget t of the batch. Cut: the batch latency less the shared generation's decode steps after t

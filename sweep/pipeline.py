@@ -136,12 +136,13 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
     `budgets`: smaller max_new_tokens the same generation serves (token-budget sharing, `sweep.budgets`):
     each batch's rows reach `on_batch` as {None: the cell's rows, t: the rows of budget t}.
 
-    Each batch is decoded by a Ray task of its own (`sweep.stages.decode_batch`, `cpus_per_decode_task`
-    CPUs) whose result goes by reference straight to one of the cell's hosts (round robin): the pixels
+    Each batch is decoded by Ray tasks of its own (`sweep.stages.decode_batch`, `cpus_per_decode_task`
+    CPUs, `DECODE_PIECE` images each) whose results go by reference straight to one of the cell's hosts
+    (round robin): the pixels
     never pass through this process. Enough batches are kept in flight to keep every decode slot of the
     cluster busy and two batches queued per host, so a host never waits for the next one. (Ray Data's
-    streaming map and `iter_batches` did this at half the decode rate, with ~0.1 s per batch of
-    scheduling on the driver: benchmarks/README.md, section 8.)
+    streaming map and `iter_batches` fed the hosts at about half this rate, leaving a host idle 0.12-0.18 s
+    per batch with a captioner that costs nothing: benchmarks/README.md, section 8.)
     """
     import ray
 
@@ -176,15 +177,23 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
                                    settings.cpus_per_decode_task)
         size = cell.batch_size
         for i, start in enumerate(range(0, len(rows), size)):
-            pixels = decode.remote(rows[start:start + size], video, settings.image_max_side,
-                                   settings.max_image_pixels)
-            in_flight.append(hosts[i % len(hosts)].caption.remote(pixels, generation, cell.cell_id))
+            batch = rows[start:start + size]
+            pieces = [decode.remote(batch[j:j + DECODE_PIECE], video, settings.image_max_side,
+                                    settings.max_image_pixels) for j in range(0, len(batch), DECODE_PIECE)]
+            host = hosts[i % len(hosts)]
+            in_flight.append(host.caption_parts.remote(generation, cell.cell_id, *pieces))
             collect(keep=window)
         collect(keep=0)
         healthy = True
         return produced
     finally:
         ray.get(host_pool.release.remote(set_id, healthy))
+
+
+# Images per decode task: a larger batch is decoded in pieces side by side, so its first batch is ready
+# once its own pieces are (one 32-image task shared the cores with the next batches' tasks: 1.1-3 s to a
+# cell's first batch, against 0.2-0.3 s at batch 8).
+DECODE_PIECE = 8
 
 
 def batches_in_flight(hosts: int, cluster_cpus: float, cpus_per_decode_task: float) -> int:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from actors.contract import BatchResult, SampleResult
+from actors.contract import BatchResult, SampleBatch, SampleResult
 from actors.generation import count_generated
 from sweep.measure import summarize_costs
 from sweep.pipeline import batches_in_flight, caption_rows
@@ -97,6 +97,18 @@ def test_a_decode_task_hands_the_host_a_typed_batch_with_its_error_rows(coco_min
     assert typed.errors[0] == "" and "absent.jpg" in typed.errors[1] and typed.errors[2] == "video unreadable"
     assert (typed.widths, typed.heights) == ([width, 0, 0], [height, 0, 0])
     assert max(typed.pixels[0].shape[:2]) == 64 and typed.pixels[0].dtype == np.uint8
+
+
+def test_a_batch_decoded_in_pieces_reaches_the_host_whole_and_in_order(coco_mini, tmp_path):
+    path = str(next((coco_mini / "val2017").glob("*.jpg")))
+    rows = [{"sample_id": str(i), "path": path if i != 3 else str(tmp_path / "gone.jpg"), "error": ""}
+            for i in range(5)]
+    whole = decode_batch(rows, video=False, max_side=32)
+    pieces = SampleBatch.concat([decode_batch(rows[:2], False, 32), decode_batch(rows[2:], False, 32)])
+    assert pieces.sample_ids == whole.sample_ids == ["0", "1", "2", "3", "4"]
+    assert pieces.errors == whole.errors and pieces.errors[3] and pieces.widths == whole.widths
+    assert all((a == b).all() for a, b in zip(pieces.pixels, whole.pixels, strict=True))
+    assert pieces.frames_jpeg is None and SampleBatch.concat([whole]) is whole
 
 
 def test_batches_in_flight_cover_every_decode_slot_and_two_per_host():
