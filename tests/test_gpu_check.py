@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import gpu_check
+from benchmarks import gpu_archs, gpu_check
 
 REPO = Path(__file__).resolve().parents[1]
 ABSENT = ("ray", "mlflow", "sweep", "vllm", "bitsandbytes", "pycocoevalcap", "codecarbon")
@@ -57,7 +57,7 @@ def test_the_real_size_architectures_have_the_checkpoints_sizes():
     from transformers import AutoModelForImageTextToText
 
     expected = {"qwen2_vl-2b": (2.209e9, 151936, 151655, 256), "llava-1.5-7b": (7.063e9, 32064, 32000, 576)}
-    for make in gpu_check.architectures(tiny=False):
+    for make in gpu_archs.architectures(tiny=False):
         parts = make()
         params, vocab, image_id, image_tokens = expected[parts.name]
         with torch.device("meta"):
@@ -66,7 +66,7 @@ def test_the_real_size_architectures_have_the_checkpoints_sizes():
         tokenizer = parts.processor.tokenizer
         assert len(tokenizer) == vocab == model.config.text_config.vocab_size
         assert tokenizer.convert_tokens_to_ids(tokenizer.image_token) == image_id
-        image = Image.fromarray(gpu_check.synthetic_images(1, parts.image_side)[0])
+        image = Image.fromarray(gpu_archs.synthetic_images(1, parts.image_side)[0])
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Hi."}]}]
         text = parts.processor.apply_chat_template(messages, add_generation_prompt=True)
         ids = parts.processor(text=[text], images=[image], return_tensors="pt")["input_ids"][0]
