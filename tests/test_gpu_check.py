@@ -48,6 +48,7 @@ except SystemExit as stop:
 """
 
 
+@pytest.mark.slow  # builds a 152k-token tokenizer and two 7B-class configs: 6-11 s here
 def test_the_real_size_architectures_have_the_checkpoints_sizes():
     """Built on the meta device (no memory): parameter counts of Qwen2-VL-2B-Instruct (2.21 B) and
     llava-1.5-7b-hf (7.06 B), tokenizers of the configs' vocabulary with the special tokens at their real
