@@ -59,6 +59,10 @@ class Captioner(ABC):
 
     report: LoadReport
     family: Family
+    # How the latency of a batch is measured (`BatchResult.latency_kind`): "batch_wall", the wall time of
+    # the generate() call the batch was in, for every image of it. A backend that times each request
+    # itself (vLLM's request metrics) says "request_e2e".
+    latency_kind: str = "batch_wall"
 
     @abstractmethod
     def generate(self, requests: list[CaptionRequest], generate_kwargs: dict) -> list[CaptionResult]:

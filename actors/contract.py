@@ -115,6 +115,21 @@ class SampleBatch:
     def __len__(self) -> int:
         return len(self.sample_ids)
 
+    @classmethod
+    def concat(cls, parts: list[SampleBatch]) -> SampleBatch:
+        """One batch of the parts' samples, in order (a batch decoded in pieces, one task each)."""
+        if len(parts) == 1:
+            return parts[0]
+        video = parts[0].frames_jpeg is not None
+        return cls(
+            sample_ids=[s for p in parts for s in p.sample_ids],
+            errors=[e for p in parts for e in p.errors],
+            widths=[w for p in parts for w in p.widths],
+            heights=[h for p in parts for h in p.heights],
+            pixels=None if video else [x for p in parts for x in (p.pixels or [])],
+            frames_jpeg=[f for p in parts for f in (p.frames_jpeg or [])] if video else None,
+        )
+
 
 @dataclass
 class SampleResult:
@@ -157,6 +172,10 @@ class BatchResult:
     emissions_kg: float
     model_cells_before: int  # cells this load served before this batch's cell (0: loaded for it)
     budgets: dict[int, BudgetResult] = field(default_factory=dict)  # GenerationSettings.budgets answered
+    # how latency_sec was taken (`LatencyKind`): batch_wall, the wall time of the batch's generate() calls
+    # (every image of the batch waited all of it); request_e2e, each request's own end-to-end latency
+    # from the engine's request metrics (vLLM)
+    latency_kind: str = "batch_wall"
 
 
 @dataclass

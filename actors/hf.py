@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from typing import Any
 
 from actors.captioner import Captioner, ResolvedModel
 from actors.contract import CaptionRequest, CaptionResult
@@ -27,28 +28,32 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def dummy_model(family: Family, path: str, common: dict, precision_kwargs: dict):
+def dummy_model(family: Family, path: str, common: dict, precision_kwargs: dict, device: Any = None):
     """Random weights at the real architecture size, from config.json alone (no weight download).
 
-    Float precisions: `from_config` in the cell's dtype. bitsandbytes precisions quantize while loading,
-    which needs a checkpoint: the random model is saved to a temporary folder and loaded back through the
-    family's own `load_model` hook (so per-side quantization is the same as with real weights); that costs
-    disk and time at the model's float size.
+    Float precisions: `from_config` in the cell's dtype, built on `device` (on a GPU the random init runs
+    there, not on the CPU followed by a copy). bitsandbytes precisions quantize while loading, which needs
+    a checkpoint: the random model is saved to a temporary folder and loaded back through the family's own
+    `load_model` hook (so per-side quantization is the same as with real weights); that costs disk and time
+    at the model's float size.
     """
     import shutil
     import tempfile
 
+    import torch
     import transformers
 
     config = transformers.AutoConfig.from_pretrained(path, **common)
     auto_cls = getattr(transformers, family.auto_class)
     dtype = precision_kwargs.get("dtype")
-    model = auto_cls.from_config(config, dtype=dtype, trust_remote_code=common.get("trust_remote_code"))
+    quantized = "quantization_config" in precision_kwargs
+    with torch.device(device if device is not None and not quantized else "cpu"):
+        model = auto_cls.from_config(config, dtype=dtype, trust_remote_code=common.get("trust_remote_code"))
     try:  # the checkpoint's EOS/pad ids and defaults, as with real weights
         model.generation_config = transformers.GenerationConfig.from_pretrained(path, **common)
     except OSError:
         pass
-    if "quantization_config" not in precision_kwargs:
+    if not quantized:
         return model
     tmp = tempfile.mkdtemp(prefix="vlm-sweep-dummy-")
     try:
@@ -72,7 +77,7 @@ class HFCaptioner(Captioner):
         self.processor = family.load_processor(model.path, model.hub_kwargs)
         precision_kwargs = load_kwargs(precision, family, on_cuda)
         if model.dummy_weights:
-            self.model = dummy_model(family, model.path, model.hub_kwargs, precision_kwargs)
+            self.model = dummy_model(family, model.path, model.hub_kwargs, precision_kwargs, self.device)
         else:
             self.model = family.load_model(model.path, model.hub_kwargs, precision_kwargs)
         if precision not in QUANTIZED:

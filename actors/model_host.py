@@ -206,7 +206,13 @@ class ModelHost:
             end_ts=start_ts + elapsed, actor_id=self.actor_id, node_id=self.node_id,
             peak_memory_bytes=peak, peak_memory_kind=peak_kind, energy_kwh=kwh, emissions_kg=co2_kg,
             model_cells_before=self.cells_before.get(cell_id, 0), budgets=answered,
+            latency_kind=getattr(self.captioner, "latency_kind", "batch_wall"),
         )
+
+    def caption_parts(self, settings: GenerationSettings, cell_id: str, *parts: SampleBatch) -> BatchResult:
+        """`caption` of one batch that arrives in pieces (decoded by several tasks, passed as separate
+        arguments so that Ray hands each one over as soon as it is ready)."""
+        return self.caption(SampleBatch.concat(list(parts)), settings, cell_id)
 
     def _budget(self, t: int, batch: SampleBatch, ok: list[int], requests: list[CaptionRequest],
                 kwargs: dict, generation: Generation, overhead: dict[str, float]) -> BudgetResult:

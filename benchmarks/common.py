@@ -48,7 +48,6 @@ class Context:
     repeats: int  # batching and GPU sections
     engine_repeats: int  # engine, re-run and scaling sections
     limit: int | None  # images per sweep
-    gpu_models: dict[str, str] | None = None
     failures: list[str] = field(default_factory=list)  # failed engine cells (label: reason)
     first_runs: list[Any] = field(default_factory=list)  # engine section's runs, which the re-run reads
 

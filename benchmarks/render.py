@@ -132,10 +132,12 @@ def gpu_md(gp: dict[str, Any]) -> list[str]:
         f"{gp['device']}, {gp['weights']}, {gp['max_new_tokens']} new tokens",
         "",
         *table(
-            ["model", "precision", "batch", "images/s", "tokens/s", "peak GB", "error"],
+            ["model", "path", "precision", "batch", "images/s", "tokens/s", "peak GB", "load s", "error"],
             (
-                [x["model"], x["precision"], x.get("batch_size", ""), fmt(x.get("images_per_sec", "")),
-                 fmt(x.get("tokens_per_sec", "")), fmt(x.get("peak_memory_gb", "")), x.get("error", "")]
+                [x["model"], x.get("path", ""), x["precision"], x.get("batch_size", ""),
+                 fmt(x.get("images_per_sec", "")), fmt(x.get("tokens_per_sec", "")),
+                 fmt(x.get("peak_memory_gb", "")), fmt(x.get("load_seconds", "")),
+                 x.get("error", x.get("skipped", ""))]
                 for x in gp["rows"]
             ),
         ),
@@ -198,9 +200,30 @@ def halving_md(h: dict[str, Any]) -> list[str]:
     return lines
 
 
+def pipeline_ceiling_md(pc: dict[str, Any]) -> list[str]:
+    floors = pc["decode_floor_images_per_sec"]
+    one, every = floors["1_process"], floors[f"{pc['cores']}_processes"]
+    return [
+        f"## 9. Pipeline ceiling: zero-cost captioner, {pc['images']} images at {pc['image_max_side']} px, "
+        f"median of {pc['repeats']}", "",
+        f"Decode floor (`DecodeImage` alone, same images, same run): {one:.0f} img/s in 1 process, "
+        f"{every:.0f} in {pc['cores']}.", "",
+        *table(["batch", "img/s (window)", "img/s (call)", f"/ floor {pc['cores']} proc", "/ floor 1 proc",
+                "first batch s (loaded)", "host ms/batch (no energy)", "host idle ms/batch",
+                "driver CPU ms/batch"],
+               ([r["batch_size"], f"{r['images_per_sec_window']:.0f}", f"{r['images_per_sec_wall']:.0f}",
+                 f"**{r['ratio_vs_decode_floor_all_cores']:.2f}**",
+                 f"{r['ratio_vs_decode_floor_one_core']:.2f}",
+                 f"{r['first_batch_seconds_loaded']:.2f}",
+                 f"{r['host_call_ms_per_batch']:.1f} ({r['host_call_ms_per_batch_no_energy']:.1f})",
+                 f"{r['host_idle_ms_per_batch']:.1f}", f"{r['driver_cpu_ms_per_batch']:.1f}"]
+                for r in pc["summary"])),
+    ]
+
+
 MARKDOWN = {"batching": batching_md, "engine": engine_md, "rerun": rerun_md, "scaling": scaling_md,
             "gpu": gpu_md, "token_budgets": token_budgets_md, "scoring": scoring_md,
-            "halving": halving_md}
+            "halving": halving_md, "pipeline_ceiling": pipeline_ceiling_md}
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -258,4 +281,9 @@ def console(name: str, data: dict[str, Any]) -> list[str]:
             f"{x['generation_images_per_sec']:.2f} img/s generation"
             for x in data["rows"]
         ]
+    if name == "pipeline_ceiling":
+        return [f"   batch {r['batch_size']}: {r['images_per_sec_window']:.0f} img/s = "
+                f"{r['ratio_vs_decode_floor_all_cores']:.2f}x the decode floor on {data['cores']} processes "
+                f"({r['ratio_vs_decode_floor_one_core']:.2f}x one), first batch "
+                f"{r['first_batch_seconds_loaded']:.2f} s with the model loaded" for r in data["summary"]]
     return []

@@ -1,13 +1,14 @@
 """Benchmarks of the sweep engine: batching, engine overhead, re-run, replica sharding, GPU throughput,
-token-budget sharing, successive halving.
+token-budget sharing, scoring, successive halving, the pipeline's ceiling.
 
     python benchmarks/run.py [--quick] [--repeats N]
-                             [--sections batching,engine,rerun,scaling,gpu,token_budgets,scoring]
+                             [--sections batching,engine,rerun,scaling,gpu,token_budgets,scoring,
+                                         halving,pipeline_ceiling]
 
 Prints every number (medians over repeats) and writes benchmarks/results/<date>-<machine>.json and .md
 (or under --out-dir). See benchmarks/README.md for what each number means. One module per section
-(batching, engine, rerun, scaling, gpu, token_budgets, scoring), `common` for what they share, `model_side`
-for every name taken from `actors`, `render` for the markdown; this file is the CLI.
+(batching, engine, rerun, scaling, gpu, token_budgets, scoring, halving, pipeline_ceiling), `common` for what they
+share, `model_side` for every name taken from `actors`, `render` for the markdown; this file is the CLI.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from benchmarks import (  # noqa: E402
     engine,
     gpu,
     halving,
+    pipeline_ceiling,
     render,
     rerun,
     scaling,
@@ -41,7 +43,8 @@ from benchmarks import (  # noqa: E402
 from benchmarks.common import COCO_MINI, REPO, Context, log, machine_info, machine_slug  # noqa: E402
 
 SECTIONS = {"batching": batching, "engine": engine, "rerun": rerun, "scaling": scaling, "gpu": gpu,
-            "token_budgets": token_budgets, "scoring": scoring, "halving": halving}
+            "token_budgets": token_budgets, "scoring": scoring, "halving": halving,
+            "pipeline_ceiling": pipeline_ceiling}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -54,9 +57,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out-dir", type=Path, default=REPO / "benchmarks" / "results")
     p.add_argument("--coco", type=Path, default=COCO_MINI)
     p.add_argument("--limit", type=int, default=None, help="images per sweep (default: all 79 of coco-mini)")
-    p.add_argument("--gpu-models", default=None, metavar="NAME=ID,...",
-                   help="GPU section models (hub ids or local folders with config.json); default: "
-                   + ", ".join(f"{k}={v}" for k, v in gpu.GPU_MODELS.items()))
     args = p.parse_args(argv)
     args.sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = set(args.sections) - set(SECTIONS)
@@ -88,9 +88,6 @@ def main(argv: list[str] | None = None) -> int:
         repeats=args.repeats or (1 if quick else 3),
         engine_repeats=1 if quick else args.engine_repeats,
         limit=8 if quick else args.limit,
-        gpu_models=dict(item.split("=", 1) for item in args.gpu_models.split(",") if "=" in item)
-        if args.gpu_models
-        else None,
     )
 
     def save() -> None:

@@ -12,7 +12,8 @@ import pandas as pd
 RANK_COLUMNS = [
     ("label", "cell"), ("status", "status"), ("backend", "backend"), ("weights", "weights"),
     ("cider", "CIDEr"), ("bleu_4", "BLEU-4"), ("meteor", "METEOR"), ("rouge_l", "ROUGE-L"),
-    ("latency_p50_s", "latency p50 (s)"), ("seconds_per_image", "s/image"), ("images_per_sec", "images/s"),
+    ("latency_p50_s", "latency p50 (s)"), ("latency_kind", "latency kind"), ("seconds_per_image", "s/image"),
+    ("images_per_sec", "images/s"),
     ("peak_memory_gb", "peak memory (GB)"),
     ("energy_kwh", "energy (kWh)"), ("pareto", "Pareto front"),
     ("pareto_tied", "tied with the front"), ("degenerate_output", "output"),

@@ -82,15 +82,20 @@ SHARED_PEAK = " (upper bound: the peak of the shared generation)"
 def cost_kinds(table: pd.DataFrame) -> dict[str, str]:
     """How a cell's costs were taken, from its caption table (params of its MLflow run, results.csv):
     `shared_generation` the cell id whose generation served it ("" when it generated itself),
-    `energy_kind`, `latency_kind` (generate() wall per batch, or how the shared generation was cut:
-    decode_step_times / own_generation) and `peak_memory_kind` (marked an upper bound when shared)."""
+    `energy_kind`, `latency_kind` (what the hosts measured: batch_wall, the wall time of a batch's
+    generate() for each of its images, or request_e2e, each request's own end-to-end latency (vLLM); a
+    cell cut from a shared generation: decode_step_times / own_generation) and `peak_memory_kind` (marked
+    an upper bound when shared)."""
     kind = str(table["peak_memory_kind"].iloc[0]) if "peak_memory_kind" in table and len(table) else ""
     leads = set()
     if "shared_generation" in table:
         leads = {str(v) for v in table["shared_generation"].dropna() if str(v)}
     if not leads:
+        # tables stored before hosts said how they timed a batch: every host then took the batch's wall
+        kinds = table["latency_kind"].dropna().astype(str) if "latency_kind" in table else pd.Series([])
+        latency = ",".join(sorted(set(kinds) - {""})) or "batch_wall"
         return {"shared_generation": "", "energy_kind": "measured per batch",
-                "latency_kind": "generate() wall per batch", "peak_memory_kind": kind}
+                "latency_kind": latency, "peak_memory_kind": kind}
     ok = table[table["error"] == ""] if "error" in table else table
     measured = sorted({str(v) for v in ok.get("budget_measured", pd.Series(dtype=str)).dropna() if str(v)})
     energy = ("apportioned by decode-step time of a shared generation" if "decode_step_times" in measured

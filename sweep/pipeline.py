@@ -1,20 +1,19 @@
-"""One cell's Ray Data pipeline: samples → decode/resize (CPU tasks) → caption on the cell's model hosts
+"""One cell's pipeline: samples → decode/resize (one CPU task per batch) → caption on the cell's model hosts
 (GPU actors lent by the sweep's `HostPool`, kept loaded across the cells of one model)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import pandas as pd
 
-from actors.contract import BatchResult, BudgetResult, CellStart, SampleBatch
+from actors.contract import BatchResult, BudgetResult, CellStart, SampleResult
 from sweep.cells import Cell
 from sweep.config import GridConfig
 from sweep.data import Sample
-from sweep.stages import DecodeFrames, DecodeImage
+from sweep.stages import decode_batch
 
 
 @dataclass(frozen=True)
@@ -38,16 +37,7 @@ class PipelineSettings:
         )
 
 
-def sample_batch(batch: dict[str, Any], video: bool) -> SampleBatch:
-    """Ray Data's numpy batch as the hosts' typed input."""
-    return SampleBatch(
-        sample_ids=[str(s) for s in batch["sample_id"]],
-        errors=[str(e) for e in batch["error"]],
-        widths=[int(w) for w in batch["image_width"]],
-        heights=[int(h) for h in batch["image_height"]],
-        pixels=None if video else list(batch["image"]),
-        frames_jpeg=[list(frames) for frames in batch["frames_jpeg"]] if video else None,
-    )
+SAMPLE_FIELDS = tuple(f.name for f in fields(SampleResult))
 
 
 class MissingBudget(RuntimeError):
@@ -57,20 +47,27 @@ class MissingBudget(RuntimeError):
 def caption_rows(result: BatchResult) -> pd.DataFrame:
     """A host's answer as caption-table rows: the batch's facts beside each of its samples (what each
     image waited, where it ran); the batch's energy on its first row, so that summing the column is right."""
-    rows = pd.DataFrame([vars(s) for s in result.samples])
-    n = len(rows)
-    rows["batch_latency_sec"] = result.latency_sec
-    rows["batch_images"] = result.captioned
-    rows["batch_start_ts"] = result.start_ts
-    rows["batch_end_ts"] = result.end_ts
-    rows["actor_id"] = result.actor_id
-    rows["node_id"] = result.node_id
-    rows["peak_memory_bytes"] = result.peak_memory_bytes
-    rows["peak_memory_kind"] = result.peak_memory_kind
-    rows["energy_kwh"] = [result.energy_kwh if i == 0 else 0.0 for i in range(n)]
-    rows["emissions_kg"] = [result.emissions_kg if i == 0 else 0.0 for i in range(n)]
-    rows["model_cells_before"] = result.model_cells_before
-    return rows
+    n = len(result.samples)
+    columns: dict[str, list[Any]] = {key: [] for key in SAMPLE_FIELDS}
+    for sample in result.samples:
+        for key in SAMPLE_FIELDS:
+            columns[key].append(getattr(sample, key))
+    # built at once: column by column, pandas' inserts cost ~6 ms a batch on the driver (profiled)
+    return pd.DataFrame({
+        **columns,
+        "batch_latency_sec": [result.latency_sec] * n,
+        "batch_images": [result.captioned] * n,
+        "batch_start_ts": [result.start_ts] * n,
+        "batch_end_ts": [result.end_ts] * n,
+        "actor_id": [result.actor_id] * n,
+        "node_id": [result.node_id] * n,
+        "peak_memory_bytes": [result.peak_memory_bytes] * n,
+        "peak_memory_kind": [result.peak_memory_kind] * n,
+        "energy_kwh": [result.energy_kwh if i == 0 else 0.0 for i in range(n)],
+        "emissions_kg": [result.emissions_kg if i == 0 else 0.0 for i in range(n)],
+        "model_cells_before": [result.model_cells_before] * n,
+        "latency_kind": [result.latency_kind] * n,
+    })
 
 
 def budget_answer(result: BatchResult, budget: int) -> BudgetResult:
@@ -139,8 +136,13 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
     `budgets`: smaller max_new_tokens the same generation serves (token-budget sharing, `sweep.budgets`):
     each batch's rows reach `on_batch` as {None: the cell's rows, t: the rows of budget t}.
 
-    Ray Data decodes in CPU tasks and streams the batches here; each goes straight to one of the cell's
-    hosts (round robin), with two batches queued per host so that a host never waits for the next one.
+    Each batch is decoded by Ray tasks of its own (`sweep.stages.decode_batch`, `cpus_per_decode_task`
+    CPUs, `DECODE_PIECE` images each) whose results go by reference straight to one of the cell's hosts
+    (round robin): the pixels
+    never pass through this process. Enough batches are kept in flight to keep every decode slot of the
+    cluster busy and two batches queued per host, so a host never waits for the next one. (Ray Data's
+    streaming map and `iter_batches` fed the hosts at about half this rate, leaving a host idle 0.12-0.18 s
+    per batch with a captioner that costs nothing: benchmarks/README.md, section 8.)
     """
     import ray
 
@@ -167,19 +169,36 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
         starts = ray.get([host.begin_cell.remote(cell.cell_id, generation) for host in hosts])
         if on_start:
             on_start(starts)
-        # about one block per batch, so decoding streams batch by batch
-        blocks = max(1, min(len(rows), math.ceil(len(rows) / cell.batch_size)))
-        ds = ray.data.from_items(rows, override_num_blocks=blocks)
-        decode = (DecodeFrames(settings.image_max_side) if video
-                  else DecodeImage(settings.image_max_side, settings.max_image_pixels))
-        ds = ds.map(decode, num_cpus=settings.cpus_per_decode_task)
-        batches = ds.iter_batches(batch_size=cell.batch_size, batch_format="numpy", prefetch_batches=2)
-        for i, batch in enumerate(batches):
-            request = sample_batch(batch, video)
-            in_flight.append(hosts[i % len(hosts)].caption.remote(request, generation, cell.cell_id))
-            collect(keep=2 * len(hosts))
+        # "DEFAULT": not the trial's placement group (Tune's, of 0.01 CPU), which a task launched from
+        # the trial would otherwise be captured in and never fit
+        decode = ray.remote(decode_batch).options(num_cpus=settings.cpus_per_decode_task,
+                                                  scheduling_strategy="DEFAULT")
+        window = batches_in_flight(len(hosts), ray.cluster_resources().get("CPU", 1.0),
+                                   settings.cpus_per_decode_task)
+        size = cell.batch_size
+        for i, start in enumerate(range(0, len(rows), size)):
+            batch = rows[start:start + size]
+            pieces = [decode.remote(batch[j:j + DECODE_PIECE], video, settings.image_max_side,
+                                    settings.max_image_pixels) for j in range(0, len(batch), DECODE_PIECE)]
+            host = hosts[i % len(hosts)]
+            in_flight.append(host.caption_parts.remote(generation, cell.cell_id, *pieces))
+            collect(keep=window)
         collect(keep=0)
         healthy = True
         return produced
     finally:
         ray.get(host_pool.release.remote(set_id, healthy))
+
+
+# Images per decode task: a larger batch is decoded in pieces side by side, so its first batch is ready
+# once its own pieces are (one 32-image task shared the cores with the next batches' tasks: 1.1-3 s to a
+# cell's first batch, against 0.2-0.3 s at batch 8).
+DECODE_PIECE = 8
+
+
+def batches_in_flight(hosts: int, cluster_cpus: float, cpus_per_decode_task: float) -> int:
+    """How many batches a cell keeps submitted (decoding or queued on a host) before it waits for one:
+    two queued per host, plus one per decode slot of the cluster (at most 16: each batch in flight holds
+    its pixels in the object store, and a crash loses the batches in flight)."""
+    slots = int(cluster_cpus // cpus_per_decode_task) if cpus_per_decode_task > 0 else 1
+    return 2 * hosts + max(1, min(16, slots))

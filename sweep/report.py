@@ -322,7 +322,7 @@ def rebuild(out_dir: Path) -> Path:
                 "weight_bytes"):
         if col not in results:
             results[col] = math.nan
-    for col in ("pareto", "pareto_tied", "reason", "backend", "weights", "peak_memory_kind"):
+    for col in ("pareto", "pareto_tied", "reason", "backend", "weights", "peak_memory_kind", "latency_kind"):
         if col not in results:
             results[col] = ""
     references = json.loads((out_dir / "samples.json").read_text())["references"]

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from actors.contract import SampleBatch
+
 PIL_MAX_IMAGE_PIXELS = 89_478_485  # PIL's own default decompression-bomb limit
 
 
@@ -89,3 +91,19 @@ class DecodeFrames:
         finally:
             capture.release()
         return out
+
+
+def decode_batch(rows: list[dict[str, Any]], video: bool, max_side: int,
+                 max_pixels: int | None = PIL_MAX_IMAGE_PIXELS) -> SampleBatch:
+    """One batch of samples decoded (images, or a scene's frames) into the hosts' typed input: what one
+    decode task of the pipeline returns. Failed samples are error rows of the batch, never an exception."""
+    decode = DecodeFrames(max_side) if video else DecodeImage(max_side, max_pixels)
+    outs = [decode(row) for row in rows]
+    return SampleBatch(
+        sample_ids=[str(o["sample_id"]) for o in outs],
+        errors=[str(o["error"]) for o in outs],
+        widths=[int(o["image_width"]) for o in outs],
+        heights=[int(o["image_height"]) for o in outs],
+        pixels=None if video else [o["image"] for o in outs],
+        frames_jpeg=[list(o["frames_jpeg"]) for o in outs] if video else None,
+    )

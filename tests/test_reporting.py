@@ -110,6 +110,10 @@ def test_html_report_has_every_cell_front_and_plots(finished_sweep):
         assert any(k == "front" for k in classes.values())
         assert len(parser.images) == 3 and all(s.startswith("data:image/png;base64,") for s in parser.images)
     assert "human references" in (out / "report.html").read_text()
+    # a custom loader's batches are timed as the wall of each batch, in results.csv and the report
+    assert set(results[results["status"] == "ok"]["latency_kind"]) == {"batch_wall"}
+    page = (out / "report.html").read_text()
+    assert "<th>latency kind</th>" in page and "batch_wall" in page
 
 
 def test_report_cli_refuses_a_folder_without_results(tmp_path):

@@ -6,12 +6,12 @@ import pytest
 import torch
 from PIL import Image
 
-from actors.contract import BatchResult, SampleResult
+from actors.contract import BatchResult, SampleBatch, SampleResult
 from actors.generation import count_generated
 from sweep.measure import summarize_costs
-from sweep.pipeline import caption_rows, sample_batch
+from sweep.pipeline import batches_in_flight, caption_rows
 from sweep.report import RANDOM_NOTE, format_table, front_pool, mark_fronts
-from sweep.stages import DecodeImage
+from sweep.stages import DecodeImage, decode_batch
 
 
 def test_decode_resizes_and_keeps_original_size(coco_mini):
@@ -86,13 +86,35 @@ def test_a_batch_result_becomes_caption_rows_with_its_facts_once_per_batch():
     assert rows["model_cells_before"].tolist() == [1, 1]
 
 
-def test_a_decoded_batch_reaches_the_host_typed():
-    pixels = np.zeros((2, 4, 4, 3), dtype=np.uint8)
-    batch = {"sample_id": np.array(["1", "2"]), "error": np.array(["", "bad"]), "image": pixels,
-             "image_width": np.array([4, 0]), "image_height": np.array([4, 0])}
-    typed = sample_batch(batch, video=False)
-    assert typed.sample_ids == ["1", "2"] and typed.errors == ["", "bad"] and typed.widths == [4, 0]
-    assert len(typed) == 2 and typed.pixels[0].shape == (4, 4, 3) and typed.frames_jpeg is None
+def test_a_decode_task_hands_the_host_a_typed_batch_with_its_error_rows(coco_mini, tmp_path):
+    path = next((coco_mini / "val2017").glob("*.jpg"))
+    rows = [{"sample_id": "1", "path": str(path), "error": ""},
+            {"sample_id": "2", "path": str(tmp_path / "absent.jpg"), "error": ""},
+            {"sample_id": "3", "path": str(path), "error": "video unreadable"}]
+    typed = decode_batch(rows, video=False, max_side=64)
+    width, height = Image.open(path).size
+    assert typed.sample_ids == ["1", "2", "3"] and len(typed) == 3 and typed.frames_jpeg is None
+    assert typed.errors[0] == "" and "absent.jpg" in typed.errors[1] and typed.errors[2] == "video unreadable"
+    assert (typed.widths, typed.heights) == ([width, 0, 0], [height, 0, 0])
+    assert max(typed.pixels[0].shape[:2]) == 64 and typed.pixels[0].dtype == np.uint8
+
+
+def test_a_batch_decoded_in_pieces_reaches_the_host_whole_and_in_order(coco_mini, tmp_path):
+    path = str(next((coco_mini / "val2017").glob("*.jpg")))
+    rows = [{"sample_id": str(i), "path": path if i != 3 else str(tmp_path / "gone.jpg"), "error": ""}
+            for i in range(5)]
+    whole = decode_batch(rows, video=False, max_side=32)
+    pieces = SampleBatch.concat([decode_batch(rows[:2], False, 32), decode_batch(rows[2:], False, 32)])
+    assert pieces.sample_ids == whole.sample_ids == ["0", "1", "2", "3", "4"]
+    assert pieces.errors == whole.errors and pieces.errors[3] and pieces.widths == whole.widths
+    assert all((a == b).all() for a, b in zip(pieces.pixels, whole.pixels, strict=True))
+    assert pieces.frames_jpeg is None and SampleBatch.concat([whole]) is whole
+
+
+def test_batches_in_flight_cover_every_decode_slot_and_two_per_host():
+    assert batches_in_flight(1, cluster_cpus=2, cpus_per_decode_task=0.5) == 2 + 4
+    assert batches_in_flight(2, cluster_cpus=64, cpus_per_decode_task=1) == 4 + 16  # capped: memory
+    assert batches_in_flight(1, cluster_cpus=0.2, cpus_per_decode_task=0.5) == 2 + 1
 
 
 def test_front_excludes_random_weights_when_real_ones_exist():

@@ -77,6 +77,9 @@ def test_every_cell_ran_and_was_logged(sweep_result):
         else:
             assert params["peak_memory_kind"] == kind
         assert params["version_transformers"] and params["version_torch"]
+        # HF batches: the wall of each batch's generate(); t3 is cut from t12's by its decode-step times
+        shared = bool(params.get("shared_generation"))
+        assert params["latency_kind"] == ("decode_step_times" if shared else "batch_wall")
         assert params["batch_size"] == "16"
         if params["precision"] == "int8":
             assert params["precision_language"].startswith("int8")
