@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 COCO_MINI = REPO.parent / "shared" / "data" / "coco-mini"
 PROMPT = "Describe this image in one sentence."
@@ -57,6 +59,22 @@ class EngineRun:
     wall: float
     phases: dict[str, float]
     results: Any  # pandas DataFrame, one row per cell
+
+
+QUICKSTART_GRID = REPO / "search_spaces" / "quickstart_trained.yaml"
+
+
+def quickstart_data(quick: bool = False) -> dict[str, Any]:
+    """The quickstart grid as a dict, its repository-relative paths made absolute (a benchmark runs from
+    anywhere); --quick: the small model at fp32 only."""
+    data = yaml.safe_load(QUICKSTART_GRID.read_text())
+    for key in ("captions", "images"):
+        data["dataset"][key] = str(REPO / data["dataset"][key])
+    for model in data["models"]:
+        model["id"] = str(REPO / model["id"])
+    if quick:
+        data["models"], data["precisions"] = data["models"][:1], ["fp32"]
+    return data
 
 
 def median(values: list[float]) -> float:

@@ -11,12 +11,10 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
-import yaml
-
-from benchmarks.common import REPO, Context, log
+from benchmarks.common import QUICKSTART_GRID, Context, log, quickstart_data
 
 TITLE = "8. Pareto-aware successive halving vs the full grid"
-GRID = REPO / "search_spaces" / "quickstart_trained.yaml"
+GRID = QUICKSTART_GRID
 SECOND_PROMPT = "What is in this picture?"
 LARGE_TOKENS = [4, 8, 16, 32]
 TARGETS = {"images": 0.4, "wall": 0.5}  # halving / full (issue 17)
@@ -29,13 +27,7 @@ def halving_grid(out: Any, strategy: str, large: bool, limit: int | None, search
     the small model at fp32 only."""
     from sweep.config import parse_grid
 
-    data = yaml.safe_load(GRID.read_text())
-    for key in ("captions", "images"):
-        data["dataset"][key] = str(REPO / data["dataset"][key])
-    for model in data["models"]:
-        model["id"] = str(REPO / model["id"])
-    if quick:
-        data["models"], data["precisions"] = data["models"][:1], ["fp32"]
+    data = quickstart_data(quick)
     if large:
         data["max_new_tokens"] = LARGE_TOKENS
         data["prompts"] = [*data["prompts"], SECOND_PROMPT]

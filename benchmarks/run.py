@@ -7,8 +7,9 @@ token-budget sharing, scoring, successive halving, the pipeline's ceiling.
 
 Prints every number (medians over repeats) and writes benchmarks/results/<date>-<machine>.json and .md
 (or under --out-dir). See benchmarks/README.md for what each number means. One module per section
-(batching, engine, rerun, scaling, gpu, token_budgets, scoring, halving, pipeline_ceiling), `common` for what they
-share, `model_side` for every name taken from `actors`, `render` for the markdown; this file is the CLI.
+(batching, engine, rerun, scaling, gpu, token_budgets, scoring, halving, pipeline_ceiling), `common` for
+what they share, `model_side` for every name taken from `actors`, `render` for the markdown; this file is
+the CLI.
 """
 
 from __future__ import annotations

@@ -11,12 +11,10 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
-import yaml
-
-from benchmarks.common import REPO, Context, log, median, run_engine
+from benchmarks.common import QUICKSTART_GRID, Context, log, median, quickstart_data, run_engine
 
 TITLE = "6. token-budget sharing: one generation per largest budget vs one per cell"
-GRID = REPO / "search_spaces" / "quickstart_trained.yaml"
+GRID = QUICKSTART_GRID
 LONG_BUDGETS = [16, 32, 64, 128]
 TARGETS = {"quickstart": 0.6, "long": 0.55}  # generation seconds shared / unshared (issue 16)
 
@@ -26,13 +24,7 @@ def quickstart_grid(out: Any, share: bool, tokens: list[int] | None, limit: int 
     anywhere), into `out`; --quick: the small model at fp32 only."""
     from sweep.config import parse_grid
 
-    data = yaml.safe_load(GRID.read_text())
-    for key in ("captions", "images"):
-        data["dataset"][key] = str(REPO / data["dataset"][key])
-    for model in data["models"]:
-        model["id"] = str(REPO / model["id"])
-    if quick:
-        data["models"], data["precisions"] = data["models"][:1], ["fp32"]
+    data = quickstart_data(quick)
     if tokens:
         data["max_new_tokens"] = tokens
     if limit:

@@ -96,26 +96,9 @@ def test_no_import_circles_and_the_model_side_never_imports_the_driver():
 BARE_MACHINE = r"""
 import json, sys
 
-class Absent:
-    # every finder as it was, except that these packages are not found: as if never installed
+from testkit.bare import hide_packages
 
-    def __init__(self, finder):
-        self.finder = finder
-
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("ray", "mlflow", "sweep"):
-            return None
-        find = getattr(self.finder, "find_spec", None)
-        return find(name, path, target) if find else None
-
-    def find_distributions(self, *args, **kwargs):
-        find = getattr(self.finder, "find_distributions", None)
-        return find(*args, **kwargs) if find else []
-
-    def invalidate_caches(self):
-        getattr(self.finder, "invalidate_caches", lambda: None)()
-
-sys.meta_path[:] = [Absent(f) for f in sys.meta_path]
+hide_packages(("ray", "mlflow", "sweep"))
 try:
     import ray  # noqa: F401
     raise SystemExit("ray is still importable")

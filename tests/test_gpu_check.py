@@ -21,24 +21,9 @@ import json, runpy, sys
 
 ABSENT = tuple(json.loads(sys.argv[1]))
 
-class Absent:
-    def __init__(self, finder):
-        self.finder = finder
+from testkit.bare import hide_packages
 
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ABSENT:
-            return None
-        find = getattr(self.finder, "find_spec", None)
-        return find(name, path, target) if find else None
-
-    def find_distributions(self, *args, **kwargs):
-        find = getattr(self.finder, "find_distributions", None)
-        return find(*args, **kwargs) if find else []
-
-    def invalidate_caches(self):
-        getattr(self.finder, "invalidate_caches", lambda: None)()
-
-sys.meta_path[:] = [Absent(f) for f in sys.meta_path]
+hide_packages(ABSENT)
 sys.argv = ["gpu_check", *sys.argv[2:]]
 try:
     runpy.run_module("benchmarks.gpu_check", run_name="__main__", alter_sys=True)
