@@ -91,3 +91,45 @@ def test_tiny_qwen2_vl_grouped_captions_match_with_less_padding(coco_mini: Path)
     single = generate_grouped(family, model, processor, prompts, images, kwargs, device, slack=None)
     assert single.padding_tokens == padded.padding_tokens
     assert [r.caption for r in single.results] == [r.caption for r in padded.results]
+
+
+def test_host_batch_split_in_groups_keeps_sample_order_and_batch_wall(coco_mini: Path) -> None:
+    """Through `ModelHost.caption` (what a cell calls): a batch whose images split into length groups, an
+    undecodable sample in the middle, comes back in sample order with the captions of one padded batch;
+    its latency is the call's wall time over every group (batch_wall), each image's share
+    latency/captioned."""
+    import numpy as np
+
+    from actors.contract import GenerationSettings, LoadSpec, ModelRef, SampleBatch
+    from actors.generation import generate_batch, prompt_lengths
+    from actors.model_host import ModelHost
+    from benchmarks.common import PROMPT
+    from benchmarks.padding import mixed_images, widen_pixels
+
+    host = ModelHost(LoadSpec(ModelRef("tiny:qwen2_vl"), "fp32", backend="hf"), None)
+    captioner = host.captioner
+    widen_pixels(captioner.processor)
+    images = mixed_images(coco_mini, 4)
+    pixels = [np.asarray(img) for img in images]
+    ids = ["a", "bad", "b", "c", "d"]
+    batch = SampleBatch(ids, ["", "decode error", "", "", ""], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0],
+                        pixels=pixels[:1] + [None] + pixels[1:])
+    settings = GenerationSettings(PROMPT, 5, num_beams=1, min_new_tokens=5)
+    host.begin_cell("cell", settings)
+    start = time.perf_counter()
+    result = host.caption(batch, settings, "cell")
+    wall = time.perf_counter() - start
+
+    padded = generate_batch(captioner.family, captioner.model, captioner.processor, [PROMPT] * 4,
+                            [[img] for img in images], settings.generate_kwargs(), captioner.device)
+    lengths = prompt_lengths(captioner.family.build_inputs(captioner.processor, [PROMPT] * 4,
+                                                           [[img] for img in images]))
+    assert len(length_groups(lengths, 4, captioner.family.length_group_slack)) == 2  # the batch does split
+    assert [s.sample_id for s in result.samples] == ids
+    assert [s.caption for s in result.samples] == [padded.results[0].caption, ""] + \
+        [r.caption for r in padded.results[1:]]
+    assert result.captioned == 4 and result.latency_kind == "batch_wall"
+    assert 0 < result.latency_sec <= wall
+    shares = [s.processing_time_sec for s in result.samples]
+    assert shares[1] == 0.0
+    assert all(share == pytest.approx(result.latency_sec / 4) for k, share in enumerate(shares) if k != 1)
