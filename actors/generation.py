@@ -10,6 +10,7 @@ from typing import Any, Literal
 from PIL import Image
 
 from actors.contract import CaptionResult
+from actors.length_groups import DEFAULT_SLACK, in_request_order, length_groups
 
 Measured = Literal["decode_step_times", "own_generation"]
 
@@ -30,14 +31,24 @@ class Generation:
     results: list[CaptionResult]
     latency_sec: float
     budgets: dict[int, BudgetCut] = field(default_factory=dict)
+    # Pad positions in the attention masks of the generate() calls (prompt padding; 0 when not counted)
+    padding_tokens: int = 0
 
     def merge(self, other: Generation) -> Generation:
-        """Two halves of a batch (the OOM retry) generated one after the other: captions in order, times
-        summed (a budget's second half would start once its first half had stopped)."""
+        """Two halves of a batch (the OOM retry, or two length groups) generated one after the other:
+        captions in order, times summed (a budget's second half would start once its first half had
+        stopped)."""
         return Generation(
             self.results + other.results, self.latency_sec + other.latency_sec,
             {t: merge_cuts(cut, other.budgets[t]) for t, cut in self.budgets.items() if t in other.budgets},
+            self.padding_tokens + other.padding_tokens,
         )
+
+    def reordered(self, groups: list[list[int]]) -> Generation:
+        """This generation of the groups' requests (concatenated in group order) in request order."""
+        cuts = {t: BudgetCut(in_request_order(groups, cut.results), cut.latency_sec, cut.measured)
+                for t, cut in self.budgets.items()}
+        return Generation(in_request_order(groups, self.results), self.latency_sec, cuts, self.padding_tokens)
 
 
 def merge_cuts(first: BudgetCut, second: BudgetCut) -> BudgetCut:
@@ -146,17 +157,22 @@ def cut_budget(tokenizer: Any, out: Any, eos_ids: set[int], t: int, stamps: list
 
 def generate_batch(
     family: Any, model: Any, processor: Any, prompts: list[str], images: list[list[Image.Image]],
-    generate_kwargs: dict, device: Any, budgets: tuple[int, ...] = (),
+    generate_kwargs: dict, device: Any, budgets: tuple[int, ...] = (), inputs: Any = None,
 ) -> Generation:
     """One batched generate() at the kwargs' max_new_tokens. Each budget t of `budgets` (greedy, one beam:
-    the caller checks `sharing_blocker`) is cut from it, timed by the decode step it ended at."""
+    the caller checks `sharing_blocker`) is cut from it, timed by the decode step it ended at. `inputs`:
+    the processor's output for these prompts when the caller already built it (its time is then not in
+    the latency: the host counts it in its own overhead)."""
     import torch
     from transformers import StoppingCriteriaList
 
     start = time.perf_counter()
     tokenizer = getattr(processor, "tokenizer", processor)
     eos_ids, pad_id = eos_and_pad(model, tokenizer)
-    inputs = cast_floats(family.build_inputs(processor, prompts, images).to(device), model)
+    if inputs is None:
+        inputs = family.build_inputs(processor, prompts, images)
+    padding = pad_count(inputs)
+    inputs = cast_floats(inputs.to(device), model)
     clock = step_clock() if budgets else None
     extra = {"stopping_criteria": StoppingCriteriaList([clock])} if clock is not None else {}
     with torch.inference_mode():
@@ -167,4 +183,43 @@ def generate_batch(
     results = decode(tokenizer, out, eos_ids)
     latency = time.perf_counter() - start
     cuts = {t: cut_budget(tokenizer, out, eos_ids, t, clock.stamps, start) for t in budgets} if clock else {}
-    return Generation(results, latency, cuts)
+    return Generation(results, latency, cuts, padding)
+
+
+def pad_count(inputs: Any) -> int:
+    """Pad positions of a processor output: zeros of its attention mask (0 without a mask)."""
+    mask = inputs.get("attention_mask") if hasattr(inputs, "get") else None
+    return int((mask == 0).sum()) if mask is not None else 0
+
+
+def prompt_lengths(inputs: Any) -> list[int] | None:
+    """Each prompt's length in tokens, image tokens included (its attention mask's ones); None without a
+    mask (the processor does not pad, or says nothing about it)."""
+    mask = inputs.get("attention_mask") if hasattr(inputs, "get") else None
+    if mask is None or mask.dim() != 2:
+        return None
+    return [int(n) for n in mask.sum(dim=1).tolist()]
+
+
+def generate_grouped(
+    family: Any, model: Any, processor: Any, prompts: list[str], images: list[list[Image.Image]],
+    generate_kwargs: dict, device: Any, budgets: tuple[int, ...] = (), slack: float | None = DEFAULT_SLACK,
+) -> Generation:
+    """`generate_batch` over the requests grouped by prompt length (`actors.length_groups`): one
+    generate() per group, one after the other, results in request order; latencies and budget cuts summed
+    as for the OOM retry's halves, so a batch's latency stays the wall time of the generate() calls it was
+    in. One group (similar lengths, or `slack` None): exactly one `generate_batch` on the inputs already
+    built. The lengths come from one processor call on the whole batch; a split builds each group's inputs
+    again (the processor runs twice for those images, only when splitting saves padding)."""
+    inputs = family.build_inputs(processor, prompts, images)
+    lengths = prompt_lengths(inputs) if slack is not None else None
+    groups = length_groups(lengths, len(prompts), slack) if lengths else [list(range(len(prompts)))]
+    if len(groups) == 1:
+        return generate_batch(family, model, processor, prompts, images, generate_kwargs, device, budgets,
+                              inputs=inputs)
+    parts = [generate_batch(family, model, processor, [prompts[i] for i in g], [images[i] for i in g],
+                            generate_kwargs, device, budgets) for g in groups]
+    merged = parts[0]
+    for part in parts[1:]:
+        merged = merged.merge(part)
+    return merged.reordered(groups)

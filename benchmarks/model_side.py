@@ -57,3 +57,20 @@ def caption(captioner: Any, items: list[tuple[str, Any]], prompt: str, kwargs: d
 
     requests = [CaptionRequest(sample_id, [image], prompt) for sample_id, image in items]
     return [(r.caption, r.generated_tokens) for r in captioner.generate(requests, kwargs)]
+
+
+def generate_padding(captioner: Any, images: list[Any], prompt: str, kwargs: dict[str, Any], grouped: bool
+                     ) -> tuple[list[str], int]:
+    """One HF call over these images (one request each): grouped by prompt length
+    (`actors.generation.generate_grouped`, the family's slack) or as one padded batch (`generate_batch`);
+    (captions in request order, pad tokens in the attention masks of its generate() calls)."""
+    from actors.generation import generate_batch, generate_grouped
+
+    family, model, processor = captioner.family, captioner.model, captioner.processor
+    prompts, per_request = [prompt] * len(images), [[image] for image in images]
+    if grouped:
+        out = generate_grouped(family, model, processor, prompts, per_request, kwargs, captioner.device,
+                               slack=family.length_group_slack)
+    else:
+        out = generate_batch(family, model, processor, prompts, per_request, kwargs, captioner.device)
+    return [r.caption for r in out.results], out.padding_tokens

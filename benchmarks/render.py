@@ -221,9 +221,25 @@ def pipeline_ceiling_md(pc: dict[str, Any]) -> list[str]:
     ]
 
 
+def padding_md(pd: dict[str, Any]) -> list[str]:
+    return [
+        f"## 10. HF padding: {pd['model']} {pd['precision']}, {pd['n_images']} images alternately "
+        f"{pd['image_sides'][0]} and {pd['image_sides'][1]} px, batch {pd['batch_size']}, "
+        f"{pd['max_new_tokens']} new tokens, median of {pd['repeats']}", "",
+        *table(["", "one padded batch", "grouped by length", "ratio"], [
+            ["pad tokens", pd["pad_tokens_padded"], pd["pad_tokens_grouped"],
+             f"**{pd['ratio_pad_tokens']:.2f}**"],
+            ["seconds per batch", f"{pd['seconds_per_batch_padded']:.3f}",
+             f"{pd['seconds_per_batch_grouped']:.3f}", f"{pd['ratio_seconds_grouped_vs_padded']:.2f}"],
+            ["images/s", f"{pd['images_per_sec_padded']:.1f}", f"{pd['images_per_sec_grouped']:.1f}", ""],
+        ]), "",
+        f"Identical captions: {pd['identical_captions']}/{pd['compared_captions']}.",
+    ]
+
+
 MARKDOWN = {"batching": batching_md, "engine": engine_md, "rerun": rerun_md, "scaling": scaling_md,
             "gpu": gpu_md, "token_budgets": token_budgets_md, "scoring": scoring_md,
-            "halving": halving_md, "pipeline_ceiling": pipeline_ceiling_md}
+            "halving": halving_md, "pipeline_ceiling": pipeline_ceiling_md, "padding": padding_md}
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -286,4 +302,9 @@ def console(name: str, data: dict[str, Any]) -> list[str]:
                 f"{r['ratio_vs_decode_floor_all_cores']:.2f}x the decode floor on {data['cores']} processes "
                 f"({r['ratio_vs_decode_floor_one_core']:.2f}x one), first batch "
                 f"{r['first_batch_seconds_loaded']:.2f} s with the model loaded" for r in data["summary"]]
+    if name == "padding":
+        return [f"   pad tokens {data['pad_tokens_padded']} -> {data['pad_tokens_grouped']} "
+                f"({data['ratio_pad_tokens']:.2f}x); seconds grouped / padded "
+                f"{data['ratio_seconds_grouped_vs_padded']:.2f}x; identical captions "
+                f"{data['identical_captions']}/{data['compared_captions']}"]
     return []

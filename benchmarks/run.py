@@ -1,15 +1,15 @@
 """Benchmarks of the sweep engine: batching, engine overhead, re-run, replica sharding, GPU throughput,
-token-budget sharing, scoring, successive halving, the pipeline's ceiling.
+token-budget sharing, scoring, successive halving, the pipeline's ceiling, HF padding.
 
     python benchmarks/run.py [--quick] [--repeats N]
                              [--sections batching,engine,rerun,scaling,gpu,token_budgets,scoring,
-                                         halving,pipeline_ceiling]
+                                         halving,pipeline_ceiling,padding]
 
 Prints every number (medians over repeats) and writes benchmarks/results/<date>-<machine>.json and .md
 (or under --out-dir). See benchmarks/README.md for what each number means. One module per section
-(batching, engine, rerun, scaling, gpu, token_budgets, scoring, halving, pipeline_ceiling), `common` for
-what they share, `model_side` for every name taken from `actors`, `render` for the markdown; this file is
-the CLI.
+(batching, engine, rerun, scaling, gpu, token_budgets, scoring, halving, pipeline_ceiling, padding),
+`common` for what they share, `model_side` for every name taken from `actors`, `render` for the markdown;
+this file is the CLI.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from benchmarks import (  # noqa: E402
     engine,
     gpu,
     halving,
+    padding,
     pipeline_ceiling,
     render,
     rerun,
@@ -45,7 +46,7 @@ from benchmarks.common import COCO_MINI, REPO, Context, log, machine_info, machi
 
 SECTIONS = {"batching": batching, "engine": engine, "rerun": rerun, "scaling": scaling, "gpu": gpu,
             "token_budgets": token_budgets, "scoring": scoring, "halving": halving,
-            "pipeline_ceiling": pipeline_ceiling}
+            "pipeline_ceiling": pipeline_ceiling, "padding": padding}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

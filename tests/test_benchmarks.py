@@ -104,3 +104,6 @@ def test_quick_benchmark_writes_every_section(
         assert gpu == {"skipped": "no GPU"}
     else:
         assert gpu["rows"]
+    padding = result["padding"]  # section 10: mixed image sizes, grouped by prompt length
+    assert 0 <= padding["pad_tokens_grouped"] < padding["pad_tokens_padded"]
+    assert padding["identical_captions"] == padding["compared_captions"] == 8

@@ -8,7 +8,8 @@ from typing import Any, ClassVar, Literal
 from PIL import Image
 
 from actors.contract import CaptionResult
-from actors.generation import Generation, generate_batch
+from actors.generation import Generation, generate_grouped
+from actors.length_groups import DEFAULT_SLACK
 
 MultiImage = Literal["native", "panorama"]
 
@@ -64,6 +65,10 @@ class Family:
     # call per sample, text-only outputs): the host then generates each budget on its own. A subclass that
     # overrides `generate` without saying otherwise is marked False (`__init_subclass__`).
     shares_token_budgets: ClassVar[bool] = True
+    # Requests of one call grouped by prompt length before generate() (`actors.length_groups`): a group
+    # splits off where a prompt is more than this fraction longer than the group's shortest; None: one
+    # generate() per call, however the lengths differ.
+    length_group_slack: ClassVar[float | None] = DEFAULT_SLACK
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -124,14 +129,16 @@ class Family:
     def generate(self, model: Any, processor: Any, prompts: list[str], images: list[list[Image.Image]],
                  generate_kwargs: dict[str, Any], device: Any) -> list[CaptionResult]:
         """Caption a batch; returns one CaptionResult per prompt, in order."""
-        return generate_batch(self, model, processor, prompts, images, generate_kwargs, device).results
+        return generate_grouped(self, model, processor, prompts, images, generate_kwargs, device,
+                                slack=self.length_group_slack).results
 
     def generate_budgets(self, model: Any, processor: Any, prompts: list[str],
                          images: list[list[Image.Image]], generate_kwargs: dict[str, Any], device: Any,
                          budgets: tuple[int, ...]) -> Generation:
         """One generation at the kwargs' max_new_tokens with every budget of `budgets` cut from it (only
         called when `shares_token_budgets` and the settings allow it: greedy, one beam)."""
-        return generate_batch(self, model, processor, prompts, images, generate_kwargs, device, budgets)
+        return generate_grouped(self, model, processor, prompts, images, generate_kwargs, device, budgets,
+                                slack=self.length_group_slack)
 
     def describe(self) -> dict[str, Any]:
         """What the family does, for logs and the dry-run plan."""
