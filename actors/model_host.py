@@ -179,9 +179,14 @@ def ray_node_id() -> str:
 class ModelHost:
     """Holds one loaded captioner; `begin_cell` when a cell starts on it, `caption` per batch."""
 
-    def __init__(self, spec: LoadSpec, energy_country: str | None):
+    def __init__(self, spec: LoadSpec | None, energy_country: str | None, captioner: Captioner | None = None):
+        """`captioner`: one already loaded (benchmarks and CI checks outside Ray); else loaded from `spec`."""
         self.spec = spec
-        self.captioner = load_captioner(spec)
+        if captioner is None:
+            if spec is None:
+                raise ValueError("ModelHost needs a LoadSpec or a loaded captioner")
+            captioner = load_captioner(spec)
+        self.captioner = captioner
         self.actor_id = f"{socket.gethostname()}:{os.getpid()}"
         self.node_id = ray_node_id()
         self.energy = EnergyMeter(energy_country)
