@@ -3,6 +3,7 @@
 by the engine's per-request latencies (`request_e2e`). Without Ray or vLLM: a captioner double."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,3 +120,37 @@ def test_latency_kind_is_request_e2e_only_when_every_captioned_request_was_timed
     assert latency_kind("request_e2e", [timed, failed]) == "request_e2e"
     assert latency_kind("request_e2e", [timed, untimed]) == "batch_wall"
     assert latency_kind("batch_wall", [timed]) == "batch_wall"
+
+
+@pytest.mark.slow  # a sweep on Ray
+def test_a_sweep_cell_feeds_a_self_batching_host_windows_of_batches(coco_mini, tmp_path, monkeypatch):
+    from conftest import grid_dict
+
+    from sweep.cells import expand_cells
+    from sweep.config import parse_grid
+    from sweep.data import dataset_fingerprint, load_coco_samples
+    from sweep.engine import run_sweep
+    from sweep.store import ResultStore
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)  # the loader lives in the checkout (benchmarks.*), as a user's would
+    monkeypatch.syspath_prepend(str(root))
+    grid = parse_grid(grid_dict(
+        coco_mini, tmp_path,
+        models=[{"id": "windowed", "loader": "benchmarks.zero_captioner:build_windowed"}],
+        max_new_tokens=[4], resources={"batch_size": 2},
+        dataset={"captions": str(coco_mini / "captions_val2017.json"), "images": str(coco_mini / "val2017"),
+                 "limit": 10},
+    ))
+    samples = load_coco_samples(grid.dataset)
+    cells = expand_cells(grid, dataset_fingerprint(samples, grid.dataset.image_max_side))
+    info = run_sweep(grid, cells, samples)
+    assert info.exit_code == 0, info.results[["label", "reason"]]
+    table = ResultStore(info.output_dir).read_captions(cells[0].cell_id)
+    assert len(table) == 10
+    # 5 batches of 2, 4 per call: calls of 8 and 2 requests; every row its own sample's caption
+    assert sorted(table["caption"].str.split(" of ").str[1].astype(int).unique()) == [2, 8]
+    assert (table["caption"].str.split(" of ").str[0] == table["sample_id"]).all()
+    assert set(table["latency_kind"]) == {"request_e2e"}
+    assert (table["batch_latency_sec"] == 0.002).all() and (table["request_e2e_sec"] == 0.002).all()
+    assert set(info.results["latency_kind"]) == {"request_e2e"}
