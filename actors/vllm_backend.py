@@ -114,6 +114,7 @@ class VLLMCaptioner(Captioner):
         self.precision = precision
         self.batches_per_call = window_batches()
         self.calls: list[int] = []  # requests per llm.generate call, for checks of the windowing
+        self._prompts: dict[tuple[str, int], str] = {}  # (prompt, images) -> the formatted prompt
         on_cuda = torch.cuda.is_available()
         if max_images_per_prompt is None:
             max_images_per_prompt = 1 if family.multi_image == "panorama" else 4
@@ -154,8 +155,10 @@ class VLLMCaptioner(Captioner):
                 f"{len(images)} images in one prompt, more than this engine's limit_mm_per_prompt "
                 f"({self.max_images})"
             )
-        prompt = self.family.format_prompt(self.processor, request.prompt, len(images))
-        return {"prompt": prompt, "multi_modal_data": {"image": images}}
+        key = (request.prompt, len(images))
+        if key not in self._prompts:  # the chat template costs ~1 ms a request; a cell has one prompt
+            self._prompts[key] = self.family.format_prompt(self.processor, request.prompt, len(images))
+        return {"prompt": self._prompts[key], "multi_modal_data": {"image": images}}
 
     def sampling_params(self, generate_kwargs: dict) -> Any:
         from vllm import SamplingParams
