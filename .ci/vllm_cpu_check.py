@@ -5,7 +5,9 @@ Run with the python of .vllm-venv (built by .ci/vllm_venv.sh); tests/test_vllm_c
     .vllm-venv/bin/python .ci/vllm_cpu_check.py --images ../shared/data/coco-mini/val2017 --json out.json
 
 Prints (and writes with --json) one JSON object: captions, generated token counts, the load report and
-timings. vLLM starts worker processes, hence the `__main__` guard. A CI helper, not part of the product:
+timings; with --window-n, the host path (windows of batches per vLLM call, vLLM's request timings) side by
+side with a bare `llm.generate` of the same inputs (benchmarks/README.md, section 10).
+vLLM starts worker processes, hence the `__main__` guard. A CI helper, not part of the product:
 it imports `actors` from the checkout it sits in (put first on the path below, so a .vllm-venv built by
 another checkout still tests this one).
 """

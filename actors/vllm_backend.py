@@ -15,6 +15,9 @@ Mapping of the cell's settings:
   min_new_tokens; num_beams > 1 -> `LLM.beam_search` (which has no min_tokens nor repetition penalty);
 - images: `{"prompt": ..., "multi_modal_data": {"image": [PIL, ...]}}`, the prompt text built by the family's
   `format_prompt` with the model's HF processor, so HF and vLLM cells see the same prompt;
+- a window of batches per call (`batches_per_call`, `ModelHost.caption_window`): vLLM's scheduler sees many
+  requests at once, not one `batch_size` batch; each request timed by vLLM's own `RequestOutput.metrics`
+  (`request_timings`, `latency_kind: request_e2e`; stats logging is turned on for it);
 - token budgets (`GenerationSettings.budgets`): not cut from one generation here, so the `Captioner` base
   class generates each smaller budget on its own (`own_generation`, one `llm.generate` per budget). vLLM
   0.32 gives no per-token times to cut by: `RequestOutput.metrics` (`RequestStateStats`) holds only the
