@@ -154,3 +154,20 @@ def test_a_sweep_cell_feeds_a_self_batching_host_windows_of_batches(coco_mini, t
     assert set(table["latency_kind"]) == {"request_e2e"}
     assert (table["batch_latency_sec"] == 0.002).all() and (table["request_e2e_sec"] == 0.002).all()
     assert set(info.results["latency_kind"]) == {"request_e2e"}
+
+
+def test_vllm_window_size_comes_from_the_environment_and_is_checked(monkeypatch):
+    from actors.vllm_backend import request_timings, window_batches
+
+    monkeypatch.delenv("VLM_SWEEP_VLLM_BATCHES_PER_CALL", raising=False)
+    assert window_batches() == 16
+    monkeypatch.setenv("VLM_SWEEP_VLLM_BATCHES_PER_CALL", "4")
+    assert window_batches() == 4
+    for bad in ("0", "many"):
+        monkeypatch.setenv("VLM_SWEEP_VLLM_BATCHES_PER_CALL", bad)
+        with pytest.raises(ValueError, match="VLM_SWEEP_VLLM_BATCHES_PER_CALL must be a positive integer"):
+            window_batches()
+    # vLLM's RequestStateStats: TTFT as vLLM measured it, e2e that plus the first-to-last-token time
+    stats = type("Stats", (), {"first_token_latency": 0.25, "first_token_ts": 10.0, "last_token_ts": 10.5})()
+    assert request_timings(stats) == (0.25, 0.75)
+    assert request_timings(None) == (None, None)
