@@ -5,7 +5,9 @@ Run with the python of .vllm-venv (built by .ci/vllm_venv.sh); tests/test_vllm_c
     .vllm-venv/bin/python .ci/vllm_cpu_check.py --images ../shared/data/coco-mini/val2017 --json out.json
 
 Prints (and writes with --json) one JSON object: captions, generated token counts, the load report and
-timings. vLLM starts worker processes, hence the `__main__` guard. A CI helper, not part of the product:
+timings; with --window-n, the host path (windows of batches per vLLM call, vLLM's request timings) side by
+side with a bare `llm.generate` of the same inputs (benchmarks/README.md, section 10).
+vLLM starts worker processes, hence the `__main__` guard. A CI helper, not part of the product:
 it imports `actors` from the checkout it sits in (put first on the path below, so a .vllm-venv built by
 another checkout still tests this one).
 """
@@ -16,6 +18,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -55,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=8)
     parser.add_argument("--beams", type=int, default=2, help="also caption with beam search of this width")
     parser.add_argument("--json", type=Path, default=None, help="write the result here")
+    parser.add_argument("--window-n", type=int, default=0,
+                        help="also caption this many images through ModelHost.caption_window (batches of "
+                        "--batch-size, the captioner's batches_per_call per call) and, side by side, through "
+                        "a bare vllm.LLM.generate over the same prompts and images (0: skip)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of host path / bare, alternated")
     args = parser.parse_args(argv)
 
     from PIL import Image
@@ -68,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     path = hub_layout_llava(Path(tiny), Path(tiny).with_name("llava-hub-layout"))
     build_s = time.perf_counter() - t_build
     t0 = time.perf_counter()
+    # 4 batches per generate() call unless the caller says otherwise: a small --window-n still windows
+    os.environ.setdefault("VLM_SWEEP_VLLM_BATCHES_PER_CALL", "4")
     # the family is named, as in a grid; weights are random (a tiny model): logged as such via weights_mode
     captioner = make_captioner(str(path), "llava", None, False, "fp32", "vllm", weights_mode="real")
     captioner.report.weights = "random"
@@ -89,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         t2 = time.perf_counter()
         beam = captioner.generate(requests, {**kwargs, "num_beams": args.beams})
         beam_s = time.perf_counter() - t2
+    window = host_vs_bare(captioner, args, kwargs) if args.window_n else {}
     peak, peak_kind = captioner.peak_memory()
     result = {
         "sample_ids": [r.sample_id for r in requests],
@@ -104,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         "beam_s": round(beam_s, 2),
         "peak_memory_bytes": peak,
         "peak_memory_kind": peak_kind,
+        "window": window,
     }
     text = json.dumps(result, indent=2, default=str)
     if args.json:
@@ -113,6 +126,84 @@ def main(argv: list[str] | None = None) -> int:
     captioner.close()  # else the engine core and worker processes outlive this one
     # vLLM's atexit handlers can keep the interpreter alive on the way out: leave at once.
     os._exit(0)
+
+
+def host_vs_bare(captioner, args, kwargs: dict) -> dict:
+    """The engine's host path (`ModelHost.caption_window`: pixels as the decode stage hands them, windows
+    of `batches_per_call` batches) against a bare `llm.generate` of the same prompts and images with the
+    same SamplingParams, and the host path at one batch per call (as before windowing), alternated
+    `--rounds` times after one warm-up; images/s of the fastest round of each and their ratios to the bare
+    call, plus what vLLM was given per call and its per-request timings."""
+    import numpy as np
+    from PIL import Image
+
+    from actors.contract import CaptionRequest, GenerationSettings, SampleBatch
+    from actors.model_host import ModelHost
+
+    paths = sorted(args.images.glob("*.jpg"))
+    paths = [paths[i % len(paths)] for i in range(args.window_n)]
+    pixels = [np.asarray(Image.open(p).convert("RGB").resize((224, 224))) for p in paths]
+    ids = [f"{p.stem}-{i}" for i, p in enumerate(paths)]
+    size = args.batch_size
+    batches = [SampleBatch(ids[i:i + size], [""] * len(ids[i:i + size]), [224] * len(ids[i:i + size]),
+                           [224] * len(ids[i:i + size]), pixels=pixels[i:i + size])
+               for i in range(0, len(ids), size)]
+    per_call = captioner.batches_per_call
+    host = ModelHost(None, None, captioner)
+    settings = GenerationSettings(prompt="Describe this image in one sentence.",
+                                  max_new_tokens=kwargs["max_new_tokens"], num_beams=1, min_new_tokens=2)
+    host.begin_cell("window", settings)
+    effective = host._kwargs(settings)
+    bare_inputs = [captioner.engine_input(CaptionRequest(i, [Image.fromarray(x)], settings.prompt))
+                   for i, x in zip(ids, pixels, strict=True)]
+    params = captioner.sampling_params(effective)
+
+    def host_path(per_call: int = per_call) -> list:
+        results = []
+        for first in range(0, len(batches), per_call):
+            group = batches[first:first + per_call]
+            results += host.caption_window(settings, "window", [len(b.sample_ids) for b in group], *group)
+        return results
+
+    def host_one_batch() -> list:  # as before windowing: one batch per generate() call
+        return host_path(1)
+
+    def bare() -> list:
+        return captioner.llm.generate(bare_inputs, params, use_tqdm=False)
+
+    times: dict[str, list[float]] = {"host": [], "bare": [], "host_one_batch": []}
+    host_path(), bare()  # warm-up: the first multimodal requests pay vLLM's processor caches
+    results: list = []
+    calls: list[int] = []
+    for _ in range(max(1, args.rounds)):
+        for name, run in (("host", host_path), ("bare", bare), ("host_one_batch", host_one_batch)):
+            captioner.calls.clear()
+            t = time.perf_counter()
+            out = run()
+            times[name].append(time.perf_counter() - t)
+            if name == "host":
+                results, calls = out, list(captioner.calls)
+    host_ips = args.window_n / min(times["host"])
+    bare_ips = args.window_n / min(times["bare"])
+    one_ips = args.window_n / min(times["host_one_batch"])
+    samples = [s for r in results for s in r.samples]
+    return {
+        "n": args.window_n, "batch_size": size, "batches_per_call": per_call, "rounds": args.rounds,
+        "requests_per_generate_call": calls,
+        **{f"{name}_seconds": [round(t, 3) for t in runs] for name, runs in times.items()},
+        "host_images_per_s": round(host_ips, 2), "bare_images_per_s": round(bare_ips, 2),
+        "host_one_batch_images_per_s": round(one_ips, 2),
+        "host_over_bare": round(host_ips / bare_ips, 3),
+        "host_one_batch_over_bare": round(one_ips / bare_ips, 3),
+        # the machine may be shared: the ratio of the median rounds too
+        "host_over_bare_median": round(
+            statistics.median(times["bare"]) / statistics.median(times["host"]), 3),
+        "latency_kinds": sorted({r.latency_kind for r in results}),
+        "batch_latency_sec": [round(r.latency_sec, 3) for r in results],
+        "request_e2e_sec": [round(s.request_e2e_sec, 3) for s in samples],
+        "ttft_sec": [round(s.ttft_sec, 3) for s in samples],
+        "captions": [s.caption for s in samples],
+    }
 
 
 if __name__ == "__main__":

@@ -63,6 +63,9 @@ class Captioner(ABC):
     # the generate() call the batch was in, for every image of it. A backend that times each request
     # itself (vLLM's request metrics) says "request_e2e".
     latency_kind: str = "batch_wall"
+    # Batches a host hands over per generate() call (`ModelHost.caption_window`): 1, one batch per call;
+    # a backend that schedules requests itself (vLLM) takes a window of them, so it can batch as designed.
+    batches_per_call: int = 1
 
     @abstractmethod
     def generate(self, requests: list[CaptionRequest], generate_kwargs: dict) -> list[CaptionResult]:

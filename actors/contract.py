@@ -98,6 +98,9 @@ class CaptionRequest:
 class CaptionResult:
     caption: str
     generated_tokens: int
+    # the engine's own timing of this request (vLLM's request metrics), None when it gives none
+    ttft_sec: float | None = None  # arrival to first token
+    e2e_sec: float | None = None  # arrival to last token
 
 
 @dataclass
@@ -140,6 +143,9 @@ class SampleResult:
     processing_time_sec: float  # the sample's share of the batch's generate() time
     image_width: int
     image_height: int
+    # the engine's own request timings (CaptionResult.ttft_sec / e2e_sec), NaN when it gives none
+    ttft_sec: float = float("nan")
+    request_e2e_sec: float = float("nan")
 
 
 @dataclass
@@ -205,3 +211,6 @@ class CellStart:
     generation: dict[str, Any]  # effective generate() settings: the family's defaults under the cell's
     cells_before: int  # cells this load began before this one (0: loaded for this cell)
     rendered_prompt: str = ""  # the cell's prompt as the model sees it (one image), "" when unknown
+    # batches the host takes per call (`Captioner.batches_per_call`): >1 for an engine that batches
+    # itself (vLLM), so its scheduler sees many requests at once
+    batches_per_call: int = 1

@@ -10,6 +10,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TypeVar
 
 import numpy as np
@@ -32,6 +33,54 @@ from actors.energy import EnergyMeter
 from actors.generation import BudgetCut, Generation, merge_cuts
 
 Chunked = TypeVar("Chunked")
+NAN = float("nan")
+
+
+def engine_seconds(value: float | None) -> float:
+    return NAN if value is None else float(value)
+
+
+def latency_kind(claimed: str, samples: list[SampleResult]) -> str:
+    """`request_e2e` only when the engine timed every captioned request (vLLM's beam search does not):
+    else the batch's wall time is what its latency is."""
+    if claimed != "request_e2e":
+        return claimed
+    timed = all(s.request_e2e_sec == s.request_e2e_sec for s in samples if not s.error)
+    return claimed if timed else "batch_wall"
+
+
+def split_window(result: BatchResult, sizes: list[int]) -> list[BatchResult]:
+    """One result of consecutive batches (`sizes` samples each) as one result per batch, in order.
+
+    Each batch keeps the window's start/end and host facts, its own samples and budget rows, and the
+    window's energy on the first batch only (so sums stay right). Its latency: with `request_e2e` the
+    longest end-to-end latency the engine measured for the batch's requests (when each batch was done),
+    else the window's wall time, which every image of it waited. A batch with nothing captioned has 0."""
+    if sum(sizes) != len(result.samples) or any(n < 0 for n in sizes):
+        raise ValueError(f"window of {len(result.samples)} samples cannot be split into batches of {sizes}")
+    out: list[BatchResult] = []
+    start = 0
+    for k, n in enumerate(sizes):
+        samples = result.samples[start:start + n]
+        captioned = sum(1 for s in samples if not s.error)
+        e2e = [s.request_e2e_sec for s in samples if not s.error and s.request_e2e_sec == s.request_e2e_sec]
+        if not captioned:
+            latency = 0.0
+        elif result.latency_kind == "request_e2e" and len(e2e) == captioned:
+            latency = max(e2e)
+        else:
+            latency = result.latency_sec
+        rows = slice(start, start + n)
+        budgets = {t: replace(b, captions=b.captions[rows], generated_tokens=b.generated_tokens[rows])
+                   for t, b in result.budgets.items()}
+        first = k == 0
+        out.append(replace(
+            result, samples=samples, captioned=captioned, latency_sec=latency, budgets=budgets,
+            energy_kwh=result.energy_kwh if first else 0.0,
+            emissions_kg=result.emissions_kg if first else 0.0,
+        ))
+        start += n
+    return out
 
 
 def images_of(batch: SampleBatch, i: int) -> list[Image.Image]:
@@ -130,9 +179,14 @@ def ray_node_id() -> str:
 class ModelHost:
     """Holds one loaded captioner; `begin_cell` when a cell starts on it, `caption` per batch."""
 
-    def __init__(self, spec: LoadSpec, energy_country: str | None):
+    def __init__(self, spec: LoadSpec | None, energy_country: str | None, captioner: Captioner | None = None):
+        """`captioner`: one already loaded (benchmarks and CI checks outside Ray); else loaded from `spec`."""
         self.spec = spec
-        self.captioner = load_captioner(spec)
+        if captioner is None:
+            if spec is None:
+                raise ValueError("ModelHost needs a LoadSpec or a loaded captioner")
+            captioner = load_captioner(spec)
+        self.captioner = captioner
         self.actor_id = f"{socket.gethostname()}:{os.getpid()}"
         self.node_id = ray_node_id()
         self.energy = EnergyMeter(energy_country)
@@ -147,7 +201,7 @@ class ModelHost:
         render = getattr(self.captioner, "rendered_prompt", None)  # test doubles may lack it
         rendered = render(settings.prompt) if render is not None else ""
         return CellStart(self.actor_id, self.node_id, self.captioner.report, self._kwargs(settings), before,
-                         rendered)
+                         rendered, int(getattr(self.captioner, "batches_per_call", 1)))
 
     def _kwargs(self, settings: GenerationSettings) -> dict:
         if settings not in self.generation:
@@ -197,6 +251,8 @@ class ModelHost:
                 processing_time_sec=per_image if i in captions else 0.0,
                 image_width=batch.widths[i],
                 image_height=batch.heights[i],
+                ttft_sec=engine_seconds(captions[i].ttft_sec) if i in captions else NAN,
+                request_e2e_sec=engine_seconds(captions[i].e2e_sec) if i in captions else NAN,
             )
             for i, sid in enumerate(batch.sample_ids)
         ]
@@ -206,13 +262,22 @@ class ModelHost:
             end_ts=start_ts + elapsed, actor_id=self.actor_id, node_id=self.node_id,
             peak_memory_bytes=peak, peak_memory_kind=peak_kind, energy_kwh=kwh, emissions_kg=co2_kg,
             model_cells_before=self.cells_before.get(cell_id, 0), budgets=answered,
-            latency_kind=getattr(self.captioner, "latency_kind", "batch_wall"),
+            latency_kind=latency_kind(getattr(self.captioner, "latency_kind", "batch_wall"), samples),
         )
 
     def caption_parts(self, settings: GenerationSettings, cell_id: str, *parts: SampleBatch) -> BatchResult:
         """`caption` of one batch that arrives in pieces (decoded by several tasks, passed as separate
         arguments so that Ray hands each one over as soon as it is ready)."""
-        return self.caption(SampleBatch.concat(list(parts)), settings, cell_id)
+        batch = SampleBatch.concat(list(parts))
+        return self.caption_window(settings, cell_id, [len(batch.sample_ids)], batch)[0]
+
+    def caption_window(self, settings: GenerationSettings, cell_id: str, sizes: list[int],
+                       *parts: SampleBatch) -> list[BatchResult]:
+        """Several batches (of `sizes` samples, their pieces in order) captioned in one generate() call, for
+        a backend that schedules requests itself (`Captioner.batches_per_call`); answered per batch, in
+        order, as `split_window` cuts the one result."""
+        merged = self.caption(SampleBatch.concat(list(parts)), settings, cell_id)
+        return split_window(merged, sizes)
 
     def _budget(self, t: int, batch: SampleBatch, ok: list[int], requests: list[CaptionRequest],
                 kwargs: dict, generation: Generation, overhead: dict[str, float]) -> BudgetResult:

@@ -15,6 +15,9 @@ Mapping of the cell's settings:
   min_new_tokens; num_beams > 1 -> `LLM.beam_search` (which has no min_tokens nor repetition penalty);
 - images: `{"prompt": ..., "multi_modal_data": {"image": [PIL, ...]}}`, the prompt text built by the family's
   `format_prompt` with the model's HF processor, so HF and vLLM cells see the same prompt;
+- a window of batches per call (`batches_per_call`, `ModelHost.caption_window`): vLLM's scheduler sees many
+  requests at once, not one `batch_size` batch; each request timed by vLLM's own `RequestOutput.metrics`
+  (`request_timings`, `latency_kind: request_e2e`; stats logging is turned on for it);
 - token budgets (`GenerationSettings.budgets`): not cut from one generation here, so the `Captioner` base
   class generates each smaller budget on its own (`own_generation`, one `llm.generate` per budget). vLLM
   0.32 gives no per-token times to cut by: `RequestOutput.metrics` (`RequestStateStats`) holds only the
@@ -66,7 +69,37 @@ def estimate_weights(path: str, family: Family, dtype_name: str,
     return int(total), module_precisions(model, family)
 
 
+def request_timings(metrics: Any) -> tuple[float | None, float | None]:
+    """(time to first token, end-to-end latency) of one request, in seconds, from vLLM's own metrics
+    (`RequestStateStats`, filled on CPU too when stats are logged): TTFT is vLLM's `first_token_latency`
+    (frontend arrival to the engine step that produced the first token); e2e adds the decode time between
+    the engine core's first- and last-token timestamps (the same monotonic clock). vLLM's own
+    `e2e_latency` is computed only for its stat loggers, not returned. (None, None) without metrics."""
+    if metrics is None or not getattr(metrics, "first_token_ts", 0.0):
+        return None, None
+    ttft = float(metrics.first_token_latency)
+    decode = max(0.0, float(metrics.last_token_ts) - float(metrics.first_token_ts))
+    return ttft, ttft + decode
+
+
+def window_batches() -> int:
+    """Batches per generate() call (`VLM_SWEEP_VLLM_BATCHES_PER_CALL`, default 16): enough requests for
+    vLLM's scheduler to batch (its default max_num_seqs is 256 on GPU), few enough that a crash loses
+    little and a window's pixels stay small in the object store."""
+    value = os.environ.get("VLM_SWEEP_VLLM_BATCHES_PER_CALL") or "16"
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"VLM_SWEEP_VLLM_BATCHES_PER_CALL must be a positive integer, not {value!r}")
+    return n
+
+
 class VLLMCaptioner(Captioner):
+    # each request timed by vLLM's metrics (`request_timings`); a beam search has none: batch_wall then
+    latency_kind = "request_e2e"
+
     def __init__(self, model: ResolvedModel, max_images_per_prompt: int | None = None,
                  engine_kwargs: dict[str, Any] | None = None):
         family, precision = model.family, model.precision
@@ -82,6 +115,9 @@ class VLLMCaptioner(Captioner):
 
         self.family = family
         self.precision = precision
+        self.batches_per_call = window_batches()
+        self.calls: list[int] = []  # requests per llm.generate call, for checks of the windowing
+        self._prompts: dict[tuple[str, int], str] = {}  # (prompt, images) -> the formatted prompt
         on_cuda = torch.cuda.is_available()
         if max_images_per_prompt is None:
             max_images_per_prompt = 1 if family.multi_image == "panorama" else 4
@@ -97,6 +133,8 @@ class VLLMCaptioner(Captioner):
             "load_format": "dummy" if model.dummy_weights else "auto",
             "limit_mm_per_prompt": {"image": max_images_per_prompt},
             "seed": 0,
+            # per-request metrics (RequestOutput.metrics, vLLM's RequestStateStats): LLM turns them off
+            "disable_log_stats": False,
         }
         # Operator knobs without a grid field (gpu_memory_utilization, max_model_len, enforce_eager, ...):
         # a JSON object in VLM_SWEEP_VLLM_ENGINE_ARGS; explicit engine_kwargs win.
@@ -120,8 +158,10 @@ class VLLMCaptioner(Captioner):
                 f"{len(images)} images in one prompt, more than this engine's limit_mm_per_prompt "
                 f"({self.max_images})"
             )
-        prompt = self.family.format_prompt(self.processor, request.prompt, len(images))
-        return {"prompt": prompt, "multi_modal_data": {"image": images}}
+        key = (request.prompt, len(images))
+        if key not in self._prompts:  # the chat template costs ~1 ms a request; a cell has one prompt
+            self._prompts[key] = self.family.format_prompt(self.processor, request.prompt, len(images))
+        return {"prompt": self._prompts[key], "multi_modal_data": {"image": images}}
 
     def sampling_params(self, generate_kwargs: dict) -> Any:
         from vllm import SamplingParams
@@ -146,9 +186,12 @@ class VLLMCaptioner(Captioner):
         if beams > 1:
             results = self._beam_search(inputs, beams, generate_kwargs)
         else:
+            self.calls.append(len(inputs))
             outputs = self.llm.generate(inputs, self.sampling_params(generate_kwargs), use_tqdm=False)
             results = [
-                CaptionResult(out.outputs[0].text.strip(), len(out.outputs[0].token_ids)) for out in outputs
+                CaptionResult(out.outputs[0].text.strip(), len(out.outputs[0].token_ids),
+                              *request_timings(out.metrics))
+                for out in outputs
             ]
         self._sample_memory()
         return results

@@ -22,3 +22,20 @@ class ZeroCaptioner(Captioner):
 
 def build(model_id: str, precision: str) -> Captioner:
     return ZeroCaptioner(precision)
+
+
+class WindowedZeroCaptioner(ZeroCaptioner):
+    """The zero-cost captioner as a self-batching engine (vLLM's host path): several batches per call,
+    each request "timed" by the engine. Its caption names the sample and the requests of its call, so a
+    test reads off the caption table what each call got and that rows come back in request order."""
+
+    latency_kind = "request_e2e"
+    batches_per_call = 4
+
+    def generate(self, requests: list[CaptionRequest], generate_kwargs: dict) -> list[CaptionResult]:
+        n = len(requests)
+        return [CaptionResult(f"{r.sample_id} of {n}", 1, 0.001, 0.002) for r in requests]
+
+
+def build_windowed(model_id: str, precision: str) -> Captioner:
+    return WindowedZeroCaptioner(precision)

