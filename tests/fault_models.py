@@ -48,7 +48,13 @@ class ScriptedCaptioner(Captioner):
             marker = fault_dir / "filled"
             if len(calls) == 2 and not marker.exists():
                 marker.write_text("1")
-                _fill(Path(os.environ["VLM_SWEEP_FAULT_FILL"]))
+                ballast = Path(os.environ["VLM_SWEEP_FAULT_FILL"])
+                # batches are in flight ahead of the writes: fill only once the first batch is on disk
+                deadline = time.time() + 60
+                written = "out/cells/*/parts/[!.]*.parquet"
+                while not list(ballast.parent.glob(written)) and time.time() < deadline:
+                    time.sleep(0.05)
+                _fill(ballast)
         if self.mode == "slow":
             time.sleep(float(os.environ.get("VLM_SWEEP_FAULT_SLEEP", "0.5")))
         words = max(1, generate_kwargs["max_new_tokens"] // 2)

@@ -89,9 +89,10 @@ def test_a_disk_that_fills_mid_run_stops_the_sweep_naming_the_path_and_keeping_w
     grid = tmp_path / "grid.yaml"
     grid.write_text(yaml.safe_dump(data))
 
-    assert main([str(grid)]) == EXIT_STORAGE
+    code = main([str(grid)])
     printed = capfd.readouterr()
     text = printed.out + printed.err
+    assert code == EXIT_STORAGE, text
     assert "No space left on device" in text and str(out) in text
     assert "stopping the sweep: the output disk is full" in text
     assert "Traceback" not in printed.out  # the sweep's own output: no crash (Tune and MLflow log theirs)
@@ -99,13 +100,14 @@ def test_a_disk_that_fills_mid_run_stops_the_sweep_naming_the_path_and_keeping_w
     store = ResultStore(out)
     fills = next(p.name for p in (out / "cells").iterdir() if '"fills"' in (p / "cell.json").read_text())
     kept = store.done_sample_ids(fills)
-    assert len(kept) == 4  # the first batch was written before the disk filled; it is kept
+    assert len(kept) == 4, text  # the first batch was written before the disk filled; it is kept
     calls = (fault_dir / "calls.log").read_text().splitlines()
     assert {c.split()[0] for c in calls} == {"fills"}  # the next cell never started
 
     ballast.unlink()  # space freed: the re-run resumes, recomputing only what is missing
     (fault_dir / "calls.log").unlink()
-    assert main([str(grid)]) == 0
+    code = main([str(grid)])
+    assert code == 0, capfd.readouterr().out
     assert (out / "results.csv").is_file()
     calls = [c.split() for c in (fault_dir / "calls.log").read_text().splitlines()]
     assert sum(int(n) for m, n in calls if m == "fills") == 8
