@@ -26,12 +26,6 @@ def load_captioner(model_id: str, precision: str, weights_mode: str = "real") ->
     return load(LoadSpec(ModelRef(model_id, weights=weights_mode), precision, backend="hf"))
 
 
-def load_facts(captioner: Any) -> dict[str, float]:
-    """What the captioner's load cost and weighs."""
-    report = captioner.report
-    return {"load_seconds": report.load_seconds, "weight_gb": report.weight_bytes / 1e9}
-
-
 def exact_length_generation(prompt: str, max_new_tokens: int) -> dict[str, Any]:
     """Greedy, exactly max_new_tokens new tokens (min = max), no family defaults: every variant generates
     the same work."""
