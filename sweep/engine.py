@@ -20,6 +20,7 @@ from sweep.budgets import Sharing, plan_sharing
 from sweep.cells import Cell
 from sweep.config import GridConfig
 from sweep.data import Sample
+from sweep.disk import EXIT_STORAGE, storage_failure
 from sweep.lock import holds_sweep_lock
 from sweep.logs import LogSession, route_library_logs
 from sweep.phases import PhaseTimer
@@ -274,7 +275,6 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
     it finishes), and give every cell an outcome, also when the sweep is interrupted. `stop`
     (`sweep.stopping.StopSignals`): a first SIGINT/SIGTERM ends the trials; the cells without an outcome
     are then recorded as interrupted (their finished batches stay in the store: a re-run resumes them)."""
-    from sweep.disk import storage_failure
     from sweep.progress import SweepProgress
     from sweep.recorder import SweepRecorder
     from sweep.scoring import CaptionScorer
@@ -407,7 +407,6 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
     (naming `log_path`, the sweep's log file)."""
     import pandas as pd
 
-    from sweep.disk import EXIT_STORAGE
     from sweep.recorder import cells_beside
     from sweep.report import (
         add_statistics,
@@ -617,8 +616,6 @@ def _run_logged(grid: GridConfig, cells: list[Cell], samples: list[Sample] | Non
                 execution.tracker.finish(ok=False, status="KILLED")
             print(f"stopped by {stop.name}: exit {code}", flush=True)
         elif execution.halted:
-            from sweep.disk import EXIT_STORAGE
-
             code = EXIT_STORAGE
             if execution.tracker is not None and execution.tracker.status is None:
                 with contextlib.suppress(Exception):  # its database may sit on the same full disk
