@@ -339,7 +339,7 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
                                        derived={lead: g.derived for lead, g in groups.items()},
                                        rungs=rungs, scheduler=scheduler)
                 if scheduler is not None:
-                    recorder.notes += [f"successive halving: {line}" for line in scheduler.state.log]
+                    recorder.notes += [f"successive halving: {line}" for line in scheduler.state.lines(rungs)]
                 recorder.notes.append(f"{hosts['loads']} model loads for {len(plan.todo)} cells (a loaded "
                                       "model serves every cell of its model and precision)")
                 if plan.sharing.lead_of:

@@ -1,10 +1,15 @@
 """Ray Tune's side of Pareto-aware successive halving: a `TrialScheduler` deciding on the rung reports
-of the trials (`sweep.trials.cell_trainable` reports `{"rung": i, ...}` when a cell's first n_i images
-are stored). Synchronous, as Tune's HyperBandScheduler: a trial that reaches a rung PAUSEs (its slot,
-and its model host, go to the next trial) until every live trial reached that rung; then the cells are
-compared (`sweep.halving.decide_rung`), the dominated trials are stopped and the others resume. A
-function trainable resumed after a PAUSE starts again from its first rung: the result store holds its
-images, so the earlier rungs cost a read and are answered CONTINUE at once."""
+of the trials (`sweep.trials.cell_trainable` reports `{"rung": i, ...}` once a cell's first n_i images
+are stored).
+
+Asynchronous, as ASHA and MO-ASHA: a trial that reports rung i is compared at once with every cell that
+has reached rung i (trials that reported it or finished, and cells finished before this sweep); dominated,
+its trial is stopped (Tune's STOP: the result is Tune's), else it goes on without waiting. No trial
+pauses, so none is restarted and no model is loaded twice: the trials run in the sweep's order, as many
+at once as the GPUs allow, exactly as without halving. What asynchrony costs: a trial is only compared
+with the cells that reached its rung before it, so the first generations of a sweep run further than a
+synchronous rung would let them (the order of the trials matters; a stopped cell's comparators are named
+in its reason)."""
 
 from __future__ import annotations
 
@@ -20,17 +25,23 @@ from sweep.halving import Domination, RungCell, decide_rung, trials_to_stop
 log = logging.getLogger(__name__)
 
 # Tune keeps its scheduler in the experiment state; what reads the store and scores lives here, in the
-# driver, by key (as sweep.recorder's callback does with its recorder).
+# driver, by key (as sweep.callbacks does with its recorder).
 _EVALUATORS: dict[int, Callable[[int, Sequence[str]], list[RungCell]]] = {}
 
 
 class HalvingState:
-    """What the scheduler decided, read by the recorder: trial cell id -> its Domination, and the
-    decisions log (one line per rung)."""
+    """What the scheduler decided, read by the recorder: trial cell id -> its Domination (and each
+    dominated cell a stopped trial served), and per rung how many generations reached it and stopped."""
 
     def __init__(self) -> None:
         self.stopped: dict[str, Domination] = {}
-        self.log: list[str] = []
+        self.reached: dict[int, int] = {}  # rung index -> generations that reported it
+        self.stops: dict[int, int] = {}  # rung index -> generations stopped there
+
+    def lines(self, rungs: Sequence[int]) -> list[str]:
+        """One line per decided rung, e.g. `rung 1 (10 images): 3 of 12 generations stopped`."""
+        return [f"rung {i + 1} ({rungs[i]} images): {self.stops.get(i, 0)} of {self.reached[i]} "
+                f"generations stopped" for i in sorted(self.reached)]
 
 
 _STATES: dict[int, HalvingState] = {}
@@ -54,89 +65,55 @@ class ParetoHalvingScheduler(FIFOScheduler):
         self._key = id(self)
         _EVALUATORS[self._key] = evaluate
         _STATES[self._key] = state or HalvingState()
-        self.reached: dict[str, int] = {}  # trial id -> highest rung reported in this attempt
-        self.decided = -1  # every rung up to this one is decided
-        self.released: set[str] = set()  # paused trial ids allowed to resume
-        self.live: dict[str, Trial] = {}
+        self.reached: dict[str, int] = {}  # trial cell id -> the highest rung its stored images cover
 
     @property
     def state(self) -> HalvingState:
         return _STATES[self._key]
 
-    def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
-        self.live[trial.trial_id] = trial
+    def _members(self, cell_id: str) -> tuple[str, ...]:
+        return self.groups.get(cell_id, (cell_id,))
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
         if "rung" not in result:
             return TrialScheduler.CONTINUE
-        rung = int(result["rung"])
-        self.released.discard(trial.trial_id)
-        if rung <= self.decided or rung >= len(self.rungs) - 1:
-            return TrialScheduler.CONTINUE  # decided before a PAUSE (replayed from the store), or the end
-        self.reached[trial.trial_id] = rung
-        return self._process(tune_controller, current=trial)
+        rung, cell_id = int(result["rung"]), trial.config["cell_id"]
+        self.reached[cell_id] = max(rung, self.reached.get(cell_id, -1))
+        if rung >= len(self.rungs) - 1:
+            return TrialScheduler.CONTINUE  # the whole dataset: nothing left to decide
+        stop = self.decide(rung, cell_id)
+        return TrialScheduler.STOP if stop is not None else TrialScheduler.CONTINUE
 
-    def _process(self, tune_controller: Any, current: Trial | None = None) -> str:
-        """Decide the next rung once every live trial reached it; the action for `current`."""
-        rung = self.decided + 1
-        if rung >= len(self.rungs) - 1 or not self.live:
-            return TrialScheduler.CONTINUE
-        if any(self.reached.get(t, -1) < rung for t in self.live):
-            return TrialScheduler.PAUSE  # wait (paused, its slot free) until the others reach the rung
-        trials = list(self.live.values())
-        cell_ids = [t.config["cell_id"] for t in trials]
-        members = [m for cid in cell_ids for m in self.groups.get(cid, (cid,))] + list(self.comparators)
-        cells = _EVALUATORS[self._key](rung, members)
-        decisions = decide_rung(cells, self.objectives, self.confidence, rung)
-        stop = trials_to_stop({cid: self.groups.get(cid, (cid,)) for cid in cell_ids}, decisions)
-        self.decided = rung
+    def decide(self, rung: int, cell_id: str) -> Domination | None:
+        """Compare the trial's cells at the rung with every cell that reached it; record a stop."""
+        members = self._members(cell_id)
+        others = [m for other, reached in self.reached.items() if other != cell_id and reached >= rung
+                  for m in self._members(other)]
         state = self.state
-        state.log.append(f"rung {rung + 1} ({self.rungs[rung]} images): {len(stop)} of {len(trials)} "
-                         f"generations stopped")
-        action = TrialScheduler.CONTINUE
-        for trial in trials:
-            cid = trial.config["cell_id"]
-            if cid in stop:
-                state.stopped[cid] = stop[cid]
-                for member in self.groups.get(cid, (cid,)):
-                    if decisions.get(member) is not None:
-                        state.stopped[member] = decisions[member]
-                if trial is current:
-                    action = TrialScheduler.STOP
-                elif trial.status == Trial.PAUSED:
-                    tune_controller.stop_trial(trial)
-            elif trial is not current:
-                self.released.add(trial.trial_id)
-        return action
-
-    def _forget(self, tune_controller: Any, trial: Trial) -> None:
-        self.live.pop(trial.trial_id, None)
-        self.reached.pop(trial.trial_id, None)
-        self.released.discard(trial.trial_id)
-        # the trial that ended may have been the last one the others waited for
-        if self.live and all(t.status == Trial.PAUSED for t in self.live.values()):
-            self._process(tune_controller)
+        state.reached[rung] = state.reached.get(rung, 0) + 1
+        if not others and not self.comparators:
+            return None  # nothing reached this rung before it: it goes on
+        cells = _EVALUATORS[self._key](rung, [*members, *others, *self.comparators])
+        decisions = decide_rung(cells, self.objectives, self.confidence, rung, targets=members)
+        stop = trials_to_stop({cell_id: members}, decisions).get(cell_id)
+        if stop is None:
+            return None
+        state.stops[rung] = state.stops.get(rung, 0) + 1
+        state.stopped[cell_id] = stop
+        for member in members:
+            if decisions.get(member) is not None:
+                state.stopped[member] = decisions[member]
+        log.info("successive halving: %s stopped at rung %d: %s", cell_id, rung + 1, stop.describe())
+        return stop
 
     def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict) -> None:
-        self._forget(tune_controller, trial)
+        cell_id = trial.config["cell_id"]
+        if cell_id not in self.state.stopped and (result or {}).get("rung") == len(self.rungs) - 1:
+            self.reached[cell_id] = len(self.rungs) - 1  # finished: its images cover every rung
 
     def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
-        self._forget(tune_controller, trial)
-
-    def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
-        self._forget(tune_controller, trial)
-
-    def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
-        for trial in tune_controller.get_trials():
-            if trial.status == Trial.PENDING:
-                return trial
-        # every other rung in reverse order: the trials that captioned last still have their models
-        # loaded (the host pool stops the least recently used first), so they go first
-        trials = tune_controller.get_trials()
-        for trial in (reversed(trials) if self.decided % 2 == 0 else trials):
-            if trial.status == Trial.PAUSED and trial.trial_id in self.released:
-                return trial
-        return None
+        # a failed cell is on no front: it must not stop another one
+        self.reached.pop(trial.config["cell_id"], None)
 
     def debug_string(self) -> str:
-        return f"Pareto-aware successive halving over rungs {self.rungs} (decided up to {self.decided + 1})"
+        return f"Pareto-aware successive halving (asynchronous) over rungs {self.rungs}"

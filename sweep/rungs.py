@@ -40,20 +40,27 @@ def energy_per_image(table: pd.DataFrame) -> pd.Series:
 class RungEvaluator:
     """`evaluate(rung, cell_ids)`: the RungCells of those cells over the first `sizes[rung]` samples of
     `order`. `score(predictions, references)` returns per-image CIDEr by key (`CaptionScorer.score_images`
-    with the sweep's document frequencies); the cells of a rung are scored in one call."""
+    with the sweep's document frequencies); what a call lacks is scored in one call.
+
+    Asynchronous halving evaluates at every rung report, mostly the same cells again: an image's CIDEr
+    never changes within a sweep (fixed document frequencies, stored rows are never redone), so each is
+    scored once, and a cell's RungCell is kept once it covers the whole rung."""
 
     def __init__(self, store: ResultStore, order: Sequence[str], sizes: Sequence[int],
                  references: Mapping[str, list[str]], labels: Mapping[str, str],
                  score: Callable[[dict, dict], Mapping[Any, float]]):
         self.store, self.order, self.sizes = store, list(order), list(sizes)
         self.references, self.labels, self.score = references, labels, score
+        self._cider: dict[str, float] = {}  # _key(cell, sample) -> CIDEr
+        self._cells: dict[tuple[str, int], RungCell] = {}  # (cell, rung) -> its RungCell over the whole rung
 
     def __call__(self, rung: int, cell_ids: Sequence[str]) -> list[RungCell]:
         ids = set(self.order[:self.sizes[rung]])
+        wanted = list(dict.fromkeys(cell_ids))
         tables, costs = {}, {}
-        for cid in dict.fromkeys(cell_ids):
-            if not self.store.captions_path(cid).is_file():
-                continue  # not consolidated at this rung (it failed): nothing to compare
+        for cid in wanted:
+            if (cid, rung) in self._cells or not self.store.captions_path(cid).is_file():
+                continue  # known, or not consolidated at this rung (it failed): nothing to compare
             table = self.store.read_captions(cid)
             tables[cid] = table[table["sample_id"].isin(ids)].reset_index(drop=True)
             costs[cid] = self.store.covering_costs(cid, set(tables[cid]["sample_id"])) or {}
@@ -62,18 +69,23 @@ class RungEvaluator:
             ok = table[(table["error"].fillna("") == "")
                        & table["sample_id"].map(lambda s: bool(self.references.get(s)))]
             for sid, caption in zip(ok["sample_id"], ok["caption"], strict=True):
-                predictions[_key(cid, sid)] = str(caption)
-                references[_key(cid, sid)] = list(self.references[sid])
-        cider = self.score(predictions, references) if predictions else {}
-        cells = []
+                if _key(cid, sid) not in self._cider:
+                    predictions[_key(cid, sid)] = str(caption)
+                    references[_key(cid, sid)] = list(self.references[sid])
+        if predictions:
+            self._cider.update(self.score(predictions, references))
+        fresh: dict[str, RungCell] = {}
         for cid, table in tables.items():
-            scored = table.assign(cider=[cider.get(_key(cid, sid), math.nan) for sid in table["sample_id"]],
-                                  energy_per_image=energy_per_image(table))
+            cider = [self._cider.get(_key(cid, sid), math.nan) for sid in table["sample_id"]]
+            scored = table.assign(cider=cider, energy_per_image=energy_per_image(table))
             energy = float(pd.to_numeric(table.get("energy_kwh"), errors="coerce").sum()) \
                 if "energy_kwh" in table else math.nan
-            cells.append(RungCell(cid, self.labels.get(cid, cid), scored,
-                                  {"memory": memory_value(costs[cid]), "energy": energy}))
-        return cells
+            fresh[cid] = RungCell(cid, self.labels.get(cid, cid), scored,
+                                  {"memory": memory_value(costs[cid]), "energy": energy})
+            if set(table["sample_id"]) >= ids:  # a partial one (interrupted) is read again next time
+                self._cells[(cid, rung)] = fresh[cid]
+        return [fresh.get(cid) or self._cells[(cid, rung)] for cid in wanted
+                if cid in fresh or (cid, rung) in self._cells]
 
 
 def cider_scores(document_frequencies: Callable[[], Any]) -> Callable[[dict, dict], dict]:

@@ -138,12 +138,11 @@ def run_cell(cell: Cell, samples: list[Sample], settings: PipelineSettings, stor
 def cell_trainable(config: dict, *, cells: dict[str, Cell], samples: list[Sample],
                    settings: PipelineSettings, store_root: str, host_pool: Any,
                    derived: dict[str, tuple[Cell, ...]] | None = None,
-                   rungs: list[int] | None = None, slots: Any = None) -> None:
+                   rungs: list[int] | None = None) -> None:
     """One trial: the cell (and the cells its generation serves) over `samples`, or, with `rungs`
     (successive halving), over their first rungs[i] images in turn, reporting `rung` i after each but the
-    last so that the scheduler can stop the trial there. `slots`: a `CellSlots` actor bounding how many
-    trials caption at once (halving creates every trial up front: paused ones must not count)."""
-    import ray
+    last so that the scheduler can stop the trial there (`tune.report` returns once the scheduler let
+    it go on)."""
     from ray import tune
 
     cell = cells[config["cell_id"]]
@@ -153,16 +152,9 @@ def cell_trainable(config: dict, *, cells: dict[str, Cell], samples: list[Sample
     try:
         for index, size in enumerate(sizes):
             # rung by rung over the first images of the shared order: what the store holds is not redone
-            if slots is not None:  # a slot per rung: a trial paused at a rung holds none
-                ray.get(slots.acquire.remote())
-            try:
-                costs = run_cell(cell, samples[:size], settings, store, host_pool,
-                                 on_progress=lambda n: tune.report({"samples_done": n,
-                                                                    "cell_id": cell.cell_id}),
-                                 derived=served, partial=index < len(sizes) - 1)
-            finally:
-                if slots is not None:
-                    ray.get(slots.release.remote())
+            costs = run_cell(cell, samples[:size], settings, store, host_pool,
+                             on_progress=lambda n: tune.report({"samples_done": n, "cell_id": cell.cell_id}),
+                             derived=served, partial=index < len(sizes) - 1)
             if index < len(sizes) - 1:
                 tune.report({**costs, "cell_id": cell.cell_id, "rung": index, "rung_images": size})
     except Exception as err:
@@ -183,24 +175,6 @@ def cell_trainable(config: dict, *, cells: dict[str, Cell], samples: list[Sample
     tune.report({**costs, "cell_id": cell.cell_id, **final})
 
 
-class CellSlots:
-    """How many trials caption at once, when Tune's own limit cannot say it: under successive halving
-    every trial exists from the start (a trial PAUSEd at a rung counts towards max_concurrent_trials),
-    so a trial takes a slot for each rung it captions and gives it back before reporting the rung. An
-    async Ray actor: a waiting acquire blocks only its caller."""
-
-    def __init__(self, n: int):
-        import asyncio
-
-        self._free = asyncio.Semaphore(n)
-
-    async def acquire(self) -> None:
-        await self._free.acquire()
-
-    async def release(self) -> None:
-        self._free.release()
-
-
 def root_cause(traceback_text: str) -> str:
     if "CellOutOfMemory" in traceback_text or "OutOfMemoryError" in traceback_text:
         oom = [ln.strip() for ln in traceback_text.splitlines() if "oom: " in ln]
@@ -211,14 +185,18 @@ def root_cause(traceback_text: str) -> str:
     return (causes[-1] if causes else "unknown error")[:500]
 
 
-def order_for_reuse(cells: list[Cell], slots: int) -> list[Cell]:
+def order_for_reuse(cells: list[Cell], slots: int, largest_budget_first: bool = False) -> list[Cell]:
     """Trial order: the cells of each load (model, precision, backend, placement) kept together in one of
     `slots` lanes (the cells that run at once), lanes balanced by cell count and interleaved, so concurrent
     trials rarely want the same model (which would load it twice) and a lane's next cell finds its model
-    still loaded."""
+    still loaded. `largest_budget_first` (successive halving, which compares a trial only with the cells
+    that reached its rung before it): within a load, the largest max_new_tokens first, as the likelier
+    dominator of the others at the same memory."""
     groups: dict[LoadSpec, list[Cell]] = {}
     for cell in cells:
         groups.setdefault(cell.load_spec(), []).append(cell)
+    if largest_budget_first:  # a stable sort: the grid's order otherwise (its first prompt first)
+        groups = {k: sorted(g, key=lambda c: -c.max_new_tokens) for k, g in groups.items()}
     lanes: list[list[Cell]] = [[] for _ in range(max(1, slots))]
     for group in sorted(groups.values(), key=len, reverse=True):
         min(lanes, key=len).extend(group)
@@ -241,7 +219,7 @@ def run_trials(cells: list[Cell], samples: list[Sample], settings: PipelineSetti
     """Run every cell as a Tune trial; returns the host pool's counts (model loads started).
     `derived`: lead cell id -> the cells its generation also serves (not trials of their own).
     `rungs`, `scheduler`: successive halving (`sweep.halving_scheduler`): the trials report each rung
-    and the scheduler pauses, resumes and stops them."""
+    and the scheduler stops the dominated ones there."""
     import ray
     from ray import tune
 
@@ -252,9 +230,6 @@ def run_trials(cells: list[Cell], samples: list[Sample], settings: PipelineSetti
     host_pool = ray.remote(HostPool).options(num_cpus=0).remote(
         gpus, settings.energy_country, settings.accelerator_type
     )
-    slot_pool = None
-    if rungs:
-        slot_pool = ray.remote(CellSlots).options(num_cpus=0).remote(slots)
     trainable = tune.with_parameters(
         cell_trainable,
         cells={c.cell_id: c for c in cells},
@@ -264,15 +239,15 @@ def run_trials(cells: list[Cell], samples: list[Sample], settings: PipelineSetti
         host_pool=host_pool,
         derived=dict(derived or {}),
         rungs=list(rungs) if rungs else None,
-        slots=slot_pool,
     )
     # The trial itself only coordinates; its GPUs are held by the model hosts it borrows.
     trainable = tune.with_resources(trainable, {"cpu": 0.01})
+    order = [c.cell_id for c in order_for_reuse(cells, slots, largest_budget_first=bool(rungs))]
     tuner = tune.Tuner(
         trainable,
-        param_space={"cell_id": tune.grid_search([c.cell_id for c in order_for_reuse(cells, slots)])},
+        param_space={"cell_id": tune.grid_search(order)},
         # trial processes are reused: a fresh one per cell costs seconds of imports (ray.data, pandas)
-        tune_config=tune.TuneConfig(max_concurrent_trials=len(cells) if rungs else slots, reuse_actors=True,
+        tune_config=tune.TuneConfig(max_concurrent_trials=slots, reuse_actors=True,
                                     scheduler=scheduler),
         run_config=tune.RunConfig(
             name=run_name,
@@ -288,6 +263,4 @@ def run_trials(cells: list[Cell], samples: list[Sample], settings: PipelineSetti
         stats = ray.get(host_pool.stats.remote())
         ray.get(host_pool.shutdown.remote())
         ray.kill(host_pool)
-        if slot_pool is not None:
-            ray.kill(slot_pool)
     return stats

@@ -10,6 +10,7 @@ from sweep.config import GridError, parse_grid
 from sweep.halving import (
     RungCell,
     decide_rung,
+    dominator,
     image_counts,
     image_order,
     rung_sizes,
@@ -79,6 +80,26 @@ def test_a_shared_generation_stops_only_when_every_member_is_dominated(images: n
     assert trials_to_stop({"t16": ("t16", "t4"), "top": ("top",)}, decisions) == {}
     stop = trials_to_stop({"t16": ("t16",), "top": ("top",)}, decisions)
     assert list(stop) == ["t16"] and stop["t16"].by == "top"
+
+
+def test_decisions_for_targets_match_comparing_every_pair() -> None:
+    """The cheap pre-test (`could_dominate`) only skips pairs that cannot dominate: on random cells
+    (quality, latency, memory drawn apart or close), deciding for a few targets gives exactly the
+    Dominations of bootstrapping every pair."""
+    from sweep.statistics import Comparisons
+
+    rng = np.random.default_rng(5)
+    base = rng.uniform(0.5, 2.0, 24)
+    cells = [_cell(f"c{k}", base + rng.normal(rng.choice([0.0, 0.3, 1.0]), 0.2, 24),
+                   np.full(24, rng.choice([0.02, 0.05])) + rng.normal(0, 0.003, 24),
+                   memory=float(rng.choice([1.0, 2.0])), energy=float(rng.uniform(1, 2))) for k in range(12)]
+    for objectives in (OBJECTIVES, ["latency"], ["memory"]):
+        brute = Comparisons({c.cell_id: c.table for c in cells}, 1000, 0, 0.95)
+        expected = {c.cell_id: dominator(c, cells, objectives, 0, brute) for c in cells[:4]}
+        got = decide_rung(cells, objectives, 0.95, 0, targets=[c.cell_id for c in cells[:4]])
+        assert got == expected
+        assert sum(d is not None for d in got.values()) >= 1  # the test compares real stops too
+    assert set(decide_rung(cells, OBJECTIVES, 0.95, 0)) == {c.cell_id for c in cells}
 
 
 def test_image_order_is_seeded_and_shared() -> None:

@@ -36,7 +36,8 @@ def sweep(out: Path, strategy: str):
         "max_new_tokens": [4, 16],
         "prompts": ["Describe this image in one sentence."],
         "generation": {"share_token_budgets": False},
-        "resources": {"local_gpus": 2, "batch_size": 8},
+        # one at a time, t16 first (the largest budget of a load leads): t4 meets it at its first rung
+        "resources": {"local_gpus": 1, "batch_size": 8},
         "energy": {"enabled": False},
         "search": search,
         "output_dir": str(out),

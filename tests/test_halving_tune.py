@@ -1,6 +1,6 @@
 """The halving scheduler's decisions driven through Ray Tune itself (a stand-in trainable that reports
-rungs, the real ParetoHalvingScheduler with PAUSE/resume/stop), and the rung-by-rung resume of a cell
-that recomputes nothing (sweep.trials.run_cell over a real result store)."""
+rungs, the real ParetoHalvingScheduler deciding at each report, asynchronously), and the rung-by-rung
+resume of a cell that recomputes nothing (sweep.trials.run_cell over a real result store)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ def synthetic(rung: int, cell_ids: list[str]) -> list[RungCell]:
 def reporter(config: dict) -> None:
     from ray import tune
 
+    with open(config["starts"], "a") as starts:  # every start of the function: a restart would show
+        starts.write(config["cell_id"] + "\n")
     for rung in range(len(RUNGS)):
         tune.report({"rung": rung, "rung_images": RUNGS[rung]})
 
@@ -47,29 +49,41 @@ def local_ray():
     ray.shutdown()
 
 
-@pytest.mark.slow  # ~20 s idle: 4 trials, 7 PAUSEs and restarts through Tune
-def test_scheduler_stops_the_dominated_trial_at_the_first_rung_through_tune(local_ray, tmp_path) -> None:
+def run_through_tune(order: list[str], tmp_path) -> tuple[HalvingState, dict[str, int], list[str]]:
+    """The cells as trials in `order`, one at a time (one GPU): the state, the last rung of each trial
+    in Tune's own results, and the functions' starts."""
     from ray import tune
 
     state = HalvingState()
     scheduler = ParetoHalvingScheduler(RUNGS, {c: (c,) for c in CELLS}, synthetic, ["latency", "memory"],
                                        0.95, state)
+    starts = tmp_path / "starts.txt"
     tuner = tune.Tuner(
         tune.with_resources(reporter, {"cpu": 0.01}),
-        param_space={"cell_id": tune.grid_search(list(CELLS))},
-        # every trial exists up front, as in the sweep (a PAUSEd trial counts towards the limit)
-        tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=len(CELLS)),
+        param_space={"cell_id": tune.grid_search(order), "starts": str(starts)},
+        tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=1, reuse_actors=True),
         run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
     )
     results = tuner.fit()
     last = {r.config["cell_id"]: int(r.metrics["rung"]) for r in results}
+    return state, last, starts.read_text().split()
+
+
+@pytest.mark.slow  # ~10 s idle: two Tune runs of 4 trials
+def test_scheduler_stops_the_dominated_trial_at_the_first_rung_through_tune(local_ray, tmp_path) -> None:
+    state, last, starts = run_through_tune(list(CELLS), tmp_path / "a")
     assert last == {"good": 2, "tied": 2, "fast": 2, "bad": 0}  # Tune's own results say where each ended
+    assert starts == list(CELLS)  # each trial started once: nothing paused, nothing restarted
     assert list(state.stopped) == ["bad"]
     why = state.stopped["bad"]
-    assert why.by in ("good", "tied") and why.rung == 0 and why.n_images == RUNGS[0]
-    assert why.describe().startswith(f"dominated by {why.by} at {RUNGS[0]} images: CIDEr −1.")
-    assert state.log[0] == "rung 1 (8 images): 1 of 4 generations stopped"
-    assert state.log[1] == "rung 2 (16 images): 0 of 3 generations stopped"
+    assert why.by == "good" and why.rung == 0 and why.n_images == RUNGS[0]  # the one that reached it first
+    assert why.describe().startswith(f"dominated by good at {RUNGS[0]} images: CIDEr −1.")
+    assert state.lines(RUNGS) == ["rung 1 (8 images): 1 of 4 generations stopped",
+                                  "rung 2 (16 images): 0 of 3 generations stopped"]
+    # asynchronous: a trial is compared with the cells that reached its rung before it; run first, the
+    # dominated cell has no comparator and runs to the end (what the largest-budget-first order is for)
+    state, last, _ = run_through_tune(["bad", "good", "tied", "fast"], tmp_path / "b")
+    assert last["bad"] == 2 and not state.stopped
 
 
 def test_resume_mid_rung_recomputes_nothing(tmp_path, monkeypatch) -> None:
@@ -104,7 +118,7 @@ def test_resume_mid_rung_recomputes_nothing(tmp_path, monkeypatch) -> None:
                               "batch_latency_sec": 0.01, "processing_time_sec": 0.01, "batch_end_ts": 2.0,
                               "energy_kwh": 0.0, "emissions_kg": 0.0}))
     asked.clear()
-    # rung 1 again (a trial resumed after a PAUSE starts over): answered from the store, nothing captioned
+    # rung 1 again (a retried trial starts over): answered from the store, nothing captioned
     assert trials.run_cell(cell, samples[:8], None, store, None, partial=True)["n_samples"] == 8
     assert asked == []
     costs = trials.run_cell(cell, samples, None, store, None)
