@@ -46,6 +46,20 @@ def images_captioned(store: Any, results: Any) -> int:
     return int(sum(len(store.read_captions(c)) for c in own["cell_id"] if store.captions_path(c).is_file()))
 
 
+def fewest_images(results: Any, n_images: int, first_rung: int) -> dict[str, Any]:
+    """What any pruning that keeps the full run's fronts must caption: every generation that serves a
+    cell on a front (any of them) to the end, every other one at least its first rung. The bound says
+    how far below the full grid pruning can go on this grid, whatever the rule; `generations` the count
+    of each kind."""
+    gen = results["shared_generation"].fillna("").astype(str)
+    lead = gen.where(gen != "", results["cell_id"])  # the generation each cell belongs to
+    on_front = results["pareto"].fillna("").astype(str) != ""
+    front_generations = set(lead[on_front])
+    generations = set(lead)
+    images = len(front_generations) * n_images + (len(generations) - len(front_generations)) * first_rung
+    return {"images": images, "generations": len(generations), "front_generations": len(front_generations)}
+
+
 def fronts(results: Any) -> dict[str, list[str]]:
     """Axis -> the cell ids on its front (ids, not labels: a label does not name the prompt)."""
     return {axis: sorted(results[results["pareto"].fillna("").str.split(",").map(lambda a, x=axis: x in a)]
@@ -93,6 +107,8 @@ def one_grid(ctx: Context, large: bool, search: dict) -> dict[str, Any]:
         grid = halving_grid(out, strategy, large, ctx.limit or (12 if ctx.quick else None), search,
                             ctx.quick)
         runs["grid"] = grid
+        if strategy == "pareto_halving":
+            runs["halving_grid"] = grid
         sweep = _run(ctx, grid)
         store = ResultStore(out)
         runs[strategy] = {"wall": sweep.wall, "results": sweep.results, "store": store,
@@ -115,6 +131,8 @@ def one_grid(ctx: Context, large: bool, search: dict) -> dict[str, Any]:
                                 "why": explain(full["store"], cid, other, label)})
     lost = [d for d in differences if d["cause"] == "pruned"]
     ratio_images = halv["images"] / full["images"] if full["images"] else float("nan")
+    n_images = int(full["results"]["n_samples"].max())
+    bound = fewest_images(full["results"], n_images, halving_rungs(runs["halving_grid"], n_images)[0])
     ratio_wall = halv["wall"] / full["wall"] if full["wall"] else float("nan")
     explained = all(d["why"].startswith("CIDEr tie") for d in lost)
     return {
@@ -124,6 +142,10 @@ def one_grid(ctx: Context, large: bool, search: dict) -> dict[str, Any]:
         "images": int(full["results"]["n_samples"].max()) if "n_samples" in full["results"] else 0,
         "search": search,
         "images_full": full["images"], "images_halving": halv["images"], "ratio_images": ratio_images,
+        "rungs": halving_rungs(runs["halving_grid"], n_images),
+        "images_bound": bound["images"],
+        "ratio_bound": bound["images"] / full["images"] if full["images"] else float("nan"),
+        "generations": bound["generations"], "front_generations": bound["front_generations"],
         "wall_full": full["wall"], "wall_halving": halv["wall"], "ratio_wall": ratio_wall,
         "pruned": [f"{label[r['cell_id']]}: {r['reason']}" for _, r in pruned.iterrows()],
         "front_cells_pruned": [f"{d['axis']}: {d['cell']}" for d in lost],
@@ -135,6 +157,13 @@ def one_grid(ctx: Context, large: bool, search: dict) -> dict[str, Any]:
         "targets_met": {"fronts": explained, "images": bool(ratio_images <= TARGETS["images"]),
                         "wall": bool(ratio_wall <= TARGETS["wall"])},
     }
+
+
+def halving_rungs(grid: Any, n_images: int) -> list[int]:
+    from sweep.halving import rung_sizes
+
+    search = grid.search
+    return rung_sizes(n_images, search.rungs, search.first_rung or None, search.factor)
 
 
 def _run(ctx: Context, grid: Any) -> Any:

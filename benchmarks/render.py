@@ -189,7 +189,12 @@ def halving_md(h: dict[str, Any]) -> list[str]:
                  f"{g['targets']['images']}: {met(met_['images'])}"],
                 ["whole-sweep wall seconds", f"{g['wall_full']:.1f}", f"{g['wall_halving']:.1f}",
                  f"**{g['ratio_wall']:.2f}**", f"{g['targets']['wall']}: {met(met_['wall'])}"],
+                ["fewest images any pruning keeping the full run's fronts can caption", g["images_full"],
+                 g["images_bound"], f"{g['ratio_bound']:.2f}", ""],
             ]),
+            f"Rungs {g['rungs']}; {g['front_generations']} of the {g['generations']} generations serve a "
+            "cell on a front of the full run (they must caption every image; the others at least the first "
+            "rung).", "",
             f"Fronts identical: {g['fronts_identical']}. Front cells of the full run pruned: "
             f"{g['front_cells_pruned'] or 'none'} ({g['targets']['fronts']}: {met(met_['fronts'])}).",
             "Every front difference (cause; CIDEr tie in the full run with the other run's front?):",
@@ -284,7 +289,8 @@ def console(name: str, data: dict[str, Any]) -> list[str]:
                 f"= {data['ratio_after_vs_before']:.2f}x"]
     if name == "halving":
         return [
-            f"   {name_}: images {g['images_halving']}/{g['images_full']} = {g['ratio_images']:.2f}x; wall "
+            f"   {name_}: images {g['images_halving']}/{g['images_full']} = {g['ratio_images']:.2f}x (fewest "
+            f"possible keeping the fronts {g['ratio_bound']:.2f}x); wall "
             f"{g['wall_halving']:.1f}s/{g['wall_full']:.1f}s = {g['ratio_wall']:.2f}x; fronts identical "
             f"{g['fronts_identical']}; {len(g['pruned'])} pruned; front cells pruned: "
             f"{g['front_cells_pruned'] or 'none'}"

@@ -27,6 +27,7 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import pandas as pd
 
@@ -86,6 +87,16 @@ class RungCell:
     label: str
     table: pd.DataFrame
     costs: Mapping[str, float] = field(default_factory=dict)
+
+    @cached_property
+    def cider_by_image(self) -> pd.Series:
+        """CIDEr of each captioned image (no error, a score), by sample id."""
+        table = self.table
+        if "cider" not in table:
+            return pd.Series(dtype=float)
+        ok = table["error"].fillna("").astype(str) == "" if "error" in table else slice(None)
+        values = pd.to_numeric(table.loc[ok, "cider"], errors="coerce")
+        return pd.Series(values.to_numpy(), index=table.loc[ok, "sample_id"].to_numpy()).dropna()
 
 
 @dataclass(frozen=True)
@@ -148,10 +159,13 @@ def _ratio(a: RungCell, b: RungCell, objective: str) -> float:
 
 
 def dominator(a: RungCell, others: Sequence[RungCell], objectives: Sequence[str], rung: int,
-              comparisons: Comparisons) -> Domination | None:
-    """The cell among `others` that dominates `a` with the largest CIDEr gain, or None (a continues)."""
+              comparisons: Comparisons, by_gain: bool = False) -> Domination | None:
+    """The cell among `others` that dominates `a` with the largest CIDEr gain, or None (a continues).
+    `by_gain`: `others` come in descending order of that gain, so the first that dominates is it."""
     best: Domination | None = None
     for b in others:
+        if by_gain and best is not None:
+            break
         if b.cell_id == a.cell_id:
             continue
         diff = comparisons.difference(a.cell_id, b.cell_id, "cider")
@@ -165,15 +179,16 @@ def dominator(a: RungCell, others: Sequence[RungCell], objectives: Sequence[str]
     return best
 
 
-def _mean_cider(cell: RungCell) -> pd.Series:
-    table = cell.table
-    ok = table["error"].fillna("").astype(str) == "" if "error" in table else slice(None)
-    values = pd.to_numeric(table.loc[ok, "cider"], errors="coerce") if "cider" in table else pd.Series()
-    return pd.Series(values.to_numpy(), index=table.loc[ok, "sample_id"]).dropna()
+def cider_gain(b: RungCell, a: RungCell) -> float:
+    """Mean CIDEr of b minus a's on the images both scored (what the paired difference estimates)."""
+    cb, ca = b.cider_by_image, a.cider_by_image
+    if not cb.index.equals(ca.index):
+        common = ca.index.intersection(cb.index)
+        cb, ca = cb[common], ca[common]
+    return float((cb.to_numpy() - ca.to_numpy()).mean()) if len(ca) else math.nan
 
 
-def could_dominate(b: RungCell, a: RungCell, cider: Mapping[str, pd.Series],
-                   objectives: Sequence[str]) -> bool:
+def could_dominate(b: RungCell, a: RungCell, objectives: Sequence[str]) -> bool:
     """A necessary condition for b to dominate a, cheap to test: a higher mean CIDEr on the images both
     scored (a paired interval above zero needs a positive mean difference) and, with memory an
     objective, no more memory. Only the pairs that pass are bootstrapped."""
@@ -183,8 +198,7 @@ def could_dominate(b: RungCell, a: RungCell, cider: Mapping[str, pd.Series],
         mb, ma = _cost(b, "memory"), _cost(a, "memory")
         if math.isnan(mb) or math.isnan(ma) or mb > ma:
             return False
-    common = cider[a.cell_id].index.intersection(cider[b.cell_id].index)
-    return len(common) > 0 and float((cider[b.cell_id][common] - cider[a.cell_id][common]).mean()) > 0
+    return cider_gain(b, a) > 0
 
 
 def decide_rung(cells: Sequence[RungCell], objectives: Sequence[str], confidence: float, rung: int,
@@ -197,14 +211,15 @@ def decide_rung(cells: Sequence[RungCell], objectives: Sequence[str], confidence
     if unknown:
         raise ValueError(f"unknown objectives {unknown}; known: {', '.join(OBJECTIVES)}")
     wanted = [c for c in cells if targets is None or c.cell_id in set(targets)]
-    cider = {c.cell_id: _mean_cider(c) for c in cells}
-    candidates = {a.cell_id: [b for b in cells if could_dominate(b, a, cider, objectives)] for a in wanted}
+    candidates = {a.cell_id: sorted((b for b in cells if could_dominate(b, a, objectives)),
+                                    key=lambda b, a=a: -cider_gain(b, a)) for a in wanted}
     needed = {a.cell_id for a in wanted if candidates[a.cell_id]}
     needed |= {b.cell_id for found in candidates.values() for b in found}
     # one Comparisons for the cells that need a bootstrap (the same resamples as comparing all of them)
     comparisons = Comparisons({c.cell_id: c.table for c in cells if c.cell_id in needed}, n_resamples, seed,
                               confidence)
-    return {a.cell_id: dominator(a, candidates[a.cell_id], objectives, rung, comparisons) for a in wanted}
+    return {a.cell_id: dominator(a, candidates[a.cell_id], objectives, rung, comparisons, by_gain=True)
+            for a in wanted}
 
 
 def trials_to_stop(groups: Mapping[str, Sequence[str]],

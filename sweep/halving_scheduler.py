@@ -8,8 +8,7 @@ its trial is stopped (Tune's STOP: the result is Tune's), else it goes on withou
 pauses, so none is restarted and no model is loaded twice: the trials run in the sweep's order, as many
 at once as the GPUs allow, exactly as without halving. What asynchrony costs: a trial is only compared
 with the cells that reached its rung before it, so the first generations of a sweep run further than a
-synchronous rung would let them (the order of the trials matters; a stopped cell's comparators are named
-in its reason)."""
+synchronous rung would let them (the order of the trials matters: `sweep.trials.order_for_reuse`)."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 
 from actors.precision import PRECISIONS
@@ -75,6 +76,20 @@ def memory_refusals(cells: list[Cell], gpu_bytes: int | None, image_side: int | 
         except ModelConfigError:  # not refused here: the plan and the model's load name the bad file
             continue
     return refuse_unfit(cells, configs, gpu_bytes, image_side)
+
+
+def estimated_weight_bytes(cell: Cell) -> float:
+    """The cell's weights by `sweep.memory.estimate_cell_bytes` (config.json read locally), +inf when
+    unknown (a custom loader, no local config, a config not understood)."""
+    from sweep.memory import estimate_cell_bytes
+
+    try:
+        config = None if cell.model.loader else local_config_json(cell.model.id, cell.model.revision)
+        if config is None:
+            return math.inf
+        return float(estimate_cell_bytes(config, cell.precision, 1, 1)["weights"])
+    except (ModelConfigError, KeyError, TypeError, ValueError):
+        return math.inf
 
 
 def _memory_text(cell: Cell, gpu_bytes: int | None, image_side: int | None) -> str:

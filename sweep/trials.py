@@ -185,20 +185,27 @@ def root_cause(traceback_text: str) -> str:
     return (causes[-1] if causes else "unknown error")[:500]
 
 
-def order_for_reuse(cells: list[Cell], slots: int, largest_budget_first: bool = False) -> list[Cell]:
+def order_for_reuse(cells: list[Cell], slots: int,
+                    cheapest_first: Callable[[Cell], float] | None = None) -> list[Cell]:
     """Trial order: the cells of each load (model, precision, backend, placement) kept together in one of
     `slots` lanes (the cells that run at once), lanes balanced by cell count and interleaved, so concurrent
     trials rarely want the same model (which would load it twice) and a lane's next cell finds its model
-    still loaded. `largest_budget_first` (successive halving, which compares a trial only with the cells
-    that reached its rung before it): within a load, the largest max_new_tokens first, as the likelier
-    dominator of the others at the same memory."""
+    still loaded.
+
+    `cheapest_first` (successive halving, which compares a trial only with the cells that reached its
+    rung before it; a cell's estimated weight bytes): a cell is only ever stopped by one at most as dear,
+    so the loads go in ascending order of it, and within a load the largest max_new_tokens first (the
+    likelier dominator of the others at the same memory; otherwise the grid's order)."""
     groups: dict[LoadSpec, list[Cell]] = {}
     for cell in cells:
         groups.setdefault(cell.load_spec(), []).append(cell)
-    if largest_budget_first:  # a stable sort: the grid's order otherwise (its first prompt first)
-        groups = {k: sorted(g, key=lambda c: -c.max_new_tokens) for k, g in groups.items()}
+    if cheapest_first is None:
+        ordered_groups = sorted(groups.values(), key=len, reverse=True)
+    else:
+        ordered_groups = [sorted(g, key=lambda c: -c.max_new_tokens)
+                          for g in sorted(groups.values(), key=lambda g: cheapest_first(g[0]))]
     lanes: list[list[Cell]] = [[] for _ in range(max(1, slots))]
-    for group in sorted(groups.values(), key=len, reverse=True):
+    for group in ordered_groups:
         min(lanes, key=len).extend(group)
     ordered = []
     for i in range(max(map(len, lanes))):
@@ -242,7 +249,9 @@ def run_trials(cells: list[Cell], samples: list[Sample], settings: PipelineSetti
     )
     # The trial itself only coordinates; its GPUs are held by the model hosts it borrows.
     trainable = tune.with_resources(trainable, {"cpu": 0.01})
-    order = [c.cell_id for c in order_for_reuse(cells, slots, largest_budget_first=bool(rungs))]
+    from sweep.plan import estimated_weight_bytes
+
+    order = [c.cell_id for c in order_for_reuse(cells, slots, estimated_weight_bytes if rungs else None)]
     tuner = tune.Tuner(
         trainable,
         param_space={"cell_id": tune.grid_search(order)},

@@ -42,6 +42,27 @@ def test_order_for_reuse_keeps_a_model_in_one_lane_and_interleaves_lanes(coco_mi
     assert order_for_reuse(cells, slots=1) and len(order_for_reuse(cells, slots=5)) == len(cells)
 
 
+def test_halving_order_runs_the_cheapest_loads_first_and_the_largest_budget_first(coco_mini):
+    """Successive halving compares a trial only with the cells before it, and a dominator is never
+    dearer: the loads in ascending estimated weight bytes (from config.json: the zoo's two models),
+    each load's largest budget first."""
+    from sweep.plan import estimated_weight_bytes
+
+    zoo = Path(__file__).resolve().parents[1] / "zoo"
+    data = grid_dict(coco_mini, Path("/tmp/out"), precisions=["fp32", "int8", "nf4"], max_new_tokens=[4, 16],
+                     models=[{"id": str(zoo / m), "family": "llava"}
+                             for m in ("shapes-llava-base", "shapes-llava-small")])
+    cells = expand_cells(parse_grid(data), "fp")
+    ordered = order_for_reuse(cells, 1, estimated_weight_bytes)
+    weights = [estimated_weight_bytes(c) for c in ordered]
+    assert weights == sorted(weights) and len(set(weights)) == 6  # six loads, cheapest first
+    assert [c.max_new_tokens for c in ordered] == [16, 4] * 6
+    assert (ordered[0].model.id.endswith("small"), ordered[0].precision) == (True, "nf4")
+    assert ordered[-1].model.id.endswith("base") and ordered[-1].precision == "fp32"
+    unknown = _cells(coco_mini, ["pkg.mod:load"], ["fp32"], [4])  # a custom loader: no estimate
+    assert estimated_weight_bytes(unknown[0]) == float("inf")
+
+
 class CountingPool(HostPool):
     """The pool's decisions without Ray: starting and stopping are recorded, hosts are names."""
 
