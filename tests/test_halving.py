@@ -149,3 +149,17 @@ def test_dry_run_shows_rungs_and_worst_and_expected_images() -> None:
     assert lines[1].startswith("images captioned by 2 generations: worst case 100 (none stopped), expected "
                                "about 60 ")
     assert format_search(SearchConfig(), plans, 50) == ["search: full (every cell captions all 50 images)"]
+
+
+def test_fewest_images_a_front_keeping_pruning_can_caption() -> None:
+    """The benchmark's bound: a generation (a lead cell and the cells cut from it) with a cell on any
+    front of the full run captions every image, every other one at least the first rung."""
+    from benchmarks.halving import fewest_images
+
+    results = pd.DataFrame({
+        "cell_id": ["a32", "a8", "b32", "b8", "c32"],
+        "shared_generation": [None, "a32", None, "b32", None],
+        "pareto": [None, "latency", None, None, "memory,energy"],  # a8 puts generation a32 on a front
+    })
+    assert fewest_images(results, n_images=50, first_rung=10) == {
+        "images": 2 * 50 + 1 * 10, "generations": 3, "front_generations": 2}
