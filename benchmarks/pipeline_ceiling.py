@@ -18,7 +18,7 @@ from typing import Any
 
 from benchmarks.common import COCO_MINI, Context, log, median
 
-TITLE = "8. Pipeline ceiling (zero-cost captioner)"
+TITLE = "9. Pipeline ceiling (zero-cost captioner)"
 LOADER = "benchmarks.zero_captioner:build"
 IMAGE_MAX_SIDE = 448
 

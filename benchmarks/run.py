@@ -104,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, section in SECTIONS.items():
             if name in args.sections:
                 log(section.TITLE)
+                section_start = time.perf_counter()
                 result[name] = section.run(ctx)
+                result.setdefault("section_seconds", {})[name] = time.perf_counter() - section_start
                 for line in render.console(name, result[name]):
                     log(line)
                 save()

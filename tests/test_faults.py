@@ -83,12 +83,12 @@ def test_interrupted_sweep_resumes_only_missing_samples(coco_mini, tmp_path, mon
     assert sum(calls(fault_dir)) == 24 - done_before  # only the missing samples were generated
     resumed = store.read_captions(cell.cell_id)
 
-    # an uninterrupted run of the same grid gives the same table
-    code, clean, _ = sweep(make_grid(coco_mini, tmp_path / "clean", model, limit=24))
-    assert code == 0
-    reference = ResultStore(tmp_path / "clean").read_captions(cell.cell_id)
-    assert list(resumed["sample_id"]) == list(reference["sample_id"])
-    assert list(resumed["caption"]) == list(reference["caption"])
+    # the table an uninterrupted run gives: every sample once, in the dataset's order, with the caption
+    # the scripted model writes for it (a function of the sample id and the budget)
+    words = max(1, cell.max_new_tokens // 2)
+    assert list(resumed["sample_id"]) == [s.sample_id for s in samples]
+    assert list(resumed["caption"]) == [" ".join(["a", "photo", "of", s.sample_id, "with", "things"][:words])
+                                        for s in samples]
 
 
 def test_oom_on_every_batch_fails_only_that_cell(coco_mini, tmp_path, monkeypatch):
