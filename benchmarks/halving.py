@@ -1,6 +1,7 @@
 """8. Pareto-aware successive halving (issue 17): `search.strategy: pareto_halving` against `full`, side by
 side in one run, on `search_spaces/quickstart_trained.yaml` and on a larger toy grid (both zoo models x
-fp32/int8/nf4 x max_new_tokens [4, 8, 16, 32] x two prompts, the 50 test images).
+fp32/int8/nf4 x max_new_tokens [4, 8, 16, 32] x two prompts, the 50 test images), and the larger grid
+again with `objectives: [latency, energy]` (then only those two fronts are compared and bound).
 
 Per grid: the cells on each Pareto front of both runs (identical, or which differ and whether each
 difference is a CIDEr tie in the full run), the images captioned (each generation's images: a cell cut
@@ -46,24 +47,26 @@ def images_captioned(store: Any, results: Any) -> int:
     return int(sum(len(store.read_captions(c)) for c in own["cell_id"] if store.captions_path(c).is_file()))
 
 
-def fewest_images(results: Any, n_images: int, first_rung: int) -> dict[str, Any]:
-    """What any pruning that keeps the full run's fronts must caption: every generation that serves a
-    cell on a front (any of them) to the end, every other one at least its first rung. The bound says
+def fewest_images(results: Any, n_images: int, first_rung: int,
+                  axes: tuple[str, ...] = AXES) -> dict[str, Any]:
+    """What any pruning that keeps the full run's fronts (those of `axes`) must caption: every generation
+    that serves a cell on one of them to the end, every other one at least its first rung. The bound says
     how far below the full grid pruning can go on this grid, whatever the rule; `generations` the count
     of each kind."""
     gen = results["shared_generation"].fillna("").astype(str)
     lead = gen.where(gen != "", results["cell_id"])  # the generation each cell belongs to
-    on_front = results["pareto"].fillna("").astype(str) != ""
+    on = results["pareto"].fillna("").astype(str).str.split(",")
+    on_front = on.map(lambda fronts: any(axis in fronts for axis in axes))
     front_generations = set(lead[on_front])
     generations = set(lead)
     images = len(front_generations) * n_images + (len(generations) - len(front_generations)) * first_rung
     return {"images": images, "generations": len(generations), "front_generations": len(front_generations)}
 
 
-def fronts(results: Any) -> dict[str, list[str]]:
+def fronts(results: Any, axes: tuple[str, ...] = AXES) -> dict[str, list[str]]:
     """Axis -> the cell ids on its front (ids, not labels: a label does not name the prompt)."""
     return {axis: sorted(results[results["pareto"].fillna("").str.split(",").map(lambda a, x=axis: x in a)]
-                         ["cell_id"]) for axis in AXES}
+                         ["cell_id"]) for axis in axes}
 
 
 def names(store: Any, results: Any, prompts: list[str]) -> dict[str, str]:
@@ -117,11 +120,12 @@ def one_grid(ctx: Context, large: bool, search: dict) -> dict[str, Any]:
             f"{int((sweep.results['status'] == 'pruned').sum())} cells pruned")
     full, halv, grid = runs["full"], runs["pareto_halving"], runs["grid"]
     label = names(full["store"], full["results"], list(grid.prompts))
-    f_full, f_halv = fronts(full["results"]), fronts(halv["results"])
+    axes = tuple(search.get("objectives", AXES))  # the fronts of the objectives the search keeps
+    f_full, f_halv = fronts(full["results"], axes), fronts(halv["results"], axes)
     pruned = halv["results"][halv["results"]["status"] == "pruned"]
     pruned_ids = set(pruned["cell_id"])
     differences = []
-    for axis in AXES:
+    for axis in axes:
         for cid in sorted(set(f_full[axis]) ^ set(f_halv[axis]), key=label.get):
             where = "full only" if cid in f_full[axis] else "halving only"
             other = f_halv[axis] if where == "full only" else f_full[axis]
@@ -132,7 +136,8 @@ def one_grid(ctx: Context, large: bool, search: dict) -> dict[str, Any]:
     lost = [d for d in differences if d["cause"] == "pruned"]
     ratio_images = halv["images"] / full["images"] if full["images"] else float("nan")
     n_images = int(full["results"]["n_samples"].max())
-    bound = fewest_images(full["results"], n_images, halving_rungs(runs["halving_grid"], n_images)[0])
+    first_rung = halving_rungs(runs["halving_grid"], n_images)[0]
+    bound = fewest_images(full["results"], n_images, first_rung, axes)
     ratio_wall = halv["wall"] / full["wall"] if full["wall"] else float("nan")
     explained = all(d["why"].startswith("CIDEr tie") for d in lost)
     return {
@@ -177,4 +182,6 @@ def run(ctx: Context) -> dict[str, Any]:
     grids = {"quickstart": one_grid(ctx, False, search)}
     if not ctx.quick:
         grids["large"] = one_grid(ctx, True, search)
+        # without memory among the objectives, only the latency and energy fronts must be kept
+        grids["large_latency_energy"] = one_grid(ctx, True, {**search, "objectives": ["latency", "energy"]})
     return {"grids": grids, "note": "one run each, side by side; the machine's 2 cores were shared"}
