@@ -136,8 +136,8 @@ def one_grid(ctx: Context, large: bool, search: dict) -> dict[str, Any]:
     lost = [d for d in differences if d["cause"] == "pruned"]
     ratio_images = halv["images"] / full["images"] if full["images"] else float("nan")
     n_images = int(full["results"]["n_samples"].max())
-    first_rung = halving_rungs(runs["halving_grid"], n_images)[0]
-    bound = fewest_images(full["results"], n_images, first_rung, axes)
+    rungs = halving_rungs(runs["halving_grid"], n_images)
+    bound = fewest_images(full["results"], n_images, rungs[0], axes)
     ratio_wall = halv["wall"] / full["wall"] if full["wall"] else float("nan")
     explained = all(d["why"].startswith("CIDEr tie") for d in lost)
     return {
@@ -147,7 +147,7 @@ def one_grid(ctx: Context, large: bool, search: dict) -> dict[str, Any]:
         "images": int(full["results"]["n_samples"].max()) if "n_samples" in full["results"] else 0,
         "search": search,
         "images_full": full["images"], "images_halving": halv["images"], "ratio_images": ratio_images,
-        "rungs": halving_rungs(runs["halving_grid"], n_images),
+        "rungs": rungs,
         "images_bound": bound["images"],
         "ratio_bound": bound["images"] / full["images"] if full["images"] else float("nan"),
         "generations": bound["generations"], "front_generations": bound["front_generations"],

@@ -78,6 +78,11 @@ def image_counts(sizes: Sequence[int], n_trials: int, factor: float = 2.0) -> tu
     return worst, expected
 
 
+def captioned(table: pd.DataFrame) -> pd.Series | slice:
+    """The rows of a caption table that were captioned (no error)."""
+    return table["error"].fillna("").astype(str) == "" if "error" in table else slice(None)
+
+
 @dataclass(frozen=True)
 class RungCell:
     """One cell at a rung: its per-image table (`sample_id`, `cider`, `batch_latency_sec`, `error`) over
@@ -94,7 +99,7 @@ class RungCell:
         table = self.table
         if "cider" not in table:
             return pd.Series(dtype=float)
-        ok = table["error"].fillna("").astype(str) == "" if "error" in table else slice(None)
+        ok = captioned(table)
         values = pd.to_numeric(table.loc[ok, "cider"], errors="coerce")
         return pd.Series(values.to_numpy(), index=table.loc[ok, "sample_id"].to_numpy()).dropna()
 
@@ -136,8 +141,7 @@ def _cost(cell: RungCell, objective: str) -> float:
         table = cell.table
         if column not in table:
             return math.nan
-        ok = table["error"].fillna("").astype(str) == "" if "error" in table else slice(None)
-        values = pd.to_numeric(table.loc[ok, column], errors="coerce").dropna()
+        values = pd.to_numeric(table.loc[captioned(table), column], errors="coerce").dropna()
         return float(getattr(values, statistic)()) if len(values) else math.nan
     value = cell.costs.get(objective, math.nan)
     return float(value) if value is not None else math.nan
@@ -210,7 +214,8 @@ def decide_rung(cells: Sequence[RungCell], objectives: Sequence[str], confidence
     unknown = sorted(set(objectives) - set(OBJECTIVES))
     if unknown:
         raise ValueError(f"unknown objectives {unknown}; known: {', '.join(OBJECTIVES)}")
-    wanted = [c for c in cells if targets is None or c.cell_id in set(targets)]
+    chosen = None if targets is None else set(targets)
+    wanted = [c for c in cells if chosen is None or c.cell_id in chosen]
     candidates = {a.cell_id: sorted((b for b in cells if could_dominate(b, a, objectives)),
                                     key=lambda b, a=a: -cider_gain(b, a)) for a in wanted}
     needed = {a.cell_id for a in wanted if candidates[a.cell_id]}

@@ -64,6 +64,12 @@ def target_gpu_bytes(accelerator_type: str | None, gpu_memory_gb: float | None) 
     return int(torch.cuda.get_device_properties(0).total_memory) if torch.cuda.is_available() else None
 
 
+def cell_config(cell: Cell) -> dict | None:
+    """The cell's model config.json read locally (never downloaded); None for a custom loader or when
+    absent. An invalid file raises ModelConfigError."""
+    return None if cell.model.loader else local_config_json(cell.model.id, cell.model.revision)
+
+
 def memory_refusals(cells: list[Cell], gpu_bytes: int | None, image_side: int | None) -> dict[str, str]:
     """{cell_id: reason} for cells whose estimate exceeds the GPU (configs read locally, no download)."""
     from sweep.memory import refuse_unfit
@@ -71,7 +77,7 @@ def memory_refusals(cells: list[Cell], gpu_bytes: int | None, image_side: int | 
     configs = {}
     for c in cells:
         try:
-            if not c.model.loader and (cfg := local_config_json(c.model.id, c.model.revision)):
+            if cfg := cell_config(c):
                 configs[c.model.id] = cfg
         except ModelConfigError:  # not refused here: the plan and the model's load name the bad file
             continue
@@ -84,7 +90,7 @@ def estimated_weight_bytes(cell: Cell) -> float:
     from sweep.memory import estimate_cell_bytes
 
     try:
-        config = None if cell.model.loader else local_config_json(cell.model.id, cell.model.revision)
+        config = cell_config(cell)
         if config is None:
             return math.inf
         return float(estimate_cell_bytes(config, cell.precision, 1, 1)["weights"])
@@ -96,7 +102,7 @@ def _memory_text(cell: Cell, gpu_bytes: int | None, image_side: int | None) -> s
     from sweep.memory import estimate_cell_bytes
 
     try:
-        config = None if cell.model.loader else local_config_json(cell.model.id, cell.model.revision)
+        config = cell_config(cell)
     except ModelConfigError:
         return "unknown (config.json is not valid)"
     if config is None:
