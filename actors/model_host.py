@@ -1,4 +1,4 @@
-"""A model host (a GPU actor lent by `actors.hosts.HostPool`): one model at one precision, loaded once,
+"""A model host (a GPU actor lent by `sweep.execute.hosts.HostPool`): one model at one precision, loaded once,
 captioning batches for every cell that shares that load (cells differ in generation settings, never in
 what is loaded: `actors.contract.LoadSpec`). Decode errors pass through untouched."""
 

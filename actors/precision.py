@@ -26,7 +26,7 @@ class PrecisionFormat:
     float_dtype: str | None
     quantized_side: Literal["language", "vision"] | None = None
     bnb_format: Literal["int8", "nf4"] | None = None
-    # bytes per parameter (language decoder layers, vision side) for sweep.memory's estimate; nf4 stores
+    # bytes per parameter (language decoder layers, vision side) for sweep.plan.memory's estimate; nf4 stores
     # one fp32 absmax per 64-weight block
     bytes_per_param: tuple[float, float] = (4.0, 4.0)
 

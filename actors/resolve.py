@@ -18,7 +18,7 @@ def resolve_model(model_id: str) -> tuple[str, str]:
     a cluster builds the same weights) and points at the saved folder.
     """
     if model_id.startswith("tiny:"):
-        from testkit.tiny import build_tiny_model
+        from actors.tiny import build_tiny_model
 
         family = model_id.removeprefix("tiny:")
         return str(build_tiny_model(family, tiny_cache_dir() / family)), "random"

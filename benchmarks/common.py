@@ -87,8 +87,8 @@ def log(msg: str) -> None:
 
 def coco_samples(coco: Path, limit: int | None = None) -> list[Any]:
     """coco-mini's samples as a sweep with this limit sees them (the first images, 224 px)."""
-    from sweep.config import DatasetConfig
-    from sweep.data import load_coco_samples
+    from sweep.data.sources import load_coco_samples
+    from sweep.grid.config import DatasetConfig
 
     return load_coco_samples(
         DatasetConfig(
@@ -105,7 +105,7 @@ def decode_images(samples: list[Any], max_side: int) -> list[Any]:
     """PIL images, decoded and resized exactly as the engine's decode stage does."""
     from PIL import Image
 
-    from sweep.stages import DecodeImage
+    from sweep.execute.stages import DecodeImage
 
     decode = DecodeImage(max_side)
     return [Image.fromarray(decode({"sample_id": s.sample_id, "path": s.path})["image"]) for s in samples]
@@ -178,7 +178,7 @@ def make_grid(
     limit: int | None,
     **resources: Any,
 ) -> Any:
-    from sweep.config import GridConfig
+    from sweep.grid.config import GridConfig
 
     return GridConfig.model_validate(
         {
@@ -207,9 +207,9 @@ def make_grid(
 def run_engine(ctx: Context, grid: Any) -> EngineRun:
     """One `run_sweep` in this process, as a user runs it: its wall time and its own phase timings.
     A failed cell is reported (ctx.failures), not fatal: the benchmark measures what ran."""
-    from sweep.cells import expand_cells
-    from sweep.data import dataset_fingerprint, load_coco_samples
+    from sweep.data.sources import dataset_fingerprint, load_coco_samples
     from sweep.engine import run_sweep
+    from sweep.grid.cells import expand_cells
 
     samples = load_coco_samples(grid.dataset)
     cells = expand_cells(grid, dataset_fingerprint(samples, grid.dataset.image_max_side))

@@ -91,7 +91,7 @@ def first_runs(ctx: Context, with_sequential: bool) -> tuple[list[FirstRun], lis
 def sequential_baseline(ctx: Context, models: list[str], precisions: list[str], tokens: list[int]
                         ) -> tuple[float, dict[str, float]]:
     """The same cells by hand: load, caption batched at 8, score with CaptionScorer, unload."""
-    from sweep.scoring import CaptionScorer
+    from sweep.quality.scoring import CaptionScorer
 
     split = {"decode": 0.0, "load": 0.0, "generation": 0.0, "scoring": 0.0}
     start = t = time.perf_counter()

@@ -83,7 +83,7 @@ def sized_tokenizer(vocab_size: int, specials: dict[str, int], **kwargs: Any):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    from testkit.tiny.common import train_bpe_tokenizer
+    from actors.tiny.common import train_bpe_tokenizer
 
     trained = json.loads(train_bpe_tokenizer(vocab_size=384, special_tokens=[]).to_str())["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in trained["merges"]]
@@ -127,7 +127,7 @@ def qwen2_vl_parts(sizes: Sizes) -> Parts:
         Qwen2VLVideoProcessor,
     )
 
-    from testkit.tiny.common import QWEN2_VL_CHAT_TEMPLATE
+    from actors.tiny.common import QWEN2_VL_CHAT_TEMPLATE
 
     ids = {tok: sizes.first_special + i for i, tok in enumerate(QWEN_SPECIALS)}
     tokenizer = sized_tokenizer(

@@ -26,7 +26,7 @@ def halving_grid(out: Any, strategy: str, large: bool, limit: int | None, search
                  quick: bool = False) -> Any:
     """The quickstart grid (or the larger one) with absolute paths, into `out`, with `search`; --quick:
     the small model at fp32 only."""
-    from sweep.config import parse_grid
+    from sweep.grid.config import parse_grid
 
     data = quickstart_data(quick)
     if large:
@@ -85,7 +85,7 @@ def names(store: Any, results: Any, prompts: list[str]) -> dict[str, str]:
 def explain(full_store: Any, cell: str, other_front: list[str], label: dict[str, str]) -> str:
     """Is the cell (on one run's front, not the other's) tied on CIDEr in the full run with a cell of the
     other run's front? The paired interval from the full run's per-image scores."""
-    from sweep.statistics import Comparisons
+    from sweep.quality.statistics import Comparisons
 
     tables = {c: full_store.read_captions(c) for c in [cell, *other_front]
               if full_store.captions_path(c).is_file()}
@@ -99,7 +99,7 @@ def explain(full_store: Any, cell: str, other_front: list[str], label: dict[str,
 
 
 def one_grid(ctx: Context, large: bool, search: dict) -> dict[str, Any]:
-    from sweep.store import ResultStore
+    from sweep.results.store import ResultStore
 
     runs: dict[str, Any] = {}
     name = "large" if large else "quickstart"
@@ -165,7 +165,7 @@ def one_grid(ctx: Context, large: bool, search: dict) -> dict[str, Any]:
 
 
 def halving_rungs(grid: Any, n_images: int) -> list[int]:
-    from sweep.halving import rung_sizes
+    from sweep.search.halving import rung_sizes
 
     search = grid.search
     return rung_sizes(n_images, search.rungs, search.first_rung or None, search.factor)

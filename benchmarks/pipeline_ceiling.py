@@ -1,7 +1,8 @@
-"""8. Pipeline ceiling: one cell's pipeline (`sweep.pipeline.caption_samples`: Ray Data decode tasks, the
-hop to the model host, the host's own work) with a captioner that costs nothing, against the decode floor:
-the same images decoded and resized by the same code (`sweep.stages.DecodeImage`) in one process and in
-one process per core, in the same run, on the same cores.
+"""8. Pipeline ceiling: one cell's pipeline (`sweep.execute.pipeline.caption_samples`: Ray Data decode
+tasks, the
+hop to the model host, the host's own work) with a captioner that costs nothing, against the decode
+floor: the same images decoded and resized by the same code (`sweep.execute.stages.DecodeImage`) in one
+process and in one process per core, in the same run, on the same cores.
 
 Many images: coco-mini's 79 repeated under distinct sample ids. Per batch size, the cell runs twice on one
 host pool: the first call loads the (zero-cost) model, the second finds it loaded; that one's time from
@@ -25,22 +26,22 @@ IMAGE_MAX_SIDE = 448
 
 def replicated_samples(coco: Path, copies: int) -> list[Any]:
     """coco-mini's samples `copies` times over, each copy under its own sample ids."""
-    from sweep.config import DatasetConfig
-    from sweep.data import load_coco_samples
+    from sweep.data.sources import load_coco_samples
+    from sweep.grid.config import DatasetConfig
 
     base = load_coco_samples(DatasetConfig(captions=coco / "captions_val2017.json", images=coco / "val2017"))
     return [replace(s, sample_id=f"{s.sample_id}-{k}") for k in range(copies) for s in base]
 
 
 def _decode_rows(rows: list[dict[str, Any]]) -> int:
-    from sweep.stages import DecodeImage
+    from sweep.execute.stages import DecodeImage
 
     decode = DecodeImage(IMAGE_MAX_SIDE)
     return sum(1 for row in rows if not decode(row)["error"])
 
 
 def _decode_worker(rows: list[dict[str, Any]], barrier: Any, results: Any) -> None:
-    import sweep.stages  # noqa: F401 - this process's imports, before the clock starts
+    import sweep.execute.stages  # noqa: F401 - this process's imports, before the clock starts
 
     barrier.wait()  # every process starts decoding at once
     start = time.time()
@@ -74,7 +75,7 @@ def decode_floor(samples: list[Any], processes: int) -> float:
 
 
 def grid_for(coco: Path, out: Path, batch_size: int) -> Any:
-    from sweep.config import GridConfig
+    from sweep.grid.config import GridConfig
 
     return GridConfig.model_validate({
         "name": "ceiling",
@@ -96,7 +97,7 @@ def one_call(cell: Any, samples: list[Any], settings: Any, host_pool: Any) -> di
     in the engine, the trial's process) spent per batch."""
     import pandas as pd
 
-    from sweep.pipeline import caption_samples
+    from sweep.execute.pipeline import caption_samples
 
     tables: list[pd.DataFrame] = []
     arrivals: list[float] = []
@@ -131,7 +132,7 @@ def host_overhead(batch_size: int, energy_country: str | None, calls: int = 30) 
     captioner: the host's whole per-batch work (pixels to PIL images, energy metering, bookkeeping)."""
     from actors.contract import GenerationSettings, LoadSpec, ModelRef
     from actors.model_host import ModelHost
-    from sweep.stages import decode_batch
+    from sweep.execute.stages import decode_batch
 
     samples = replicated_samples(COCO_MINI, 1)[:batch_size]
     batch = decode_batch([{"sample_id": s.sample_id, "path": s.path, "error": ""} for s in samples], False,
@@ -151,11 +152,11 @@ def bench_ceiling(coco: Path, work: Path, copies: int, batch_sizes: list[int],
                   repeats: int) -> dict[str, Any]:
     import ray
 
-    from actors.hosts import HostPool
-    from sweep.cells import expand_cells
-    from sweep.data import dataset_fingerprint
+    from sweep.data.sources import dataset_fingerprint
     from sweep.engine import init_ray, shutdown_ray
-    from sweep.pipeline import PipelineSettings
+    from sweep.execute.hosts import HostPool
+    from sweep.execute.pipeline import PipelineSettings
+    from sweep.grid.cells import expand_cells
 
     samples = replicated_samples(coco, copies)
     cores = os.cpu_count() or 1

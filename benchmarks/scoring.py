@@ -17,7 +17,7 @@ VAL2017 = REPO.parent / "shared" / "data" / "coco-val2017-captions" / "captions_
 
 def leave_one_out_cell(n_images: int | None) -> tuple[dict, dict]:
     """Predictions (each image's first reference) and references (the others) of val2017's images."""
-    from sweep.scoring import coco_references, leave_one_out
+    from sweep.quality.scoring import coco_references, leave_one_out
 
     references = coco_references(json.loads(VAL2017.read_text()))
     ids = sorted(references)[:n_images] if n_images else sorted(references)
@@ -25,8 +25,8 @@ def leave_one_out_cell(n_images: int | None) -> tuple[dict, dict]:
 
 
 def run(ctx: Context) -> dict[str, Any]:
-    from sweep.scoring import CaptionScorer, reference_set_frequencies
-    from sweep.statistics import cell_intervals
+    from sweep.quality.scoring import CaptionScorer, reference_set_frequencies
+    from sweep.quality.statistics import cell_intervals
 
     n_images = 500 if ctx.quick else None
     predictions, references = leave_one_out_cell(n_images)

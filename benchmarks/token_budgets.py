@@ -22,7 +22,7 @@ TARGETS = {"quickstart": 0.6, "long": 0.55}  # generation seconds shared / unsha
 def quickstart_grid(out: Any, share: bool, tokens: list[int] | None, limit: int | None, quick: bool) -> Any:
     """The quickstart grid with its repository-relative paths made absolute (the benchmark runs from
     anywhere), into `out`; --quick: the small model at fp32 only."""
-    from sweep.config import parse_grid
+    from sweep.grid.config import parse_grid
 
     data = quickstart_data(quick)
     if tokens:
@@ -58,7 +58,7 @@ def captions_of(store: Any, cell_id: str) -> list[tuple[str, str]]:
 
 
 def one_grid(ctx: Context, name: str, tokens: list[int] | None) -> dict[str, Any]:
-    from sweep.store import ResultStore
+    from sweep.results.store import ResultStore
 
     seen: dict[bool, dict[str, list[float]]] = {s: {"wall": [], "gen": [], "trials": []}
                                                 for s in (True, False)}

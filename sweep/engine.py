@@ -1,6 +1,6 @@
 """The sweep engine: plan (what the store holds, what cannot fit) → execute (Ray Tune trials, scoring,
 MLflow) → publish (results.csv, fronts, plots, report, the summary). Each phase is its own function;
-`run_sweep` chains them and returns its own phase timings (`sweep.phases`)."""
+`run_sweep` chains them and returns its own phase timings (`sweep.execute.phases`)."""
 
 from __future__ import annotations
 
@@ -16,15 +16,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sweep.budgets import Sharing, plan_sharing
-from sweep.cells import Cell
-from sweep.config import GridConfig
-from sweep.data import Sample
-from sweep.disk import EXIT_STORAGE, storage_failure
-from sweep.lock import holds_sweep_lock
+from sweep.data.sources import Sample
+from sweep.execute.phases import PhaseTimer
+from sweep.grid.cells import Cell
+from sweep.grid.config import GridConfig
 from sweep.logs import LogSession, route_library_logs
-from sweep.phases import PhaseTimer
-from sweep.store import ResultStore, atomic_write_bytes
+from sweep.plan.budgets import Sharing, plan_sharing
+from sweep.results.disk import EXIT_STORAGE, storage_failure
+from sweep.results.lock import holds_sweep_lock
+from sweep.results.store import ResultStore, atomic_write_bytes
 
 for _key, _value in {
     "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -77,7 +77,7 @@ class SweepResult:
     results: Any  # pandas DataFrame, one row per cell (results.csv)
     output_dir: Path
     tracker: Any  # SweepTracker, or None when MLflow was unreachable
-    phases: dict[str, float]  # seconds per phase (sweep.phases.PHASES); they may overlap
+    phases: dict[str, float]  # seconds per phase (sweep.execute.phases.PHASES); they may overlap
 
 
 _RAY_CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
@@ -190,10 +190,10 @@ def reusable(cell: Cell, store: ResultStore, wanted: set[str]) -> dict | None:
 
 def plan_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], fresh: bool = False) -> SweepPlan:
     """Sort the cells into read back (finished in the store), refused (estimated not to fit the GPU)
-    and to run, and group the cells to run that one generation serves (`sweep.budgets`: only among
+    and to run, and group the cells to run that one generation serves (`sweep.plan.budgets`: only among
     them, so a finished cell is read back and a new budget generates on its own). Writes the samples'
-    references for `sweep.report`; starts nothing."""
-    from sweep.plan import memory_refusals, target_gpu_bytes
+    references for `sweep.publish.report`; starts nothing."""
+    from sweep.plan.dry_run import memory_refusals, target_gpu_bytes
 
     out = grid.output_dir.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -219,7 +219,7 @@ def plan_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], fresh
 def open_tracker(plan: SweepPlan, timer: PhaseTimer) -> tuple[Any, str, str | None]:
     """(tracker or None, tracking URI, note when MLflow is unreachable: results still go to the store)."""
     import mlflow  # noqa: F401  (its log handlers exist from here: routed before the tables are made)
-    from sweep.tracking import SweepTracker, default_tracking_uri
+    from sweep.publish.tracking import SweepTracker, default_tracking_uri
 
     route_library_logs()
     grid = plan.grid
@@ -249,9 +249,9 @@ def halving_setup(plan: SweepPlan, trial_cells: list[Cell],
     """Pareto-aware successive halving (`search.strategy: pareto_halving`): the samples in the shared
     seeded order, the rungs' image counts, and the Tune scheduler that decides at each rung (its stopped
     cells go to the recorder, which records them as pruned)."""
-    from sweep.halving import image_order, rung_sizes
-    from sweep.halving_scheduler import HalvingState, ParetoHalvingScheduler
-    from sweep.rungs import RungEvaluator, cider_scores
+    from sweep.search.halving import image_order, rung_sizes
+    from sweep.search.rungs import RungEvaluator, cider_scores
+    from sweep.search.scheduler import HalvingState, ParetoHalvingScheduler
 
     search = plan.grid.search
     by_id = {s.sample_id: s for s in plan.samples}
@@ -273,12 +273,13 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
                  where: str | None = None, stop: Any = None) -> Execution:
     """Record the stored and refused cells, run the rest as Ray Tune trials (each scored and logged as
     it finishes), and give every cell an outcome, also when the sweep is interrupted. `stop`
-    (`sweep.stopping.StopSignals`): a first SIGINT/SIGTERM ends the trials; the cells without an outcome
+    (`sweep.execute.stopping.StopSignals`): a first SIGINT/SIGTERM ends the trials; the cells without an
+    outcome
     are then recorded as interrupted (their finished batches stay in the store: a re-run resumes them)."""
-    from sweep.progress import SweepProgress
-    from sweep.recorder import SweepRecorder
-    from sweep.scoring import CaptionScorer
-    from sweep.stopping import SweepHalted, SweepInterrupted
+    from sweep.execute.progress import SweepProgress
+    from sweep.execute.stopping import SweepHalted, SweepInterrupted
+    from sweep.quality.scoring import CaptionScorer
+    from sweep.results.recorder import SweepRecorder
 
     grid, cells, samples = plan.grid, plan.cells, plan.samples
     if where is None:
@@ -324,9 +325,9 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
         try:
             if plan.todo and not (stop and stop.signum):
                 # Ray Tune, Ray Data and the pipeline only when a cell runs (a stored grid answers without)
-                from sweep.callbacks import CellCallback, StopCallback
-                from sweep.pipeline import PipelineSettings
-                from sweep.trials import run_trials
+                from sweep.execute.callbacks import CellCallback, StopCallback
+                from sweep.execute.pipeline import PipelineSettings
+                from sweep.execute.trials import run_trials
 
                 trial_cells = plan.sharing.trial_cells(plan.todo)
                 run_samples, rungs, scheduler = samples, None, None
@@ -407,8 +408,7 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
     (naming `log_path`, the sweep's log file)."""
     import pandas as pd
 
-    from sweep.recorder import cells_beside
-    from sweep.report import (
+    from sweep.publish.report import (
         add_statistics,
         cost_axes,
         degenerate_notes,
@@ -421,7 +421,8 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
         tie_summary,
         write_html_report,
     )
-    from sweep.store import atomic_write_bytes
+    from sweep.results.recorder import cells_beside
+    from sweep.results.store import atomic_write_bytes
 
     out, cells, tracker = plan.output_dir, plan.cells, execution.tracker
     results = pd.DataFrame([execution.outcomes[c.cell_id].row() for c in cells])
@@ -495,7 +496,7 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
     else:
         print(f"results:   {out / 'results.csv'}  (per-cell caption tables under {out / 'cells'})")
         print(f"plots:     {', '.join(p.name for p in plots)} in {out}")
-        print(f"report:    {report}  (rebuild: python -m sweep.report {out})")
+        print(f"report:    {report}  (rebuild: python -m sweep.publish.report {out})")
     uri = execution.tracking_uri
     parent = tracker.parent_id if tracker else "not logged"
     print(f"MLflow:    {uri}  (experiment '{plan.grid.tracking.experiment}', parent run {parent})")
@@ -542,7 +543,7 @@ def _log_cell_extras(tracker: Any, outcomes: dict[str, Any], results: Any,
     """The intervals, `pareto`/`pareto_tied`, `degenerate_output` and `cells_beside` of each ok cell onto
     its child run; notes for the cells whose logging failed. `logged_path` remembers what each run got:
     a run that already holds these very values (a re-run of a stored grid) is not written again."""
-    from sweep.statistics import CI_METRICS, ci_columns
+    from sweep.quality.statistics import CI_METRICS, ci_columns
 
     columns = [c for m in CI_METRICS for c in ci_columns(m)] + ["degenerate_output", "cells_beside"]
     notes = []
@@ -588,7 +589,7 @@ def _run_logged(grid: GridConfig, cells: list[Cell], samples: list[Sample] | Non
                 verbose: bool, fresh: bool, log_path: Path) -> SweepResult:
     """`run_sweep` inside its log session (`log_path`, named in the summary)."""
 
-    from sweep.stopping import StopSignals
+    from sweep.execute.stopping import StopSignals
 
     timer = PhaseTimer()
     where = None
@@ -596,7 +597,7 @@ def _run_logged(grid: GridConfig, cells: list[Cell], samples: list[Sample] | Non
     stop = StopSignals().install()
     try:
         if samples is None:
-            from sweep.video import load_video_samples
+            from sweep.data.video import load_video_samples
 
             with timer.phase("ray_start"):
                 where = init_ray(grid, cells, address, verbose)

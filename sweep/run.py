@@ -14,12 +14,12 @@ import logging
 import sys
 from pathlib import Path
 
-from sweep.cells import expand_cells
-from sweep.config import GridConfig, GridError, load_grid
-from sweep.data import DatasetError, Sample, dataset_fingerprint, load_coco_samples
+from sweep.data.sources import DatasetError, Sample, dataset_fingerprint, load_coco_samples
 from sweep.engine import run_sweep
-from sweep.lock import OutputDirError, check_output_dir
-from sweep.store import ResultStore
+from sweep.grid.cells import expand_cells
+from sweep.grid.config import GridConfig, GridError, load_grid
+from sweep.results.lock import OutputDirError, check_output_dir
+from sweep.results.store import ResultStore
 
 log = logging.getLogger("sweep")
 
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 def load_samples(grid: GridConfig) -> tuple[list[Sample] | None, str]:
     """COCO samples now; video scenes are detected later, on Ray (None until then)."""
     if grid.dataset.kind == "video":
-        from sweep.video import list_videos, video_fingerprint
+        from sweep.data.video import list_videos, video_fingerprint
 
         list_videos(grid.dataset)  # bad manifests fail here, before Ray
         return None, video_fingerprint(grid.dataset)
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     cells = expand_cells(grid, fingerprint)
     if args.dry_run:
-        from sweep.plan import format_plan, format_search, plan_cells, target_gpu_bytes
+        from sweep.plan.dry_run import format_plan, format_search, plan_cells, target_gpu_bytes
 
         ids = {s.sample_id for s in samples} if samples is not None else set()
         gpu = target_gpu_bytes(grid.resources.accelerator_type, grid.resources.gpu_memory_gb)

@@ -1,6 +1,4 @@
-"""Test support: random-weight models of real families, for tests, benchmarks and the random-weight
-quickstart.
+"""Test support only (the bare-interpreter finder): imported by tests and benchmarks, never by the product.
 
-Not part of the product: nothing under ``actors/`` or ``sweep/`` needs it except ``actors.resolve``, which
-builds ``tiny:<family>`` model ids with :func:`testkit.tiny.build_tiny_model`.
+The ``tiny:<family>`` random-weight builders are a product feature and live in ``actors/tiny``.
 """

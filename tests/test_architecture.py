@@ -80,7 +80,7 @@ def test_the_graph_reader_sees_circles_and_relative_imports():
     graph = import_graph()
     assert "actors.contract" in graph["actors.model_host"]
     assert "actors.families.base" in graph["actors.families.llava"]  # a relative-free family module
-    assert "testkit.tiny.common" in graph["testkit.tiny.llava"]  # `from .common import ...`
+    assert "actors.tiny.common" in graph["actors.tiny.llava"]  # `from .common import ...`
 
 
 def test_no_import_circles_and_the_model_side_never_imports_the_driver():
@@ -108,7 +108,7 @@ except ModuleNotFoundError:
 import numpy as np
 from PIL import Image
 
-import actors.backends, actors.hf, actors.hosts, actors.precision, actors.vllm_backend  # noqa: F401
+import actors.backends, actors.hf, actors.precision, actors.vllm_backend  # noqa: F401
 from actors.contract import GenerationSettings, LoadSpec, ModelRef, SampleBatch
 from actors.model_host import ModelHost
 from actors.registry import get_family, known_families

@@ -19,8 +19,8 @@ from test_token_budgets import IMAGES, PlainCaptioner, plain_host, run, sample_b
 
 from actors.contract import CaptionResult, SampleBatch
 from actors.generation import BudgetCut, Generation
-from sweep.config import GridError, load_grid, parse_grid
-from sweep.data import DatasetError, load_coco_samples
+from sweep.data.sources import DatasetError, load_coco_samples
+from sweep.grid.config import GridError, load_grid, parse_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +54,7 @@ def decode_rows(tmp_path: Path, decode) -> list[dict]:
 
 
 def test_a_decompression_bomb_is_an_error_row_naming_the_limit(tmp_path):
-    from sweep.stages import DecodeImage
+    from sweep.execute.stages import DecodeImage
 
     rows = decode_rows(tmp_path, DecodeImage(64))
     assert [r["error"] for r in rows[::2]] == ["", ""] and rows[0]["image"].shape == (30, 40, 3)
@@ -63,8 +63,8 @@ def test_a_decompression_bomb_is_an_error_row_naming_the_limit(tmp_path):
 
 
 def test_the_pixel_limit_is_a_grid_field_passed_to_the_decode_stage(tmp_path, coco_mini):
-    from sweep.pipeline import PipelineSettings
-    from sweep.stages import DecodeImage
+    from sweep.execute.pipeline import PipelineSettings
+    from sweep.execute.stages import DecodeImage
 
     rows = decode_rows(tmp_path, DecodeImage(64, max_pixels=1000))  # 40x30 = 1200 pixels: over it too
     assert all("dataset.max_image_pixels = 1000" in r["error"] for r in rows)
@@ -199,9 +199,9 @@ def test_an_invalid_config_json_raises_a_model_config_error_naming_the_file(tmp_
 
 
 def test_plan_and_memory_check_keep_the_other_models_of_a_bad_config_json(tmp_path, coco_mini):
-    from sweep.cells import expand_cells
-    from sweep.plan import memory_refusals, plan_cells
-    from sweep.store import ResultStore
+    from sweep.grid.cells import expand_cells
+    from sweep.plan.dry_run import memory_refusals, plan_cells
+    from sweep.results.store import ResultStore
 
     bad = model_dir(tmp_path, "bad", BAD_JSON)
     good = model_dir(tmp_path, "good", json.dumps(LLAVA_SMALL))
@@ -317,7 +317,7 @@ def test_booleans_are_not_token_counts(tmp_path):
 
 
 def test_an_unknown_country_code_is_refused(tmp_path):
-    from sweep.config import codecarbon_countries
+    from sweep.grid.config import codecarbon_countries
 
     ((path, message),) = grid_problems(tmp_path, energy__country_iso_code="XYZ")
     assert path == "energy.country_iso_code" and "unknown country 'XYZ'" in message
@@ -343,10 +343,10 @@ def test_hub_ids_folders_and_loaders_are_still_models(tmp_path):
 
 @pytest.mark.slow  # a sweep on Ray
 def test_a_sweep_keeps_every_good_image_and_model_around_the_bad_ones(coco_mini, tmp_path):
-    from sweep.cells import expand_cells
-    from sweep.data import dataset_fingerprint
+    from sweep.data.sources import dataset_fingerprint
     from sweep.engine import run_sweep
-    from sweep.store import ResultStore
+    from sweep.grid.cells import expand_cells
+    from sweep.results.store import ResultStore
 
     images = tmp_path / "images"
     images.mkdir()

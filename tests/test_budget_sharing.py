@@ -13,12 +13,12 @@ import pandas as pd
 import pytest
 
 from actors.contract import BatchResult, BudgetResult, CellStart, LoadReport, SampleResult
-from sweep.budgets import ALONE, CUSTOM, OFF, plan_sharing
-from sweep.cells import Cell
-from sweep.config import ModelSpec
-from sweep.measure import SHARED_PEAK, cost_kinds, summarize_costs
-from sweep.pipeline import MissingBudget, batch_tables, caption_rows, derived_rows
-from sweep.store import ResultStore
+from sweep.execute.measure import SHARED_PEAK, cost_kinds, summarize_costs
+from sweep.execute.pipeline import MissingBudget, batch_tables, caption_rows, derived_rows
+from sweep.grid.cells import Cell
+from sweep.grid.config import ModelSpec
+from sweep.plan.budgets import ALONE, CUSTOM, OFF, plan_sharing
+from sweep.results.store import ResultStore
 
 ZOO_SMALL = str(Path(__file__).resolve().parents[1] / "zoo" / "shapes-llava-small")
 
@@ -233,7 +233,7 @@ class FakeCaptioning:
 
 
 def test_a_group_trial_writes_and_finishes_every_cell_of_the_group(tmp_path, monkeypatch):
-    from sweep import trials
+    from sweep.execute import trials
 
     store = ResultStore(tmp_path)
     lead, *derived = budgets(16, 8, 4)
@@ -260,7 +260,7 @@ def test_a_group_trial_writes_and_finishes_every_cell_of_the_group(tmp_path, mon
 
 
 def test_a_cell_whose_every_sample_failed_is_a_failed_cell(tmp_path, monkeypatch):
-    from sweep import trials
+    from sweep.execute import trials
 
     store = ResultStore(tmp_path)
     monkeypatch.setattr(trials, "caption_samples", FakeCaptioning(error="FileNotFoundError: gone.jpg"))
@@ -270,7 +270,7 @@ def test_a_cell_whose_every_sample_failed_is_a_failed_cell(tmp_path, monkeypatch
 
 
 def test_a_half_finished_group_resumes_what_its_members_lack(tmp_path, monkeypatch):
-    from sweep import trials
+    from sweep.execute import trials
 
     store = ResultStore(tmp_path)
     lead, small = budgets(16, 4)
@@ -292,7 +292,7 @@ def test_a_half_finished_group_resumes_what_its_members_lack(tmp_path, monkeypat
 
 class FakeScorer:
     def score_images(self, predictions, references, document_frequencies=None):
-        from sweep.scoring import PER_IMAGE_COLUMNS
+        from sweep.quality.scoring import PER_IMAGE_COLUMNS
 
         per_image = pd.DataFrame({c: [0.5] * len(predictions) for c in PER_IMAGE_COLUMNS},
                                  index=list(predictions))
@@ -300,8 +300,8 @@ class FakeScorer:
 
 
 def _recorder(tmp_path, cells, derived):
-    from sweep.progress import SweepProgress
-    from sweep.recorder import SweepRecorder
+    from sweep.execute.progress import SweepProgress
+    from sweep.results.recorder import SweepRecorder
 
     samples = [SimpleNamespace(sample_id=s.sample_id, references=["a ref"]) for s in SAMPLES]
     progress = SweepProgress(len(cells), len(samples), stream=open(tmp_path / "progress.log", "w"))
@@ -310,8 +310,8 @@ def _recorder(tmp_path, cells, derived):
 
 
 def test_the_recorder_records_derived_cells_when_the_lead_completes(tmp_path, monkeypatch):
-    from sweep import trials
-    from sweep.callbacks import CellCallback
+    from sweep.execute import trials
+    from sweep.execute.callbacks import CellCallback
 
     lead, *derived = budgets(16, 8, 4)
     monkeypatch.setattr(trials, "caption_samples", FakeCaptioning())
@@ -339,7 +339,7 @@ def test_the_recorder_records_derived_cells_when_the_lead_completes(tmp_path, mo
 
 
 def test_a_failed_shared_generation_fails_its_derived_cells_with_the_same_reason(tmp_path):
-    from sweep.callbacks import CellCallback
+    from sweep.execute.callbacks import CellCallback
 
     lead, small = budgets(16, 4)
     store = ResultStore(tmp_path)
@@ -358,7 +358,7 @@ def test_a_failed_shared_generation_fails_its_derived_cells_with_the_same_reason
 # --- the dry run ----------------------------------------------------------------------------------------
 
 def test_dry_run_says_which_cells_share_and_why_others_do_not(tmp_path):
-    from sweep.plan import format_plan, plan_cells
+    from sweep.plan.dry_run import format_plan, plan_cells
 
     cells = [*budgets(4, 16), *budgets(4, 8, num_beams=2)]
     text = format_plan(plan_cells(cells, ResultStore(tmp_path), {"a"}))

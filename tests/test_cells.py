@@ -1,7 +1,7 @@
 from conftest import grid_dict
 
-from sweep.cells import expand_cells
-from sweep.config import parse_grid
+from sweep.grid.cells import expand_cells
+from sweep.grid.config import parse_grid
 
 
 def test_grid_expands_to_every_combination_with_stable_ids(coco_mini, tmp_path):

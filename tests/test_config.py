@@ -8,7 +8,7 @@ import pytest
 import yaml
 from conftest import grid_dict
 
-from sweep.config import GridError, load_grid, parse_grid
+from sweep.grid.config import GridError, load_grid, parse_grid
 
 
 def problems_of(data: dict) -> dict[str, str]:

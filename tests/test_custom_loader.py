@@ -6,11 +6,11 @@ import pytest
 from conftest import grid_dict
 
 from actors.custom import CustomLoaderError, import_loader
-from sweep.cells import expand_cells
-from sweep.config import GridError, parse_grid
-from sweep.data import dataset_fingerprint, load_coco_samples
+from sweep.data.sources import dataset_fingerprint, load_coco_samples
 from sweep.engine import run_sweep
-from sweep.store import ResultStore
+from sweep.grid.cells import expand_cells
+from sweep.grid.config import GridError, parse_grid
+from sweep.results.store import ResultStore
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,9 +12,9 @@ import pytest
 import yaml
 from conftest import grid_dict
 
-from sweep.callbacks import StopCallback
-from sweep.disk import EXIT_STORAGE, storage_failure
-from sweep.stopping import StopSignals, SweepHalted
+from sweep.execute.callbacks import StopCallback
+from sweep.execute.stopping import StopSignals, SweepHalted
+from sweep.results.disk import EXIT_STORAGE, storage_failure
 
 
 @pytest.mark.parametrize(("error", "expected"), [
@@ -73,8 +73,8 @@ def small_disk(tmp_path):
 @pytest.mark.slow
 def test_a_disk_that_fills_mid_run_stops_the_sweep_naming_the_path_and_keeping_what_is_on_disk(
         coco_mini, tmp_path, small_disk, monkeypatch, capfd):
+    from sweep.results.store import ResultStore
     from sweep.run import main
-    from sweep.store import ResultStore
 
     fault_dir = tmp_path / "faults"
     ballast = small_disk / "ballast"

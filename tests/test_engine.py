@@ -9,13 +9,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sweep.cells import expand_cells
-from sweep.config import parse_grid
-from sweep.data import dataset_fingerprint, load_coco_samples
+from sweep.data.sources import dataset_fingerprint, load_coco_samples
 from sweep.engine import Execution, plan_sweep, publish_results
-from sweep.phases import PHASES, PhaseTimer
-from sweep.recorder import CellOutcome
-from sweep.store import ResultStore
+from sweep.execute.phases import PHASES, PhaseTimer
+from sweep.grid.cells import expand_cells
+from sweep.grid.config import parse_grid
+from sweep.results.recorder import CellOutcome
+from sweep.results.store import ResultStore
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES = REPO / "zoo" / "shapes-data" / "test"
@@ -52,7 +52,7 @@ def test_plan_reads_back_finished_cells_and_runs_the_rest(tmp_path):
     plan = plan_sweep(grid, cells, samples)
     assert plan.finished == {cells[0].cell_id: {"latency_p50_s": 0.1}}
     assert [c.cell_id for c in plan.todo] == [cells[1].cell_id]
-    assert (tmp_path / "samples.json").is_file()  # what `python -m sweep.report` rebuilds from
+    assert (tmp_path / "samples.json").is_file()  # what `python -m sweep.publish.report` rebuilds from
     # a finished cell over other images is not "finished" for this sample set
     _, fewer, _ = _grid(tmp_path, dataset={**grid.dataset.model_dump(mode="json"), "limit": 3})
     assert not plan_sweep(grid, cells, fewer).finished
@@ -167,7 +167,7 @@ def test_publish_adds_intervals_ties_and_the_degenerate_flag_from_per_image_tabl
 
 
 def test_log_cell_extra_adds_metrics_and_tags_to_an_existing_child_run(tmp_path):
-    from sweep.tracking import SweepTracker, default_tracking_uri
+    from sweep.publish.tracking import SweepTracker, default_tracking_uri
 
     tracker = SweepTracker(default_tracking_uri(tmp_path), "extra", tmp_path / "mlartifacts", "extra", {})
     run_id = tracker.log_cell("cell-1", "m/fp32/t8", {"model": "m"}, {"cider": 1.0}, [])

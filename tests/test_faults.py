@@ -13,11 +13,11 @@ import pytest
 import yaml
 from conftest import grid_dict
 
-from sweep.cells import expand_cells
-from sweep.config import parse_grid
-from sweep.data import dataset_fingerprint, load_coco_samples
+from sweep.data.sources import dataset_fingerprint, load_coco_samples
 from sweep.engine import run_sweep
-from sweep.store import ResultStore
+from sweep.grid.cells import expand_cells
+from sweep.grid.config import parse_grid
+from sweep.results.store import ResultStore
 
 pytestmark = pytest.mark.slow  # every test runs a sweep on Ray
 

@@ -1,4 +1,4 @@
-"""Pareto-aware successive halving: the pure decision (sweep.halving), the grid's search section."""
+"""Pareto-aware successive halving: the pure decision (sweep.search.halving), the grid's search section."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sweep.config import GridError, parse_grid
-from sweep.halving import (
+from sweep.grid.config import GridError, parse_grid
+from sweep.search.halving import (
     RungCell,
     decide_rung,
     dominator,
@@ -86,7 +86,7 @@ def test_decisions_for_targets_match_comparing_every_pair() -> None:
     """The cheap pre-test (`could_dominate`) only skips pairs that cannot dominate: on random cells
     (quality, latency, memory drawn apart or close), deciding for a few targets gives exactly the
     Dominations of bootstrapping every pair."""
-    from sweep.statistics import Comparisons
+    from sweep.quality.statistics import Comparisons
 
     rng = np.random.default_rng(5)
     base = rng.uniform(0.5, 2.0, 24)
@@ -135,8 +135,8 @@ def test_search_section_validated_with_field_paths(coco_mini, tmp_path) -> None:
 
 
 def test_dry_run_shows_rungs_and_worst_and_expected_images() -> None:
-    from sweep.config import SearchConfig
-    from sweep.plan import CellPlan, format_search
+    from sweep.grid.config import SearchConfig
+    from sweep.plan.dry_run import CellPlan, format_search
 
     plans = [CellPlan(cell=None, sharing=s) for s in  # type: ignore[arg-type]
              ["generates itself: the largest budget of its group, also serving t4",

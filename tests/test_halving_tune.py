@@ -1,6 +1,6 @@
 """The halving scheduler's decisions driven through Ray Tune itself (a stand-in trainable that reports
 rungs, the real ParetoHalvingScheduler deciding at each report, asynchronously), and the rung-by-rung
-resume of a cell that recomputes nothing (sweep.trials.run_cell over a real result store)."""
+resume of a cell that recomputes nothing (sweep.execute.trials.run_cell over a real result store)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sweep.halving import RungCell
-from sweep.halving_scheduler import HalvingState, ParetoHalvingScheduler
+from sweep.search.halving import RungCell
+from sweep.search.scheduler import HalvingState, ParetoHalvingScheduler
 
 RUNGS = [8, 16, 32]
 N = RUNGS[-1]
@@ -89,10 +89,10 @@ def test_scheduler_stops_the_dominated_trial_at_the_first_rung_through_tune(loca
 def test_resume_mid_rung_recomputes_nothing(tmp_path, monkeypatch) -> None:
     """A cell consolidated at rung 1 (8 images) and interrupted after 4 images of rung 2: the next
     attempt captions only the 4 images it lacks, and its table keeps the stored rows unchanged."""
-    from sweep import trials
-    from sweep.cells import Cell
-    from sweep.data import Sample
-    from sweep.store import ResultStore
+    from sweep.data.sources import Sample
+    from sweep.execute import trials
+    from sweep.grid.cells import Cell
+    from sweep.results.store import ResultStore
 
     cell = Cell.model_validate(CELL)
     samples = [Sample(sample_id=f"s{k:03d}", image_id=k, path="", references=("a",), content_sha1="")

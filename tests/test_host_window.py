@@ -126,11 +126,11 @@ def test_latency_kind_is_request_e2e_only_when_every_captioned_request_was_timed
 def test_a_sweep_cell_feeds_a_self_batching_host_windows_of_batches(coco_mini, tmp_path, monkeypatch):
     from conftest import grid_dict
 
-    from sweep.cells import expand_cells
-    from sweep.config import parse_grid
-    from sweep.data import dataset_fingerprint, load_coco_samples
+    from sweep.data.sources import dataset_fingerprint, load_coco_samples
     from sweep.engine import run_sweep
-    from sweep.store import ResultStore
+    from sweep.grid.cells import expand_cells
+    from sweep.grid.config import parse_grid
+    from sweep.results.store import ResultStore
 
     root = Path(__file__).resolve().parents[1]
     monkeypatch.chdir(root)  # the loader lives in the checkout (benchmarks.*), as a user's would

@@ -6,13 +6,13 @@ from pathlib import Path
 import pytest
 from conftest import grid_dict
 
-from actors.hosts import HostPool, HostSet
-from sweep.cells import expand_cells
-from sweep.config import parse_grid
-from sweep.data import dataset_fingerprint, load_coco_samples
+from sweep.data.sources import dataset_fingerprint, load_coco_samples
 from sweep.engine import run_sweep
-from sweep.store import ResultStore
-from sweep.trials import order_for_reuse
+from sweep.execute.hosts import HostPool, HostSet
+from sweep.execute.trials import order_for_reuse
+from sweep.grid.cells import expand_cells
+from sweep.grid.config import parse_grid
+from sweep.results.store import ResultStore
 
 
 def _cells(coco, models, precisions, tokens):
@@ -46,7 +46,7 @@ def test_halving_order_runs_the_cheapest_loads_first_and_the_largest_budget_firs
     """Successive halving compares a trial only with the cells before it, and a dominator is never
     dearer: the loads in ascending estimated weight bytes (from config.json: the zoo's two models),
     each load's largest budget first."""
-    from sweep.plan import estimated_weight_bytes
+    from sweep.plan.dry_run import estimated_weight_bytes
 
     zoo = Path(__file__).resolve().parents[1] / "zoo"
     data = grid_dict(coco_mini, Path("/tmp/out"), precisions=["fp32", "int8", "nf4"], max_new_tokens=[4, 16],

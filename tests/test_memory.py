@@ -2,9 +2,9 @@
 
 import pytest
 
-from sweep.cells import Cell
-from sweep.config import ModelSpec
-from sweep.memory import (
+from sweep.grid.cells import Cell
+from sweep.grid.config import ModelSpec
+from sweep.plan.memory import (
     GB,
     check_fit,
     estimate_cell_bytes,
@@ -159,8 +159,8 @@ def test_refuse_unfit_names_only_the_cells_that_do_not_fit():
 
 
 def test_grid_accepts_accelerator_type_and_memory_override(tmp_path):
-    from sweep.config import ResourcesConfig
-    from sweep.pipeline import PipelineSettings
+    from sweep.execute.pipeline import PipelineSettings
+    from sweep.grid.config import ResourcesConfig
 
     res = ResourcesConfig(accelerator_type="L4", gpu_memory_gb=22)
     assert gpu_memory_bytes(res.accelerator_type, res.gpu_memory_gb) == 22 * GB

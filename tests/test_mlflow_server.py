@@ -10,10 +10,10 @@ import psutil
 import pytest
 from conftest import grid_dict
 
-from sweep.cells import expand_cells
-from sweep.config import parse_grid
-from sweep.data import dataset_fingerprint, load_coco_samples
+from sweep.data.sources import dataset_fingerprint, load_coco_samples
 from sweep.engine import run_sweep
+from sweep.grid.cells import expand_cells
+from sweep.grid.config import parse_grid
 
 pytestmark = pytest.mark.slow  # a tracking server and a sweep on Ray
 

@@ -17,9 +17,9 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-import sweep.lock
+import sweep.results.lock
 from sweep import engine
-from sweep.lock import LOCK_NAME, OutputDirError, SweepLockedError, check_output_dir, sweep_lock
+from sweep.results.lock import LOCK_NAME, OutputDirError, SweepLockedError, check_output_dir, sweep_lock
 from sweep.run import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 HOLDER = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
-    from sweep.lock import sweep_lock
+    from sweep.results.lock import sweep_lock
     with sweep_lock(Path(sys.argv[1]), "holder"):
         print("locked", flush=True)
         if sys.argv[2] == "die":
@@ -127,7 +127,7 @@ def test_a_read_only_or_full_output_dir_exits_2_naming_the_path_and_the_reason(t
             def refuse(path, *args, **kwargs):
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
 
-            monkeypatch.setattr(sweep.lock, "open", refuse, raising=False)
+            monkeypatch.setattr(sweep.results.lock, "open", refuse, raising=False)
         for args in ([str(grid)], [str(grid), "--dry-run"]):
             assert main(args) == 2
             assert f"output_dir {out}: not writable (Permission denied)" in capsys.readouterr().err
@@ -138,7 +138,7 @@ def test_a_read_only_or_full_output_dir_exits_2_naming_the_path_and_the_reason(t
     def full(path, *args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-    monkeypatch.setattr(sweep.lock, "open", full, raising=False)
+    monkeypatch.setattr(sweep.results.lock, "open", full, raising=False)
     with pytest.raises(OutputDirError, match=f"output_dir {out}: not writable \\(No space left on device\\)"):
         check_output_dir(out)
 

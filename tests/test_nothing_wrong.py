@@ -12,13 +12,13 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from sweep.cells import expand_cells
-from sweep.config import parse_grid
-from sweep.data import DatasetError, dataset_fingerprint, load_coco_samples
+from sweep.data.sources import DatasetError, dataset_fingerprint, load_coco_samples
 from sweep.engine import Execution, plan_sweep, publish_results
-from sweep.phases import PhaseTimer
-from sweep.recorder import CellOutcome, SweepRecorder
-from sweep.store import ResultStore
+from sweep.execute.phases import PhaseTimer
+from sweep.grid.cells import expand_cells
+from sweep.grid.config import parse_grid
+from sweep.results.recorder import CellOutcome, SweepRecorder
+from sweep.results.store import ResultStore
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES = REPO / "zoo" / "shapes-data" / "test"
@@ -57,7 +57,7 @@ class ExactScorer:
     """cider 1.0 for a caption equal to one of its references, else 0.0: scores that follow the refs."""
 
     def score_images(self, predictions, references, document_frequencies=None):
-        from sweep.scoring import PER_IMAGE_COLUMNS
+        from sweep.quality.scoring import PER_IMAGE_COLUMNS
 
         hit = {sid: float(predictions[sid] in references[sid]) for sid in predictions}
         per_image = pd.DataFrame({c: [hit[sid] for sid in predictions] for c in PER_IMAGE_COLUMNS},
@@ -75,7 +75,7 @@ def _finish(store: ResultStore, cell, samples, caption: str) -> None:
 # --- item 1: changed references -> scores recomputed and re-logged ---------------------------------------
 
 def test_editing_only_the_references_rescores_stored_captions_and_relogs_mlflow(tmp_path):
-    from sweep.tracking import SweepTracker, default_tracking_uri
+    from sweep.publish.tracking import SweepTracker, default_tracking_uri
 
     captions, images = _dataset(tmp_path)
     grid, samples, cells = _grid(tmp_path, captions, images)
@@ -150,7 +150,7 @@ def test_a_missing_image_set_exits_2_before_ray(tmp_path, capsys):
 
 
 def test_the_table_and_summary_show_each_cells_error_rows(tmp_path, capsys):
-    from sweep.report import format_table
+    from sweep.publish.report import format_table
 
     captions, images = _dataset(tmp_path)
     grid, samples, cells = _grid(tmp_path, captions, images, **{})
@@ -206,7 +206,7 @@ def test_an_unreadable_part_is_set_aside_and_its_samples_are_not_done(tmp_path):
 # --- item 8: every cell failed ----------------------------------------------------------------------------
 
 def test_report_rebuilds_an_output_dir_whose_every_cell_failed(tmp_path, capsys):
-    from sweep.report import main
+    from sweep.publish.report import main
 
     captions, images = _dataset(tmp_path)
     grid, samples, cells = _grid(tmp_path, captions, images)
@@ -230,7 +230,7 @@ def test_report_rebuilds_an_output_dir_whose_every_cell_failed(tmp_path, capsys)
 
 
 def test_the_mlflow_parent_of_an_all_failed_sweep_ends_failed(tmp_path, capsys):
-    from sweep.tracking import SweepTracker, default_tracking_uri
+    from sweep.publish.tracking import SweepTracker, default_tracking_uri
 
     captions, images = _dataset(tmp_path)
     grid, samples, cells = _grid(tmp_path, captions, images)

@@ -7,7 +7,7 @@ import math
 import pytest
 from PIL import Image
 
-from sweep.pareto import mark_front, pareto_front, plot_front
+from sweep.quality.pareto import mark_front, pareto_front, plot_front
 
 NAN = math.nan
 
@@ -97,7 +97,7 @@ def _results(kind: str):
 
 
 def test_memory_front_uses_weights_on_cpu_and_peak_memory_on_gpu(tmp_path):
-    from sweep.report import cost_axes, mark_fronts, plot_fronts
+    from sweep.publish.report import cost_axes, mark_fronts, plot_fronts
 
     cpu = mark_fronts(_results("cpu_rss"))
     assert cost_axes(cpu)["memory"] == "weight_gb"
@@ -155,8 +155,8 @@ def _latency(seed: int, n: int = 200):
 
 
 def test_a_clear_winner_leaves_the_loser_untied():
-    from sweep.report import mark_fronts
-    from sweep.statistics import Comparisons
+    from sweep.publish.report import mark_fronts
+    from sweep.quality.statistics import Comparisons
 
     latency = _latency(1)
     results, tables = _cells({"win": (_base() + 0.5 + _noise(1), latency, 1.0, 1e-6),
@@ -167,8 +167,8 @@ def test_a_clear_winner_leaves_the_loser_untied():
 
 
 def test_two_noisy_near_equal_cells_are_both_tied():
-    from sweep.report import mark_fronts, tie_summary
-    from sweep.statistics import Comparisons
+    from sweep.publish.report import mark_fronts, tie_summary
+    from sweep.quality.statistics import Comparisons
 
     latency = _latency(1)
     results, tables = _cells({"a": (_base() + _noise(3, scale=0.3), latency, 1.0, 1e-6),
@@ -184,8 +184,8 @@ def test_two_noisy_near_equal_cells_are_both_tied():
 
 
 def test_latency_counts_as_cheaper_only_with_confidence():
-    from sweep.report import mark_fronts
-    from sweep.statistics import Comparisons
+    from sweep.publish.report import mark_fronts
+    from sweep.quality.statistics import Comparisons
 
     latency = _latency(5)
     slower = 1.01 * latency[::-1]  # the same distribution, 1% slower as a point: noise, not a difference
@@ -199,8 +199,8 @@ def test_latency_counts_as_cheaper_only_with_confidence():
 
 
 def test_without_per_image_tables_the_fronts_are_points():
-    from sweep.report import mark_fronts, tie_summary
-    from sweep.statistics import Comparisons
+    from sweep.publish.report import mark_fronts, tie_summary
+    from sweep.quality.statistics import Comparisons
 
     latency = _latency(1)
     results, tables = _cells({"a": (_base() + _noise(3, scale=0.3), latency, 1.0, 1e-6),
@@ -216,7 +216,7 @@ def test_without_per_image_tables_the_fronts_are_points():
 
 
 def test_plots_draw_intervals_and_ties(tmp_path):
-    from sweep.report import add_statistics, mark_fronts, plot_fronts
+    from sweep.publish.report import add_statistics, mark_fronts, plot_fronts
 
     latency = _latency(1)
     results, tables = _cells({"a": (_base() + _noise(3, scale=0.3), latency, 1.0, 1e-6),

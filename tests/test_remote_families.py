@@ -14,7 +14,7 @@ from PIL import Image
 from transformers import BatchFeature
 
 from actors.registry import detect_family, get_family
-from testkit.tiny.common import make_tokenizer
+from actors.tiny.common import make_tokenizer
 
 REMOTE = ["phi3_v", "internvl_chat", "mobilevlm", "deepseek_vl_v1"]
 
@@ -406,7 +406,7 @@ def test_phi4_mm_vision_attention_is_bidirectional_whatever_the_batch(tmp_path):
     image's features then change when a padded image joins its batch. The family's load_model fixes that."""
     import transformers
 
-    from testkit.tiny.phi4_mm import build
+    from actors.tiny.phi4_mm import build
 
     build(tmp_path, 0, vision_feature_layer=-1)  # features taken after the attention layer
     processor = transformers.AutoProcessor.from_pretrained(tmp_path, local_files_only=True)

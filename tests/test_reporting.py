@@ -10,8 +10,8 @@ import pytest
 import yaml
 from conftest import grid_dict
 
-from sweep.progress import SweepProgress
-from sweep.report import main as report_main
+from sweep.execute.progress import SweepProgress
+from sweep.publish.report import main as report_main
 from sweep.run import main as run_main
 
 ROOT = Path(__file__).resolve().parents[1]

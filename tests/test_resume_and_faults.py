@@ -7,11 +7,11 @@ from conftest import grid_dict
 from actors.captioner import Captioner
 from actors.contract import CaptionRequest, CaptionResult
 from actors.model_host import CellOutOfMemory, generate_with_oom_retry
-from sweep.cells import expand_cells
-from sweep.config import parse_grid
-from sweep.data import dataset_fingerprint, load_coco_samples
+from sweep.data.sources import dataset_fingerprint, load_coco_samples
 from sweep.engine import run_sweep
-from sweep.trials import root_cause
+from sweep.execute.trials import root_cause
+from sweep.grid.cells import expand_cells
+from sweep.grid.config import parse_grid
 
 
 def _sweep(coco, out, models, **kw):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sweep import scoring
-from sweep.scoring import CaptionScorer, leave_one_out, mean_caption_length, spice_available
+from sweep.quality import scoring
+from sweep.quality.scoring import CaptionScorer, leave_one_out, mean_caption_length, spice_available
 
 
 @pytest.fixture(scope="module")

@@ -21,13 +21,11 @@ from conftest import grid_dict
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 
-from sweep import recorder as recorder_module
-from sweep import scoring
-from sweep.cells import expand_cells
-from sweep.config import GridError, parse_grid
-from sweep.data import dataset_fingerprint, load_coco_samples
-from sweep.recorder import SweepRecorder
-from sweep.scoring import (
+from sweep.data.sources import dataset_fingerprint, load_coco_samples
+from sweep.grid.cells import expand_cells
+from sweep.grid.config import GridError, parse_grid
+from sweep.quality import scoring
+from sweep.quality.scoring import (
     BLEU_COLUMNS,
     PER_IMAGE_COLUMNS,
     CaptionScorer,
@@ -39,7 +37,9 @@ from sweep.scoring import (
     leave_one_out,
     reference_set_frequencies,
 )
-from sweep.store import ResultStore
+from sweep.results import recorder as recorder_module
+from sweep.results.recorder import SweepRecorder
+from sweep.results.store import ResultStore
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES = REPO / "zoo" / "shapes-data" / "test"

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from actors.registry import known_families
-from sweep.cells import expand_cells
-from sweep.config import load_grid
-from sweep.data import load_coco_samples
+from sweep.data.sources import load_coco_samples
+from sweep.grid.cells import expand_cells
+from sweep.grid.config import load_grid
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
 

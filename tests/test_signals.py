@@ -14,7 +14,7 @@ import pytest
 import yaml
 from conftest import grid_dict
 
-from sweep.tracking import SweepTracker
+from sweep.publish.tracking import SweepTracker
 
 ROOT = Path(__file__).resolve().parents[1]
 

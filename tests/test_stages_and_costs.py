@@ -8,10 +8,10 @@ from PIL import Image
 
 from actors.contract import BatchResult, SampleBatch, SampleResult
 from actors.generation import count_generated
-from sweep.measure import summarize_costs
-from sweep.pipeline import batches_in_flight, caption_rows
-from sweep.report import RANDOM_NOTE, format_table, front_pool, mark_fronts
-from sweep.stages import DecodeImage, decode_batch
+from sweep.execute.measure import summarize_costs
+from sweep.execute.pipeline import batches_in_flight, caption_rows
+from sweep.execute.stages import DecodeImage, decode_batch
+from sweep.publish.report import RANDOM_NOTE, format_table, front_pool, mark_fronts
 
 
 def test_decode_resizes_and_keeps_original_size(coco_mini):

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sweep import statistics as st
+from sweep.quality import statistics as st
 
 
 def synthetic_table(n: int, seed: int = 0, cider_shift: float = 0.0, base: np.ndarray | None = None,
@@ -231,9 +231,9 @@ def test_degenerate_output_flags_identical_captions_only():
 
 
 def test_point_values_agree_with_the_scorers_corpus_scores():
-    scoring = pytest.importorskip("sweep.scoring")
+    scoring = pytest.importorskip("sweep.quality.scoring")
     if not hasattr(scoring, "corpus_scores"):
-        pytest.skip("sweep.scoring.corpus_scores not there yet")
+        pytest.skip("sweep.quality.scoring.corpus_scores not there yet")
     table = synthetic_table(250, seed=8)
     table.loc[:4, ["cider", "meteor", "rouge_l", *st.BLEU_COLUMNS]] = np.nan  # not scored
     corpus = scoring.corpus_scores(table)

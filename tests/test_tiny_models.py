@@ -1,4 +1,4 @@
-"""The random-weight test-model builders (testkit.tiny) themselves: what a build writes and loads as, when a
+"""The random-weight test-model builders (actors.tiny) themselves: what a build writes and loads as, when a
 build is reused or redone, that the weights are a function of the seed, and the config values other tests
 rely on. Prompting and generating with these models is the family adapters' (tests/test_families.py)."""
 
@@ -12,7 +12,7 @@ import torch
 
 from actors.registry import get_family, known_families
 from actors.resolve import resolve_model
-from testkit.tiny import FAMILIES, MARKER_FILE, TinyFamily, build_tiny_model, known_tiny_families
+from actors.tiny import FAMILIES, MARKER_FILE, TinyFamily, build_tiny_model, known_tiny_families
 
 FAMILY_NAMES = known_tiny_families()
 

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from conftest import grid_dict
 
-from sweep.config import FrameSamplingConfig, SceneDetectionConfig, parse_grid
+from sweep.data.video import detect_scenes, frame_times
 from sweep.engine import run_sweep
+from sweep.execute.stages import DecodeFrames
+from sweep.grid.config import FrameSamplingConfig, SceneDetectionConfig, parse_grid
+from sweep.results.store import ResultStore
 from sweep.run import load_samples
-from sweep.stages import DecodeFrames
-from sweep.store import ResultStore
-from sweep.video import detect_scenes, frame_times
 
 # RGB, one per planted scene: hue and brightness both jump at each cut (the content detector's signal)
 COLOURS = [(150, 20, 20), (230, 240, 200), (20, 30, 140), (220, 220, 40)]
@@ -82,7 +82,7 @@ def test_sweep_captions_each_scene_of_bikes_with_both_strategies(coco_mini, tmp_
     grid = parse_grid(data)
     samples, fingerprint = load_samples(grid)
     assert samples is None  # scenes are detected on Ray
-    from sweep.cells import expand_cells
+    from sweep.grid.cells import expand_cells
 
     cells = expand_cells(grid, fingerprint)
     info = run_sweep(grid, cells, None)

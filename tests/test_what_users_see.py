@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from sweep.cells import expand_cells
-from sweep.config import parse_grid
 from sweep.engine import cpu_logical_gpus
+from sweep.execute.progress import SweepProgress
+from sweep.grid.cells import expand_cells
+from sweep.grid.config import parse_grid
 from sweep.logs import LIBRARY_LOGGERS, LogSession, route_library_logs
-from sweep.progress import SweepProgress
-from sweep.recorder import cells_beside
+from sweep.results.recorder import cells_beside
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES = REPO / "zoo" / "shapes-data" / "test"
@@ -54,7 +54,7 @@ def test_library_info_lines_go_to_the_log_file_and_the_terminal_only_when_verbos
         route_library_logs()
         logger.info("Creating initial MLflow database tables...")
         logger.warning("a warning that matters")
-        logging.getLogger("sweep.scoring").info("PTBTokenizer tokenized 12 tokens")
+        logging.getLogger("sweep.quality.scoring").info("PTBTokenizer tokenized 12 tokens")
     text = session.path.read_text()
     assert "Creating initial MLflow database tables" in text and "PTBTokenizer tokenized 12" in text
     assert "a warning that matters" in terminal.getvalue()  # warnings stay visible
@@ -67,9 +67,9 @@ def test_library_info_lines_go_to_the_log_file_and_the_terminal_only_when_verbos
 
 
 def test_the_tokenizer_stderr_is_logged_not_printed(capfd, caplog):
-    from sweep.scoring import tokenize
+    from sweep.quality.scoring import tokenize
 
-    with caplog.at_level(logging.INFO, logger="sweep.scoring"):
+    with caplog.at_level(logging.INFO, logger="sweep.quality.scoring"):
         out = tokenize({"a": ["A dog, on a red couch!"], "b": ["", "two cats."]})
     assert out == {"a": ["a dog on a red couch"], "b": ["", "two cats"]}
     captured = capfd.readouterr()
@@ -115,7 +115,7 @@ class NotingScorer:
     def score_images(self, predictions, references, document_frequencies=None):
         from types import SimpleNamespace
 
-        from sweep.scoring import PER_IMAGE_COLUMNS
+        from sweep.quality.scoring import PER_IMAGE_COLUMNS
 
         empty = sum(1 for c in predictions.values() if not c.strip(" ."))
         self.call_notes = [f"{empty} of {len(predictions)} predictions empty after tokenization (scored 0)"]
@@ -125,9 +125,9 @@ class NotingScorer:
 
 
 def test_the_empty_predictions_note_names_its_cell(tmp_path):
-    from sweep.data import Sample
-    from sweep.recorder import SweepRecorder
-    from sweep.store import ResultStore
+    from sweep.data.sources import Sample
+    from sweep.results.recorder import SweepRecorder
+    from sweep.results.store import ResultStore
 
     cells = _cells(tmp_path)
     samples = [Sample(f"s{i}", i, "x.png", (f"a red circle number {i}",), "") for i in range(2)]
@@ -206,9 +206,9 @@ def test_caption_rows_carry_references_and_prompt_hash_and_cell_json_says_the_lo
     import json
 
     from actors.contract import CellStart, LoadReport
-    from sweep.data import Sample
-    from sweep.recorder import SweepRecorder
-    from sweep.store import ResultStore, prompt_sha256
+    from sweep.data.sources import Sample
+    from sweep.results.recorder import SweepRecorder
+    from sweep.results.store import ResultStore, prompt_sha256
 
     cell = _cells(tmp_path)[0]
     samples = [Sample(f"s{i}", i, "x.png", (f"a red circle number {i}", "a circle"), "") for i in range(2)]
@@ -245,8 +245,8 @@ def test_publishing_the_same_results_again_keeps_the_plots_and_does_not_relog_ex
     from test_engine import FakeTracker, _grid, _scored
 
     from sweep.engine import Execution, plan_sweep, publish_results
-    from sweep.phases import PhaseTimer
-    from sweep.recorder import CellOutcome
+    from sweep.execute.phases import PhaseTimer
+    from sweep.results.recorder import CellOutcome
 
     grid, samples, cells = _grid(tmp_path)
     plan = plan_sweep(grid, cells, samples)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sweep.config import DatasetConfig
-from sweep.data import load_coco_samples
+from sweep.data.sources import load_coco_samples
+from sweep.grid.config import DatasetConfig
 from zoo.trainer import shapes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,7 +71,7 @@ def _caption_split(captioner, samples, max_new_tokens):
 @pytest.mark.slow  # JVM scoring
 def test_trained_captioners_beat_random_weights_and_base_beats_small():
     from actors.backends import make_captioner
-    from sweep.scoring import CaptionScorer
+    from sweep.quality.scoring import CaptionScorer
 
     meta = json.loads((SMALL / "ZOO_MODEL.json").read_text())
     assert meta["toy"] is True and "synthetic" in meta["description"]

@@ -3,7 +3,7 @@
 Every image carries 5 reference captions written from 5 different templates with random synonyms, so
 the references say the same thing in different words, like COCO's. Splits are drawn from their own seeded
 generators and written in the COCO captions format (``captions.json`` + ``images/``), which
-``sweep.data.load_coco_samples`` reads like any COCO folder.
+``sweep.data.sources.load_coco_samples`` reads like any COCO folder.
 """
 
 from __future__ import annotations

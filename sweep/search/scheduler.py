@@ -1,5 +1,5 @@
 """Ray Tune's side of Pareto-aware successive halving: a `TrialScheduler` deciding on the rung reports
-of the trials (`sweep.trials.cell_trainable` reports `{"rung": i, ...}` once a cell's first n_i images
+of the trials (`sweep.execute.trials.cell_trainable` reports `{"rung": i, ...}` once a cell's first n_i images
 are stored).
 
 Asynchronous, as ASHA and MO-ASHA: a trial that reports rung i is compared at once with every cell that
@@ -8,7 +8,7 @@ its trial is stopped (Tune's STOP: the result is Tune's), else it goes on withou
 pauses, so none is restarted and no model is loaded twice: the trials run in the sweep's order, as many
 at once as the GPUs allow, exactly as without halving. What asynchrony costs: a trial is only compared
 with the cells that reached its rung before it, so the first generations of a sweep run further than a
-synchronous rung would let them (the order of the trials matters: `sweep.trials.order_for_reuse`)."""
+synchronous rung would let them (the order of the trials matters: `sweep.execute.trials.order_for_reuse`)."""
 
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ from typing import Any
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from sweep.halving import Domination, RungCell, decide_rung, trials_to_stop
+from sweep.search.halving import Domination, RungCell, decide_rung, trials_to_stop
 
 log = logging.getLogger(__name__)
 
 # Tune keeps its scheduler in the experiment state; what reads the store and scores lives here, in the
-# driver, by key (as sweep.callbacks does with its recorder).
+# driver, by key (as sweep.execute.callbacks does with its recorder).
 _EVALUATORS: dict[int, Callable[[int, Sequence[str]], list[RungCell]]] = {}
 
 

@@ -13,13 +13,13 @@ from typing import Any
 
 import pandas as pd
 
-from sweep.cells import Cell
-from sweep.data import Sample
-from sweep.disk import storage_failure
-from sweep.measure import cost_kinds
-from sweep.phases import PhaseTimer
-from sweep.progress import SweepProgress
-from sweep.scoring import (
+from sweep.data.sources import Sample
+from sweep.execute.measure import cost_kinds
+from sweep.execute.phases import PhaseTimer
+from sweep.execute.progress import SweepProgress
+from sweep.grid.cells import Cell
+from sweep.publish.tracking import SweepTracker, cell_params
+from sweep.quality.scoring import (
     DF_REFERENCE_SET,
     DF_SCORED_SUBSET,
     PER_IMAGE_COLUMNS,
@@ -29,8 +29,8 @@ from sweep.scoring import (
     mean_caption_length,
     reference_set_frequencies,
 )
-from sweep.store import ResultStore, atomic_write_parquet, prompt_sha256
-from sweep.tracking import SweepTracker, cell_params
+from sweep.results.disk import storage_failure
+from sweep.results.store import ResultStore, atomic_write_parquet, prompt_sha256
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ class SweepRecorder:
         return stored
 
     def record_pruned(self, cell_id: str, domination: Any) -> CellOutcome:
-        """A cell successive halving stopped at a rung (`sweep.halving.Domination`): scored and logged
+        """A cell successive halving stopped at a rung (`sweep.search.halving.Domination`): scored and logged
         over the images it captioned, status `pruned`, why in `reason` and in MLflow."""
         costs = self.store.covering_costs(cell_id, set()) or {}
         return self.record(cell_id, costs, pruned=domination)

@@ -16,7 +16,7 @@ any cost. What this does not guarantee: a stopped cell whose cost is within a ti
 (same latency within the noise) could, at the full image count, land on a front by a point estimate
 inside that tie; the stop reason prints the cost ratios so such a case can be seen.
 
-A trial (one generation, possibly serving several token budgets: `sweep.budgets`) stops only when every
+A trial (one generation, possibly serving several token budgets: `sweep.plan.budgets`) stops only when every
 cell it serves is dominated: a live member keeps the generation running, and the members cut from it
 cost nothing more.
 """
@@ -31,14 +31,14 @@ from functools import cached_property
 
 import pandas as pd
 
-from sweep.statistics import Comparisons, Difference
+from sweep.quality.statistics import Comparisons, Difference
 
 DEFAULT_FIRST_RUNG = 16
 #: grid objective -> the cost it compares (memory: `memory_column` picks GPU peak or weight bytes)
 OBJECTIVES = ("latency", "memory", "energy")
-#: noisy objective -> the per-image metric its paired interval is over (sweep.statistics)
+#: noisy objective -> the per-image metric its paired interval is over (sweep.quality.statistics)
 PAIRED = {"latency": "latency_p50_s",  # the median of `batch_latency_sec`
-          "energy": "energy_per_image"}  # a column of the RungCell table (sweep.rungs)
+          "energy": "energy_per_image"}  # a column of the RungCell table (sweep.search.rungs)
 
 
 def image_order(sample_ids: Sequence[str], seed: int) -> list[str]:

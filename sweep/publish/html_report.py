@@ -59,7 +59,7 @@ def rank(results: pd.DataFrame) -> pd.DataFrame:
 
 def build_html(title: str, results: pd.DataFrame, plots: list[Path],
                examples: dict[str, list[dict]], notes: list[str], ties: list[str] | None = None) -> str:
-    """`ties`: the lines of `sweep.report.tie_summary` (which cells cannot be told apart)."""
+    """`ties`: the lines of `sweep.publish.report.tie_summary` (which cells cannot be told apart)."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]
     parts += [f"<p class='note'>{html.escape(n)}</p>" for n in notes]

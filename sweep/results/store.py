@@ -32,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from actors.contract import CellStart
-from sweep.cells import Cell
+from sweep.grid.cells import Cell
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from typing import Any
 import pandas as pd
 
 from actors.contract import BatchResult, BudgetResult, CellStart, SampleResult
-from sweep.cells import Cell
-from sweep.config import GridConfig
-from sweep.data import Sample
-from sweep.stages import decode_batch
+from sweep.data.sources import Sample
+from sweep.execute.stages import decode_batch
+from sweep.grid.cells import Cell
+from sweep.grid.config import GridConfig
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,8 @@ def derived_rows(result: BatchResult, budget: int, lead_id: str) -> pd.DataFrame
     the time until every sequence of the batch had stopped or reached `budget` tokens (the batch's end
     moved to then); the batch's energy apportioned by that latency over the whole batch's, on its first
     row; peak memory the shared generation's. `shared_batch_latency_sec` keeps the whole batch's latency
-    (the generation window, `sweep.measure.summarize_costs`), `budget_measured` how the latency was taken."""
+    (the generation window, `sweep.execute.measure.summarize_costs`), `budget_measured` how the latency
+    was taken."""
     answer = budget_answer(result, budget)
     rows = caption_rows(result)
     ok = (rows["error"] == "").to_numpy()
@@ -133,10 +134,10 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
     arrives (so a crash loses at most the batches in flight), and the hosts' load reports to `on_start`
     once, before the first batch. Returns the number of rows produced (of the cell itself).
 
-    `budgets`: smaller max_new_tokens the same generation serves (token-budget sharing, `sweep.budgets`):
+    `budgets`: smaller max_new_tokens the same generation serves (token-budget sharing, `sweep.plan.budgets`):
     each batch's rows reach `on_batch` as {None: the cell's rows, t: the rows of budget t}.
 
-    Each batch is decoded by Ray tasks of its own (`sweep.stages.decode_batch`, `cpus_per_decode_task`
+    Each batch is decoded by Ray tasks of its own (`sweep.execute.stages.decode_batch`, `cpus_per_decode_task`
     CPUs, `DECODE_PIECE` images each) whose results go by reference straight to one of the cell's hosts
     (round robin): the pixels
     never pass through this process. Enough batches are kept in flight to keep every decode slot of the

@@ -1,6 +1,7 @@
 """The sweep's Ray Tune callbacks, apart from the modules they serve so that those import without Ray
 Tune (a re-run whose every cell is stored never starts Tune): `CellCallback` hands finished trials to
-the recorder (`sweep.recorder`), `StopCallback` ends `fit` after a signal (`sweep.stopping`)."""
+the recorder (`sweep.results.recorder`), `StopCallback` ends `fit` after a signal
+(`sweep.execute.stopping`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from typing import Any
 
 from ray.tune import Callback
 
-from sweep.recorder import _RECORDERS, CellOutcome, SweepRecorder, log, trial_error_text
-from sweep.stopping import _STOPS, StopSignals, SweepHalted, SweepInterrupted
+from sweep.execute.stopping import _STOPS, StopSignals, SweepHalted, SweepInterrupted
+from sweep.results.recorder import _RECORDERS, CellOutcome, SweepRecorder, log, trial_error_text
 
 
 class CellCallback(Callback):

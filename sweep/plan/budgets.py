@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sweep.cells import Cell
+from sweep.grid.cells import Cell
 
 OFF = "sharing turned off (generation.share_token_budgets: false)"
 CUSTOM = "custom loader: the sweep cannot tell how its generation ends, so it is not cut"

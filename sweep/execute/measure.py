@@ -60,7 +60,7 @@ def summarize_costs(table: pd.DataFrame, cell_wall_seconds: float,
 def generation_window(rows: pd.DataFrame) -> float:
     """Seconds from the first batch's start to the last batch's end, over the rows of one attempt.
 
-    Rows derived from a shared generation (`shared_batch_latency_sec`, `sweep.pipeline.derived_rows`):
+    Rows derived from a shared generation (`shared_batch_latency_sec`, `sweep.execute.pipeline.derived_rows`):
     the shared generation's window, less the decode time this budget did not need (per batch, the whole
     batch's latency minus this budget's), spread over the hosts that ran in parallel: the window a
     generation capped at this budget would have taken, with the same gaps between batches."""

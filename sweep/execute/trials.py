@@ -16,11 +16,11 @@ from typing import Any
 import pandas as pd
 
 from actors.contract import LoadSpec
-from sweep.cells import Cell
-from sweep.data import Sample
-from sweep.measure import summarize_costs, summarize_video
-from sweep.pipeline import PipelineSettings, caption_samples
-from sweep.store import ResultStore
+from sweep.data.sources import Sample
+from sweep.execute.measure import summarize_costs, summarize_video
+from sweep.execute.pipeline import PipelineSettings, caption_samples
+from sweep.grid.cells import Cell
+from sweep.results.store import ResultStore
 
 
 def _rows_writer(cell: Cell, samples: list[Sample], store: ResultStore, attempt: str,
@@ -95,7 +95,7 @@ def run_cell(cell: Cell, samples: list[Sample], settings: PipelineSettings, stor
     order): a cell whose consolidated table already holds them (it went further before) is left as it is.
 
     `derived`: cells of smaller budgets served by this cell's generation (token-budget sharing,
-    `sweep.budgets`): every batch is written to this cell's parts and to each derived cell's, and each of
+    `sweep.plan.budgets`): every batch is written to this cell's parts and to each derived cell's, and each of
     them is consolidated and finished in the store with its own costs. They share this cell's sample set:
     what any of them lacks is generated (a half-finished group resumes where its members stopped)."""
     wanted = {s.sample_id for s in samples}
@@ -225,12 +225,12 @@ def run_trials(cells: list[Cell], samples: list[Sample], settings: PipelineSetti
                scheduler: Any = None) -> dict[str, int]:
     """Run every cell as a Tune trial; returns the host pool's counts (model loads started).
     `derived`: lead cell id -> the cells its generation also serves (not trials of their own).
-    `rungs`, `scheduler`: successive halving (`sweep.halving_scheduler`): the trials report each rung
+    `rungs`, `scheduler`: successive halving (`sweep.search.scheduler`): the trials report each rung
     and the scheduler stops the dominated ones there."""
     import ray
     from ray import tune
 
-    from actors.hosts import HostPool
+    from sweep.execute.hosts import HostPool
 
     gpus = ray.cluster_resources().get("GPU", 0)
     slots = concurrent_cells(gpus, cells)
@@ -249,7 +249,7 @@ def run_trials(cells: list[Cell], samples: list[Sample], settings: PipelineSetti
     )
     # The trial itself only coordinates; its GPUs are held by the model hosts it borrows.
     trainable = tune.with_resources(trainable, {"cpu": 0.01})
-    from sweep.plan import estimated_weight_bytes
+    from sweep.plan.dry_run import estimated_weight_bytes
 
     order = [c.cell_id for c in order_for_reuse(cells, slots, estimated_weight_bytes if rungs else None)]
     tuner = tune.Tuner(

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 from actors.precision import PRECISIONS
 from actors.resolve import ModelConfigError, local_config_json
-from sweep.budgets import family_of, plan_sharing
-from sweep.cells import Cell
-from sweep.config import SearchConfig
-from sweep.store import ResultStore
+from sweep.grid.cells import Cell
+from sweep.grid.config import SearchConfig
+from sweep.plan.budgets import family_of, plan_sharing
+from sweep.results.store import ResultStore
 
 
 @dataclass
@@ -54,7 +54,7 @@ def eta_from_store(store: ResultStore, cell: Cell, n_samples: int) -> float | No
 
 def target_gpu_bytes(accelerator_type: str | None, gpu_memory_gb: float | None) -> int | None:
     """The GPU a cell must fit: the grid's override or accelerator type, else this machine's GPU."""
-    from sweep.memory import gpu_memory_bytes
+    from sweep.plan.memory import gpu_memory_bytes
 
     known = gpu_memory_bytes(accelerator_type, gpu_memory_gb)
     if known:
@@ -72,7 +72,7 @@ def cell_config(cell: Cell) -> dict | None:
 
 def memory_refusals(cells: list[Cell], gpu_bytes: int | None, image_side: int | None) -> dict[str, str]:
     """{cell_id: reason} for cells whose estimate exceeds the GPU (configs read locally, no download)."""
-    from sweep.memory import refuse_unfit
+    from sweep.plan.memory import refuse_unfit
 
     configs = {}
     for c in cells:
@@ -85,9 +85,9 @@ def memory_refusals(cells: list[Cell], gpu_bytes: int | None, image_side: int | 
 
 
 def estimated_weight_bytes(cell: Cell) -> float:
-    """The cell's weights by `sweep.memory.estimate_cell_bytes` (config.json read locally), +inf when
+    """The cell's weights by `sweep.plan.memory.estimate_cell_bytes` (config.json read locally), +inf when
     unknown (a custom loader, no local config, a config not understood)."""
-    from sweep.memory import estimate_cell_bytes
+    from sweep.plan.memory import estimate_cell_bytes
 
     try:
         config = cell_config(cell)
@@ -99,7 +99,7 @@ def estimated_weight_bytes(cell: Cell) -> float:
 
 
 def _memory_text(cell: Cell, gpu_bytes: int | None, image_side: int | None) -> str:
-    from sweep.memory import estimate_cell_bytes
+    from sweep.plan.memory import estimate_cell_bytes
 
     try:
         config = cell_config(cell)
@@ -187,10 +187,10 @@ def format_plan(plans: list[CellPlan]) -> str:
 
 def format_search(search: SearchConfig, plans: list[CellPlan], n_images: int) -> list[str]:
     """The search strategy's lines of the dry run: under successive halving its rungs and the worst-case
-    and expected images the generations caption (`sweep.halving.image_counts`)."""
+    and expected images the generations caption (`sweep.search.halving.image_counts`)."""
     if search.strategy == "full" or n_images == 0:
         return [f"search: full (every cell captions all {n_images} images)"] if n_images else []
-    from sweep.halving import image_counts, rung_sizes
+    from sweep.search.halving import image_counts, rung_sizes
 
     sizes = rung_sizes(n_images, search.rungs, search.first_rung, search.factor)
     runs = [p for p in plans if p.sharing.startswith(("shares", "generates itself"))]

@@ -268,7 +268,7 @@ Objective = Literal["latency", "memory", "energy"]
 
 class SearchConfig(_Strict):
     """How much of the dataset each cell sees: all of it (`full`), or Pareto-aware successive halving
-    (`pareto_halving`, `sweep.halving`): every cell captions the same first images of one seeded order,
+    (`pareto_halving`, `sweep.search.halving`): every cell captions the same first images of one seeded order,
     rung by rung, and stops at a rung where another cell beats it with confidence on quality while being
     at least as cheap on every objective."""
 

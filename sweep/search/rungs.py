@@ -1,5 +1,5 @@
 """The driver's side of a rung: the cells' stored rows over the rung's images, scored for CIDEr, as
-`sweep.halving.RungCell`s (reads the result store, calls the scorer; the decision itself is pure)."""
+`sweep.search.halving.RungCell`s (reads the result store, calls the scorer; the decision itself is pure)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from sweep.halving import RungCell
-from sweep.store import ResultStore
+from sweep.results.store import ResultStore
+from sweep.search.halving import RungCell
 
 
 def _key(cell_id: str, sample_id: str) -> str:
@@ -19,7 +19,7 @@ def _key(cell_id: str, sample_id: str) -> str:
 
 def memory_value(costs: Mapping[str, Any]) -> float:
     """The memory a cell is compared on: its GPU peak where measured on a GPU, else its weights' bytes
-    (on CPU the peak is the process's RSS, the same for every model: `sweep.report.cost_axes`)."""
+    (on CPU the peak is the process's RSS, the same for every model: `sweep.publish.report.cost_axes`)."""
     key = "peak_memory_gb"
     if not str(costs.get("peak_memory_kind", "")).startswith("gpu"):
         key = "weight_bytes"
@@ -89,10 +89,11 @@ class RungEvaluator:
 
 
 def cider_scores(document_frequencies: Callable[[], Any]) -> Callable[[dict, dict], dict]:
-    """Per-image CIDEr-D by key, as `sweep.scoring.CaptionScorer` computes it (the same PTB tokenization
+    """Per-image CIDEr-D by key, as `sweep.quality.scoring.CaptionScorer` computes it (the same PTB
+    tokenization
     and document frequencies) but without METEOR and ROUGE: a rung needs CIDEr only, and one tokenizer
     run for every cell of the rung."""
-    from sweep.scoring import cider_d, tokenize
+    from sweep.quality.scoring import cider_d, tokenize
 
     def score(predictions: dict, references: dict) -> dict:
         keys = list(predictions)

@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
-from sweep.config import VIDEO_SUFFIXES, FrameSamplingConfig, SceneDetectionConfig, VideoDatasetConfig
-from sweep.data import DatasetError, Sample
+from sweep.data.sources import DatasetError, Sample
+from sweep.grid.config import VIDEO_SUFFIXES, FrameSamplingConfig, SceneDetectionConfig, VideoDatasetConfig
 
 
 @dataclass(frozen=True)

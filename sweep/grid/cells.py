@@ -9,7 +9,7 @@ import json
 from pydantic import BaseModel, ConfigDict
 
 from actors.contract import GenerationSettings, LoadSpec, ModelRef
-from sweep.config import Backend, GridConfig, ModelSpec, Precision
+from sweep.grid.config import Backend, GridConfig, ModelSpec, Precision
 
 
 class Cell(BaseModel):

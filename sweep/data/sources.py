@@ -8,7 +8,7 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from sweep.config import DatasetConfig
+from sweep.grid.config import DatasetConfig
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,8 @@ from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.spice import get_stanford_models as _spice_models
 from pycocoevalcap.tokenizer import ptbtokenizer as _ptb
 
-from sweep.statistics import BLEU_COLUMNS, corpus_bleu
-from sweep.store import atomic_write_bytes
+from sweep.quality.statistics import BLEU_COLUMNS, corpus_bleu
+from sweep.results.store import atomic_write_bytes
 
 K = TypeVar("K", bound=Hashable)
 
@@ -191,7 +191,8 @@ def file_sha256(path: Path) -> str:
 
 
 def coco_references(data: Mapping[str, Any]) -> dict[int, list[str]]:
-    """Image id -> its reference captions, read from a COCO captions json as `sweep.data` reads them."""
+    """Image id -> its reference captions, read from a COCO captions json as `sweep.data.sources` reads
+    them."""
     refs: dict[int, list[str]] = {}
     for ann in data["annotations"]:
         refs.setdefault(int(ann["image_id"]), []).append(str(ann["caption"]).strip())

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from sweep.pareto import confident_front, pareto_front, plot_front
-from sweep.statistics import CI_METRICS, Comparisons, Difference, ci_columns
-from sweep.statistics import COSTS as CI_COSTS
+from sweep.quality.pareto import confident_front, pareto_front, plot_front
+from sweep.quality.statistics import CI_METRICS, Comparisons, Difference, ci_columns
+from sweep.quality.statistics import COSTS as CI_COSTS
 
 QUALITY = "cider"
 COSTS = {"latency": "latency_p50_s", "memory": "peak_memory_gb", "energy": "energy_kwh"}
@@ -64,7 +64,8 @@ def mark_fronts(results: pd.DataFrame, comparisons: Comparisons | None = None) -
     """Add `pareto` (the cost axes on whose CIDEr front each cell lies) and `pareto_tied` (the axes on
     which it is not dominated with confidence: see `_confidently_beats`; every front cell is tied too).
 
-    `comparisons`: paired differences between cells (`sweep.statistics.Comparisons`, by cell id); without
+    `comparisons`: paired differences between cells (`sweep.quality.statistics.Comparisons`, by cell
+    id); without
     them (old stores, cells without per-image scores) the fronts are points and `pareto_tied` = `pareto`."""
     out = results.copy()
     out["pareto"] = ""
@@ -120,7 +121,7 @@ def _as_float(value: object) -> float:
 
 def load_tables(out_dir: Path, results: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The stored caption tables of the ok and pruned cells, by cell id (cells without one are left out)."""
-    from sweep.store import ResultStore
+    from sweep.results.store import ResultStore
 
     store = ResultStore(out_dir)
     # pruned cells too: their partial metrics (over the images they saw) keep their intervals
@@ -131,9 +132,9 @@ def load_tables(out_dir: Path, results: pd.DataFrame) -> dict[str, pd.DataFrame]
 
 def add_statistics(results: pd.DataFrame,
                    tables: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, Comparisons]:
-    """`<metric>_ci_low/high` (`sweep.statistics.CI_METRICS`) and `degenerate_output` per cell from its
-    caption table (NaN for cells without one), and the paired comparisons between the cells."""
-    from sweep.statistics import cell_intervals, degenerate_output
+    """`<metric>_ci_low/high` (`sweep.quality.statistics.CI_METRICS`) and `degenerate_output` per cell
+    from its caption table (NaN for cells without one), and the paired comparisons between the cells."""
+    from sweep.quality.statistics import cell_intervals, degenerate_output
 
     out = results.copy()
     columns = [c for m in CI_METRICS for c in ci_columns(m)]
@@ -264,7 +265,7 @@ def format_table(results: pd.DataFrame) -> str:
 
 def error_row_lines(out_dir: Path, results: pd.DataFrame) -> list[str]:
     """For each cell with error rows: how many, and the first error reason (from its caption table)."""
-    from sweep.store import ResultStore
+    from sweep.results.store import ResultStore
 
     store, lines = ResultStore(out_dir), []
     for _, row in results[_has_error_rows(results)].iterrows():
@@ -285,7 +286,7 @@ def error_row_lines(out_dir: Path, results: pd.DataFrame) -> list[str]:
 
 def degenerate_notes(results: pd.DataFrame) -> list[str]:
     """One note naming the cells flagged `degenerate_output`, or none."""
-    from sweep.statistics import DEGENERATE_MIN_IMAGES, DEGENERATE_SHARE
+    from sweep.quality.statistics import DEGENERATE_MIN_IMAGES, DEGENERATE_SHARE
 
     if "degenerate_output" not in results:
         return []
@@ -300,7 +301,7 @@ def write_html_report(out_dir: Path, title: str, results: pd.DataFrame, plots: l
                       references: dict[str, list[str]], notes: list[str],
                       ties: list[str] | None = None) -> Path:
     """report.html in the output dir, built from the stored caption tables."""
-    from sweep.html_report import build_html, examples_from_tables
+    from sweep.publish.html_report import build_html, examples_from_tables
 
     tables = load_tables(out_dir, results) if "cell_id" in results else {}
     page = build_html(title, results, plots, examples_from_tables(tables, references), notes, ties=ties)
@@ -310,7 +311,7 @@ def write_html_report(out_dir: Path, title: str, results: pd.DataFrame, plots: l
 
 
 def rebuild(out_dir: Path) -> Path:
-    """`python -m sweep.report <output dir>`: plots and report.html again from what the run stored."""
+    """`python -m sweep.publish.report <output dir>`: plots and report.html again from what the run stored."""
     import json
 
     results = pd.read_csv(out_dir / "results.csv", keep_default_na=True)
@@ -336,7 +337,7 @@ def rebuild(out_dir: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m sweep.report",
+    parser = argparse.ArgumentParser(prog="python -m sweep.publish.report",
                                      description="Rebuild the plots and report.html of a finished sweep.")
     parser.add_argument("output_dir", type=Path, help="the sweep's output_dir (holds results.csv)")
     args = parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """SIGINT/SIGTERM: a clean stop of the sweep driver.
 
-The first signal is only noted; Tune's loop sees it at its next step (`sweep.callbacks.StopCallback`,
+The first signal is only noted; Tune's loop sees it at its next step (`sweep.execute.callbacks.StopCallback`,
 a few times a second) and leaves `fit` by `SweepInterrupted` (raised from a callback, in Python: raised
 from the handler it could land inside Ray's C++ `wait`, which turns it into a SystemError). Recording,
 results.csv and the report are thus never cut in half by the first signal; the engine records the
@@ -12,8 +12,8 @@ sweep had finished and leave a second one to Python's KeyboardInterrupt) is disa
 TUNE_DISABLE_SIGINT_HANDLER=1.
 
 `halt(reason)` stops the sweep the same clean way without a signal: a disk that filled mid-run
-(`sweep.disk`), seen in a failed trial or in the driver's own writes, ends the trials at the next step
-(`SweepHalted`) instead of failing every remaining cell in turn; exit `sweep.disk.EXIT_STORAGE`.
+(`sweep.results.disk`), seen in a failed trial or in the driver's own writes, ends the trials at the next step
+(`SweepHalted`) instead of failing every remaining cell in turn; exit `sweep.results.disk.EXIT_STORAGE`.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 ``FAMILIES[family].auto_model_class`` (``AutoModelForImageTextToText`` for every family here but
 Phi-4-multimodal, which is ``AutoModelForCausalLM``; GIT also loads with ``AutoModelForCausalLM``).
 How to prompt and batch each family is the family adapter's business (``actors.registry.get_family``).
-See ``testkit/tiny/README.md`` for what each builder makes and its gotchas.
+See ``actors/tiny/README.md`` for what each builder makes and its gotchas.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""What a sweep captions: dataset sources (`sources`: COCO captions files) and video scenes (`video`)."""

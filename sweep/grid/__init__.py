@@ -1,0 +1,1 @@
+"""The grid: grid.yaml validated (`config`) and expanded into cells (`cells`)."""

@@ -1,0 +1,3 @@
+"""Quality and its uncertainty: COCO metrics (`scoring`), bootstrap intervals and ties (`statistics`),
+Pareto fronts (`pareto`).
+"""

@@ -1,0 +1,3 @@
+"""Which cells run how far: Pareto-aware successive halving (`halving` pure decisions, `rungs` the driver's
+view, `scheduler` Tune's side).
+"""
