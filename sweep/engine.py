@@ -195,6 +195,9 @@ def plan_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], fresh
     references for `sweep.publish.report`; starts nothing."""
     from sweep.plan.dry_run import memory_refusals, target_gpu_bytes
 
+    from sweep.results.inputs import check_inputs_kept
+
+    check_inputs_kept(grid.output_dir, grid.dataset)  # before samples.json is written: never over an input
     out = grid.output_dir.resolve()
     out.mkdir(parents=True, exist_ok=True)
     plan = SweepPlan(grid, cells, samples, ResultStore(out))
