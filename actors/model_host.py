@@ -253,6 +253,7 @@ class ModelHost:
                 image_height=batch.heights[i],
                 ttft_sec=engine_seconds(captions[i].ttft_sec) if i in captions else NAN,
                 request_e2e_sec=engine_seconds(captions[i].e2e_sec) if i in captions else NAN,
+                pixel_note=batch.notes[i] if batch.notes else "",
             )
             for i, sid in enumerate(batch.sample_ids)
         ]

@@ -194,7 +194,6 @@ def plan_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], fresh
     them, so a finished cell is read back and a new budget generates on its own). Writes the samples'
     references for `sweep.publish.report`; starts nothing."""
     from sweep.plan.dry_run import memory_refusals, target_gpu_bytes
-
     from sweep.results.inputs import check_inputs_kept
 
     check_inputs_kept(grid.output_dir, grid.dataset)  # before samples.json is written: never over an input
@@ -463,7 +462,9 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
         unwritten = f"{err.filename or out}: {err.strerror or err}"
     n_failed = int((results["status"] == "failed").sum())  # a pruned cell is a result, not a failure
     n_pruned = int((results["status"] == "pruned").sum())
-    notes = list(execution.notes)
+    from sweep.publish.notices import pixel_notes
+
+    notes = [*execution.notes, *pixel_notes(results)]
     if unwritten:
         notes.append(f"could not write the sweep's results ({unwritten}); the per-cell results are in "
                      f"{out / 'cells'}: free space and re-run (nothing is recomputed) to write them")

@@ -67,3 +67,75 @@ def test_an_output_dir_inside_the_images_folder_or_whose_cells_hold_it_is_refuse
     assert "would overwrite dataset.images" in capsys.readouterr().err
     # a dataset beside the output dir (the usual layout) is fine
     assert main([str(_grid_file(tmp_path, captions, Path(moved), tmp_path / "elsewhere")), "--dry-run"]) == 0
+
+
+# --- 2: pixels are what the file means -----------------------------------------------------------------
+
+def _gradient_16bit(path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    ramp = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (32, 1))
+    Image.fromarray(ramp).save(path)  # a 16-bit grayscale PNG, 0-65535 left to right
+
+
+def _portrait_jpeg(path: Path) -> None:
+    """640x426 as stored, EXIF orientation 6: a portrait 426x640 photo; the stored left half is red."""
+    from PIL import Image
+
+    img = Image.new("RGB", (640, 426), (0, 0, 255))
+    img.paste((255, 0, 0), (0, 0, 320, 426))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    img.save(path, exif=exif.tobytes(), quality=95)
+
+
+def test_16_bit_and_32_bit_images_are_scaled_to_8_bits_and_noted(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from sweep.execute.stages import decode_batch, pixel_counts
+
+    _gradient_16bit(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode.startswith("I")
+    floats = np.tile(np.linspace(0.0, 1.0, 64, dtype=np.float32), (32, 1))
+    Image.fromarray(floats, mode="F").save(tmp_path / "f.tiff")
+    Image.new("RGB", (64, 32), (10, 20, 30)).save(tmp_path / "rgb.png")
+    rows = [{"sample_id": n, "path": str(tmp_path / n), "frame_times": [], "error": ""}
+            for n in ("g16.png", "f.tiff", "rgb.png")]
+    batch = decode_batch(rows, video=False, max_side=64)
+    assert batch.errors == ["", "", ""]
+    for i in (0, 1):  # a gradient, not white: black at the left, white at the right, mid-grey on average
+        pixels = np.asarray(batch.pixels[i], dtype=float)
+        assert 110 < pixels.mean() < 145 and pixels.std() > 60
+        assert pixels[:, 0].max() <= 5 and pixels[:, -1].min() >= 250
+        assert "scaled" in batch.notes[i] and "to 8 bits" in batch.notes[i]
+    assert batch.notes[0].startswith("mode I") and "mode F" in batch.notes[1]
+    assert batch.notes[2] == "" and np.asarray(batch.pixels[2])[0, 0].tolist() == [10, 20, 30]
+    assert pixel_counts(batch.notes) == {"n_images_8bit_scaled": 2.0}
+
+
+def test_exif_orientation_is_applied_before_resizing_and_the_size_recorded_after(tmp_path):
+    import numpy as np
+
+    from sweep.execute.pipeline import caption_rows
+    from sweep.execute.stages import decode_batch, pixel_counts
+    from tests.test_token_budgets import PlainCaptioner, plain_host
+
+    _portrait_jpeg(tmp_path / "portrait.jpg")
+    rows = [{"sample_id": "p", "path": str(tmp_path / "portrait.jpg"), "frame_times": [], "error": ""}]
+    batch = decode_batch(rows, video=False, max_side=64)
+    assert (batch.widths[0], batch.heights[0]) == (426, 640)  # upright: portrait
+    pixels = np.asarray(batch.pixels[0])
+    assert pixels.shape[:2] == (64, 43)  # resized after turning: the long side is the height
+    top, bottom = pixels[:20].reshape(-1, 3).mean(0), pixels[-20:].reshape(-1, 3).mean(0)
+    assert top[0] > 200 and bottom[2] > 200  # orientation 6: the stored left (red) half is now on top
+    assert batch.notes == ["EXIF orientation 6 applied"]
+    # the note and the upright size reach the cell's caption table, and its costs count it
+    from actors.contract import GenerationSettings
+
+    result = plain_host(PlainCaptioner()).caption(batch, GenerationSettings(prompt="", max_new_tokens=4), "c")
+    table = caption_rows(result)
+    assert table.loc[0, "pixel_note"] == "EXIF orientation 6 applied"
+    assert (table.loc[0, "image_width"], table.loc[0, "image_height"]) == (426, 640)
+    assert pixel_counts(table["pixel_note"]) == {"n_images_exif_turned": 1.0}

@@ -19,6 +19,7 @@ from actors.contract import LoadSpec
 from sweep.data.sources import Sample
 from sweep.execute.measure import summarize_costs, summarize_video
 from sweep.execute.pipeline import PipelineSettings, caption_samples
+from sweep.execute.stages import pixel_counts
 from sweep.grid.cells import Cell
 from sweep.results.store import ResultStore
 
@@ -82,6 +83,8 @@ def _consolidate(cell: Cell, samples: list[Sample], store: ResultStore, wall: fl
     if any(s.video_id for s in samples):
         costs.update(summarize_video(table))
     costs["resumed_samples"] = float(resumed)
+    if "pixel_note" in table:  # 16/32-bit images scaled, EXIF orientations applied: counted per cell
+        costs.update(pixel_counts(table["pixel_note"]))
     store.finish_cell(cell.cell_id, table, costs)
     return costs
 
