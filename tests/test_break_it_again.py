@@ -139,3 +139,24 @@ def test_exif_orientation_is_applied_before_resizing_and_the_size_recorded_after
     assert table.loc[0, "pixel_note"] == "EXIF orientation 6 applied"
     assert (table.loc[0, "image_width"], table.loc[0, "image_height"]) == (426, 640)
     assert pixel_counts(table["pixel_note"]) == {"n_images_exif_turned": 1.0}
+
+
+# --- 3: the bytes decoded are the bytes hashed -----------------------------------------------------------
+
+def test_an_image_changed_after_the_dataset_was_read_is_an_error_row_not_a_caption(tmp_path):
+    from sweep.data.sources import load_coco_samples
+    from sweep.execute.pipeline import decode_rows
+    from sweep.execute.stages import decode_batch
+    from sweep.grid.config import DatasetConfig
+
+    captions, images = _dataset(tmp_path)
+    samples = load_coco_samples(DatasetConfig(captions=captions, images=images))
+    first, second = Path(samples[0].path), Path(samples[1].path)
+    shutil.copy(second, first)  # replaced mid-run: the driver hashed the old bytes
+    batch = decode_batch(decode_rows(samples), video=False, max_side=32)
+    assert batch.errors[0].startswith("ChangedDuringRun: ") and "changed during the run" in batch.errors[0]
+    assert batch.errors[1:] == ["", ""] and batch.widths[0] == 0
+    # a file missing when the dataset was read and present now: changed too
+    rows = decode_rows(samples)
+    rows[1]["content_sha1"] = ""
+    assert "it was missing" in decode_batch(rows, video=False, max_side=32).errors[1]

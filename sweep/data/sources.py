@@ -8,6 +8,7 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from sweep.data.files import UnreadableFile, resolve_inside, sha1_regular
 from sweep.grid.config import DatasetConfig
 
 
@@ -38,11 +39,19 @@ class DatasetError(ValueError):
     """The dataset files exist but do not hold what the grid says."""
 
 
-def _sha1(path: Path) -> str:
+def _image_file(path: Path, root: Path) -> tuple[str, str, str]:
+    """(resolved path, sha1 of its bytes, why it cannot be read): only a regular file inside `root` is
+    read (`sweep.data.files`); a missing one keeps sha1 "" and no reason (the decode stage's error row)."""
     try:
-        return hashlib.sha1(path.read_bytes()).hexdigest()
-    except OSError:
-        return ""
+        resolved = resolve_inside(path, root)
+    except UnreadableFile as err:
+        return str(path), "", f"not read: {err}"
+    try:
+        return resolved, sha1_regular(resolved), ""
+    except FileNotFoundError:
+        return resolved, "", ""
+    except OSError as err:  # UnreadableFile: a FIFO, a device, a directory, no permission
+        return resolved, "", f"not read: {err}"
 
 
 def _coco_id(entry: object, key: str, where: str) -> int:
@@ -104,17 +113,18 @@ def load_coco_samples(cfg: DatasetConfig) -> list[Sample]:
         images = sorted(images, key=lambda img: int(img["id"]))
     samples = []
     for img in images:
-        path = cfg.images / img["file_name"]
+        path, sha1, unreadable = _image_file(cfg.images / img["file_name"], cfg.images)
         samples.append(
             Sample(
                 sample_id=str(img["id"]),
                 image_id=int(img["id"]),
-                path=str(path.resolve()),
+                path=path,
                 references=tuple(refs[int(img["id"])]),
-                content_sha1=_sha1(path),
+                content_sha1=sha1,
+                error=unreadable,
             )
         )
-    if not any(_is_image_file(Path(s.path)) for s in samples):
+    if not any(s.content_sha1 and _is_image_file(Path(s.path)) for s in samples):
         raise DatasetError(f"dataset.images: none of the {len(samples)} images to caption is a non-empty "
                            f"file under {cfg.images} (e.g. {samples[0].path}); check dataset.images")
     return samples
@@ -123,7 +133,7 @@ def load_coco_samples(cfg: DatasetConfig) -> list[Sample]:
 def _is_image_file(path: Path) -> bool:
     """Cheap: the file exists and is not empty (decoding is the pipeline's, an error row per bad image)."""
     try:
-        return path.is_file() and path.stat().st_size > 0
+        return path.stat().st_size > 0
     except OSError:
         return False
 

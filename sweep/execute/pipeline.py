@@ -126,6 +126,14 @@ def batch_tables(result: BatchResult, lead_id: str,
     return {None: caption_rows(result), **tables}
 
 
+def decode_rows(samples: list[Sample]) -> list[dict[str, Any]]:
+    """What the decode tasks get per sample. `content_sha1`: the decode task checks the bytes it reads
+    against it (a file changed mid-run is an error row, not a caption stored under the old content's
+    cell id); video scenes have none to check."""
+    return [{"sample_id": s.sample_id, "path": s.path, "frame_times": list(s.frame_times), "error": s.error,
+             **({} if s.video_id else {"content_sha1": s.content_sha1})} for s in samples]
+
+
 def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSettings,
                     on_batch: Callable[[dict[int | None, pd.DataFrame]], None], host_pool: Any,
                     on_start: Callable[[list[CellStart]], None] | None = None,
@@ -148,8 +156,7 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
     import ray
 
     video = any(s.video_id for s in samples)
-    rows = [{"sample_id": s.sample_id, "path": s.path, "frame_times": list(s.frame_times), "error": s.error}
-            for s in samples]
+    rows = decode_rows(samples)
     generation = replace(cell.generation(), budgets=tuple(sorted(budgets)))
     set_id, hosts = ray.get(host_pool.acquire.remote(cell.load_spec()))
     healthy = False

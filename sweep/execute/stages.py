@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from typing import Any
 
@@ -9,8 +10,13 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from actors.contract import SampleBatch
+from sweep.data.files import read_regular, sha1_bytes
 
 PIL_MAX_IMAGE_PIXELS = 89_478_485  # PIL's own default decompression-bomb limit
+
+
+class ChangedDuringRun(OSError):
+    """The file's bytes are not the ones hashed into the cell id when the dataset was read."""
 
 
 class ImageTooLarge(ValueError):
@@ -91,7 +97,7 @@ class DecodeImage:
                 # the limit is ours (check_pixels, from the header): PIL's own bomb check is off meanwhile
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 Image.MAX_IMAGE_PIXELS = None
-                with Image.open(row["path"]) as img:
+                with Image.open(io.BytesIO(self.read(row))) as img:
                     check_pixels(*img.size, self.max_pixels)
                     img, turned = upright(img)  # before resizing: width and height as the image stands
                     img, wide = to_8_bits(img)
@@ -106,6 +112,19 @@ class DecodeImage:
         finally:
             Image.MAX_IMAGE_PIXELS = limit
         return out
+
+    @staticmethod
+    def read(row: dict[str, Any]) -> bytes:
+        """The file's bytes, read once (a regular file only: `sweep.data.files`) and checked against the
+        content hash the driver read when it loaded the dataset, which is in the cell id: bytes that
+        differ would be captioned under the old content's id."""
+        data = read_regular(str(row["path"]))
+        expected = row.get("content_sha1")
+        if expected is not None and sha1_bytes(data) != expected:
+            was = f"sha1 {expected[:12]}" if expected else "missing"
+            raise ChangedDuringRun(f"{row['path']} changed during the run (it was {was} when the dataset was "
+                                   f"read, now sha1 {sha1_bytes(data)[:12]}): re-run to caption the new file")
+        return data
 
 
 class DecodeFrames:
