@@ -4,8 +4,10 @@ pruned cells read back, prompts told apart, and the smaller ones. Cheap: no Ray 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -160,3 +162,86 @@ def test_an_image_changed_after_the_dataset_was_read_is_an_error_row_not_a_capti
     rows = decode_rows(samples)
     rows[1]["content_sha1"] = ""
     assert "it was missing" in decode_batch(rows, video=False, max_side=32).errors[1]
+
+
+# --- 4: only regular files are read ---------------------------------------------------------------------
+
+def _special_files(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
+    """A dataset whose captions name a symlink loop, a symlink to /dev/zero, a FIFO, a directory, a path
+    outside the images folder and a symlink to an image inside it; file name -> the reason expected."""
+    import os
+
+    captions, images = _dataset(tmp_path, n=1)
+    data = json.loads(captions.read_text())
+    good = data["images"][0]
+    (images / "loop-a").symlink_to(images / "loop-b")
+    (images / "loop-b").symlink_to(images / "loop-a")
+    (images / "zero.jpg").symlink_to("/dev/zero")
+    os.mkfifo(images / "fifo.jpg")
+    (images / "folder.jpg").mkdir()
+    (tmp_path / "secret.txt").write_text("not an image")
+    (images / "link.jpg").symlink_to(images / good["file_name"])
+    expected = {"loop-a": "symlink loop", "zero.jpg": "outside dataset.images", "fifo.jpg": "a FIFO",
+                "folder.jpg": "a directory", "../secret.txt": "outside dataset.images", "link.jpg": ""}
+    for i, name in enumerate(expected, start=90000):
+        data["images"].append({"id": i, "file_name": name})
+        data["annotations"].append({"id": i, "image_id": i, "caption": f"special {name}"})
+    captions.write_text(json.dumps(data))
+    return captions, images, expected
+
+
+@contextlib.contextmanager
+def _no_hang(seconds: int):
+    """A read that blocks (a FIFO opened for reading) fails the test instead of hanging the suite."""
+    def hung(*_):
+        raise TimeoutError(f"still running after {seconds} s: something blocked")
+
+    before = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, before)
+
+
+def test_special_files_named_in_the_captions_are_error_rows_with_the_reason(tmp_path):
+    from sweep.data.sources import load_coco_samples
+    from sweep.execute.pipeline import decode_rows
+    from sweep.execute.stages import decode_batch
+    from sweep.grid.config import DatasetConfig
+
+    captions, images, expected = _special_files(tmp_path)
+    with _no_hang(60):
+        samples = load_coco_samples(DatasetConfig(captions=captions, images=images))  # no crash either
+    by_id = {s.image_id: s for s in samples}
+    for i, (name, why) in enumerate(expected.items(), start=90000):
+        assert why in by_id[i].error and (by_id[i].error.startswith("not read: ") or not why), name
+        assert (by_id[i].content_sha1 == "") == bool(why), name
+    good = next(s for s in samples if not 90000 <= s.image_id < 90010)
+    assert by_id[90005].content_sha1 == good.content_sha1  # a symlink inside: resolved and read
+    with _no_hang(60):
+        batch = decode_batch(decode_rows(samples), video=False, max_side=32)
+    errors = dict(zip(batch.sample_ids, batch.errors, strict=True))
+    assert errors[good.sample_id] == "" and errors["90005"] == ""
+    for i, (_, why) in enumerate(expected.items(), start=90000):
+        assert why in errors[str(i)]
+
+
+def test_a_fifo_swapped_in_after_the_dataset_was_read_is_never_opened(tmp_path):
+    import os
+
+    from sweep.execute.stages import decode_batch
+
+    fifo = tmp_path / "f.jpg"
+    os.mkfifo(fifo)
+    rows = [{"sample_id": "f", "path": str(fifo), "frame_times": [], "error": "", "content_sha1": "ab"}]
+    with _no_hang(30):
+        assert "a FIFO, not a regular file" in decode_batch(rows, video=False, max_side=32).errors[0]
+
+
+def test_special_files_in_a_grid_are_planned_not_a_traceback(tmp_path, capsys):
+    captions, images, _ = _special_files(tmp_path)
+    with _no_hang(120):
+        assert main([str(_grid_file(tmp_path, captions, images, tmp_path / "out")), "--dry-run"]) == 0
+    assert "7 images" in capsys.readouterr().out
