@@ -27,6 +27,9 @@ Precision = Literal["fp32", "fp16", "bf16", "int8", "int8-vision", "nf4"]
 BackendName = Literal["auto", "hf", "vllm"]
 WeightsMode = Literal["real", "dummy"]
 
+#: how a model's load error reads in a cell's reason (`ModelHost.begin_cell` raises it, the driver finds it)
+LOAD_FAILED = "load failed (not retried: the same load would fail again)"
+
 
 @dataclass(frozen=True)
 class ModelRef:

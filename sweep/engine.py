@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,7 +21,7 @@ from sweep.data.sources import Sample
 from sweep.execute.phases import PhaseTimer
 from sweep.grid.cells import Cell
 from sweep.grid.config import GridConfig
-from sweep.logs import LogSession, route_library_logs
+from sweep.logs import LogSession, brief, route_library_logs
 from sweep.plan.budgets import Sharing, plan_sharing
 from sweep.results.disk import EXIT_STORAGE, storage_failure
 from sweep.results.lock import holds_sweep_lock
@@ -282,8 +283,9 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
     from sweep.execute.stopping import SweepHalted, SweepInterrupted
     from sweep.quality.scoring import CaptionScorer
     from sweep.results.recorder import SweepRecorder
+    from sweep.results.set_aside import warn_set_aside
 
-    grid, cells, samples = plan.grid, plan.cells, plan.samples
+    grid, cells, samples, started = plan.grid, plan.cells, plan.samples, time.time()
     if where is None:
         if plan.todo:
             with timer.phase("ray_start"):
@@ -361,6 +363,7 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
             halted = f"the output disk is full or read-only ({reason})" if reason else stop.halted
         finally:
             recorder.drain()
+            warn_set_aside(plan.store, cells, started)  # parts set aside by the trials' processes
             interrupted_by = interrupted_by or (stop.name if stop else None)
             halted = halted or (stop.halted if stop else None)
             running = set(progress.running)
@@ -398,7 +401,7 @@ def _record_if_finished(recorder: Any, progress: Any, cell: Cell, store: ResultS
     try:
         outcome = recorder.record(cell.cell_id, costs)
     except Exception:  # not recordable now (scoring failed): left to the interrupted cells, resumed later
-        log.exception("recording cell %s after the stop failed", cell.cell_id)
+        log.info("recording cell %s after the stop failed", cell.cell_id, exc_info=True)  # sweep.log only
         recorder.outcomes.pop(cell.cell_id, None)
         return
     progress.cell_finished(cell.cell_id, True, outcome.metrics.get("n_errors", 0.0))
@@ -480,7 +483,8 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
                 )
                 tracker.finish(ok=n_failed == 0)
         except Exception as err:
-            notes.append(f"MLflow logging of the sweep run failed: {err}; re-run to log")
+            log.info("MLflow logging of the sweep run failed", exc_info=True)  # the whole error: sweep.log
+            notes.append(f"MLflow logging of the sweep run failed: {brief(err)}; re-run to log")
 
     print()
     print(format_table(results))
@@ -573,7 +577,8 @@ def _log_cell_extras(tracker: Any, outcomes: dict[str, Any], results: Any,
             tracker.log_cell_extra(run_id, metrics, tags)
             done[run_id] = digest
         except Exception as err:  # the files have it all; MLflow can be re-logged later
-            notes.append(f"MLflow logging of the intervals of cell {row['cell_id']} failed: {err}")
+            log.info("MLflow logging of cell %s's intervals failed", row["cell_id"], exc_info=True)
+            notes.append(f"MLflow logging of the intervals of cell {row['cell_id']} failed: {brief(err)}")
     if logged_path is not None:
         atomic_write_bytes(logged_path, json.dumps(logged, indent=1).encode())
     return notes

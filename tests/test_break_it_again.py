@@ -245,3 +245,108 @@ def test_special_files_in_a_grid_are_planned_not_a_traceback(tmp_path, capsys):
     with _no_hang(120):
         assert main([str(_grid_file(tmp_path, captions, images, tmp_path / "out")), "--dry-run"]) == 0
     assert "7 images" in capsys.readouterr().out
+
+
+# --- 5: retry only what can succeed; one line per failed cell -------------------------------------------
+
+def test_a_load_error_is_raised_by_begin_cell_not_the_constructor_and_says_not_retried():
+    from actors.contract import LOAD_FAILED, GenerationSettings, LoadSpec, ModelRef
+    from actors.model_host import ModelHost, ModelLoadFailed
+    from sweep.execute.trials import root_cause
+
+    spec = LoadSpec(ModelRef(id="m", loader="no_such_module_anywhere:build"), precision="fp32", backend="hf")
+    with pytest.raises(Exception, match="cannot import no_such_module_anywhere"):
+        ModelHost(spec, None)  # outside Ray: raised where it happens, as before
+    host = ModelHost(spec, None, defer_load_error=True)  # a Ray actor: alive, so Ray does not restart it
+    with pytest.raises(ModelLoadFailed, match="cannot import no_such_module_anywhere") as err:
+        host.begin_cell("c", GenerationSettings(prompt="", max_new_tokens=4))
+    reason = root_cause(f"Traceback (most recent call last):\n  File \"x\", line 1\n"
+                        f"ray.exceptions.RayTaskError(ModelLoadFailed): {err.value}\n{type(err.value).__name__}: "
+                        f"{err.value}")
+    assert reason.startswith(LOAD_FAILED) and "CustomLoaderError" in reason
+
+
+def test_a_dead_host_is_said_to_have_been_retried_and_an_exception_not():
+    from sweep.execute.trials import root_cause
+
+    died = ("Traceback (most recent call last):\n  File \"t.py\", line 3, in f\n"
+            "ray.exceptions.ActorDiedError: The actor died unexpectedly before finishing this task.")
+    assert root_cause(died).startswith("model host died (retried by Ray up to 2 times, all failed): ")
+    assert root_cause("Traceback:\nValueError: bad prompt") == "ValueError: bad prompt"
+    assert root_cause("x\ntorch.OutOfMemoryError: CUDA out of memory").startswith("oom: ")
+
+
+def test_library_errors_stay_off_the_terminal_and_mlflow_sql_dumps_are_one_line(tmp_path, capsys):
+    import logging
+
+    from sqlalchemy.exc import OperationalError
+
+    from sweep.logs import LogSession, brief
+
+    err = OperationalError("INSERT INTO metrics VALUES (?, ?)", ("x" * 500, 1), Exception("disk is full"))
+    assert "[SQL:" in str(err) and len(str(err).splitlines()) > 2
+    assert brief(err) == "OperationalError: (builtins.Exception) disk is full"
+    root = logging.getLogger()
+    terminal = logging.StreamHandler()  # as run.py's basicConfig sets up the terminal
+    root.addHandler(terminal)
+    level = root.level
+    root.setLevel(logging.WARNING)
+    try:
+        with LogSession(tmp_path) as logs:
+            logging.getLogger("sqlalchemy.engine").error("a long SQL error\n[SQL: INSERT ...]")
+            logging.getLogger("mlflow.store").error("Traceback (most recent call last): ...")
+            logging.getLogger("sweep.engine").warning("the sweep's own warning")
+        text = logs.path.read_text()
+    finally:
+        root.removeHandler(terminal)
+        root.setLevel(level)
+    err_out = capsys.readouterr().err
+    assert "the sweep's own warning" in err_out
+    assert "SQL" not in err_out and "Traceback" not in err_out
+    assert "a long SQL error" in text and "Traceback" in text and "the sweep's own warning" in text
+
+
+def test_a_part_set_aside_in_a_trial_process_is_warned_about_by_the_driver(tmp_path, caplog):
+    import time
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from sweep.results.set_aside import warn_set_aside
+    from sweep.results.store import ResultStore
+
+    started = time.time()
+    trial_store, driver_store = ResultStore(tmp_path), ResultStore(tmp_path)  # two processes' views
+    trial_store.append_part("c1", pd.DataFrame({"sample_id": ["a"], "caption": "x", "error": ""}))
+    (trial_store.parts_dir("c1") / "bad.parquet").write_bytes(b"not parquet")
+    assert trial_store.done_sample_ids("c1") == {"a"}  # the trial sets it aside, logging in its process
+    cells = [SimpleNamespace(cell_id="c1"), SimpleNamespace(cell_id="c2")]
+    with caplog.at_level("WARNING", logger="sweep"):
+        lines = warn_set_aside(driver_store, cells, started)
+    assert len(lines) == 1 and "bad.parquet.unreadable" in lines[0]
+    assert any("bad.parquet.unreadable" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    assert warn_set_aside(driver_store, cells, time.time() + 5) == []  # an earlier run's: not again
+
+
+@pytest.mark.slow
+def test_a_model_that_fails_to_load_is_loaded_once_per_cell_and_told_in_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    captions, images = _dataset(tmp_path, n=4)
+    fault_dir = tmp_path / "faults"
+    models = [{"id": f"broken-{i}", "loader": "fault_models:load_fails"} for i in (1, 2)]
+    grid = _grid_file(tmp_path, captions, images, tmp_path / "out", models=models)
+    env = {**os.environ, "VLM_SWEEP_FAULT_DIR": str(fault_dir),
+           "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+    proc = subprocess.run([sys.executable, "-m", "sweep.run", str(grid)], cwd=REPO, env=env, text=True,
+                          capture_output=True, timeout=600)
+    terminal = proc.stdout + proc.stderr
+    assert proc.returncode == 1, terminal
+    loads = (fault_dir / "loads.log").read_text().splitlines()
+    assert len(loads) == 2, loads  # one load per cell: not restarted and retried by Ray
+    assert "retries remaining" not in terminal and "Traceback" not in terminal, terminal
+    failed = [ln for ln in terminal.splitlines() if "broken-" in ln and "not retried" in ln]
+    assert len(failed) == 2 and all("FileNotFoundError: no weights file in broken-" in ln for ln in failed)
+    assert "2 of 2 cells failed" in terminal

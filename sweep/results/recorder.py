@@ -18,6 +18,7 @@ from sweep.execute.measure import cost_kinds
 from sweep.execute.phases import PhaseTimer
 from sweep.execute.progress import SweepProgress
 from sweep.grid.cells import Cell
+from sweep.logs import brief
 from sweep.publish.tracking import SweepTracker, cell_params
 from sweep.quality.scoring import (
     DF_REFERENCE_SET,
@@ -287,7 +288,8 @@ class SweepRecorder:
             with self.timer.phase("mlflow"):
                 return self.tracker.find_cell_run(cell_id)
         except Exception as err:
-            self.notes.append(f"MLflow lookup of cell {cell_id} failed: {err}")
+            log.info("MLflow lookup of cell %s failed", cell_id, exc_info=True)  # the whole error: sweep.log
+            self.notes.append(f"MLflow lookup of cell {cell_id} failed: {brief(err)}")
             return None
 
     def _relog(self, outcome: CellOutcome, artifacts: list) -> None:
@@ -303,9 +305,9 @@ class SweepRecorder:
                 for path in artifacts:
                     self.tracker.client.log_artifact(outcome.run_id, str(path))
         except Exception as err:
-            log.error("MLflow re-logging of cell %s failed: %s", outcome.cell.cell_id, err)
+            log.info("MLflow re-logging of cell %s failed", outcome.cell.cell_id, exc_info=True)
             self.notes.append(f"MLflow re-logging of the new scores of cell {outcome.cell.cell_id} failed: "
-                              f"{err}")
+                              f"{brief(err)}")
 
     def _log(self, outcome: CellOutcome, artifacts: list) -> None:
         if self.tracker is None:
@@ -318,8 +320,8 @@ class SweepRecorder:
                     span=outcome.span,
                 )
         except Exception as err:  # the store keeps the results; MLflow can be re-logged later
-            log.error("MLflow logging of cell %s failed: %s", outcome.cell.cell_id, err)
-            self.notes.append(f"MLflow logging of cell {outcome.cell.cell_id} failed: {err}")
+            log.info("MLflow logging of cell %s failed", outcome.cell.cell_id, exc_info=True)
+            self.notes.append(f"MLflow logging of cell {outcome.cell.cell_id} failed: {brief(err)}")
 
 
 def cell_span(table: Any, costs: dict) -> tuple[float, float] | None:
