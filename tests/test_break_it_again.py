@@ -324,8 +324,8 @@ def test_a_part_set_aside_in_a_trial_process_is_warned_about_by_the_driver(tmp_p
     with caplog.at_level("WARNING", logger="sweep"):
         lines = warn_set_aside(driver_store, cells, started)
     assert len(lines) == 1 and "bad.parquet.unreadable" in lines[0]
-    warned = [r for r in caplog.records if "bad.parquet.unreadable" in r.getMessage()]
-    assert [r.levelname for r in warned] == ["WARNING"]
+    warned = [r for r in caplog.records if r.name == "sweep.results.set_aside"]
+    assert [r.levelname for r in warned] == ["WARNING"] and "bad.parquet.unreadable" in warned[0].getMessage()
     assert warn_set_aside(driver_store, cells, time.time() + 5) == []  # an earlier run's: not again
 
 
