@@ -51,6 +51,8 @@ class SweepPlan:
     store: ResultStore
     finished: dict[str, dict] = field(default_factory=dict)  # cell id -> stored costs (read back)
     refused: dict[str, str] = field(default_factory=dict)  # cell id -> why it cannot fit the GPU
+    # cell id -> why successive halving pruned it (sweep.results.pruned): read back, a finished result
+    pruned: dict[str, Any] = field(default_factory=dict)
     todo: list[Cell] = field(default_factory=list)  # cells to run on Ray
     archived: Path | None = None  # --fresh: where earlier results went
     # token-budget sharing among the cells to run: which are served by another's generation, and why not
@@ -196,6 +198,7 @@ def plan_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], fresh
     references for `sweep.publish.report`; starts nothing."""
     from sweep.plan.dry_run import memory_refusals, target_gpu_bytes
     from sweep.results.inputs import check_inputs_kept
+    from sweep.results.pruned import stored_prunes
 
     check_inputs_kept(grid.output_dir, grid.dataset)  # before samples.json is written: never over an input
     out = grid.output_dir.resolve()
@@ -211,6 +214,8 @@ def plan_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], fresh
     stored = {c.cell_id: reusable(c, plan.store, wanted) for c in cells}
     plan.finished = {cell_id: costs for cell_id, costs in stored.items() if costs is not None}
     todo = [c for c in cells if c.cell_id not in plan.finished]
+    plan.pruned = stored_prunes(grid, plan.store, todo)
+    todo = [c for c in todo if c.cell_id not in plan.pruned]
     if todo:  # the GPU's size may need torch (seconds of import): not when every cell is stored
         gpu_bytes = target_gpu_bytes(grid.resources.accelerator_type, grid.resources.gpu_memory_gb)
         plan.refused = memory_refusals(todo, gpu_bytes, grid.dataset.image_max_side)
@@ -252,6 +257,7 @@ def halving_setup(plan: SweepPlan, trial_cells: list[Cell],
     """Pareto-aware successive halving (`search.strategy: pareto_halving`): the samples in the shared
     seeded order, the rungs' image counts, and the Tune scheduler that decides at each rung (its stopped
     cells go to the recorder, which records them as pruned)."""
+    from sweep.results.pruned import search_stamp
     from sweep.search.halving import image_order, rung_sizes
     from sweep.search.rungs import RungEvaluator, cider_scores
     from sweep.search.scheduler import HalvingState, ParetoHalvingScheduler
@@ -266,6 +272,7 @@ def halving_setup(plan: SweepPlan, trial_cells: list[Cell],
                              cider_scores(recorder.document_frequencies))
     state = HalvingState()
     state.stopped = recorder.pruned  # one dict: the scheduler's stops are the recorder's pruned cells
+    recorder.search_stamp = search_stamp(search)  # what a pruned cell is stored under (read back later)
     # cells finished earlier dominate at every rung too (their stored images include every rung's)
     scheduler = ParetoHalvingScheduler(sizes, groups, evaluate, search.objectives, search.confidence, state,
                                        comparators=list(plan.finished))
@@ -300,6 +307,9 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
     if plan.finished:
         print(f"{len(plan.finished)} cells already finished in {plan.output_dir / 'cells'}: read back, "
               "not recomputed", flush=True)
+    if plan.pruned:
+        print(f"{len(plan.pruned)} cells pruned by successive halving before: read back as pruned, not run "
+              "again (search.strategy: full completes them)", flush=True)
     tracker, uri, tracker_note = open_tracker(plan, timer)
     if stop is not None:
         stop.tracker = tracker
@@ -322,6 +332,10 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
         for cell_id, costs in plan.finished.items():
             outcome = recorder.record(cell_id, costs, from_store=True)
             progress.cell_reused(cell_id, outcome.metrics.get("n_errors", 0.0))
+        for cell_id, prune in plan.pruned.items():  # pruned by successive halving before: a result
+            outcome = recorder.record(cell_id, plan.store.covering_costs(cell_id, set()) or {},
+                                      from_store=True, pruned=prune)
+            progress.cell_pruned(cell_id, int(outcome.metrics.get("images_seen", 0)), reused=True)
         for cell_id, reason in plan.refused.items():  # would not fit the GPU: refused before loading
             recorder.record_failure(cell_id, reason)
             progress.cell_finished(cell_id, ok=False)

@@ -351,3 +351,62 @@ def test_a_model_that_fails_to_load_is_loaded_once_per_cell_and_told_in_one_line
     failed = [ln for ln in terminal.splitlines() if "broken-" in ln and "not retried" in ln]
     assert len(failed) == 2 and all("FileNotFoundError: no weights file in broken-" in ln for ln in failed)
     assert "2 of 2 cells failed" in terminal
+
+
+# --- 6: a pruned cell is a finished result -------------------------------------------------------------
+
+def test_a_pruned_cell_is_read_back_by_a_rerun_of_the_same_halving_grid(tmp_path):
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from sweep.data.sources import dataset_fingerprint, load_coco_samples
+    from sweep.engine import plan_sweep
+    from sweep.grid.cells import expand_cells
+    from sweep.grid.config import parse_grid
+    from sweep.results.pruned import search_stamp, write_pruned
+
+    captions, images = _dataset(tmp_path, n=4)
+
+    def grid(strategy: str, seed: int = 0):
+        search = {"strategy": strategy, **({"rungs": [2], "seed": seed} if strategy != "full" else {})}
+        return parse_grid({"name": "p", "dataset": {"captions": str(captions), "images": str(images)},
+                           "models": [{"id": str(REPO / "zoo" / "shapes-llava-small"), "name": "small"}],
+                           "precisions": ["fp32"], "max_new_tokens": [4, 16], "search": search,
+                           "output_dir": str(tmp_path / "out")})
+
+    halving = grid("pareto_halving")
+    samples = load_coco_samples(halving.dataset)
+    cells = expand_cells(halving, dataset_fingerprint(samples, halving.dataset.image_max_side))
+    plan = plan_sweep(halving, cells, samples)
+    t4, t16 = cells
+    rows = pd.DataFrame({"sample_id": [s.sample_id for s in samples], "caption": "x", "error": ""})
+    plan.store.begin_cell(t16)
+    plan.store.finish_cell(t16.cell_id, rows, {"latency_p50_s": 0.1})
+    plan.store.begin_cell(t4)
+    plan.store.finish_cell(t4.cell_id, rows[:2], {"latency_p50_s": 0.1})  # its first rung only
+    why = SimpleNamespace(by=t16.cell_id, rung=0, n_images=2, describe=lambda: "dominated by small/fp32/t16")
+    write_pruned(plan.store, t4.cell_id, why, search_stamp(halving.search))
+    again = plan_sweep(halving, cells, samples)
+    assert set(again.finished) == {t16.cell_id} and list(again.pruned) == [t4.cell_id]
+    assert again.todo == []  # nothing to run: no Ray start
+    assert again.pruned[t4.cell_id].describe() == "dominated by small/fp32/t16"
+    assert plan_sweep(grid("pareto_halving", seed=1), cells, samples).pruned == {}  # other settings: run
+    full = plan_sweep(grid("full"), cells, samples)
+    assert full.pruned == {} and [c.cell_id for c in full.todo] == [t4.cell_id]  # full completes it
+
+
+def test_progress_counts_pruned_cells_and_only_their_images():
+    import io
+
+    from sweep.execute.progress import SweepProgress
+
+    progress = SweepProgress(3, 100, stream=io.StringIO())
+    progress.cell_reused("a")
+    progress.cell_pruned("b", 12, reused=True)
+    progress.cell_started("c")
+    progress.cell_pruned("c", 24)
+    assert "cells 1 done, 2 pruned, 0 running, 0 failed of 3" in progress.status_line()
+    assert "samples 136/136" in progress.status_line()
+    assert progress.final_line().startswith(
+        "finished: 1 cells ok, 2 pruned, 0 failed of 3; 136 samples (36 of them in the pruned cells)")

@@ -68,7 +68,9 @@ class CellCallback(Callback):
             if not recorder.storage_failed(err):  # the traceback to sweep.log; the terminal: the cell's line
                 log.info("recording cell %s failed", cell_id, exc_info=True)
             outcome = recorder.record_failure(cell_id, f"recording failed: {brief(err, 300)}")
-        if recorder.progress:
+        if recorder.progress and outcome.status == "pruned":  # its images, not the whole dataset's
+            recorder.progress.cell_pruned(cell_id, int(outcome.metrics.get("images_seen", 0)))
+        elif recorder.progress:
             recorder.progress.cell_finished(cell_id, outcome.status != "failed",
                                             outcome.metrics.get("n_errors", 0.0))
 
