@@ -440,6 +440,7 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
         tie_summary,
         write_html_report,
     )
+    from sweep.grid.cells import prompt_legend
     from sweep.results.recorder import cells_beside
     from sweep.results.store import atomic_write_bytes
 
@@ -457,6 +458,9 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
     _, random_note = front_pool(results)
     warnings = degenerate_notes(results)
     title, report_notes = f"Sweep report: {plan.grid.name}", [*filter(None, [random_note]), *warnings]
+    legend = prompt_legend(cells)  # several prompts: the labels' /pN, said once
+    if legend:
+        report_notes.append("prompts: " + "; ".join(line.strip() for line in legend))
     plots: list[Path] = []
     report = out / "report.html"
     unwritten = None  # a full or read-only disk: the table is still printed, the store keeps the cells
@@ -501,6 +505,8 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
             notes.append(f"MLflow logging of the sweep run failed: {brief(err)}; re-run to log")
 
     print()
+    for line in ["prompts (the labels' /pN):", *legend] if legend else []:
+        print(line)
     print(format_table(results))
     print()
     for line in ties:

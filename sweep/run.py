@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sweep.data.sources import DatasetError, Sample, dataset_fingerprint, load_coco_samples
 from sweep.engine import run_sweep
-from sweep.grid.cells import expand_cells
+from sweep.grid.cells import expand_cells, prompt_legend
 from sweep.grid.config import GridConfig, GridError, load_grid
 from sweep.results.inputs import check_inputs_kept
 from sweep.results.lock import OutputDirError, check_output_dir
@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
                            grid.generation.share_token_budgets)
         count = f"{len(samples)} images" if samples is not None else "video scenes (detected at run time)"
         print(f"sweep '{grid.name}': {len(cells)} cells x {count} (dry run)")
+        legend = prompt_legend(cells)  # several prompts: the labels' /pN, said once
+        for line in ["prompts (the labels' /pN):", *legend] if legend else []:
+            print(line)
         print(format_plan(plans))
         for line in format_search(grid.search, plans, len(ids)):
             print(line)

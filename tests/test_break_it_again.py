@@ -410,3 +410,40 @@ def test_progress_counts_pruned_cells_and_only_their_images():
     assert "samples 136/136" in progress.status_line()
     assert progress.final_line().startswith(
         "finished: 1 cells ok, 2 pruned, 0 failed of 3; 136 samples (36 of them in the pruned cells)")
+
+
+# --- 7: cells that differ only by prompt are told apart -------------------------------------------------
+
+PROMPTS = ["Describe this image.", "What is in the picture?", "Caption it."]
+
+
+def test_several_prompts_give_tagged_labels_a_prompt_column_and_one_legend(tmp_path, capsys):
+    import pandas as pd
+
+    from sweep.grid.cells import expand_cells, prompt_legend
+    from sweep.grid.config import parse_grid
+    from sweep.publish.report import format_table
+    from sweep.results.recorder import CellOutcome
+
+    captions, images = _dataset(tmp_path)
+    data = {"name": "prompts", "dataset": {"captions": str(captions), "images": str(images)},
+            "models": [{"id": str(REPO / "zoo" / "shapes-llava-small"), "name": "seer"}],
+            "precisions": ["fp32"], "max_new_tokens": [4], "prompts": PROMPTS,
+            "output_dir": str(tmp_path / "out")}
+    cells = expand_cells(parse_grid(data), "fp")
+    assert [c.label for c in cells] == ["seer/fp32/t4/p1", "seer/fp32/t4/p2", "seer/fp32/t4/p3"]
+    # the tag is a label, not a caption setting: the cell ids are those of untagged cells
+    assert cells[1].cell_id == cells[1].model_copy(update={"prompt_tag": ""}).cell_id
+    one = expand_cells(parse_grid({**data, "prompts": PROMPTS[:1]}), "fp")
+    assert one[0].label == "seer/fp32/t4" and prompt_legend(one) == []
+    assert prompt_legend(cells) == [f"  p{i} = {p!r}" for i, p in enumerate(PROMPTS, start=1)]
+    rows = pd.DataFrame([CellOutcome(c, "ok", {"cider": 0.5}, {}).row() for c in cells])
+    assert list(rows["prompt"]) == PROMPTS
+    table = format_table(rows)
+    assert all(f"seer/fp32/t4/p{i}" in table for i in (1, 2, 3))
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main([str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("prompts (the labels' /pN):") == 1 and out.count(repr(PROMPTS[1])) == 1
+    assert "[2] seer/fp32/t4/p2" in out
