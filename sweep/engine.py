@@ -427,6 +427,7 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
     (naming `log_path`, the sweep's log file)."""
     import pandas as pd
 
+    from sweep.grid.cells import prompt_legend
     from sweep.publish.report import (
         add_statistics,
         cost_axes,
@@ -440,7 +441,6 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
         tie_summary,
         write_html_report,
     )
-    from sweep.grid.cells import prompt_legend
     from sweep.results.recorder import cells_beside
     from sweep.results.store import atomic_write_bytes
 
