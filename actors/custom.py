@@ -43,6 +43,18 @@ def import_loader(path: str) -> Callable[[str, str], Captioner]:
     return fn
 
 
+def loader_problem(path: str) -> str:
+    """Why the loader cannot be used ("" when its module imports and has the callable): the dry run's
+    check, which imports the user's module but loads no model."""
+    try:
+        import_loader(path)
+    except CustomLoaderError as err:
+        return str(err)
+    except Exception as err:  # noqa: BLE001 - the user's module raised while importing
+        return f"loader '{path}': importing it raised {type(err).__name__}: {err}"
+    return ""
+
+
 def load_custom(loader: str, model_id: str, precision: str) -> Captioner:
     start = time.perf_counter()
     captioner = import_loader(loader)(model_id, precision)

@@ -197,10 +197,10 @@ def plan_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], fresh
     them, so a finished cell is read back and a new budget generates on its own). Writes the samples'
     references for `sweep.publish.report`; starts nothing."""
     from sweep.plan.dry_run import memory_refusals, target_gpu_bytes
-    from sweep.results.inputs import check_inputs_kept
+    from sweep.results.inputs import check_store_paths
     from sweep.results.pruned import stored_prunes
 
-    check_inputs_kept(grid.output_dir, grid.dataset)  # before samples.json is written: never over an input
+    check_store_paths(grid)  # before samples.json is written: never over an input
     out = grid.output_dir.resolve()
     out.mkdir(parents=True, exist_ok=True)
     plan = SweepPlan(grid, cells, samples, ResultStore(out))
@@ -441,6 +441,7 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
         tie_summary,
         write_html_report,
     )
+    from sweep.publish.spreadsheet import spreadsheet_safe
     from sweep.results.recorder import cells_beside
     from sweep.results.store import atomic_write_bytes
 
@@ -465,9 +466,10 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
     report = out / "report.html"
     unwritten = None  # a full or read-only disk: the table is still printed, the store keeps the cells
     try:
-        atomic_write_bytes(out / "results.csv", results.to_csv(index=False).encode())
+        # text cells that would start a spreadsheet formula (a model named "=...") are escaped
+        atomic_write_bytes(out / "results.csv", spreadsheet_safe(results).to_csv(index=False).encode())
         front = results[results["pareto"] != ""]
-        atomic_write_bytes(out / "pareto_front.csv", front.to_csv(index=False).encode())
+        atomic_write_bytes(out / "pareto_front.csv", spreadsheet_safe(front).to_csv(index=False).encode())
         with timer.phase("report"):
             # the plots and the report are drawn from the results alone: the same results (a re-run of a
             # stored grid) keep the files already drawn, a second of matplotlib saved

@@ -18,7 +18,7 @@ from sweep.data.sources import DatasetError, Sample, dataset_fingerprint, load_c
 from sweep.engine import run_sweep
 from sweep.grid.cells import expand_cells, prompt_legend
 from sweep.grid.config import GridConfig, GridError, load_grid
-from sweep.results.inputs import check_inputs_kept
+from sweep.results.inputs import check_store_paths
 from sweep.results.lock import OutputDirError, check_output_dir
 from sweep.results.store import ResultStore
 
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         grid = load_grid(args.grid, args.overrides)
-        check_inputs_kept(grid.output_dir, grid.dataset)  # the store never writes over an input
+        check_store_paths(grid)  # the store never writes over an input, its database where meant
         samples, fingerprint = load_samples(grid)
         check_output_dir(grid.output_dir, create=not args.dry_run)
     except (GridError, DatasetError, OutputDirError) as err:

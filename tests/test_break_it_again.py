@@ -447,3 +447,108 @@ def test_several_prompts_give_tagged_labels_a_prompt_column_and_one_legend(tmp_p
     out = capsys.readouterr().out
     assert out.count("prompts (the labels' /pN):") == 1 and out.count(repr(PROMPTS[1])) == 1
     assert "[2] seer/fp32/t4/p2" in out
+
+
+# --- 8: the smaller ones -------------------------------------------------------------------------------
+
+def test_an_output_dir_the_sqlite_uri_would_misread_is_refused(tmp_path, capsys):
+    captions, images = _dataset(tmp_path)
+    for name in ("runs?v=1", "runs#2", "100%done"):
+        assert main([str(_grid_file(tmp_path, captions, images, tmp_path / name)), "--dry-run"]) == 2
+        assert "sqlite URI" in capsys.readouterr().err
+    # with a tracking server of its own, the output dir's name does not matter
+    grid = _grid_file(tmp_path, captions, images, tmp_path / "runs?v=1", tracking={"uri": "http://127.0.0.1:9"})
+    assert main([str(grid), "--dry-run"]) == 0
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("name: x\n".encode("utf-16"), "not UTF-8 text (byte 0"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00", "not UTF-8 text"),
+    (b"name: x\x00\x00", "holds NUL bytes"),
+    (None, "grid file a directory"),
+])
+def test_a_grid_file_that_is_not_utf8_text_or_not_a_file_exits_2(tmp_path, capsys, content, expected):
+    path = tmp_path / "grid.yaml"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    assert main([str(path), "--dry-run"]) == 2
+    captured = capsys.readouterr()
+    assert expected in captured.err and "Traceback" not in captured.err
+
+
+def test_an_empty_model_folder_is_named_with_the_config_json_it_lacks(tmp_path, capsys):
+    from actors.resolve import ModelConfigError, check_local_folder
+
+    empty = tmp_path / "my-model"
+    empty.mkdir()
+    with pytest.raises(ModelConfigError, match="my-model: a local model folder without config.json"):
+        check_local_folder(str(empty))
+    captions, images = _dataset(tmp_path)
+    grid = _grid_file(tmp_path, captions, images, tmp_path / "out", models=[{"id": str(empty)}])
+    assert main([str(grid), "--dry-run"]) == 1
+    assert "without config.json" in capsys.readouterr().out
+
+
+def test_the_dry_run_imports_a_custom_loader(tmp_path, capsys):
+    captions, images = _dataset(tmp_path)
+    models = [{"id": "m", "loader": "no_such_module_here:build"}]
+    assert main([str(_grid_file(tmp_path, captions, images, tmp_path / "out", models=models)), "--dry-run"]) == 1
+    assert "CANNOT RUN: loader 'no_such_module_here:build': cannot import" in capsys.readouterr().out
+    models = [{"id": "m", "loader": "fault_models:counting"}]  # tests/ is on sys.path under pytest
+    assert main([str(_grid_file(tmp_path, captions, images, tmp_path / "out", models=models)), "--dry-run"]) == 0
+
+
+def test_csv_cells_that_would_start_a_formula_are_escaped(tmp_path, capsys):
+    import pandas as pd
+
+    from sweep.data.sources import dataset_fingerprint, load_coco_samples
+    from sweep.engine import Execution, plan_sweep, publish_results
+    from sweep.execute.phases import PhaseTimer
+    from sweep.grid.cells import expand_cells
+    from sweep.grid.config import parse_grid
+    from sweep.publish.spreadsheet import spreadsheet_safe
+    from sweep.results.recorder import CellOutcome
+
+    table = pd.DataFrame({"a": ["=1+1", "+x", "-y", "@z", "plain", "\tq"], "n": [-1.5, 2, 3, 4, 5, 6]})
+    safe = spreadsheet_safe(table)
+    assert list(safe["a"]) == ["'=1+1", "'+x", "'-y", "'@z", "plain", "'\tq"] and list(safe["n"]) == list(table["n"])
+    assert list(table["a"])[0] == "=1+1"  # a copy
+    captions, images = _dataset(tmp_path)
+    grid = parse_grid({"name": "csv", "dataset": {"captions": str(captions), "images": str(images)},
+                       "models": [{"id": str(REPO / "zoo" / "shapes-llava-small"), "name": "=HYPERLINK(\"x\")"}],
+                       "precisions": ["fp32"], "max_new_tokens": [4], "output_dir": str(tmp_path / "out")})
+    samples = load_coco_samples(grid.dataset)
+    cells = expand_cells(grid, dataset_fingerprint(samples, 512))
+    plan = plan_sweep(grid, cells, samples)
+    outcomes = {c.cell_id: CellOutcome(c, "failed", {}, {}, reason="load failed") for c in cells}
+    publish_results(plan, Execution(outcomes, [], None, "sqlite:///x.db"), PhaseTimer())
+    text = (tmp_path / "out" / "results.csv").read_text()
+    assert "'=HYPERLINK" in text and ",=HYPERLINK" not in text
+
+
+def test_the_report_caps_the_references_shown_per_example():
+    from sweep.publish.html_report import REFERENCES_SHOWN, shown_references
+
+    refs = [f"reference <{i}>" for i in range(1000)]
+    shown = shown_references(refs)
+    assert shown.count("reference &lt;") == REFERENCES_SHOWN and "… and 995 more" in shown
+    assert "more" not in shown_references(refs[:3])
+
+
+def test_a_large_reference_set_is_tokenized_in_steps_with_progress(monkeypatch):
+    import sweep.quality.scoring as scoring
+
+    calls = []
+    monkeypatch.setattr(scoring, "tokenize", lambda refs: calls.append(len(refs)) or
+                        {k: [c.lower() for c in v] for k, v in refs.items()})
+    refs = {i: [f"Caption {i} {j}" for j in range(5)] for i in range(100)}  # 500 references
+    lines: list[str] = []
+    out = scoring.tokenize_in_steps(refs, lines.append, step=120)
+    assert out == {k: [c.lower() for c in v] for k, v in refs.items()}
+    assert len(calls) == 5 and len(lines) == 5  # 24 images (120 references) a step, the rest last
+    assert lines[-1].startswith("CIDEr document frequencies: 500 of 500 references tokenized")
+    calls.clear()
+    scoring.tokenize_in_steps(refs, None, step=120)
+    assert calls == [100]  # without a progress line to print: one call, as before

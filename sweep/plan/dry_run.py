@@ -6,6 +6,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from actors.custom import loader_problem
 from actors.precision import PRECISIONS
 from actors.resolve import ModelConfigError, local_config_json
 from sweep.grid.cells import Cell
@@ -134,6 +135,7 @@ def plan_cells(cells: list[Cell], store: ResultStore, sample_ids: set[str],
             family, problem = None, str(err)
         if cell.model.loader:
             plan.family, plan.backend, plan.backend_reason = "custom", "custom", f"loader {cell.model.loader}"
+            plan.problems += list(filter(None, [loader_problem(cell.model.loader)]))  # imported, not run
         elif family is None:
             plan.problems.append(problem if "config.json" in problem else f"family unknown: {problem}")
         else:

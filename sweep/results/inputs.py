@@ -48,3 +48,26 @@ def check_inputs_kept(output_dir: Path, dataset: Any) -> None:
             raise OutputDirError(
                 f"output_dir {out}: is inside {field} {path}; the sweep's files would sit among its "
                 "inputs: choose an output_dir outside it")
+
+
+#: characters a sqlite URI reads as its own (`?` a query, `#` a fragment, `%` an escape): MLflow's default
+#: store under an output dir with one of them would land elsewhere (`a?b/mlflow.db` is `a`)
+URI_CHARACTERS = "?#%"
+
+
+def check_sqlite_path(output_dir: Path, tracking_uri: str | None) -> None:
+    """Raise OutputDirError when the default MLflow store (`<output_dir>/mlflow.db`, a sqlite URI) would
+    not be where it is meant to be."""
+    out = str(Path(output_dir).resolve())
+    bad = sorted({ch for ch in out if ch in URI_CHARACTERS})
+    if tracking_uri is None and bad:
+        raise OutputDirError(
+            f"output_dir {out}: contains {' '.join(repr(c) for c in bad)}, which the sqlite URI of MLflow's "
+            "store (<output_dir>/mlflow.db) would read as its own syntax and put the database elsewhere; "
+            "choose an output_dir without '?', '#' or '%', or set tracking.uri")
+
+
+def check_store_paths(grid: Any) -> None:
+    """Every check of where the store writes, before anything starts (a run and --dry-run alike)."""
+    check_inputs_kept(grid.output_dir, grid.dataset)
+    check_sqlite_path(grid.output_dir, grid.tracking.uri)
