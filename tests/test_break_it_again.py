@@ -494,10 +494,12 @@ def test_an_empty_model_folder_is_named_with_the_config_json_it_lacks(tmp_path, 
 def test_the_dry_run_imports_a_custom_loader(tmp_path, capsys):
     captions, images = _dataset(tmp_path)
     models = [{"id": "m", "loader": "no_such_module_here:build"}]
-    assert main([str(_grid_file(tmp_path, captions, images, tmp_path / "out", models=models)), "--dry-run"]) == 1
+    grid = _grid_file(tmp_path, captions, images, tmp_path / "out", models=models)
+    assert main([str(grid), "--dry-run"]) == 1
     assert "CANNOT RUN: loader 'no_such_module_here:build': cannot import" in capsys.readouterr().out
     models = [{"id": "m", "loader": "fault_models:counting"}]  # tests/ is on sys.path under pytest
-    assert main([str(_grid_file(tmp_path, captions, images, tmp_path / "out", models=models)), "--dry-run"]) == 0
+    grid = _grid_file(tmp_path, captions, images, tmp_path / "out", models=models)
+    assert main([str(grid), "--dry-run"]) == 0
 
 
 def test_csv_cells_that_would_start_a_formula_are_escaped(tmp_path, capsys):
@@ -513,11 +515,13 @@ def test_csv_cells_that_would_start_a_formula_are_escaped(tmp_path, capsys):
 
     table = pd.DataFrame({"a": ["=1+1", "+x", "-y", "@z", "plain", "\tq"], "n": [-1.5, 2, 3, 4, 5, 6]})
     safe = spreadsheet_safe(table)
-    assert list(safe["a"]) == ["'=1+1", "'+x", "'-y", "'@z", "plain", "'\tq"] and list(safe["n"]) == list(table["n"])
+    assert list(safe["a"]) == ["'=1+1", "'+x", "'-y", "'@z", "plain", "'\tq"]
+    assert list(safe["n"]) == list(table["n"])
     assert list(table["a"])[0] == "=1+1"  # a copy
     captions, images = _dataset(tmp_path)
     grid = parse_grid({"name": "csv", "dataset": {"captions": str(captions), "images": str(images)},
-                       "models": [{"id": str(REPO / "zoo" / "shapes-llava-small"), "name": "=HYPERLINK(\"x\")"}],
+                       "models": [{"id": str(REPO / "zoo" / "shapes-llava-small"),
+                                   "name": "=HYPERLINK(\"x\")"}],
                        "precisions": ["fp32"], "max_new_tokens": [4], "output_dir": str(tmp_path / "out")})
     samples = load_coco_samples(grid.dataset)
     cells = expand_cells(grid, dataset_fingerprint(samples, 512))
