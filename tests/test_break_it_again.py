@@ -518,6 +518,9 @@ def test_csv_cells_that_would_start_a_formula_are_escaped(tmp_path, capsys):
     assert list(safe["a"]) == ["'=1+1", "'+x", "'-y", "'@z", "plain", "'\tq"]
     assert list(safe["n"]) == list(table["n"])
     assert list(table["a"])[0] == "=1+1"  # a copy
+    from sweep.publish.spreadsheet import read_back
+
+    assert read_back(safe).equals(table) and read_back(pd.DataFrame({"a": ["'quoted"]}))["a"][0] == "'quoted"
     captions, images = _dataset(tmp_path)
     grid = parse_grid({"name": "csv", "dataset": {"captions": str(captions), "images": str(images)},
                        "models": [{"id": str(REPO / "zoo" / "shapes-llava-small"),

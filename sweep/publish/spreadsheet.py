@@ -23,3 +23,17 @@ def spreadsheet_safe(table: Any) -> Any:
         if out[column].dtype == object or str(out[column].dtype) in ("string", "str"):
             out[column] = out[column].map(safe_cell)
     return out
+
+
+def read_back(table: Any) -> Any:
+    """The DataFrame as it was before `spreadsheet_safe` (results.csv read again to rebuild the report)."""
+    out = table.copy()
+    for column in out.columns:
+        if out[column].dtype == object or str(out[column].dtype) in ("string", "str"):
+            out[column] = out[column].map(_unescaped)
+    return out
+
+
+def _unescaped(value: Any) -> Any:
+    escaped = isinstance(value, str) and value.startswith("'") and value[1:].startswith(FORMULA_STARTS)
+    return value[1:] if escaped else value
