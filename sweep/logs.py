@@ -22,8 +22,9 @@ LIBRARY_LOGGERS = ("ray", "mlflow", "alembic", "huey")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-#: libraries whose records (their errors and tracebacks too) go to the log file only: the terminal says
-#: one line per failed cell and per stopping reason, and --verbose shows the rest
+#: libraries whose errors and tracebacks go to the log file only (Tune's trial error reports, MLflow's
+#: SQLAlchemy errors with their SQL dumps): the terminal says one line per failed cell and per stopping
+#: reason itself, and --verbose shows the rest. Their plain warnings stay on the terminal.
 QUIET_LIBRARIES = (*LIBRARY_LOGGERS, "sqlalchemy", "urllib3", "filelock", "fsspec", "pyarrow")
 
 
@@ -32,10 +33,14 @@ def is_library_record(record: logging.LogRecord) -> bool:
 
 
 class _BelowWarning(logging.Filter):
-    """Keeps INFO and DEBUG records, and every record of a library, off a terminal handler."""
+    """Keeps INFO and DEBUG records, and a library's errors and tracebacks, off a terminal handler."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING and not is_library_record(record)
+        if record.levelno < logging.WARNING:
+            return False
+        if is_library_record(record):
+            return record.levelno < logging.ERROR and not record.exc_info
+        return True
 
 
 def brief(err: BaseException, limit: int = 200) -> str:

@@ -296,12 +296,13 @@ def test_library_errors_stay_off_the_terminal_and_mlflow_sql_dumps_are_one_line(
             logging.getLogger("sqlalchemy.engine").error("a long SQL error\n[SQL: INSERT ...]")
             logging.getLogger("mlflow.store").error("Traceback (most recent call last): ...")
             logging.getLogger("sweep.engine").warning("the sweep's own warning")
+            logging.getLogger("urllib3.connectionpool").warning("a library's plain warning")
         text = logs.path.read_text()
     finally:
         root.removeHandler(terminal)
         root.setLevel(level)
     err_out = capsys.readouterr().err
-    assert "the sweep's own warning" in err_out
+    assert "the sweep's own warning" in err_out and "a library's plain warning" in err_out
     assert "SQL" not in err_out and "Traceback" not in err_out
     assert "a long SQL error" in text and "Traceback" in text and "the sweep's own warning" in text
 
