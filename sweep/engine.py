@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from sweep.data.load import reference_captions_file
 from sweep.data.sources import Sample
 from sweep.execute.phases import PhaseTimer
 from sweep.grid.cells import Cell
@@ -311,7 +312,7 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
         served = {lead: tuple(c.cell_id for c in g.derived) for lead, g in groups.items()}
         recorder = SweepRecorder(cells, samples, plan.store, scorer, tracker, progress, timer,
                                  document_frequencies=grid.scoring.document_frequencies,
-                                 reference_captions=getattr(grid.dataset, "captions", None),
+                                 reference_captions=reference_captions_file(grid.dataset, plan.output_dir),
                                  derived=served)
         if stop is not None:
             recorder.on_storage_failure = stop.halt
