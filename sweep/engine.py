@@ -411,6 +411,7 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
 
     from sweep.publish.report import (
         add_statistics,
+        candidates,
         cost_axes,
         degenerate_notes,
         error_row_lines,
@@ -422,6 +423,7 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
         tie_summary,
         write_html_report,
     )
+    from sweep.quality.pick import gpu_picks, pick_tags, recommendation_sections
     from sweep.results.recorder import cells_beside
     from sweep.results.store import atomic_write_bytes
 
@@ -436,6 +438,9 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
         results, comparisons = add_statistics(results, load_tables(out, results))
         results = mark_fronts(results, comparisons)
         ties = tie_summary(results, comparisons)
+        pool, memory_column = candidates(results)
+        picks = gpu_picks(pool, comparisons, memory_column)
+    recommendation = recommendation_sections(picks)
     _, random_note = front_pool(results)
     warnings = degenerate_notes(results)
     title, report_notes = f"Sweep report: {plan.grid.name}", [*filter(None, [random_note]), *warnings]
@@ -449,13 +454,14 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
         with timer.phase("report"):
             # the plots and the report are drawn from the results alone: the same results (a re-run of a
             # stored grid) keep the files already drawn, a second of matplotlib saved
-            stamp = report_stamp(results, title, report_notes, ties)
+            stamp = report_stamp(results, title, report_notes,
+                                 [*ties, *(line for _, lines in recommendation for line in lines)])
             plots = [out / f"pareto_cider_vs_{axis}.png" for axis in cost_axes(results)]
             if not (_read_text(out / REPORT_STAMP) == stamp and all(p.is_file() for p in [*plots, report])):
                 plots = plot_fronts(results, out)
                 report = write_html_report(out, title, results, plots,
                                            {s.sample_id: list(s.references) for s in plan.samples},
-                                           report_notes, ties=ties)
+                                           report_notes, ties=ties, recommendation=recommendation)
                 atomic_write_bytes(out / REPORT_STAMP, stamp.encode())
     except OSError as err:
         unwritten = f"{err.filename or out}: {err.strerror or err}"
@@ -474,6 +480,7 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
                     metrics={"n_cells_ok": len(cells) - n_failed - n_pruned, "n_cells_failed": n_failed,
                              "n_cells_pruned": n_pruned},
                     artifacts=[*plots, out / "results.csv", out / "pareto_front.csv", report],
+                    tags=pick_tags(picks),
                 )
                 tracker.finish(ok=n_failed == 0)
         except Exception as err:

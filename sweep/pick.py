@@ -32,17 +32,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import pandas as pd
 
-    from sweep.publish.recommend import candidates, recommend
-    from sweep.publish.report import load_tables
-    from sweep.quality.pick import constraints, format_pick
+    from sweep.publish.report import candidates, front_pool, load_tables
+    from sweep.quality.pick import constraints, format_pick, pick
     from sweep.quality.statistics import Comparisons
 
     results = pd.read_csv(args.output_dir / "results.csv")
     limits = constraints(args.max_memory_gb, args.min_images_per_sec, args.max_latency_s,
                          args.max_kwh_per_1k_images)
     comparisons = Comparisons(load_tables(args.output_dir, results))
-    _, memory, note = candidates(results)
-    for line in format_pick(recommend(results, comparisons, limits, args.metric)):
+    rows, memory = candidates(results)
+    _, note = front_pool(results)
+    for line in format_pick(pick(rows, comparisons, limits, memory, args.metric)):
         print(line)
     if any(lim.cost == "memory_gb" for lim in limits):
         print(f"memory read from: {memory}" + ("  (no GPU memory measured: the weights' size)"

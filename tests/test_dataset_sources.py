@@ -194,7 +194,8 @@ def test_three_kinds_caption_and_score_the_same(sources, coco_mini, tmp_path, mo
         from sweep.results.store import ResultStore
 
         table = ResultStore(grid.output_dir).read_captions(cells[0].cell_id)
-        tables[kind] = table.sort_values("sample_id")[["sample_id", "caption", "cider"]].reset_index(drop=True)
+        tables[kind] = table.sort_values("sample_id")[["sample_id", "caption", "cider"]]
+        tables[kind] = tables[kind].reset_index(drop=True)
         cider[kind] = float(info.results["cider"].iloc[0])
     assert len(tables["coco"]) == 8 and tables["coco"]["caption"].nunique() > 1
     for kind in ("hf", "karpathy"):

@@ -6,11 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sweep.publish.recommend import gpu_picks, pick_tags, recommend
-from sweep.quality.pick import constraints, format_pick
+from sweep.publish.report import candidates
+from sweep.quality.pick import constraints, format_pick, gpu_picks, pick, pick_tags, recommendation_sections
 from sweep.quality.statistics import Comparisons
 
 N = 60
+
+
+def recommend(results, comparisons, limits):
+    rows, memory = candidates(results)
+    return pick(rows, comparisons, limits, memory)
 
 
 def _table(cider: np.ndarray) -> pd.DataFrame:
@@ -103,12 +108,21 @@ def test_cpu_runs_read_the_weights_size_for_memory(sweep):
 
 def test_gpu_sizes_and_mlflow_tags(sweep):
     results, comparisons = sweep
-    picks = gpu_picks(results, comparisons)
+    picks = gpu_picks(*_rows_memory(results, comparisons))
     assert list(picks) == ["any", "16gb", "24gb", "80gb"]
     tags = pick_tags(picks)
     assert tags["pick_any"] == "big" and tags["pick_16gb"] == "big-int8" and tags["pick_80gb"] == "big"
     assert tags["pick_any_ties"] == "big-int8, slow"
     assert int(tags["pick_any_more_images_to_separate_top_two"]) > 0
+    sections = recommendation_sections(picks)
+    titles = ["No constraint", *(f"Fits {s} GB of GPU memory" for s in (16, 24, 80))]
+    assert [t for t, _ in sections] == titles
+    assert sections[1][1][1].startswith("choice: big-int8")
+
+
+def _rows_memory(results, comparisons):
+    rows, memory = candidates(results)
+    return rows, comparisons, memory
 
 
 def test_without_per_image_scores_ties_are_not_judged(sweep):

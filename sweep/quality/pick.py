@@ -148,6 +148,34 @@ def pick(rows: list[dict], comparisons: Comparisons | None, limits: list[Limit],
     return out
 
 
+def gpu_picks(rows: list[dict], comparisons: Comparisons | None, memory_column: str,
+              metric: str = "cider") -> dict[str, Pick]:
+    """No constraint, then each common GPU size (memory at most its GB)."""
+    out = {"any": pick(rows, comparisons, [], memory_column, metric)}
+    for size in GPU_SIZES_GB:
+        out[f"{size}gb"] = pick(rows, comparisons, constraints(max_memory_gb=size), memory_column, metric)
+    return out
+
+
+def pick_tags(picks: dict[str, Pick]) -> dict[str, str]:
+    """MLflow tags of the parent run: the choice and its ties for each answer (`pick_16gb`, ...)."""
+    tags = {}
+    for name, answer in picks.items():
+        tags[f"pick_{name}"] = str(answer.best["label"]) if answer.best else "no cell meets the constraint"
+        if answer.best and answer.ties:
+            tags[f"pick_{name}_ties"] = ", ".join(t.label for t in answer.ties)[:4000]
+        more = answer.more_images_to_separate
+        if math.isfinite(more):
+            tags[f"pick_{name}_more_images_to_separate_top_two"] = str(math.ceil(more))
+    return tags
+
+
+def recommendation_sections(picks: dict[str, Pick]) -> list[tuple[str, list[str]]]:
+    """(title, lines) per answer of `gpu_picks`, for the report."""
+    titles = {"any": "No constraint", **{f"{s}gb": f"Fits {s} GB of GPU memory" for s in GPU_SIZES_GB}}
+    return [(titles.get(name, name), format_pick(answer)) for name, answer in picks.items()]
+
+
 def _relative(relative: dict[str, float]) -> str:
     parts = [f"{COST_NAMES[k].split(' (')[0]} {v:.2g}x" for k, v in relative.items() if math.isfinite(v)]
     return ", ".join(parts) or "costs not measured"
