@@ -38,15 +38,17 @@ def build_hf_parquet(coco: Path, out: Path) -> Path:
 
 
 def build_karpathy(coco: Path, out: Path) -> Path:
-    """coco-mini as a Karpathy split file: every image in 'test' but two moved to 'train'."""
+    """coco-mini as a Karpathy split file: every image in 'test', and two more entries in 'train'."""
     data = json.loads((coco / "captions_val2017.json").read_text())
     refs: dict[int, list[str]] = {}
     for ann in data["annotations"]:
         refs.setdefault(ann["image_id"], []).append(ann["caption"])
     images = [{"filepath": "val2017", "filename": img["file_name"], "imgid": k, "cocoid": img["id"],
-               "split": "train" if k < 2 else "test",
+               "split": "test",
                "sentences": [{"raw": c, "tokens": c.lower().split()} for c in refs.get(img["id"], [])]}
               for k, img in enumerate(data["images"])]
+    images += [{**entry, "imgid": 1000 + k, "cocoid": 1000 + k, "split": "train"}
+               for k, entry in enumerate(images[:2])]
     path = out / "dataset_coco.json"
     path.write_text(json.dumps({"images": images, "dataset": "coco"}))
     return path
@@ -79,18 +81,15 @@ def _decoded(samples) -> list:
 
 
 def test_three_kinds_give_the_same_samples_and_pixels(sources, coco_mini, tmp_path):
-    # karpathy's test split lacks the two images moved to train: compare on its images
     kinds = {k: load_image_samples(_grid(sources, k, tmp_path, coco_mini).dataset) for k in sources}
-    karpathy_ids = {s.sample_id for s in kinds["karpathy"]}
-    assert len(karpathy_ids) == len(kinds["coco"]) - 2
-    by_kind = {k: [s for s in v if s.sample_id in karpathy_ids] for k, v in kinds.items()}
-    coco, hf, karpathy = by_kind["coco"], by_kind["hf"], by_kind["karpathy"]
-    assert len(kinds["hf"]) == len(kinds["coco"])  # every coco image with captions, nothing else
+    coco, hf, karpathy = kinds["coco"], kinds["hf"], kinds["karpathy"]
+    assert len(coco) == 79  # every coco-mini image with captions; karpathy's train entries are not in test
     for other in (hf, karpathy):
         assert [(s.sample_id, s.image_id, s.references, s.content_sha1) for s in other] == \
             [(s.sample_id, s.image_id, s.references, s.content_sha1) for s in coco]
     assert all(s.arrow_column == "image" and s.path.endswith(".arrow") for s in hf)  # no image on the driver
-    assert dataset_fingerprint(kinds["hf"], 128) == dataset_fingerprint(kinds["coco"], 128)
+    fingerprints = {dataset_fingerprint(samples, 128) for samples in (coco, hf, karpathy)}
+    assert len(fingerprints) == 1
     pixels = [_decoded(samples[:4]) for samples in (coco, hf, karpathy)]
     for other in pixels[1:]:
         assert all(np.array_equal(a, b) for a, b in zip(pixels[0], other, strict=True))
@@ -100,8 +99,8 @@ def test_a_limit_chooses_the_same_subset_in_every_kind(sources, coco_mini, tmp_p
     for subset in ("random", "first"):
         chosen = {k: [s.sample_id for s in load_image_samples(
             _grid(sources, k, tmp_path, coco_mini, limit=7, seed=3, subset=subset).dataset)]
-            for k in ("coco", "hf")}
-        assert chosen["coco"] == chosen["hf"] and len(chosen["coco"]) == 7
+            for k in sources}
+        assert chosen["coco"] == chosen["hf"] == chosen["karpathy"] and len(chosen["coco"]) == 7
 
 
 def test_reference_file_holds_every_reference_of_the_split(sources, coco_mini, tmp_path):
@@ -176,18 +175,14 @@ def test_three_kinds_caption_and_score_the_same(sources, coco_mini, tmp_path, mo
 
     monkeypatch.setenv("VLM_SWEEP_FAULT_DIR", str(tmp_path / "faults"))
     tables, cider = {}, {}
-    karpathy_ids = {s.sample_id for s in load_image_samples(
-        _grid(sources, "karpathy", tmp_path, coco_mini).dataset)}
     for kind in sources:
-        # the same 8 images: karpathy's test split lacks two of coco-mini's, so every source is limited
-        # to the first 8 images of its file that karpathy's split holds (the file orders agree)
-        grid = _grid(sources, kind, tmp_path / kind, coco_mini, limit=10, subset="first")
+        grid = _grid(sources, kind, tmp_path / kind, coco_mini, limit=8)
         data = grid.model_dump(mode="json")
         data["models"] = [{"id": "pixels", "loader": "fault_models:pixels"}]
         data["resources"] = {"local_gpus": 1, "batch_size": 4}
         data["max_new_tokens"] = [8]
         grid = parse_grid(data)
-        samples = [s for s in load_image_samples(grid.dataset) if s.sample_id in karpathy_ids][:8]
+        samples = load_image_samples(grid.dataset)
         cells = expand_cells(grid, dataset_fingerprint(samples, 128))
         info = run_sweep(grid, cells, samples)
         assert info.exit_code == 0, kind
