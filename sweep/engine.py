@@ -423,6 +423,7 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
         tie_summary,
         write_html_report,
     )
+    from sweep.publish.ties import terminal_ties, tied_with
     from sweep.quality.pick import gpu_picks, pick_tags, recommendation_sections
     from sweep.results.recorder import cells_beside
     from sweep.results.store import atomic_write_bytes
@@ -438,6 +439,8 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
         results, comparisons = add_statistics(results, load_tables(out, results))
         results = mark_fronts(results, comparisons)
         ties = tie_summary(results, comparisons)
+        tied = tied_with(results, comparisons)  # every pair, in results.csv; the terminal may group them
+        results["tied_with"] = ["; ".join(tied.get(cid, [])) for cid in results["cell_id"]]
         pool, memory_column = candidates(results)
         picks = gpu_picks(pool, comparisons, memory_column)
     recommendation = recommendation_sections(picks)
@@ -489,7 +492,7 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
     print()
     print(format_table(results))
     print()
-    for line in ties:
+    for line in terminal_ties(ties, results, tied):
         print(line)
     if random_note:
         print(f"NOTE: {random_note}.")
