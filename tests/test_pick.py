@@ -118,6 +118,7 @@ def test_gpu_sizes_and_mlflow_tags(sweep):
     titles = ["No constraint", *(f"Fits {s} GB of GPU memory" for s in (16, 24, 80))]
     assert [t for t, _ in sections] == titles
     assert sections[1][1][1].startswith("choice: big-int8")
+    assert sections[3][1] == ["every cell fits: the same choice as with no constraint (big)"]
 
 
 def _rows_memory(results, comparisons):

@@ -8,7 +8,7 @@ import html
 import math
 
 WIDTH, HEIGHT = 560, 380
-LEFT, RIGHT, TOP, BOTTOM = 64, 16, 16, 48
+LEFT, RIGHT, TOP, BOTTOM = 64, 36, 28, 48
 COLOURS = {"front": "#d62728", "tied": "#ff7f0e", "": "#999999"}
 
 SCRIPT = """
@@ -68,7 +68,9 @@ def _svg(rows: list[dict], quality: str, axis: str, cost: str, costs: dict[str, 
     points = [(r, x, y) for r, x, y in points if math.isfinite(x) and math.isfinite(y)]
     if not points:
         return f"<p>{html.escape(quality)} vs {html.escape(cost)}: no cell has both values</p>"
-    xs, ys = [p[1] for p in points], [p[2] for p in points]
+    xs = [p[1] for p in points]
+    bounds = (f"{quality}_ci_low", f"{quality}_ci_high")  # the interval bars stay inside the plot too
+    ys = [v for r, _, y in points for v in (y, *(_num(r.get(b)) for b in bounds)) if math.isfinite(v)]
     x0, x1 = min(xs), max(xs)
     y0, y1 = min(ys), max(ys)
     pad_x, pad_y = (x1 - x0) * 0.05 or abs(x0) * 0.05 or 1.0, (y1 - y0) * 0.08 or abs(y0) * 0.05 or 1.0
@@ -90,6 +92,8 @@ def _svg(rows: list[dict], quality: str, axis: str, cost: str, costs: dict[str, 
         parts.append(f"<line x1='{LEFT}' x2='{WIDTH - RIGHT}' y1='{sy(t):.1f}' y2='{sy(t):.1f}' "
                      "stroke='#eee'/>"
                      f"<text x='{LEFT - 4}' y='{sy(t) + 4:.1f}' text-anchor='end'>{t:.3g}</text>")
+    parts.append(f"<text x='{(LEFT + WIDTH - RIGHT) / 2}' y='16' text-anchor='middle' font-weight='bold'>"
+                 f"{html.escape(quality)} vs {html.escape(axis)}</text>")
     parts.append(f"<text x='{(LEFT + WIDTH - RIGHT) / 2}' y='{HEIGHT - 10}' text-anchor='middle'>"
                  f"{html.escape(cost)} (lower is better)</text>"
                  f"<text transform='translate(14,{(TOP + HEIGHT - BOTTOM) / 2}) rotate(-90)' "

@@ -173,7 +173,16 @@ def pick_tags(picks: dict[str, Pick]) -> dict[str, str]:
 def recommendation_sections(picks: dict[str, Pick]) -> list[tuple[str, list[str]]]:
     """(title, lines) per answer of `gpu_picks`, for the report."""
     titles = {"any": "No constraint", **{f"{s}gb": f"Fits {s} GB of GPU memory" for s in GPU_SIZES_GB}}
-    return [(titles.get(name, name), format_pick(answer)) for name, answer in picks.items()]
+    unconstrained = picks.get("any")
+    out = []
+    for name, answer in picks.items():
+        same = (name != "any" and unconstrained is not None and answer.best is not None
+                and unconstrained.best is not None and not answer.excluded
+                and answer.best["cell_id"] == unconstrained.best["cell_id"])
+        lines = [f"every cell fits: the same choice as with no constraint ({answer.best['label']})"] if same \
+            else format_pick(answer)
+        out.append((titles.get(name, name), lines))
+    return out
 
 
 def _relative(relative: dict[str, float]) -> str:
