@@ -25,6 +25,15 @@ def _padded(box: Any, pad: float) -> Any:
     return Bbox.from_extents(box.x0 - pad, box.y0 - pad, box.x1 + pad, box.y1 + pad)
 
 
+def _leader(ax: Any, x: float, y: float, dx_pt: float, dy_pt: float) -> None:
+    """A thin line from a point to its label set further away, so the label reads as that point's. In
+    data coordinates: the axes keep their size in inches when the figure grows, so it stays right."""
+    scale = ax.figure.dpi / 72.0
+    px, py = ax.transData.transform((x, y))
+    lx, ly = ax.transData.inverted().transform((px + dx_pt * scale, py + dy_pt * scale))
+    ax.plot([x, lx], [y, ly], color="0.6", linewidth=0.6, zorder=1.5, gid="leader")
+
+
 def point_boxes(ax: Any, points: Sequence[tuple[float, float]]) -> list[Any]:
     """A small box around each plotted point, in display pixels (labels keep clear of the markers)."""
     from matplotlib.transforms import Bbox
@@ -56,6 +65,8 @@ def place_labels(ax: Any, renderer: Any, items: Sequence[tuple[float, float, str
                 if fits and not any(_padded(box, PAD_PX).overlaps(other) for other in avoid):
                     avoid.append(box)
                     placed = True
+                    if distance > DISTANCES[1]:
+                        _leader(ax, x, y, dx * distance, dy * distance)
                     break
                 artist.remove()
             if placed:

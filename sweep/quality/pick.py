@@ -104,10 +104,10 @@ class Pick:
         return 0.0 if not diff.tie else max(0.0, diff.images_to_separate() - diff.n)
 
 
-def _worst(limits: list[Limit], costs: dict[str, float]) -> tuple[float, Limit | None]:
+def _broken(limits: list[Limit], costs: dict[str, float]) -> list[tuple[float, Limit]]:
+    """The limits `costs` break, worst (relatively) first, with how far."""
     broken = [(lim.broken_by(costs[lim.cost]), lim) for lim in limits]
-    broken = [b for b in broken if b[0] > 0]
-    return max(broken, key=lambda b: b[0]) if broken else (0.0, None)
+    return sorted((b for b in broken if b[0] > 0), key=lambda b: -b[0])
 
 
 def pick(rows: list[dict], comparisons: Comparisons | None, limits: list[Limit], memory_column: str,
@@ -119,13 +119,13 @@ def pick(rows: list[dict], comparisons: Comparisons | None, limits: list[Limit],
         if math.isnan(_num(row, metric)):
             continue
         costs = cell_costs(row, memory_column)
-        amount, limit = _worst(limits, costs)
-        if limit is None:
+        broken = _broken(limits, costs)
+        if not broken:
             eligible.append((row, costs))
         else:
-            reason = limit.describe(costs[limit.cost])
+            reason = "; ".join(limit.describe(costs[limit.cost]) for _, limit in broken)
             out.excluded.append((str(row["label"]), reason))
-            nearest.append((amount, str(row["label"]), reason))
+            nearest.append((broken[0][0], str(row["label"]), reason))
     if not eligible:
         if nearest:
             _, label, reason = min(nearest, key=lambda n: n[0])
