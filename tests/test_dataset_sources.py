@@ -95,6 +95,26 @@ def test_three_kinds_give_the_same_samples_and_pixels(sources, coco_mini, tmp_pa
         assert all(np.array_equal(a, b) for a, b in zip(pixels[0], other, strict=True))
 
 
+def test_hf_reads_a_parquet_folder_and_a_save_to_disk_folder_alike(sources, coco_mini, tmp_path):
+    import datasets
+
+    parquet = Path(sources["hf"]["path"])
+    folder = tmp_path / "parquet-folder" / "data"
+    folder.mkdir(parents=True)
+    (folder / "test-00000-of-00001.parquet").write_bytes(parquet.read_bytes())
+    saved = tmp_path / "saved"
+    split = datasets.Dataset.from_parquet(str(parquet), cache_dir=str(tmp_path / "c"))
+    datasets.DatasetDict({"test": split}).save_to_disk(str(saved))
+    expected = [(s.sample_id, s.references, s.content_sha1) for s in
+                load_image_samples(_grid(sources, "hf", tmp_path, coco_mini, limit=6).dataset)]
+    for path in (folder.parent, saved):
+        grid = _grid(sources, "hf", tmp_path, coco_mini, limit=6, path=str(path))
+        samples = load_image_samples(grid.dataset)
+        assert [(s.sample_id, s.references, s.content_sha1) for s in samples] == expected, path
+    with pytest.raises(DatasetError, match=r"dataset.split: .*saved has no split 'val' \(its splits: test\)"):
+        load_image_samples(_grid(sources, "hf", tmp_path, coco_mini, path=str(saved), split="val").dataset)
+
+
 def test_a_limit_chooses_the_same_subset_in_every_kind(sources, coco_mini, tmp_path):
     for subset in ("random", "first"):
         chosen = {k: [s.sample_id for s in load_image_samples(
