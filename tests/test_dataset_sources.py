@@ -147,6 +147,24 @@ def test_an_image_column_that_is_no_image_is_named(sources, coco_mini, tmp_path)
         load_image_samples(grid.dataset)
 
 
+def test_a_hub_id_is_read_from_the_hub_cache_offline(sources, coco_mini, tmp_path, monkeypatch):
+    """As `hf download --repo-type dataset testorg/coco-mini` leaves it: the parquet files under
+    datasets--testorg--coco-mini/snapshots/<commit>/, refs/main naming the commit."""
+    from huggingface_hub import constants
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "datasets--testorg--coco-mini"
+    data = repo / "snapshots" / commit / "data"
+    data.mkdir(parents=True)
+    (data / "test-00000-of-00001.parquet").write_bytes(Path(sources["hf"]["path"]).read_bytes())
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    grid = _grid(sources, "hf", tmp_path, coco_mini, path="testorg/coco-mini", limit=5)
+    expected = load_image_samples(_grid(sources, "hf", tmp_path, coco_mini, limit=5).dataset)
+    assert [s.content_sha1 for s in load_image_samples(grid.dataset)] == [s.content_sha1 for s in expected]
+
+
 def test_a_hub_id_not_in_the_cache_says_to_download_it(coco_mini, tmp_path):
     data = grid_dict(coco_mini, tmp_path)
     data["dataset"] = {"kind": "hf", "path": "nobody/not-a-dataset-here", "cache_dir": str(tmp_path / "c")}

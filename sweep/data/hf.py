@@ -63,6 +63,16 @@ def _offline() -> Iterator[None]:
         datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE = saved
 
 
+def _hub_snapshot(repo_id: str) -> Path | None:
+    """The local snapshot folder of a dataset repository in the Hugging Face hub cache, or None."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, repo_type="dataset", local_files_only=True))
+    except Exception:  # not in the cache (or not a repo id at all): datasets' own cache is tried next
+        return None
+
+
 def open_split(cfg: HFDatasetConfig) -> Any:
     """The `datasets.Dataset` of `cfg.split`, loaded offline; a DatasetError naming the field otherwise."""
     import datasets
@@ -87,7 +97,12 @@ def open_split(cfg: HFDatasetConfig) -> Any:
                     raise DatasetError(f"{where}: file not found")
                 return datasets.load_dataset("parquet", data_files={cfg.split: str(local)}, split=cfg.split,
                                              cache_dir=cache)
-            return datasets.load_dataset(str(local) if local.is_dir() else cfg.path, split=cfg.split,
+            if local.is_dir():
+                return datasets.load_dataset(str(local), split=cfg.split, cache_dir=cache)
+            # a hub id: the files `hf download` left in the hub cache, else what an earlier online
+            # load_dataset left in the datasets cache
+            snapshot = _hub_snapshot(cfg.path)
+            return datasets.load_dataset(str(snapshot) if snapshot else cfg.path, split=cfg.split,
                                          cache_dir=cache)
     except DatasetError:
         raise
