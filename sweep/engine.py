@@ -494,6 +494,11 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
     print()
     for line in terminal_ties(ties, results, tied):
         print(line)
+    choice = picks["any"].best
+    if choice is not None:  # the whole answer, and for 16/24/80 GB, opens report.html
+        tied_labels = ", ".join(t.label for t in picks["any"].ties)
+        print(f"choice (no constraint): {choice['label']}" + (f"; tied with it: {tied_labels}" if tied_labels
+              else "") + f"  (under constraints: python -m sweep.pick {out} --max-memory-gb X ...)")
     if random_note:
         print(f"NOTE: {random_note}.")
     for warning in warnings:

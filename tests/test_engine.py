@@ -169,6 +169,7 @@ def test_publish_adds_intervals_ties_and_the_degenerate_flag_from_per_image_tabl
     assert html.index("Which cell to use") < html.index("Cells, ranked by CIDEr")
     best = results.sort_values("cider", ascending=False)["label"].iloc[0]
     assert {tracker.parent_tags[f"pick_{k}"] for k in ("any", "16gb", "24gb", "80gb")} == {best}
+    assert f"choice (no constraint): {best}" in out
     assert "tied_with" in saved
 
 

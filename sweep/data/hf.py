@@ -108,7 +108,7 @@ def open_split(cfg: HFDatasetConfig) -> Any:
         raise
     except Exception as err:  # datasets raises many kinds: not cached, no such split, unreadable files
         hint = "" if local.exists() else (" (a hub id must already be in the local cache: download it "
-                                          "first, e.g. `hf download --repo-type dataset <id>`)")
+                                          f"first: hf download --repo-type dataset {cfg.path})")
         raise DatasetError(f"{where}: cannot load it offline: {type(err).__name__}: {err}{hint}") from None
 
 
