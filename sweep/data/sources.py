@@ -5,11 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from sweep.data.files import UnreadableFile, resolve_inside, sha1_regular
-from sweep.grid.config import DatasetConfig
+from sweep.grid.config import DatasetConfig, ImageSubsetConfig
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,10 @@ class Sample:
     video_duration_s: float = 0.0
     frame_times: tuple[float, ...] = ()
     error: str = ""  # the video could not be read: the sample becomes an error row
+    # Hugging Face datasets only: `path` is an Arrow file of the dataset, the image is this row's cell of
+    # this (Image feature) column, decoded in the decode tasks (sweep.execute.stages)
+    arrow_row: int = -1
+    arrow_column: str = ""
 
     def to_row(self) -> dict:
         row = asdict(self)
@@ -39,7 +47,15 @@ class DatasetError(ValueError):
     """The dataset files exist but do not hold what the grid says."""
 
 
-def _image_file(path: Path, root: Path) -> tuple[str, str, str]:
+def file_sha1(path: Path) -> str:
+    """sha1 of a regular file's bytes, "" when it is missing or not a regular file (never opens a FIFO)."""
+    try:
+        return sha1_regular(str(path))
+    except OSError:
+        return ""
+
+
+def image_file(path: Path, root: Path) -> tuple[str, str, str]:
     """(resolved path, sha1 of its bytes, why it cannot be read): only a regular file inside `root` is
     read (`sweep.data.files`); a missing one keeps sha1 "" and no reason (the decode stage's error row)."""
     try:
@@ -98,22 +114,13 @@ def load_coco_samples(cfg: DatasetConfig) -> list[Sample]:
         image_id = _coco_id(img, "id", where)
         if not isinstance(img.get("file_name"), str) or not img["file_name"]:
             raise DatasetError(f"{where} (id {image_id}) has no 'file_name'")
-    images = sorted(
-        (img for img in data["images"] if int(img["id"]) in refs), key=lambda img: int(img["id"])
-    )
+    images = choose_subset([img for img in data["images"] if int(img["id"]) in refs], cfg,
+                           lambda img: int(img["id"]))
     if not images:
         raise DatasetError(f"dataset.captions: {cfg.captions} has no image with a caption")
-    if cfg.limit is not None and cfg.limit < len(images):
-        if cfg.subset == "first":
-            wanted = {int(img["id"]) for img in data["images"] if int(img["id"]) in refs}
-            first = [int(img["id"]) for img in data["images"] if int(img["id"]) in wanted][: cfg.limit]
-            images = [img for img in images if int(img["id"]) in set(first)]
-        else:
-            images = random.Random(cfg.seed).sample(images, cfg.limit)
-        images = sorted(images, key=lambda img: int(img["id"]))
     samples = []
     for img in images:
-        path, sha1, unreadable = _image_file(cfg.images / img["file_name"], cfg.images)
+        path, sha1, unreadable = image_file(cfg.images / img["file_name"], cfg.images)
         samples.append(
             Sample(
                 sample_id=str(img["id"]),
@@ -124,16 +131,35 @@ def load_coco_samples(cfg: DatasetConfig) -> list[Sample]:
                 error=unreadable,
             )
         )
-    if not any(s.content_sha1 and _is_image_file(Path(s.path)) for s in samples):
-        raise DatasetError(f"dataset.images: none of the {len(samples)} images to caption is a non-empty "
-                           f"file under {cfg.images} (e.g. {samples[0].path}); check dataset.images")
+    require_some_image(samples, "dataset.images", cfg.images)
     return samples
+
+
+def choose_subset(entries: list[T], cfg: ImageSubsetConfig, image_id: Callable[[T], int]) -> list[T]:
+    """The entries (in file order) a sweep captions, sorted by image id: all of them, or `limit` of them,
+    the first of the file or a seeded random subset. Every image source chooses through here, so the
+    same images in the same order give the same subset whatever the file format."""
+    ordered = sorted(entries, key=image_id)
+    if cfg.limit is None or cfg.limit >= len(entries):
+        return ordered
+    if cfg.subset == "first":
+        chosen = entries[: cfg.limit]
+    else:
+        chosen = random.Random(cfg.seed).sample(ordered, cfg.limit)
+    return sorted(chosen, key=image_id)
+
+
+def require_some_image(samples: list[Sample], field: str, root: Path) -> None:
+    """Refuse a dataset none of whose images is a non-empty file (a wrong images folder)."""
+    if not any(not s.error and _is_image_file(Path(s.path)) for s in samples):
+        raise DatasetError(f"{field}: none of the {len(samples)} images to caption is a non-empty "
+                           f"file under {root} (e.g. {samples[0].path}); check {field}")
 
 
 def _is_image_file(path: Path) -> bool:
     """Cheap: the file exists and is not empty (decoding is the pipeline's, an error row per bad image)."""
     try:
-        return path.stat().st_size > 0
+        return path.stat().st_size > 0 and path.is_file()  # a FIFO or device: size 0 or not a file
     except OSError:
         return False
 

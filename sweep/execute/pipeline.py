@@ -129,9 +129,10 @@ def batch_tables(result: BatchResult, lead_id: str,
 def decode_rows(samples: list[Sample]) -> list[dict[str, Any]]:
     """What the decode tasks get per sample. `content_sha1`: the decode task checks the bytes it reads
     against it (a file changed mid-run is an error row, not a caption stored under the old content's
-    cell id); video scenes have none to check."""
+    cell id); video scenes and the rows of a Hugging Face dataset's Arrow files have none to check."""
     return [{"sample_id": s.sample_id, "path": s.path, "frame_times": list(s.frame_times), "error": s.error,
-             **({} if s.video_id else {"content_sha1": s.content_sha1})} for s in samples]
+             "arrow_row": s.arrow_row, "arrow_column": s.arrow_column,
+             **({} if s.video_id or s.arrow_column else {"content_sha1": s.content_sha1})} for s in samples]
 
 
 def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSettings,

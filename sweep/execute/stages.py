@@ -76,6 +76,20 @@ def pixel_counts(notes: Any) -> dict[str, float]:
     return {key: n for key, n in counts.items() if n}
 
 
+def _image_source(row: dict[str, Any]) -> Any:
+    """A file path, or for a Hugging Face dataset the image of its Arrow row (bytes, or the file it names)."""
+    if not row.get("arrow_column"):
+        return row["path"]
+    from sweep.data.hf import image_cell
+
+    cell = image_cell(row["path"], int(row["arrow_row"]), str(row["arrow_column"]))
+    if cell.get("bytes"):
+        return io.BytesIO(cell["bytes"])
+    if cell.get("path"):
+        return cell["path"]
+    raise ValueError(f"row {row['arrow_row']} of {row['path']} has no image bytes nor path")
+
+
 class DecodeImage:
     """Read and resize one image; a missing, corrupt or too large file (more pixels than `max_pixels`,
     checked from the header before decoding) becomes an error row, never an exception."""
@@ -97,7 +111,9 @@ class DecodeImage:
                 # the limit is ours (check_pixels, from the header): PIL's own bomb check is off meanwhile
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 Image.MAX_IMAGE_PIXELS = None
-                with Image.open(io.BytesIO(self.read(row))) as img:
+                # a file: its bytes, read once and checked against the hash in the cell id
+                source = _image_source(row) if row.get("arrow_column") else io.BytesIO(self.read(row))
+                with Image.open(source) as img:
                     check_pixels(*img.size, self.max_pixels)
                     img, turned = upright(img)  # before resizing: width and height as the image stands
                     img, wide = to_8_bits(img)
@@ -135,8 +151,6 @@ class DecodeFrames:
         self.max_side = max_side
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
-        import io
-
         import cv2
 
         out = {"sample_id": row["sample_id"], "error": str(row.get("error") or ""), "image_width": 0,
