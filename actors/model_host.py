@@ -214,7 +214,7 @@ class ModelHost:
     def begin_cell(self, cell_id: str, settings: GenerationSettings) -> CellStart:
         """A new cell starts on this model: its peak memory is its own (unless another cell shares the
         host meanwhile). Waits for the load: a load error surfaces here, before any image is read."""
-        if self.load_error:
+        if getattr(self, "load_error", ""):  # (a host built without __init__, in tests, has none)
             raise ModelLoadFailed(f"{LOAD_FAILED}: {self.load_error}")
         self.captioner.reset_peak_memory()
         before = self.cells_before.setdefault(cell_id, len(self.cells_before))

@@ -492,8 +492,17 @@ def test_an_empty_model_folder_is_named_with_the_config_json_it_lacks(tmp_path, 
     assert "without config.json" in capsys.readouterr().out
 
 
-def test_the_dry_run_imports_a_custom_loader(tmp_path, capsys):
+def test_the_dry_run_finds_a_custom_loader_without_running_it(tmp_path, capsys, monkeypatch):
     captions, images = _dataset(tmp_path)
+    (tmp_path / "my_loaders.py").write_text("raise SystemExit('never run by the plan')\n"
+                                           "def build(model_id, precision):\n    return None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for loader, problem in (("my_loaders:build", ""),
+                            ("my_loaders:nothing", "has no callable 'nothing'")):
+        models = [{"id": "m", "loader": loader}]
+        grid = _grid_file(tmp_path, captions, images, tmp_path / "out", models=models)
+        assert main([str(grid), "--dry-run"]) == (1 if problem else 0)
+        assert problem in capsys.readouterr().out
     models = [{"id": "m", "loader": "no_such_module_here:build"}]
     grid = _grid_file(tmp_path, captions, images, tmp_path / "out", models=models)
     assert main([str(grid), "--dry-run"]) == 1
