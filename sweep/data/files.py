@@ -8,6 +8,7 @@ again on the open descriptor (a file swapped between the two checks is caught by
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -34,7 +35,7 @@ def resolve_inside(path: Path | str, root: Path | str | None) -> str:
     except FileNotFoundError:
         resolved = os.path.realpath(path)  # missing: the decode stage's FileNotFoundError row, as before
     except OSError as err:
-        if err.errno == 40 or "loop" in str(err).lower():  # ELOOP
+        if err.errno == errno.ELOOP:
             raise UnreadableFile(f"{path}: a symlink loop") from None
         raise UnreadableFile(f"{path}: cannot resolve ({err.strerror or err})") from None
     if root is not None:
@@ -48,12 +49,12 @@ def _open_regular(path: str) -> int:
     try:
         mode = os.stat(path).st_mode  # before any open: a FIFO is never opened
     except FileNotFoundError:
-        raise
+        raise  # the decode stage's FileNotFoundError row, as for any missing image
     except OSError as err:
         raise UnreadableFile(f"{path}: {err.strerror or err}") from None
     if not stat.S_ISREG(mode):
         raise UnreadableFile(f"{path}: {_kind(mode)}, not a regular file")
-    try:
+    try:  # non-blocking: a FIFO swapped in after the stat does not block the open either
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
     except FileNotFoundError:
         raise
