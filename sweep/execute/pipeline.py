@@ -9,8 +9,9 @@ from typing import Any
 
 import pandas as pd
 
-from actors.contract import BatchResult, BudgetResult, CellStart, SampleResult
+from actors.contract import BatchResult, BudgetResult, CellStart, ModelHostApi, SampleResult
 from sweep.data.sources import Sample
+from sweep.execute.hosts import call_host
 from sweep.execute.stages import decode_batch
 from sweep.grid.cells import Cell
 from sweep.grid.config import GridConfig
@@ -169,7 +170,8 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
 
     try:
         # waits for the model to load; a load error surfaces here, before any image is read
-        starts = ray.get([host.begin_cell.remote(cell.cell_id, generation) for host in hosts])
+        starts = ray.get([call_host(host, ModelHostApi.begin_cell, cell.cell_id, generation)
+                          for host in hosts])
         if on_start:
             on_start(starts)
         # "DEFAULT": not the trial's placement group (Tune's, of 0.01 CPU), which a task launched from
@@ -180,7 +182,7 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
                                    settings.cpus_per_decode_task)
         size = cell.batch_size
         # a host whose engine schedules requests itself (vLLM) takes several batches per call
-        per_call = max(1, min(getattr(s, "batches_per_call", 1) for s in starts))
+        per_call = max(1, min(s.batches_per_call for s in starts))
         if per_call > 1:
             window = max(2 * len(hosts), window // per_call)
         batches = [rows[start:start + size] for start in range(0, len(rows), size)]
@@ -191,10 +193,12 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
                       for batch in group for j in range(0, len(batch), DECODE_PIECE)]
             host = hosts[i % len(hosts)]
             if per_call == 1:
-                in_flight.append(host.caption_parts.remote(generation, cell.cell_id, *pieces))
+                in_flight.append(call_host(host, ModelHostApi.caption_parts, generation, cell.cell_id,
+                                           *pieces))
             else:
                 sizes = [len(batch) for batch in group]
-                in_flight.append(host.caption_window.remote(generation, cell.cell_id, sizes, *pieces))
+                in_flight.append(call_host(host, ModelHostApi.caption_window, generation, cell.cell_id, sizes,
+                                           *pieces))
             collect(keep=window)
         collect(keep=0)
         healthy = True
