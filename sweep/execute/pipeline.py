@@ -15,6 +15,7 @@ from sweep.execute.hosts import call_host
 from sweep.execute.stages import decode_batch
 from sweep.grid.cells import Cell
 from sweep.grid.config import GridConfig
+from sweep.results.tables import batch_columns
 
 
 @dataclass(frozen=True)
@@ -46,29 +47,16 @@ class MissingBudget(RuntimeError):
 
 
 def caption_rows(result: BatchResult) -> pd.DataFrame:
-    """A host's answer as caption-table rows: the batch's facts beside each of its samples (what each
-    image waited, where it ran); the batch's energy on its first row, so that summing the column is right."""
+    """A host's answer as caption-table rows (`sweep.results.tables.CAPTION_TABLE`): the batch's facts
+    beside each of its samples (what each image waited, where it ran); its totals (energy) on its first
+    row, so that summing the column is right (`sweep.results.tables.batch_columns`)."""
     n = len(result.samples)
     columns: dict[str, list[Any]] = {key: [] for key in SAMPLE_FIELDS}
     for sample in result.samples:
         for key in SAMPLE_FIELDS:
             columns[key].append(getattr(sample, key))
     # built at once: column by column, pandas' inserts cost ~6 ms a batch on the driver (profiled)
-    return pd.DataFrame({
-        **columns,
-        "batch_latency_sec": [result.latency_sec] * n,
-        "batch_images": [result.captioned] * n,
-        "batch_start_ts": [result.start_ts] * n,
-        "batch_end_ts": [result.end_ts] * n,
-        "actor_id": [result.actor_id] * n,
-        "node_id": [result.node_id] * n,
-        "peak_memory_bytes": [result.peak_memory_bytes] * n,
-        "peak_memory_kind": [result.peak_memory_kind] * n,
-        "energy_kwh": [result.energy_kwh if i == 0 else 0.0 for i in range(n)],
-        "emissions_kg": [result.emissions_kg if i == 0 else 0.0 for i in range(n)],
-        "model_cells_before": [result.model_cells_before] * n,
-        "latency_kind": [result.latency_kind] * n,
-    })
+    return pd.DataFrame({**columns, **batch_columns(result, n)})
 
 
 def budget_answer(result: BatchResult, budget: int) -> BudgetResult:

@@ -20,6 +20,7 @@ from sweep.quality.frontier import (
 from sweep.quality.pareto import plot_front
 from sweep.quality.statistics import CI_METRICS, Comparisons, Difference, ci_columns
 from sweep.quality.statistics import COSTS as CI_COSTS
+from sweep.results.tables import RESULT_METRICS, shown
 
 __all__ = ["cost_axes", "mark_fronts", "plot_fronts", "rebuild", "tie_summary"]
 RANDOM_NOTE = "random weights: these quality numbers test the plumbing, they are not results"
@@ -194,13 +195,10 @@ def _fmt(value: object, digits: int = 3) -> str:
     return str(value)
 
 
-TABLE_COLUMNS = [
-    ("label", "cell"), ("status", "status"), ("backend", "backend"), ("weights", "weights"),
-    ("cider", "CIDEr [95% interval]"), ("bleu_4", "BLEU-4"), ("meteor", "METEOR"), ("rouge_l", "ROUGE-L"),
-    ("mean_caption_words", "words"), ("latency_p50_s", "lat p50 s"), ("images_per_sec", "img/s"),
-    ("peak_memory_gb", "peak GB"), ("energy_kwh", "kWh"), ("pareto", "pareto front"),
-    ("pareto_tied", "tied with front"), ("degenerate_output", "output"),
-]
+#: the printed table's columns, headers from `sweep.results.tables.RESULTS_TABLE`
+TABLE_COLUMNS = shown(["label", "status", "backend", "weights", "cider", "bleu_4", "meteor", "rouge_l",
+                       "mean_caption_words", "latency_p50_s", "images_per_sec", "peak_memory_gb",
+                       "energy_kwh", "pareto", "pareto_tied", "degenerate_output"])
 #: metrics shown with their interval in the printed table
 TABLE_INTERVALS = ("cider",)
 DEGENERATE_MARK = "DEGENERATE"
@@ -244,7 +242,7 @@ def format_table(results: pd.DataFrame) -> str:
     cols = [(k, h) for k, h in TABLE_COLUMNS if k in results]
     if _has_error_rows(results).any():
         at = next((i + 1 for i, (k, _) in enumerate(cols) if k == "status"), len(cols))
-        cols.insert(at, ("n_errors", "errors"))
+        cols.insert(at, *shown(["n_errors"]))
     if "degenerate_output" in results and not (results["degenerate_output"] == 1.0).any():
         cols = [(k, h) for k, h in cols if k != "degenerate_output"]  # the marker column only when needed
     cells = [[h for _, h in cols]]
@@ -312,9 +310,7 @@ def rebuild(out_dir: Path) -> Path:
         if col in results:
             results[col] = results[col].astype(object).fillna("")
     # a results.csv of failed cells only, written before every row had the metric columns (issue 19, 8)
-    for col in (QUALITY, "bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l",
-                *(o.column for o in OBJECTIVES.values()),
-                "weight_bytes"):
+    for col in RESULT_METRICS:
         if col not in results:
             results[col] = math.nan
     for col in ("pareto", "pareto_tied", "reason", "backend", "weights", "peak_memory_kind", "latency_kind"):
