@@ -60,6 +60,11 @@ def _bleu_columns() -> list[Column]:
             *counts]
 
 
+def _batch(name: str, dtype: Dtype, meaning: str, source: str = "", total: bool = False) -> Column:
+    """A fact of the host's answer (`BatchResult.<source>`, its name by default) on the batch's rows."""
+    return Column(name, dtype, meaning, PIPELINE, "batch total" if total else "batch", source=source or name)
+
+
 CAPTION_TABLE: tuple[Column, ...] = (
     Column("cell_id", "str", "the cell (hash of its settings)", WRITER, "cell"),
     Column("image_id", "int", "the dataset's image id", WRITER),
@@ -73,25 +78,19 @@ CAPTION_TABLE: tuple[Column, ...] = (
     Column("image_height", "int", "decoded height (pixels)", HOST),
     Column("ttft_sec", "float", "the engine's time to first token (NaN when it gives none)", HOST),
     Column("request_e2e_sec", "float", "the engine's end-to-end request latency (NaN when none)", HOST),
-    Column("batch_latency_sec", "float", "the latency the image waited: its batch's (`latency_kind`)",
-           PIPELINE, "batch", source="latency_sec"),
-    Column("batch_images", "int", "images captioned in the batch", PIPELINE, "batch", source="captioned"),
-    Column("batch_start_ts", "float", "batch start (epoch s)", PIPELINE, "batch", source="start_ts"),
-    Column("batch_end_ts", "float", "batch end (epoch s)", PIPELINE, "batch", source="end_ts"),
-    Column("actor_id", "str", "host:pid of the model host", PIPELINE, "batch", source="actor_id"),
-    Column("node_id", "str", "Ray node of the host (\"\" outside Ray)", PIPELINE, "batch", source="node_id"),
-    Column("peak_memory_bytes", "int", "peak memory while the cell ran on the host", PIPELINE, "batch",
-           source="peak_memory_bytes"),
-    Column("peak_memory_kind", "str", "gpu_allocated | gpu_device_used | cpu_rss | cpu_rss_with_engine",
-           PIPELINE, "batch", source="peak_memory_kind"),
-    Column("energy_kwh", "float", "the batch's energy, on its first row (NaN: not measured)", PIPELINE,
-           "batch total", source="energy_kwh"),
-    Column("emissions_kg", "float", "the batch's CO2, on its first row", PIPELINE, "batch total",
-           source="emissions_kg"),
-    Column("model_cells_before", "int", "cells the load served before this one (0: loaded for it)",
-           PIPELINE, "batch", source="model_cells_before"),
-    Column("latency_kind", "str", "batch_wall | request_e2e: how batch_latency_sec was taken", PIPELINE,
-           "batch", source="latency_kind"),
+    _batch("batch_latency_sec", "float", "the latency the image waited: its batch's (`latency_kind`)",
+           "latency_sec"),
+    _batch("batch_images", "int", "images captioned in the batch", "captioned"),
+    _batch("batch_start_ts", "float", "batch start (epoch s)", "start_ts"),
+    _batch("batch_end_ts", "float", "batch end (epoch s)", "end_ts"),
+    _batch("actor_id", "str", "host:pid of the model host"),
+    _batch("node_id", "str", "Ray node of the host (\"\" outside Ray)"),
+    _batch("peak_memory_bytes", "int", "peak memory while the cell ran on the host"),
+    _batch("peak_memory_kind", "str", "gpu_allocated | gpu_device_used | cpu_rss | cpu_rss_with_engine"),
+    _batch("energy_kwh", "float", "the batch's energy, on its first row (NaN: not measured)", total=True),
+    _batch("emissions_kg", "float", "the batch's CO2, on its first row", total=True),
+    _batch("model_cells_before", "int", "cells the load served before this one (0: loaded for it)"),
+    _batch("latency_kind", "str", "batch_wall | request_e2e: how batch_latency_sec was taken"),
     Column("shared_generation", "str", "the cell whose generation served this row", PIPELINE, "batch",
            when=SHARED),
     Column("shared_batch_latency_sec", "float", "the whole shared batch's latency", PIPELINE, "batch",
