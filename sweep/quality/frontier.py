@@ -45,10 +45,12 @@ class Objective:
     name: str  # as the grid's `search.objectives` spells it
     column: str  # the cell's value in results.csv (memory: see `memory_column`)
     paired: str | None  # per-image metric of the paired interval between two cells; None: points only
+    # how `paired` is computed from a caption table: (per-image column, statistic over the images)
+    per_image: tuple[str, str] | None = None
 
 
 OBJECTIVES: dict[str, Objective] = {
-    "latency": Objective("latency", "latency_p50_s", "latency_p50_s"),  # median of batch_latency_sec
+    "latency": Objective("latency", "latency_p50_s", "latency_p50_s", ("batch_latency_sec", "median")),
     "memory": Objective("memory", PEAK_MEMORY, None),
     # each batch's energy spread over its images (`sweep.results.tables.energy_per_image`): a column of
     # a rung's table; the stored caption tables lack it, so the report compares energy as points

@@ -129,7 +129,7 @@ def _signed(value: float) -> str:
 
 def _cost(cell: RungCell, objective: str) -> float:
     if objective == "latency":  # the p50 over the rung's captioned images
-        column, statistic = "batch_latency_sec", "median"
+        column, statistic = OBJECTIVES["latency"].per_image
     elif objective == "energy" and OBJECTIVES["energy"].paired in cell.table:
         column, statistic = OBJECTIVES["energy"].paired, "sum"
     else:
