@@ -212,6 +212,8 @@ RESULTS_TABLE: tuple[Column, ...] = (
     Column("pareto_tied", "str", "axes on which it is not dominated with confidence", PUBLISH, "cell",
            header="tied with front", title="tied with the front"),
     Column("weight_gb", "float", "weight_bytes / 1e9 (the memory axis without a GPU)", PUBLISH, "cell"),
+    Column("tied_with", "str", "the cells it cannot be told apart from on CIDEr (paired interval holds 0)",
+           "sweep.publish.ties", "cell"),
 )
 
 #: results columns every row has (NaN for a failed cell), so a sweep whose every cell failed still gets
