@@ -24,6 +24,7 @@ from pydantic import (
 
 from actors.contract import BackendName as Backend
 from actors.contract import Precision
+from sweep.quality.frontier import ObjectiveName
 
 
 class _Strict(BaseModel):
@@ -312,7 +313,7 @@ class ScoringConfig(_Strict):
 
 
 SearchStrategy = Literal["full", "pareto_halving"]
-Objective = Literal["latency", "memory", "energy"]
+Objective = ObjectiveName  # the costs a sweep trades quality against: `sweep.quality.frontier`
 
 
 class SearchConfig(_Strict):
