@@ -56,7 +56,8 @@ def test_library_errors_stay_off_the_terminal_and_mlflow_sql_dumps_are_one_line(
     root.setLevel(logging.WARNING)
     try:
         with LogSession(tmp_path) as logs:
-            logging.getLogger("sqlalchemy.engine").error("a long SQL error\n[SQL: INSERT ...]")
+            # a logger of its own: MLflow's alembic run (fileConfig) disables the loggers that exist then
+            logging.getLogger("sqlalchemy.issue30").error("a long SQL error\n[SQL: INSERT ...]")
             logging.getLogger("mlflow.store").error("Traceback (most recent call last): ...")
             logging.getLogger("sweep.engine").warning("the sweep's own warning")
             logging.getLogger("urllib3.connectionpool").warning("a library's plain warning")
