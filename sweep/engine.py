@@ -60,7 +60,6 @@ def run_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample] | None,
 def _run_logged(grid: GridConfig, cells: list[Cell], samples: list[Sample] | None, address: str | None,
                 verbose: bool, fresh: bool, log_path: Path) -> SweepResult:
     """`run_sweep` inside its log session (`log_path`, named in the summary)."""
-
     from sweep.execute.stopping import StopSignals
 
     timer = PhaseTimer()
@@ -69,40 +68,51 @@ def _run_logged(grid: GridConfig, cells: list[Cell], samples: list[Sample] | Non
     stop = StopSignals().install()
     try:
         if samples is None:
-            from sweep.data.video import load_video_samples
-
-            with timer.phase("ray_start"):
-                where = init_ray(grid, cells, address, verbose)
-            stop.install()
-            out = grid.output_dir.resolve()
-            out.mkdir(parents=True, exist_ok=True)
-            samples = load_video_samples(grid.dataset, out / "scene-cache")
+            samples, where = _video_samples(grid, cells, address, verbose, timer, stop)
         plan = plan_sweep(grid, cells, samples, fresh)
         try:
             execution = execute_plan(plan, timer, address, verbose, where, stop)
         finally:
             shutdown_ray()
         code, results = publish_results(plan, execution, timer, log_path)
-        if stop.signum:
-            code = stop.exit_code
-            if execution.tracker is not None:
-                execution.tracker.finish(ok=False, status="KILLED")
-            print(f"stopped by {stop.name}: exit {code}", flush=True)
-        elif execution.halted:
-            code = EXIT_STORAGE
-            if execution.tracker is not None and execution.tracker.status is None:
-                with contextlib.suppress(Exception):  # its database may sit on the same full disk
-                    execution.tracker.finish(ok=False, status="FAILED")
-            print(f"stopped: {execution.halted}: exit {code}", flush=True)
+        code = _stopped_code(code, execution, stop)
     except BaseException as err:  # the parent run must not stay RUNNING: KILLED (signal) or FAILED
         tracker = stop.tracker
         if tracker is not None and tracker.status is None:
             killed = stop.signum or isinstance(err, KeyboardInterrupt)
-            try:
+            with contextlib.suppress(Exception):
                 tracker.finish(ok=False, status="KILLED" if killed else "FAILED")
-            except Exception:
-                pass
         raise
     finally:
         stop.restore()
     return SweepResult(code, results, plan.output_dir, execution.tracker, timer.snapshot())
+
+
+def _video_samples(grid: GridConfig, cells: list[Cell], address: str | None, verbose: bool, timer: PhaseTimer,
+                   stop: Any) -> tuple[list[Sample], str]:
+    """Video scenes, detected on Ray (once per video file, cached) before the plan can be made; where."""
+    from sweep.data.video import load_video_samples
+
+    with timer.phase("ray_start"):
+        where = init_ray(grid, cells, address, verbose)
+    stop.install()
+    out = grid.output_dir.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    return load_video_samples(grid.dataset, out / "scene-cache"), where
+
+
+def _stopped_code(code: int, execution: Execution, stop: Any) -> int:
+    """The exit code of a sweep a signal or a full disk stopped (its parent run set KILLED / FAILED)."""
+    tracker = execution.tracker
+    if stop.signum:
+        code = stop.exit_code
+        if tracker is not None:
+            tracker.finish(ok=False, status="KILLED")
+        print(f"stopped by {stop.name}: exit {code}", flush=True)
+    elif execution.halted:
+        code = EXIT_STORAGE
+        if tracker is not None and tracker.status is None:
+            with contextlib.suppress(Exception):  # its database may sit on the same full disk
+                tracker.finish(ok=False, status="FAILED")
+        print(f"stopped: {execution.halted}: exit {code}", flush=True)
+    return code

@@ -38,7 +38,7 @@ from sweep.quality.scoring import (
     reference_set_frequencies,
 )
 from sweep.quality.scoring import references as references_module
-from sweep.results import recorder as recorder_module
+from sweep.results import cell_scoring as recorder_module  # where the recorder's scoring lives
 from sweep.results.recorder import SweepRecorder
 from sweep.results.store import ResultStore
 

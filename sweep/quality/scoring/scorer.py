@@ -73,18 +73,7 @@ class CaptionScorer:
         is 0 for a single image. One tokenizer JVM run and one METEOR request for the whole call.
         """
         ids = list(predictions)
-        if not ids:
-            raise ValueError("no predictions to score")
-        for image_id in ids:
-            if image_id not in references:
-                raise ValueError(f"no references for image id {image_id!r}")
-            refs = references[image_id]
-            if isinstance(refs, str) or not all(isinstance(r, str) for r in refs):
-                raise TypeError(f"references[{image_id!r}] must be a list of str")
-            if len(refs) == 0:
-                raise ValueError(f"empty reference list for image id {image_id!r}")
-            if not isinstance(predictions[image_id], str):
-                raise TypeError(f"prediction for image id {image_id!r} is not a str")
+        _check_inputs(predictions, references)
 
         with self._lock:
             self.notes = []
@@ -154,3 +143,19 @@ class CaptionScorer:
             self.notes.append(f"SPICE skipped: {skipped}")
         else:
             out["spice"] = score
+
+
+def _check_inputs(predictions: Mapping[Any, str], references: Mapping[Any, list[str]]) -> None:
+    """Every prediction a str with a non-empty list of str references, or an error naming the id."""
+    if not predictions:
+        raise ValueError("no predictions to score")
+    for image_id in predictions:
+        if image_id not in references:
+            raise ValueError(f"no references for image id {image_id!r}")
+        refs = references[image_id]
+        if isinstance(refs, str) or not all(isinstance(r, str) for r in refs):
+            raise TypeError(f"references[{image_id!r}] must be a list of str")
+        if len(refs) == 0:
+            raise ValueError(f"empty reference list for image id {image_id!r}")
+        if not isinstance(predictions[image_id], str):
+            raise TypeError(f"prediction for image id {image_id!r} is not a str")
