@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from sweep.data.load import reference_captions_file
 from sweep.data.sources import Sample
 from sweep.execute.phases import PhaseTimer
 from sweep.execute.ray_cluster import init_ray
@@ -163,7 +164,7 @@ def _recorder(plan: SweepPlan, scorer: Any, tracker: Any, progress: Any, timer: 
     served = {lead: tuple(c.cell_id for c in g.derived) for lead, g in plan.sharing.groups.items()}
     recorder = SweepRecorder(plan.cells, plan.samples, plan.store, scorer, tracker, progress, timer,
                              document_frequencies=plan.grid.scoring.document_frequencies,
-                             reference_captions=getattr(plan.grid.dataset, "captions", None),
+                             reference_captions=reference_captions_file(plan.grid.dataset, plan.output_dir),
                              derived=served)
     if stop is not None:
         recorder.on_storage_failure = stop.halt

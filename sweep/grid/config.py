@@ -15,10 +15,14 @@ from pydantic import Field, StrictInt, ValidationError, field_validator, model_v
 from actors.contract import BackendName as Backend
 from actors.contract import Precision
 from sweep.grid.datasets import (
+    DATASET_KINDS,
     VIDEO_SUFFIXES,
     AnyDataset,
     DatasetConfig,
     FrameSamplingConfig,
+    HFDatasetConfig,
+    ImageSubsetConfig,
+    KarpathyDatasetConfig,
     SceneDetectionConfig,
     VideoDatasetConfig,
 )
@@ -38,8 +42,9 @@ from sweep.grid.strict import Strict as _Strict
 
 # the sections' names, importable from here (their homes: sweep.grid.datasets, sweep.grid.sections)
 __all__ = [
-    "VIDEO_SUFFIXES", "AnyDataset", "Backend", "DatasetConfig", "EnergyConfig", "FrameSamplingConfig",
-    "GenerationConfig", "GridConfig", "GridError", "ModelSpec", "Objective", "Precision", "ResourcesConfig",
+    "DATASET_KINDS", "VIDEO_SUFFIXES", "AnyDataset", "Backend", "DatasetConfig", "EnergyConfig",
+    "FrameSamplingConfig", "GenerationConfig", "GridConfig", "GridError", "HFDatasetConfig",
+    "ImageSubsetConfig", "KarpathyDatasetConfig", "ModelSpec", "Objective", "Precision", "ResourcesConfig",
     "SceneDetectionConfig", "ScoringConfig", "SearchConfig", "SearchStrategy", "TrackingConfig",
     "VideoDatasetConfig", "codecarbon_countries", "load_grid", "parse_grid", "set_override",
 ]
@@ -101,7 +106,7 @@ def _problems(err: ValidationError) -> list[tuple[str, str]]:
     for e in err.errors():
         # the dataset union adds its tag to the path: users wrote `dataset.x`, not `dataset.coco.x`
         loc = [p for i, p in enumerate(e["loc"])
-               if not (i == 1 and e["loc"][0] == "dataset" and p in ("coco", "video"))]
+               if not (i == 1 and e["loc"][0] == "dataset" and p in DATASET_KINDS)]
         path = ".".join(str(p) for p in loc) or "<grid>"
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":

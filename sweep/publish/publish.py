@@ -28,6 +28,9 @@ class Published:
     ties: list[str]
     random_note: str | None
     warnings: list[str]
+    tied: dict[str, list[str]]  # cell id -> the cells tied with it (every pair; results.csv's tied_with)
+    picks: Any  # the cell to use per GPU size (`sweep.quality.pick.gpu_picks`)
+    recommendation: list  # the report's "which cell to use" sections
     plots: list[Path] = field(default_factory=list)
     report: Path | None = None
     # a full or read-only disk: the table is still printed, the store keeps the cells
@@ -65,12 +68,15 @@ def published(plan: SweepPlan, execution: Execution, timer: PhaseTimer) -> Publi
 
     from sweep.publish.report import (
         add_statistics,
+        candidates,
         degenerate_notes,
         front_pool,
         load_tables,
         mark_fronts,
         tie_summary,
     )
+    from sweep.publish.ties import tied_with
+    from sweep.quality.pick import gpu_picks, recommendation_sections
     from sweep.results.recorder import cells_beside
 
     outcomes = [execution.outcomes[c.cell_id] for c in plan.cells]
@@ -82,8 +88,13 @@ def published(plan: SweepPlan, execution: Execution, timer: PhaseTimer) -> Publi
         results, comparisons = add_statistics(results, load_tables(plan.output_dir, results))
         results = mark_fronts(results, comparisons)
         ties = tie_summary(results, comparisons)
+        tied = tied_with(results, comparisons)  # every pair, in results.csv; the terminal may group them
+        results["tied_with"] = ["; ".join(tied.get(cid, [])) for cid in results["cell_id"]]
+        pool, memory_column = candidates(results)
+        picks = gpu_picks(pool, comparisons, memory_column)
     _, random_note = front_pool(results)
-    return Published(results, ties, random_note, degenerate_notes(results))
+    return Published(results, ties, random_note, degenerate_notes(results), tied, picks,
+                     recommendation_sections(picks))
 
 
 def _write_files(plan: SweepPlan, out: Published, timer: PhaseTimer) -> None:
@@ -100,7 +111,8 @@ def _write_files(plan: SweepPlan, out: Published, timer: PhaseTimer) -> None:
         front = results[results["pareto"] != ""]
         atomic_write_bytes(root / "pareto_front.csv", front.to_csv(index=False).encode())
         with timer.phase("report"):
-            stamp = report_stamp(results, title, notes, out.ties)
+            stamp = report_stamp(results, title, notes,
+                                 [*out.ties, *(line for _, lines in out.recommendation for line in lines)])
             out.plots = [root / f"pareto_cider_vs_{axis}.png" for axis in cost_axes(results)]
             drawn = all(p.is_file() for p in [*out.plots, out.report])
             if drawn and _read_text(root / REPORT_STAMP) == stamp:
@@ -108,15 +120,17 @@ def _write_files(plan: SweepPlan, out: Published, timer: PhaseTimer) -> None:
             out.plots = plot_fronts(results, root)
             out.report = write_html_report(root, title, results, out.plots,
                                            {s.sample_id: list(s.references) for s in plan.samples},
-                                           notes, ties=out.ties)
+                                           notes, ties=out.ties, recommendation=out.recommendation)
             atomic_write_bytes(root / REPORT_STAMP, stamp.encode())
     except OSError as err:
         out.unwritten = f"{err.filename or root}: {err.strerror or err}"
 
 
 def _log_sweep_run(plan: SweepPlan, execution: Execution, out: Published, timer: PhaseTimer) -> list[str]:
-    """Each cell's extras onto its child run, the counts and the files onto the parent run; notes of
-    what failed (the files have it all: a re-run logs it)."""
+    """Each cell's extras onto its child run, the counts, the files and the picks onto the parent run; notes
+    of what failed (the files have it all: a re-run logs it)."""
+    from sweep.quality.pick import pick_tags
+
     tracker, root = execution.tracker, plan.output_dir
     n_failed, n_pruned = out.counts
     with timer.phase("mlflow"):
@@ -127,6 +141,7 @@ def _log_sweep_run(plan: SweepPlan, execution: Execution, out: Published, timer:
                 metrics={"n_cells_ok": len(plan.cells) - n_failed - n_pruned, "n_cells_failed": n_failed,
                          "n_cells_pruned": n_pruned},
                 artifacts=[*out.plots, root / "results.csv", root / "pareto_front.csv", out.report],
+                tags=pick_tags(out.picks),
             )
             tracker.finish(ok=n_failed == 0)
     except Exception as err:

@@ -10,13 +10,19 @@ from typing import Any
 def print_summary(plan: Any, execution: Any, out: Any, notes: list[str], log_path: Path | None) -> None:
     """`plan` a SweepPlan, `execution` its Execution, `out` what `sweep.publish.publish` produced."""
     from sweep.publish.report import error_row_lines, format_table
+    from sweep.publish.ties import terminal_ties
 
     results, root = out.results, plan.output_dir
     print()
     print(format_table(results))
     print()
-    for line in out.ties:
+    for line in terminal_ties(out.ties, results, out.tied):
         print(line)
+    choice = out.picks["any"].best
+    if choice is not None:  # the whole answer, and for 16/24/80 GB, opens report.html
+        tied_labels = ", ".join(t.label for t in out.picks["any"].ties)
+        print(f"choice (no constraint): {choice['label']}" + (f"; tied with it: {tied_labels}" if tied_labels
+              else "") + f"  (under constraints: python -m sweep.pick {root} --max-memory-gb X ...)")
     if out.random_note:
         print(f"NOTE: {out.random_note}.")
     for warning in out.warnings:
