@@ -7,48 +7,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
+from test_engine import _finish, _grid  # the engine tests' grid: two budgets of a small zoo model, 6 images
 
-from sweep.data.sources import dataset_fingerprint, load_coco_samples
 from sweep.engine import plan_sweep
-from sweep.grid.cells import expand_cells
-from sweep.grid.config import parse_grid
 from sweep.plan.dry_run import format_sweep_plan
 from sweep.plan.sweep_plan import READ_BACK, REFUSED, RUN, dry_run_plan
 from sweep.results.store import ResultStore
 from sweep.run import main
 
-REPO = Path(__file__).resolve().parents[1]
-SHAPES = REPO / "zoo" / "shapes-data" / "test"
-
-
-def _data(out: Path, **overrides) -> dict:
-    return {
-        "name": "plans",
-        "dataset": {"captions": str(SHAPES / "captions.json"), "images": str(SHAPES / "images"), "limit": 6,
-                    "image_max_side": 64},
-        "models": [{"id": str(REPO / "zoo" / "shapes-llava-small"), "name": "small"}],
-        "precisions": ["fp32"],
-        "max_new_tokens": [4, 8],
-        "output_dir": str(out),
-        **overrides,
-    }
-
-
-def _grid(out: Path, **overrides):
-    grid = parse_grid(_data(out, **overrides))
-    samples = load_coco_samples(grid.dataset)
-    return grid, samples, expand_cells(grid, dataset_fingerprint(samples, grid.dataset.image_max_side))
-
-
-def _store(store: ResultStore, cell, samples) -> None:
-    """A consolidated table over `samples`, with its costs (finished when they are all of the sweep's)."""
-    table = pd.DataFrame({"sample_id": [s.sample_id for s in samples], "caption": "a red circle",
-                          "error": "", "batch_end_ts": 100.0})
-    store.begin_cell(cell)
-    store.finish_cell(cell.cell_id, table, {"latency_p50_s": 0.1})
+COSTS = {"latency_p50_s": 0.1}
 
 
 def _both(tmp_path: Path, stored: int | None = None, fresh: bool = False, **overrides):
@@ -56,7 +25,7 @@ def _both(tmp_path: Path, stored: int | None = None, fresh: bool = False, **over
     six samples. The dry run first: the run archives what --fresh replaces."""
     grid, samples, cells = _grid(tmp_path, **overrides)
     if stored is not None:
-        _store(ResultStore(tmp_path), cells[0], samples[:stored])
+        _finish(ResultStore(tmp_path), cells[0], samples[:stored], COSTS)
     dry = dry_run_plan(grid, cells, samples, fresh)
     run = plan_sweep(grid, cells, samples, fresh)
     assert dry.decisions() == run.decisions()
@@ -129,7 +98,7 @@ def test_halving_rungs_are_the_plans(tmp_path):
 
 def test_the_dry_run_writes_nothing(tmp_path):
     grid, samples, cells = _grid(tmp_path / "out")
-    _store(ResultStore(tmp_path / "out"), cells[0], samples)
+    _finish(ResultStore(tmp_path / "out"), cells[0], samples, COSTS)
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     dry_run_plan(grid, cells, samples, fresh=True)
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
@@ -138,9 +107,9 @@ def test_the_dry_run_writes_nothing(tmp_path):
 @pytest.mark.parametrize("fresh", [False, True])
 def test_the_cli_prints_the_plan_with_fresh(tmp_path, capsys, fresh):
     grid, samples, cells = _grid(tmp_path / "out")
-    _store(ResultStore(tmp_path / "out"), cells[0], samples)
+    _finish(ResultStore(tmp_path / "out"), cells[0], samples, COSTS)
     path = tmp_path / "grid.yaml"
-    path.write_text(yaml.safe_dump(_data(tmp_path / "out")))
+    path.write_text(yaml.safe_dump(grid.model_dump(mode="json")))
     assert main([str(path), "--dry-run", *(["--fresh"] if fresh else [])]) == 0
     text = capsys.readouterr().out
     assert ("store: finished (read back, not recomputed)" in text) is not fresh
