@@ -14,6 +14,7 @@ from pydantic import (
 )
 
 from sweep.grid.strict import Strict as _Strict
+from sweep.quality.frontier import ObjectiveName
 
 
 class ModelSpec(_Strict):
@@ -159,7 +160,7 @@ class ScoringConfig(_Strict):
 
 
 SearchStrategy = Literal["full", "pareto_halving"]
-Objective = Literal["latency", "memory", "energy"]
+Objective = ObjectiveName  # the costs a sweep trades quality against: `sweep.quality.frontier`
 
 
 class SearchConfig(_Strict):

@@ -22,8 +22,8 @@ from sweep.quality.scoring import (
     mean_caption_length,
     reference_set_frequencies,
 )
-from sweep.results.outcome import QUALITY_KEYS
 from sweep.results.store import ResultStore, prompt_sha256
+from sweep.results.tables import CORPUS_QUALITY
 
 # scores.json keeps how the cell was scored beside its scores: read back only when it still matches (the
 # document frequencies, the reference set file, and the references of the scored samples)
@@ -103,7 +103,7 @@ class CellScoring:
         if ok.empty:
             for column in PER_IMAGE_COLUMNS:
                 table[column] = math.nan
-            return table, {k: math.nan for k in QUALITY_KEYS if k != "spice"}
+            return table, dict.fromkeys(CORPUS_QUALITY, math.nan)
         predictions = dict(zip(ok["sample_id"], ok["caption"], strict=True))
         with self.timer.phase("scoring"):
             result = self.scorer.score_images(predictions, {sid: self.references[sid] for sid in predictions},

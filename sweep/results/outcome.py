@@ -7,11 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sweep.grid.cells import Cell
-
-QUALITY_KEYS = ("cider", "bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "spice")
-# columns every results row has (NaN for a failed cell), so that a sweep whose every cell failed still
-# gets its table, fronts and report
-RESULT_METRICS = (*QUALITY_KEYS[:-1], "latency_p50_s", "peak_memory_gb", "energy_kwh", "weight_bytes")
+from sweep.results.tables import RESULT_METRICS
 
 
 @dataclass
@@ -26,6 +22,7 @@ class CellOutcome:
     span: tuple[float, float] | None = None  # when the cell ran (epoch seconds)
 
     def row(self) -> dict[str, Any]:
+        """The cell's results row (`sweep.results.tables.RESULTS_TABLE`)."""
         return {
             "cell_id": self.cell.cell_id,
             "label": self.cell.label,

@@ -21,11 +21,12 @@ from sweep.quality.scoring import DF_REFERENCE_SET, CaptionScorer, DocumentFrequ
 from sweep.results.cell_logging import CellLogger
 from sweep.results.cell_scoring import SCORING_STAMP, CellScoring, references_fingerprint
 from sweep.results.disk import storage_failure
-from sweep.results.outcome import QUALITY_KEYS, RESULT_METRICS, CellOutcome, cell_span, cells_beside
+from sweep.results.outcome import CellOutcome, cell_span, cells_beside
 from sweep.results.store import ResultStore, atomic_write_parquet
+from sweep.results.tables import RESULT_METRICS
 
 # the outcome's names, importable from here too (their homes: outcome, cell_scoring)
-__all__ = ["QUALITY_KEYS", "RESULT_METRICS", "SCORING_STAMP", "CellOutcome", "SweepRecorder", "cell_span",
+__all__ = ["RESULT_METRICS", "SCORING_STAMP", "CellOutcome", "SweepRecorder", "cell_span",
            "cells_beside", "references_fingerprint", "trial_error_text"]
 
 log = logging.getLogger(__name__)

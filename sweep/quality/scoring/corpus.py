@@ -12,8 +12,9 @@ import pandas as pd
 
 from sweep.quality.scoring.cider import NGRAM_ORDER, ngrams
 from sweep.quality.statistics import BLEU_COLUMNS, corpus_bleu
+from sweep.results.tables import CORPUS_QUALITY
 
-METRIC_KEYS = ("cider", "bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l")
+METRIC_KEYS = CORPUS_QUALITY  # declared with the results table
 
 #: the per-image columns a scored cell's caption table carries (NaN on rows that were not scored)
 PER_IMAGE_COLUMNS = ("cider", "meteor", "rouge_l", *BLEU_COLUMNS)
