@@ -319,7 +319,7 @@ def test_the_report_caps_the_references_shown_per_example():
 
 
 def test_a_large_reference_set_is_tokenized_in_steps_with_progress(monkeypatch):
-    import sweep.quality.scoring as scoring
+    import sweep.quality.scoring.references as scoring
 
     calls = []
     monkeypatch.setattr(scoring, "tokenize", lambda refs: calls.append(len(refs)) or

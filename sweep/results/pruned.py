@@ -53,11 +53,11 @@ def read_pruned(store: ResultStore, cell_id: str, stamp: str) -> StoredPrune | N
     return prune
 
 
-def stored_prunes(grid: Any, store: ResultStore, cells: list[Any]) -> dict[str, StoredPrune]:
+def stored_prunes(search: Any, store: ResultStore, cells: list[Any]) -> dict[str, StoredPrune]:
     """Cell id -> its stored prune, for the cells a re-run of a `pareto_halving` grid would otherwise run
     again; {} under any other strategy (`full` completes pruned cells from where they stopped)."""
-    if grid.search.strategy != "pareto_halving":
+    if search.strategy != "pareto_halving":
         return {}
-    stamp = search_stamp(grid.search)
+    stamp = search_stamp(search)
     prunes = {c.cell_id: read_pruned(store, c.cell_id, stamp) for c in cells if not c.do_sample}
     return {cell_id: prune for cell_id, prune in prunes.items() if prune is not None}
