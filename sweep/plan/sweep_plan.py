@@ -7,6 +7,8 @@ A cell is one of:
 - `read back`: finished in the store over exactly these samples (not sampled, not `--fresh`): its stored
   costs are recorded, nothing is generated;
 - `refused`: estimated not to fit the target GPU (`sweep.plan.memory`), failed before any load;
+- `pruned`: stopped at a rung by successive halving in an earlier run under the same search settings
+  (`sweep.results.pruned`): read back as the result it is, not run again;
 - `run`: a trial on Ray, which captions what the store lacks (`stored` samples are resumed, none under
   `--fresh`), or whose cell is answered from the generation of a larger budget (`lead`, token-budget
   sharing among the cells to run: `sweep.plan.budgets`).
