@@ -42,7 +42,15 @@ from benchmarks import (  # noqa: E402
     scoring,
     token_budgets,
 )
-from benchmarks.common import COCO_MINI, REPO, Context, log, machine_info, machine_slug  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    COCO_MINI,
+    REPO,
+    Context,
+    log,
+    machine_info,
+    machine_slug,
+    start_shared_ray,
+)
 
 SECTIONS = {"batching": batching, "engine": engine, "rerun": rerun, "scaling": scaling, "gpu": gpu,
             "token_budgets": token_budgets, "scoring": scoring, "halving": halving,
@@ -51,8 +59,9 @@ SECTIONS = {"batching": batching, "engine": engine, "rerun": rerun, "scaling": s
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="8 images, 1 repeat, a 2-cell grid, replicas 1 and 2 "
-                   "(for the test)")
+    p.add_argument("--quick", action="store_true",
+                   help="8 images, 1 repeat, a 2-cell grid, replicas 1 and 2, one Ray shared by every "
+                   "section (for the test)")
     p.add_argument("--repeats", type=int, default=None, help="repeats of the batching section (default 3)")
     p.add_argument("--engine-repeats", type=int, default=1, help="repeats of the engine/scaling sections")
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}")
@@ -100,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         (args.out_dir / f"{stem}.json").write_text(json.dumps(result, indent=2, default=str))
         (args.out_dir / f"{stem}.md").write_text(render.markdown(result))
 
+    if quick:  # one Ray start instead of one per sweep: the quick run is the test suite's
+        result["ray"] = start_shared_ray()
+        log(result["ray"])
     try:
         for name, section in SECTIONS.items():
             if name in args.sections:
@@ -112,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
                 save()
     finally:
         shutil.rmtree(ctx.work, ignore_errors=True)
+        if quick:
+            import ray
+
+            ray.shutdown()
     save()
     log(f"results: {args.out_dir / stem}.json and .md ({result['total_seconds']:.0f} s)")
     return 0

@@ -1,8 +1,7 @@
 """`benchmarks/run.py --quick` runs end to end and writes every section with finite numbers.
 
 Speed targets are reported by the benchmark, never asserted here (CI machines are noisy and shared).
-The quick run takes ~5-7 min on 2 idle-ish cores (it starts Ray four times); the timeout leaves room for a
-loaded machine.
+The quick run starts one Ray that every section's sweeps share; the timeout leaves room for a loaded machine.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow  # the quick benchmark starts Ray four times
+pytestmark = pytest.mark.slow  # the quick benchmark runs a dozen sweeps
 
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = ("batching", "engine", "rerun", "scaling", "gpu")
@@ -75,6 +74,7 @@ def test_quick_benchmark_writes_every_section(
         assert machine["versions"].get(pkg), pkg
     assert machine["weights_random"] is True
 
+    assert "shared by every section" in result["ray"]  # one Ray start for the whole quick run
     for section in SECTIONS:
         assert section in result, section
     for section in ("batching", "engine", "rerun", "scaling"):
