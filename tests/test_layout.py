@@ -1,6 +1,7 @@
 """docs/layout.md is the table `docs/layout.py` makes from the tree: every module, its docstring's first
 sentence. A module moved, added or re-described without regenerating the page fails here."""
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,15 @@ def test_a_module_without_a_docstring_is_named(tmp_path):
     bare.write_text("x = 1\n")
     with pytest.raises(layout.LayoutError, match="bare.py: no module docstring"):
         layout.summary(bare)
+
+
+def test_relative_links_of_the_readme_and_docs_pages_resolve():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
+            if target.startswith(("http://", "https://", "#", "mailto:")):
+                continue
+            if not (page.parent / target.split("#")[0]).exists():
+                broken.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert not broken, broken
