@@ -62,3 +62,44 @@ def grid_dict(coco: Path, out: Path, **overrides) -> dict:
     }
     grid.update(overrides)
     return grid
+
+
+# One Ray for the tests marked `shared_ray`: a sweep uses the Ray it finds running in its process and leaves
+# it running (sweep.engine.init_ray), so consecutive sweeps of such tests pay one Ray start, not one each.
+# Only tests whose grids would start exactly this Ray (`resources.local_gpus: 2`, nothing per test in the
+# workers' environment, no assertion on Ray's own start or stop) are marked. Every other test gets the Ray
+# of its own sweep, as a user does: the shared one is stopped before it (its module fixtures included).
+SHARED_RAY_GPUS = 2
+_shared_ray: dict[str, bool] = {"on": False}
+
+
+def _use_shared_ray(want: bool) -> None:
+    if want and not _shared_ray["on"]:
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(num_gpus=SHARED_RAY_GPUS, include_dashboard=False, log_to_driver=False,
+                     _node_ip_address="127.0.0.1")
+            _shared_ray["on"] = True
+    elif not want and _shared_ray["on"]:
+        import ray
+
+        ray.shutdown()
+        _shared_ray["on"] = False
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _ray_of_the_module(request: pytest.FixtureRequest):
+    """Before a module's own fixtures: the shared Ray if the module is marked, else none running."""
+    _use_shared_ray(request.node.get_closest_marker("shared_ray") is not None)
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _ray_of_the_test(request: pytest.FixtureRequest):
+    _use_shared_ray(request.node.get_closest_marker("shared_ray") is not None)
+    yield
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    _use_shared_ray(False)

@@ -1,6 +1,7 @@
 """A sweep uses the Ray its process already runs and leaves it running; a Ray it started, it stops.
 
-(The quick benchmark and the tests share one Ray between sweeps this way: one start instead of one per sweep.)"""
+(The quick benchmark and the `shared_ray` tests share one Ray between sweeps this way: one start, not one
+per sweep.)"""
 from types import SimpleNamespace
 
 import pytest
