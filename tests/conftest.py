@@ -46,6 +46,22 @@ def tiny_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cache
 
 
+def ray_processes(marker: str) -> list:
+    """Processes of the Ray started with --temp-dir=<marker> (or RAY_TMPDIR=<marker>): every one of them
+    names its session dir. Stopping these, not `ray stop`, stops one Ray: `ray stop` stops every Ray of this
+    user on the machine, other sessions' and other checkouts' included."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if any(marker in arg for arg in proc.info["cmdline"] or []):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return found
+
+
 def grid_dict(coco: Path, out: Path, **overrides) -> dict:
     grid = {
         "name": "test",
