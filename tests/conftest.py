@@ -93,14 +93,20 @@ def _use_shared_ray(want: bool) -> None:
     if want and not _shared_ray["on"]:
         import ray
 
+        from sweep.engine import _loopback_only
+
         if not ray.is_initialized():
+            _loopback_only(True)  # on loopback alone, as the embedded Ray a sweep starts
             ray.init(num_gpus=SHARED_RAY_GPUS, include_dashboard=False, log_to_driver=False,
                      _node_ip_address="127.0.0.1")
             _shared_ray["on"] = True
     elif not want and _shared_ray["on"]:
         import ray
 
+        from sweep.engine import _loopback_only
+
         ray.shutdown()
+        _loopback_only(False)  # Ray's own settings back (a later Cluster must not start in loopback mode)
         _shared_ray["on"] = False
 
 
