@@ -215,7 +215,7 @@ def start_shared_ray() -> str:
     start reads about 0 s, and cells that a full run would time one at a time may run side by side."""
     import ray
 
-    from sweep.engine import _loopback_only
+    from sweep.execute.ray_cluster import _loopback_only
 
     _loopback_only(True)  # on loopback alone, as the embedded Ray a sweep starts
     ray.init(num_gpus=QUICK_RAY_GPUS, include_dashboard=False, log_to_driver=False,

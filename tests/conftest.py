@@ -81,7 +81,7 @@ def grid_dict(coco: Path, out: Path, **overrides) -> dict:
 
 
 # One Ray for the tests marked `shared_ray`: a sweep uses the Ray it finds running in its process and leaves
-# it running (sweep.engine.init_ray), so consecutive sweeps of such tests pay one Ray start, not one each.
+# it running (sweep.execute.ray_cluster.init_ray), so consecutive sweeps of such tests pay one Ray start.
 # Only tests whose grids would start exactly this Ray (`resources.local_gpus: 2`, nothing per test in the
 # workers' environment, no assertion on Ray's own start or stop) are marked. Every other test gets the Ray
 # of its own sweep, as a user does: the shared one is stopped before it (its module fixtures included).
@@ -93,7 +93,7 @@ def _use_shared_ray(want: bool) -> None:
     if want and not _shared_ray["on"]:
         import ray
 
-        from sweep.engine import _loopback_only
+        from sweep.execute.ray_cluster import _loopback_only
 
         if not ray.is_initialized():
             _loopback_only(True)  # on loopback alone, as the embedded Ray a sweep starts
@@ -103,7 +103,7 @@ def _use_shared_ray(want: bool) -> None:
     elif not want and _shared_ray["on"]:
         import ray
 
-        from sweep.engine import _loopback_only
+        from sweep.execute.ray_cluster import _loopback_only
 
         ray.shutdown()
         _loopback_only(False)  # Ray's own settings back (a later Cluster must not start in loopback mode)

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from sweep import engine
+from sweep.execute import ray_cluster as engine
 
 GRID = SimpleNamespace(resources=SimpleNamespace(local_gpus=None))
 CELLS = [SimpleNamespace(gpus_per_actor=1, replicas=1)]
