@@ -211,6 +211,9 @@ def plan_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], fresh
     if todo:  # the GPU's size may need torch (seconds of import): not when every cell is stored
         gpu_bytes = target_gpu_bytes(grid.resources.accelerator_type, grid.resources.gpu_memory_gb)
         plan.refused = memory_refusals(todo, gpu_bytes, grid.dataset.image_max_side)
+        from sweep.plan.precisions import precision_refusals  # fp8 without kernel, prequantized unloadable
+
+        plan.refused.update(precision_refusals(todo, grid.resources.accelerator_type))
     plan.todo = [c for c in todo if c.cell_id not in plan.refused]
     plan.sharing = plan_sharing(plan.todo, grid.generation.share_token_budgets)
     return plan

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         gpu = target_gpu_bytes(grid.resources.accelerator_type, grid.resources.gpu_memory_gb)
         store = ResultStore(grid.output_dir.resolve())
         plans = plan_cells(cells, store, ids, gpu, grid.dataset.image_max_side,
-                           grid.generation.share_token_budgets)
+                           grid.generation.share_token_budgets, grid.resources.accelerator_type)
         count = f"{len(samples)} images" if samples is not None else "video scenes (detected at run time)"
         print(f"sweep '{grid.name}': {len(cells)} cells x {count} (dry run)")
         print(format_plan(plans))

@@ -6,7 +6,6 @@ import json
 import math
 from dataclasses import dataclass, field
 
-from actors.precision import PRECISIONS
 from actors.resolve import ModelConfigError, local_config_json
 from sweep.grid.cells import Cell
 from sweep.grid.config import SearchConfig
@@ -118,13 +117,13 @@ def _memory_text(cell: Cell, gpu_bytes: int | None, image_side: int | None) -> s
 
 def plan_cells(cells: list[Cell], store: ResultStore, sample_ids: set[str],
                gpu_bytes: int | None = None, image_side: int | None = None,
-               share_token_budgets: bool = True) -> list[CellPlan]:
+               share_token_budgets: bool = True, accelerator_type: str | None = None) -> list[CellPlan]:
+    from sweep.plan.precisions import planned_formats, precision_refusals
+
     plans = []
-    refused = memory_refusals(cells, gpu_bytes, image_side)
+    refused = {**precision_refusals(cells, accelerator_type), **memory_refusals(cells, gpu_bytes, image_side)}
     for cell in cells:
         plan = CellPlan(cell)
-        fmt = PRECISIONS[cell.precision]
-        plan.vision, plan.language = fmt.side_format("vision"), fmt.side_format("language")
         plan.memory = _memory_text(cell, gpu_bytes, image_side)
         if cell.cell_id in refused:
             plan.problems.append(refused[cell.cell_id])
@@ -144,6 +143,7 @@ def plan_cells(cells: list[Cell], store: ResultStore, sample_ids: set[str],
                 plan.backend, plan.backend_reason = _backend(cell, family)
             except ValueError as err:
                 plan.problems.append(str(err))
+        plan.vision, plan.language = planned_formats(cell, plan.backend)
         done = store.done_sample_ids(cell.cell_id) & sample_ids
         if store.finished_costs(cell.cell_id, sample_ids) is not None:
             plan.store_state = "finished (read back, not recomputed)"

@@ -71,12 +71,16 @@ WEIGHT_OVERHEAD = 0.10
 CUDA_CONTEXT_BYTES = GiB // 2
 
 
-def known_gpu_memory(accelerator_type: str) -> int | None:
-    """Bytes of one GPU of this kind (`L4`, `RTX 5080`, `A100-80G`, ...), None when unknown."""
+def gpu_key(accelerator_type: str) -> str:
+    """The table name of an accelerator (`NVIDIA L4` -> `L4`, `A100-80GB` -> `A100-80G`)."""
     key = accelerator_type.strip().upper().replace(" ", "-").replace("_", "-")
     key = key.removeprefix("NVIDIA-")
-    key = _ALIASES.get(key, key)
-    return KNOWN_GPU_MEMORY.get(key)
+    return _ALIASES.get(key, key)
+
+
+def known_gpu_memory(accelerator_type: str) -> int | None:
+    """Bytes of one GPU of this kind (`L4`, `RTX 5080`, `A100-80G`, ...), None when unknown."""
+    return KNOWN_GPU_MEMORY.get(gpu_key(accelerator_type))
 
 
 def gpu_memory_bytes(accelerator_type: str | None, gpu_memory_gb: float | None = None) -> int | None:
