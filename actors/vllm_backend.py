@@ -38,10 +38,9 @@ import time
 from typing import Any
 
 from actors.captioner import Captioner, ResolvedModel
-from actors.contract import CaptionRequest, CaptionResult
-from actors.families.base import Family
 from actors.checkpoint_quant import CheckpointQuant
-from actors.families.base import module_matches
+from actors.contract import CaptionRequest, CaptionResult
+from actors.families.base import Family, module_matches
 from actors.precision import FLOAT_PRECISIONS, PRECISIONS, VLLM_PRECISIONS, module_precisions
 
 VLLM_DTYPES = {p: str(PRECISIONS[p].float_dtype) for p in FLOAT_PRECISIONS}
@@ -117,7 +116,8 @@ def vllm_version() -> str:
 
 
 def estimate_weights(path: str, family: Family, dtype_name: str, common: dict,
-                     quantized: tuple[str, float] | None = None) -> tuple[int, tuple[dict[str, str], dict[str, int]]]:
+                     quantized: tuple[str, float] | None = None
+                     ) -> tuple[int, tuple[dict[str, str], dict[str, int]]]:
     """(weight bytes, (per-side formats, per-side bytes)) of the model at `dtype_name`, from its config alone;
     `quantized` (format, bytes per weight): the language model's linear layers in that format.
 
@@ -207,14 +207,16 @@ class VLLMCaptioner(Captioner):
         kwargs.update(engine_kwargs or {})
         self.llm = LLM(**kwargs)
         load_seconds = time.perf_counter() - start
-        weight_bytes, formats = estimate_weights(model.path, family, estimate_dtype(precision), model.hub_kwargs,
+        weight_bytes, formats = estimate_weights(model.path, family, estimate_dtype(precision),
+                                                 model.hub_kwargs,
                                                  language_linear_format(precision, checkpoint_of(model)))
         self._peak = 0
         self.report = model.report(
             "vllm", torch.cuda.get_device_name(0) if on_cuda else "cpu", load_seconds, weight_bytes,
             formats, {**library_versions(), "vllm": vllm_version()},
             vllm_load_format=kwargs["load_format"], vllm_limit_mm_per_prompt=max_images_per_prompt,
-            weight_bytes_kind="estimate from config at the vLLM dtype (quantized language linears at their format)",
+            weight_bytes_kind="estimate from config at the vLLM dtype (quantized language linears at their "
+                              "format)",
         )
 
     def engine_input(self, request: CaptionRequest) -> dict[str, Any]:

@@ -56,8 +56,7 @@ def precision_refusal(cell: Cell, family, chosen: str, capability: tuple[int, in
 def precision_refusals(cells: list[Cell], accelerator_type: str | None) -> dict[str, str]:
     """{cell_id: reason} for the cells whose precision is refused (module docstring)."""
     from actors.backends import choose_backend, detect_machine
-    from actors.resolve import ModelConfigError
-    from actors.resolve import local_config_json
+    from actors.resolve import ModelConfigError, local_config_json
     from sweep.plan.budgets import family_of
 
     cells = [c for c in cells if c.precision in ("fp8", "prequantized") and not c.model.loader]
