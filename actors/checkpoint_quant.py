@@ -113,11 +113,12 @@ def checkpoint_quant(config: Mapping[str, Any]) -> CheckpointQuant | None:
         return CheckpointQuant("fp8", 8, int(block[1]) if block else None, float_weights=True,
                                activation_bits=8, ignored=tuple(q.get("modules_to_not_convert") or ()))
     skip = q.get("modules_to_not_convert") or ()
-    if method == "torchao":  # transformers' TorchAoConfig.to_dict: {"quant_type": {"default": {"_type": ...}}}
+    if method == "torchao":  # TorchAoConfig.to_dict: {"quant_type": {"default": {"_type": ...}}}
         kind = str(((q.get("quant_type") or {}).get("default") or {}).get("_type", ""))
         found = re.search(r"(Int|Float)(\d)", kind)
         bits = int(found.group(2)) if found else None
-        return CheckpointQuant("torchao", bits, None, float_weights=kind.startswith("Float"), ignored=tuple(skip))
+        return CheckpointQuant("torchao", bits, None, float_weights=kind.startswith("Float"),
+                               ignored=tuple(skip))
     bits, group = q.get("bits", q.get("w_bit")), q.get("group_size", q.get("q_group_size"))
     return CheckpointQuant(method, int(bits) if bits else None,
                            int(group) if group and int(group) > 0 else None, ignored=tuple(skip))

@@ -242,3 +242,64 @@ def test_memory_model_orders_the_new_precisions():
     assert awq / GB == pytest.approx(4.54, rel=0.01)
     with pytest.raises(ValueError, match="no quantization_config"):
         estimate_cell_bytes(LLAVA_15_7B, "prequantized", 1, 16)
+
+
+# --- the grid and the dry run ----------------------------------------------------------------------------
+
+ALL = ["fp32", "int8", "nf4", "int8wo", "int4wo", "fp8", "prequantized"]
+
+
+def _dry_run(tmp_path, capsys, accelerator: str | None) -> tuple[int, str]:
+    import yaml
+
+    from sweep.run import main
+
+    repo = __import__("pathlib").Path(__file__).resolve().parents[1]
+    awq = tmp_path / "llava-awq"  # a pre-quantized checkpoint's config.json: the plan reads only that
+    awq.mkdir(exist_ok=True)
+    config = json.loads((repo / "zoo" / "shapes-llava-small" / "config.json").read_text())
+    (awq / "config.json").write_text(json.dumps({**config, "quantization_config": AWQ}))
+    data = {"name": "precisions", "output_dir": str(tmp_path / "out"), "precisions": ALL,
+            "max_new_tokens": [8],
+            "dataset": {"captions": str(repo / "zoo/shapes-data/test/captions.json"),
+                        "images": str(repo / "zoo/shapes-data/test/images"), "limit": 2},
+            "models": [{"id": str(repo / "zoo/shapes-llava-small"), "family": "llava"},
+                       {"id": str(awq), "family": "llava"}]}
+    if accelerator:
+        data["resources"] = {"accelerator_type": accelerator}
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(data))
+    code = main([str(tmp_path / "grid.yaml"), "--dry-run"])
+    return code, capsys.readouterr().out
+
+
+def _cell_block(text: str, label: str) -> str:
+    start = text.index(f"] {label}  id=")
+    return text[start:text.find("\n[", start)]
+
+
+def test_every_precision_validates_and_the_dry_run_shows_backend_formats_and_refusals(tmp_path, capsys):
+    from actors.backends import cuda_capability
+
+    if cuda_capability() is not None:
+        pytest.skip("the CPU plan: this machine has a GPU")  # the refusals below are a CPU's
+    code, text = _dry_run(tmp_path, capsys, None)
+    assert code == 1 and "14 cells, 10 runnable, 4 cannot run" in text
+    int4 = _cell_block(text, "shapes-llava-small/int4wo/t8")
+    assert "backend=hf" in int4 and "vision=float language=int4wo" in int4 and "CANNOT" not in int4
+    fp8 = _cell_block(text, "shapes-llava-small/fp8/t8")
+    assert "CANNOT RUN: precision fp8 needs a GPU with fp8 support" in fp8
+    unquantized = _cell_block(text, "shapes-llava-small/prequantized/t8")
+    assert "CANNOT RUN: precision prequantized needs a checkpoint whose config.json has a" in unquantized
+    awq = _cell_block(text, "llava-awq/prequantized/t8")
+    assert "language=awq 4-bit (group 128)" in awq and "gptqmodel" in awq
+    assert "CANNOT RUN: HF cannot load" in awq
+
+
+@pytest.mark.parametrize(("accelerator", "fp8_refused"), [("T4", "compute capability >= 8.9 (L4, RTX 40xx, "
+                                                                 "H100); this GPU has 7.5"), ("L4", None)])
+def test_the_dry_run_judges_fp8_and_awq_on_the_target_gpu(tmp_path, capsys, accelerator, fp8_refused):
+    _, text = _dry_run(tmp_path, capsys, accelerator)
+    fp8 = _cell_block(text, "shapes-llava-small/fp8/t8")
+    assert (fp8_refused in fp8) if fp8_refused else ("CANNOT" not in fp8)
+    # on a GPU target, auto may serve AWQ with vLLM on the hosts: not refused for HF's missing package
+    assert "CANNOT" not in _cell_block(text, "llava-awq/prequantized/t8")
