@@ -303,3 +303,17 @@ def test_the_dry_run_judges_fp8_and_awq_on_the_target_gpu(tmp_path, capsys, acce
     assert (fp8_refused in fp8) if fp8_refused else ("CANNOT" not in fp8)
     # on a GPU target, auto may serve AWQ with vLLM on the hosts: not refused for HF's missing package
     assert "CANNOT" not in _cell_block(text, "llava-awq/prequantized/t8")
+
+
+def test_vllm_weight_estimate_counts_the_language_linears_at_fp8():
+    """What a vLLM cell reports as its weights (its engine is another process): the architecture on the
+    meta device, the language model's linear layers at the quantized format's bytes."""
+    from actors.resolve import resolve_model
+    from actors.vllm_backend import estimate_weights
+
+    path, _ = resolve_model("tiny:llava")
+    bf16, (formats, sizes) = estimate_weights(path, LLAVA, "bfloat16", {})
+    fp8, (fp8_formats, fp8_sizes) = estimate_weights(path, LLAVA, "bfloat16", {}, ("fp8", 1.0))
+    assert fp8_formats["language"] == "fp8+bfloat16" and fp8_formats["vision"] == formats["vision"]
+    assert fp8_sizes["vision"] == sizes["vision"]
+    assert 0 < bf16 - fp8 == sizes["language"] - fp8_sizes["language"] < sizes["language"] / 2
