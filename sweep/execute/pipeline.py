@@ -148,8 +148,8 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
     import ray
 
     video = any(s.video_id for s in samples)
-    rows = [{"sample_id": s.sample_id, "path": s.path, "frame_times": list(s.frame_times), "error": s.error}
-            for s in samples]
+    rows = [{"sample_id": s.sample_id, "path": s.path, "frame_times": list(s.frame_times), "error": s.error,
+             "arrow_row": s.arrow_row, "arrow_column": s.arrow_column} for s in samples]
     generation = replace(cell.generation(), budgets=tuple(sorted(budgets)))
     set_id, hosts = ray.get(host_pool.acquire.remote(cell.load_spec()))
     healthy = False

@@ -38,6 +38,15 @@ def cost_axes(results: pd.DataFrame) -> dict[str, str]:
     return {**COSTS, "memory": COSTS["memory"] if on_gpu or kinds.eq("").all() else CPU_MEMORY_COST}
 
 
+def candidates(results: pd.DataFrame) -> tuple[list[dict], str]:
+    """The cells a recommendation (`sweep.quality.pick`) chooses among, the pool of the fronts, and the
+    memory column a memory limit reads (GPU peak, else the weights' size)."""
+    if CPU_MEMORY_COST not in results and "weight_bytes" in results:
+        results = results.assign(**{CPU_MEMORY_COST: results["weight_bytes"] / 1e9})
+    pool, _ = front_pool(results)
+    return pool.to_dict("records"), cost_axes(results)["memory"]
+
+
 def _confidently_beats(j: int, i: int, pool: pd.DataFrame, cost: str,
                        comparisons: Comparisons | None) -> bool:
     """Is pool cell j better than cell i with confidence on quality while at least as cheap on `cost`?
@@ -299,12 +308,18 @@ def degenerate_notes(results: pd.DataFrame) -> list[str]:
 
 def write_html_report(out_dir: Path, title: str, results: pd.DataFrame, plots: list[Path],
                       references: dict[str, list[str]], notes: list[str],
-                      ties: list[str] | None = None) -> Path:
-    """report.html in the output dir, built from the stored caption tables."""
+                      ties: list[str] | None = None,
+                      recommendation: list[tuple[str, list[str]]] | None = None) -> Path:
+    """report.html in the output dir, built from the stored caption tables; `recommendation` first
+    (`sweep.quality.pick.recommendation_sections`), hoverable plots beside the PNGs."""
     from sweep.publish.html_report import build_html, examples_from_tables
+    from sweep.publish.interactive import interactive_plots
 
     tables = load_tables(out_dir, results) if "cell_id" in results else {}
-    page = build_html(title, results, plots, examples_from_tables(tables, references), notes, ties=ties)
+    pool, _ = front_pool(results)
+    interactive = interactive_plots(pool.to_dict("records"), cost_axes(results), QUALITY)
+    page = build_html(title, results, plots, examples_from_tables(tables, references), notes, ties=ties,
+                      recommendation=recommendation, interactive=interactive)
     path = out_dir / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
@@ -328,10 +343,16 @@ def rebuild(out_dir: Path) -> Path:
             results[col] = ""
     references = json.loads((out_dir / "samples.json").read_text())["references"]
     plots = plot_fronts(results, out_dir)
+    from sweep.quality.pick import gpu_picks, recommendation_sections
+
     _, note = front_pool(results)
-    ties = tie_summary(results, Comparisons(load_tables(out_dir, results)))
+    comparisons = Comparisons(load_tables(out_dir, results))
+    ties = tie_summary(results, comparisons)
+    rows, memory = candidates(results)
+    picks = recommendation_sections(gpu_picks(rows, comparisons, memory))
     return write_html_report(out_dir, f"Sweep report: {out_dir.name}", results, plots, references,
-                             [*filter(None, [note]), *degenerate_notes(results)], ties=ties)
+                             [*filter(None, [note]), *degenerate_notes(results)], ties=ties,
+                             recommendation=picks)
 
 
 def main(argv: list[str] | None = None) -> int:
