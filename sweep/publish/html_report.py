@@ -9,16 +9,13 @@ from pathlib import Path
 
 import pandas as pd
 
-RANK_COLUMNS = [
-    ("label", "cell"), ("status", "status"), ("backend", "backend"), ("weights", "weights"),
-    ("cider", "CIDEr"), ("bleu_4", "BLEU-4"), ("meteor", "METEOR"), ("rouge_l", "ROUGE-L"),
-    ("latency_p50_s", "latency p50 (s)"), ("latency_kind", "latency kind"), ("seconds_per_image", "s/image"),
-    ("images_per_sec", "images/s"),
-    ("peak_memory_gb", "peak memory (GB)"),
-    ("energy_kwh", "energy (kWh)"), ("pareto", "Pareto front"),
-    ("pareto_tied", "tied with the front"), ("degenerate_output", "output"),
-    ("reason", "failure / why pruned"),
-]
+from sweep.results.tables import shown
+
+#: the ranked table's columns, headers from `sweep.results.tables.RESULTS_TABLE`
+RANK_COLUMNS = shown(["label", "status", "backend", "weights", "cider", "bleu_4", "meteor", "rouge_l",
+                      "latency_p50_s", "latency_kind", "seconds_per_image", "images_per_sec",
+                      "peak_memory_gb", "energy_kwh", "pareto", "pareto_tied", "degenerate_output", "reason"],
+                     html=True)
 #: columns shown as `value [low, high]` where the results have `<key>_ci_low/high`
 INTERVAL_COLUMNS = ("cider", "bleu_4", "meteor", "rouge_l", "latency_p50_s", "seconds_per_image")
 

@@ -1,45 +1,16 @@
-"""Pareto fronts of quality vs cost, and a plot of them."""
+"""A plot of quality vs cost with its Pareto front (which points dominate: `sweep.quality.frontier`)."""
 
 from __future__ import annotations
 
 import math
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sweep.quality.frontier import confident_front, pareto_front
 
-def pareto_front(
-    points: Sequence[tuple[float, float]],
-    maximize_first: bool = True,
-    minimize_second: bool = True,
-) -> list[int]:
-    """Indices (ascending) of the non-dominated points.
-
-    A point is dominated when another is at least as good on both axes and strictly better on one, so
-    identical points are all kept. Points with a NaN coordinate are never on the front and dominate nothing.
-    """
-    # Flip signs so that both objectives are "smaller is better".
-    keyed: list[tuple[int, float, float]] = []
-    for i, (first, second) in enumerate(points):
-        a, b = float(first), float(second)
-        if math.isnan(a) or math.isnan(b):
-            continue
-        keyed.append((i, -a if maximize_first else a, b if minimize_second else -b))
-
-    front = []
-    for i, a, b in keyed:
-        dominated = any((a2 <= a and b2 <= b) and (a2 < a or b2 < b) for j, a2, b2 in keyed if j != i)
-        if not dominated:
-            front.append(i)
-    return front
-
-
-def confident_front(n: int, beats: Callable[[int, int], bool]) -> list[int]:
-    """Indices (ascending) of the n items no other item beats with confidence: `beats(j, i)` says item j is
-    better than item i with confidence on every objective (the caller decides what confidence means,
-    e.g. a paired interval clear of zero). The Pareto front is a subset when `beats` implies dominance."""
-    return [i for i in range(n) if not any(beats(j, i) for j in range(n) if j != i)]
+__all__ = ["confident_front", "mark_front", "pareto_front", "plot_front"]
 
 
 def _number(row: dict, key: str) -> float:
