@@ -1,9 +1,9 @@
 """Benchmarks of the sweep engine: batching, engine overhead, re-run, replica sharding, GPU throughput,
-token-budget sharing, scoring, successive halving, the pipeline's ceiling, HF padding.
+token-budget sharing, scoring, successive halving, the pipeline's ceiling, HF padding, precisions on CPU.
 
     python benchmarks/run.py [--quick] [--repeats N]
                              [--sections batching,engine,rerun,scaling,gpu,token_budgets,scoring,
-                                         halving,pipeline_ceiling,padding]
+                                         halving,pipeline_ceiling,padding,precisions]
 
 Prints every number (medians over repeats) and writes benchmarks/results/<date>-<machine>.json and .md
 (or under --out-dir). See benchmarks/README.md for what each number means. One module per section
@@ -36,6 +36,7 @@ from benchmarks import (  # noqa: E402
     halving,
     padding,
     pipeline_ceiling,
+    precisions,
     render,
     rerun,
     scaling,
@@ -54,7 +55,7 @@ from benchmarks.common import (  # noqa: E402
 
 SECTIONS = {"batching": batching, "engine": engine, "rerun": rerun, "scaling": scaling, "gpu": gpu,
             "token_budgets": token_budgets, "scoring": scoring, "halving": halving,
-            "pipeline_ceiling": pipeline_ceiling, "padding": padding}
+            "pipeline_ceiling": pipeline_ceiling, "padding": padding, "precisions": precisions}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

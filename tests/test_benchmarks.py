@@ -107,3 +107,12 @@ def test_quick_benchmark_writes_every_section(
     padding = result["padding"]  # section 10: mixed image sizes, grouped by prompt length
     assert 0 <= padding["pad_tokens_grouped"] < padding["pad_tokens_padded"]
     assert padding["identical_captions"] == padding["compared_captions"] == 8
+    precisions = result["precisions"]  # section 11: every CPU precision loads, shrinks and is estimated
+    rows = {(r["model"], r["precision"]): r for r in precisions["rows"]}
+    assert {p for _, p in rows} == {"fp32", "int8", "nf4", "int8wo", "int4wo"}
+    assert all(0.95 <= r["ratio_estimate_vs_measured"] <= 1.05 for r in rows.values())
+    assert all(r["images_per_sec"] > 0 and r["same_captions_as_fp32"] >= 0 for r in rows.values())
+    small = {p: r for (m, p), r in rows.items() if m.endswith("shapes-llava-small")}
+    assert small["int4wo"]["weight_bytes"] < small["int8wo"]["weight_bytes"] < small["fp32"]["weight_bytes"]
+    assert all(math.isfinite(r["cider"]) and r["cider_ci_low"] <= r["cider"] <= r["cider_ci_high"]
+               for r in small.values())
