@@ -9,7 +9,7 @@ import operator
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TypeVar
 
@@ -28,6 +28,7 @@ from actors.contract import (
     LoadSpec,
     SampleBatch,
     SampleResult,
+    on_first,
 )
 from actors.energy import EnergyMeter
 from actors.generation import BudgetCut, Generation, merge_cuts
@@ -49,7 +50,7 @@ def latency_kind(claimed: str, samples: list[SampleResult]) -> str:
     return claimed if timed else "batch_wall"
 
 
-def split_window(result: BatchResult, sizes: list[int]) -> list[BatchResult]:
+def split_window(result: BatchResult, sizes: Sequence[int]) -> list[BatchResult]:
     """One result of consecutive batches (`sizes` samples each) as one result per batch, in order.
 
     Each batch keeps the window's start/end and host facts, its own samples and budget rows, and the
@@ -60,6 +61,7 @@ def split_window(result: BatchResult, sizes: list[int]) -> list[BatchResult]:
         raise ValueError(f"window of {len(result.samples)} samples cannot be split into batches of {sizes}")
     out: list[BatchResult] = []
     start = 0
+    energy, emissions = on_first(result.energy_kwh, len(sizes)), on_first(result.emissions_kg, len(sizes))
     for k, n in enumerate(sizes):
         samples = result.samples[start:start + n]
         captioned = sum(1 for s in samples if not s.error)
@@ -73,12 +75,8 @@ def split_window(result: BatchResult, sizes: list[int]) -> list[BatchResult]:
         rows = slice(start, start + n)
         budgets = {t: replace(b, captions=b.captions[rows], generated_tokens=b.generated_tokens[rows])
                    for t, b in result.budgets.items()}
-        first = k == 0
-        out.append(replace(
-            result, samples=samples, captioned=captioned, latency_sec=latency, budgets=budgets,
-            energy_kwh=result.energy_kwh if first else 0.0,
-            emissions_kg=result.emissions_kg if first else 0.0,
-        ))
+        out.append(replace(result, samples=samples, captioned=captioned, latency_sec=latency,
+                           budgets=budgets, energy_kwh=energy[k], emissions_kg=emissions[k]))
         start += n
     return out
 
@@ -177,7 +175,8 @@ def ray_node_id() -> str:
 
 
 class ModelHost:
-    """Holds one loaded captioner; `begin_cell` when a cell starts on it, `caption` per batch."""
+    """Holds one loaded captioner; `begin_cell` when a cell starts on it, `caption` per batch. What the
+    driver calls on it is `actors.contract.ModelHostApi`."""
 
     def __init__(self, spec: LoadSpec | None, energy_country: str | None, captioner: Captioner | None = None):
         """`captioner`: one already loaded (benchmarks and CI checks outside Ray); else loaded from `spec`."""
@@ -198,10 +197,9 @@ class ModelHost:
         host meanwhile). Waits for the load: a load error surfaces here, before any image is read."""
         self.captioner.reset_peak_memory()
         before = self.cells_before.setdefault(cell_id, len(self.cells_before))
-        render = getattr(self.captioner, "rendered_prompt", None)  # test doubles may lack it
-        rendered = render(settings.prompt) if render is not None else ""
+        rendered = self.captioner.rendered_prompt(settings.prompt)
         return CellStart(self.actor_id, self.node_id, self.captioner.report, self._kwargs(settings), before,
-                         rendered, int(getattr(self.captioner, "batches_per_call", 1)))
+                         rendered, int(self.captioner.batches_per_call))
 
     def _kwargs(self, settings: GenerationSettings) -> dict:
         if settings not in self.generation:
@@ -262,7 +260,7 @@ class ModelHost:
             end_ts=start_ts + elapsed, actor_id=self.actor_id, node_id=self.node_id,
             peak_memory_bytes=peak, peak_memory_kind=peak_kind, energy_kwh=kwh, emissions_kg=co2_kg,
             model_cells_before=self.cells_before.get(cell_id, 0), budgets=answered,
-            latency_kind=latency_kind(getattr(self.captioner, "latency_kind", "batch_wall"), samples),
+            latency_kind=latency_kind(self.captioner.latency_kind, samples),
         )
 
     def caption_parts(self, settings: GenerationSettings, cell_id: str, *parts: SampleBatch) -> BatchResult:
@@ -271,7 +269,7 @@ class ModelHost:
         batch = SampleBatch.concat(list(parts))
         return self.caption_window(settings, cell_id, [len(batch.sample_ids)], batch)[0]
 
-    def caption_window(self, settings: GenerationSettings, cell_id: str, sizes: list[int],
+    def caption_window(self, settings: GenerationSettings, cell_id: str, sizes: Sequence[int],
                        *parts: SampleBatch) -> list[BatchResult]:
         """Several batches (of `sizes` samples, their pieces in order) captioned in one generate() call, for
         a backend that schedules requests itself (`Captioner.batches_per_call`); answered per batch, in

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from benchmarks import precisions
+
 
 def fmt(v: Any, nd: int = 2) -> str:
     return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
@@ -242,9 +244,15 @@ def padding_md(pd: dict[str, Any]) -> list[str]:
     ]
 
 
+def precisions_md(p: dict[str, Any]) -> list[str]:
+    intro, columns, rows = precisions.summary(p)
+    return [*intro, *table(columns, rows)]
+
+
 MARKDOWN = {"batching": batching_md, "engine": engine_md, "rerun": rerun_md, "scaling": scaling_md,
             "gpu": gpu_md, "token_budgets": token_budgets_md, "scoring": scoring_md,
-            "halving": halving_md, "pipeline_ceiling": pipeline_ceiling_md, "padding": padding_md}
+            "halving": halving_md, "pipeline_ceiling": pipeline_ceiling_md, "padding": padding_md,
+            "precisions": precisions_md}
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -308,6 +316,8 @@ def console(name: str, data: dict[str, Any]) -> list[str]:
                 f"{r['ratio_vs_decode_floor_all_cores']:.2f}x the decode floor on {data['cores']} processes "
                 f"({r['ratio_vs_decode_floor_one_core']:.2f}x one), first batch "
                 f"{r['first_batch_seconds_loaded']:.2f} s with the model loaded" for r in data["summary"]]
+    if name == "precisions":
+        return precisions.console(data)
     if name == "padding":
         return [f"   pad tokens {data['pad_tokens_padded']} -> {data['pad_tokens_grouped']} "
                 f"({data['ratio_pad_tokens']:.2f}x); seconds grouped / padded "
