@@ -32,12 +32,14 @@ class Cell(BaseModel):
     gpus_per_actor: float
     replicas: int
     dataset_fingerprint: str
+    # "p2": the prompt's place in a grid of several prompts (the labels tell such cells apart), "" with one
+    prompt_tag: str = ""
 
     def caption_key(self) -> dict:
-        """The fields that change a caption (batching and placement do not)."""
+        """The fields that change a caption (batching, placement and the prompt's tag do not)."""
         return self.model_dump(
             mode="json",
-            exclude={"batch_size", "gpus_per_actor", "replicas"},
+            exclude={"batch_size", "gpus_per_actor", "replicas", "prompt_tag"},
         )
 
     @property
@@ -48,7 +50,8 @@ class Cell(BaseModel):
     @property
     def label(self) -> str:
         beams = f" beams={self.num_beams}" if self.num_beams and self.num_beams > 1 else ""
-        return f"{self.model.display_name}/{self.precision}/t{self.max_new_tokens}{beams}"
+        tag = f"/{self.prompt_tag}" if self.prompt_tag else ""
+        return f"{self.model.display_name}/{self.precision}/t{self.max_new_tokens}{tag}{beams}"
 
     def load_spec(self) -> LoadSpec:
         """What the model hosts load for this cell (cells with equal specs share one load)."""
@@ -95,6 +98,19 @@ def expand_cells(grid: GridConfig, dataset_fingerprint: str) -> list[Cell]:
             gpus_per_actor=grid.resources.gpus_per_actor,
             replicas=grid.resources.replicas,
             dataset_fingerprint=dataset_fingerprint,
+            prompt_tag=prompt_tag(grid.prompts, prompt),
         )
         cells.setdefault(cell.cell_id, cell)
     return list(cells.values())
+
+
+def prompt_tag(prompts: list[str], prompt: str) -> str:
+    """`p<n>` (1-based, the grid's order) when the grid has several prompts, else ""."""
+    distinct = list(dict.fromkeys(prompts))
+    return f"p{distinct.index(prompt) + 1}" if len(distinct) > 1 else ""
+
+
+def prompt_legend(cells: list[Cell]) -> list[str]:
+    """One line per prompt tag of the cells (`p2 = "Describe ..."`), none when the grid has one prompt."""
+    tags = {c.prompt_tag: c.prompt for c in cells if c.prompt_tag}
+    return [f"  {tag} = {prompt!r}" for tag, prompt in sorted(tags.items(), key=lambda kv: int(kv[0][1:]))]
