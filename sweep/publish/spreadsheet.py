@@ -5,6 +5,7 @@ says; numbers (a negative one too) are left as they are."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -18,19 +19,19 @@ def safe_cell(value: Any) -> Any:
 
 def spreadsheet_safe(table: Any) -> Any:
     """A copy of the DataFrame whose text cells cannot start a formula."""
-    out = table.copy()
-    for column in out.columns:
-        if out[column].dtype == object or str(out[column].dtype) in ("string", "str"):
-            out[column] = out[column].map(safe_cell)
-    return out
+    return _map_text(table, safe_cell)
 
 
 def read_back(table: Any) -> Any:
     """The DataFrame as it was before `spreadsheet_safe` (results.csv read again to rebuild the report)."""
+    return _map_text(table, _unescaped)
+
+
+def _map_text(table: Any, change: Callable[[Any], Any]) -> Any:
     out = table.copy()
     for column in out.columns:
         if out[column].dtype == object or str(out[column].dtype) in ("string", "str"):
-            out[column] = out[column].map(_unescaped)
+            out[column] = out[column].map(change)
     return out
 
 
