@@ -118,16 +118,8 @@ def train_spec(spec: ZooSpec, out_dir: Path, seed: int = shapes.DEFAULT_SEED, st
         idx, order = order[: spec.batch_size], order[spec.batch_size :]
         targets = [rng.choice(caps[i]) for i in idx]
         batch = training_batch(recipe, processor, [images[i] for i in idx], targets)
-        loss = model(**batch).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        recent = (recent + [loss.item()])[-50:]
-        if log_every and (step + 1) % log_every == 0:
-            print(f"  {spec.name} step {step + 1}/{steps} loss {sum(recent) / len(recent):.3f} "
-                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+        recent = (recent + [optimizer_step(model(**batch).loss, model, opt, sched)])[-50:]
+        log_progress(spec.name, step, steps, recent, start, log_every)
     train_seconds = time.perf_counter() - start
     val_loss = mean_loss(model, recipe, processor, val_images, val_caps)
     model.eval()
@@ -161,3 +153,21 @@ def train_spec(spec: ZooSpec, out_dir: Path, seed: int = shapes.DEFAULT_SEED, st
     }
     (out_dir / "ZOO_MODEL.json").write_text(json.dumps(meta, indent=1) + "\n")
     return meta
+
+
+def optimizer_step(loss: Any, model: Any, opt: Any, sched: Any) -> float:
+    """One AdamW step on `loss`, gradients clipped at norm 1 (every zoo model trains this way)."""
+    import torch
+
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    sched.step()
+    return loss.item()
+
+
+def log_progress(name: str, step: int, steps: int, recent: list[float], start: float, log_every: int) -> None:
+    if log_every and (step + 1) % log_every == 0:
+        print(f"  {name} step {step + 1}/{steps} loss {sum(recent) / len(recent):.3f} "
+              f"({time.perf_counter() - start:.0f} s)", flush=True)

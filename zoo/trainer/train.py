@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.trainer import shapes
+from zoo.trainer.loop import log_progress, optimizer_step
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ZOO_DIR = REPO_ROOT / "zoo"
@@ -259,15 +260,8 @@ def train_one(size: ModelSize, out_dir: Path, seed: int = shapes.DEFAULT_SEED, n
         idx, order = order[: size.batch_size], order[size.batch_size :]
         ids, labels, mask = make_batch(prefix, [rng.choice(caps[i]) for i in idx], pad_id)
         loss = model(input_ids=ids, pixel_values=pixels[idx], attention_mask=mask, labels=labels).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        recent = (recent + [loss.item()])[-50:]
-        if log_every and (step + 1) % log_every == 0:
-            print(f"  {size.name} step {step + 1}/{steps} loss {sum(recent) / len(recent):.3f} "
-                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+        recent = (recent + [optimizer_step(loss, model, opt, sched)])[-50:]
+        log_progress(size.name, step, steps, recent, start, log_every)
     train_seconds = time.perf_counter() - start
     val_loss = mean_loss(model, prefix, val_pixels, val_caps, pad_id)
 
