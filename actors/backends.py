@@ -7,6 +7,8 @@ the machine and loads.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from actors.captioner import Captioner, ResolvedModel
 from actors.contract import LoadSpec
 from actors.families.base import Family
@@ -18,6 +20,8 @@ from actors.resolve import read_config_json, resolve_model
 # HF: vLLM's bitsandbytes path is missing for several VLMs (vLLM issues #11687 Qwen2-VL, #9967 LLaVA) and
 # has no per-side (vision vs language) quantization, which is what those precisions mean here.
 VLLM_PRECISIONS = FLOAT_PRECISIONS
+# The project's extra that installs vLLM beside the pinned torch and transformers (pyproject.toml).
+VLLM_INSTALL = 'pip install -e ".[vllm]"'
 
 
 def choose_backend(
@@ -42,8 +46,11 @@ def choose_backend(
     if requested not in ("auto", "vllm"):
         raise ValueError(f"unknown backend '{requested}'; use 'auto', 'hf' or 'vllm'")
     explicit = requested == "vllm"
+    not_installed = "vllm is not installed (not importable)"
+    if cuda:  # where vLLM would run: say how to get it without swapping the project's torch/transformers
+        not_installed = f"vllm is not installed: the project's vllm extra installs it ({VLLM_INSTALL})"
     checks = [
-        (vllm_importable, "vllm is not installed (not importable)"),
+        (vllm_importable, not_installed),
         (cuda or (explicit and vllm_cpu), "no CUDA GPU"),
         (family.vllm_supported, f"vLLM does not support the {family.name} family"),
         (
@@ -62,6 +69,23 @@ def choose_backend(
     if failed:
         return "hf", f"auto: {failed}"
     return "vllm", f"auto: vLLM supports {family.name} at {precision} and a CUDA GPU is present"
+
+
+def missing_vllm_note(requests: Iterable[tuple[str, Family, str]], *, cuda: bool = False,
+                      vllm_importable: bool = False, vllm_cpu: bool = False) -> str:
+    """One line for the sweep's start when vLLM's absence moves cells to HF on a CUDA machine, else "".
+
+    `requests`: (requested backend, family, precision) per cell. A cell counts when it asks for auto and
+    would get vLLM were vLLM installed."""
+    if vllm_importable or not cuda:
+        return ""
+    moved = sum(requested == "auto" and choose_backend(requested, family, precision, cuda=True,
+                                                       vllm_importable=True)[0] == "vllm"
+                for requested, family, precision in requests)
+    if not moved:
+        return ""
+    return (f"vLLM is not installed, so backend: auto runs {moved} cell(s) that vLLM supports on HF; "
+            f"the project's vllm extra installs it: {VLLM_INSTALL}")
 
 
 def detect_machine() -> dict[str, bool]:

@@ -22,6 +22,7 @@ from sweep.grid.cells import Cell
 from sweep.grid.config import GridConfig
 from sweep.logs import LogSession, route_library_logs
 from sweep.plan.budgets import Sharing, plan_sharing
+from sweep.plan.dry_run import vllm_missing_note
 from sweep.results.disk import EXIT_STORAGE, storage_failure
 from sweep.results.lock import holds_sweep_lock
 from sweep.results.store import ResultStore, atomic_write_bytes
@@ -293,6 +294,9 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
     if plan.archived:
         print(f"--fresh: earlier results of these cells moved to {plan.archived}")
     print(f"sweep '{grid.name}': {len(cells)} cells x {len(samples)} images on {where}", flush=True)
+    vllm_note = vllm_missing_note(plan.todo)
+    if vllm_note:
+        print(f"note: {vllm_note}", flush=True)
     if plan.finished:
         print(f"{len(plan.finished)} cells already finished in {plan.output_dir / 'cells'}: read back, "
               "not recomputed", flush=True)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass

@@ -39,6 +39,18 @@ def _backend(cell: Cell, family) -> tuple[str, str]:
     return choose_backend(cell.backend, family, cell.precision, **detect_machine())
 
 
+def vllm_missing_note(cells: list[Cell]) -> str:
+    """The start line's note when a CUDA machine without vLLM runs auto cells on HF that vLLM could serve."""
+    from actors.backends import detect_machine, missing_vllm_note
+
+    requests = []
+    for cell in cells:
+        family = None if cell.model.loader else family_of(cell)[0]
+        if family is not None:
+            requests.append((cell.backend, family, cell.precision))
+    return missing_vllm_note(requests, **detect_machine())
+
+
 def eta_from_store(store: ResultStore, cell: Cell, n_samples: int) -> float | None:
     """From finished cells of the same model and precision in this store: load + per-image time."""
     for cell_json in store.root.glob("cells/*/cell.json"):
