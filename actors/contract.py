@@ -182,6 +182,24 @@ class BatchResult:
     # (every image of the batch waited all of it); request_e2e, each request's own end-to-end latency
     # from the engine's request metrics (vLLM)
     latency_kind: str = "batch_wall"
+    # seconds in the processor (chat template, resize, patching, tokenization) apart from generate(), inside
+    # latency_sec; NaN when the backend does not say (vLLM processes inside its engine). A window's on its
+    # first batch only, like its energy.
+    preprocess_sec: float = float("nan")
+    cache_policy: str = ""  # the cell's `CellStart.cache_policy`
+    warmup_batches: int = 0  # unmeasured warm-up generations before the cell's first batch on this host
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """How a host measures each cell (grid `measurement`), so that every cell is measured cold alike:
+    `reset_caches` empties the engine's caches that outlive a call (vLLM's prefix and multimodal caches)
+    at the cell's start and after its warm-up; `warmup_batches` generations of the cell's first batch run
+    before it, unmeasured (one-time costs: CUDA context, kernel compilation and autotuning, allocator
+    growth), whether the cell loaded the model or reused it."""
+
+    warmup_batches: int = 1
+    reset_caches: bool = True
 
 
 @dataclass
@@ -214,3 +232,5 @@ class CellStart:
     # batches the host takes per call (`Captioner.batches_per_call`): >1 for an engine that batches
     # itself (vLLM), so its scheduler sees many requests at once
     batches_per_call: int = 1
+    cache_policy: str = ""  # what `Measurement.reset_caches` did on this host, in words
+    warmup_batches: int = 0

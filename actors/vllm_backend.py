@@ -215,6 +215,14 @@ class VLLMCaptioner(Captioner):
             results.append(CaptionResult(tokenizer.decode(new, skip_special_tokens=True).strip(), len(new)))
         return results
 
+    def reset_caches(self) -> str:
+        """vLLM's prefix cache (on by default) and multimodal processor cache are keyed by the image: a
+        second cell over the same images would skip preprocessing, the vision encoder and prefill. Emptied
+        as `vllm bench sweep` does between runs."""
+        self.llm.reset_prefix_cache()
+        self.llm.reset_mm_cache()
+        return "vLLM's prefix and multimodal caches"
+
     def close(self) -> None:
         """Stop the engine's processes (vLLM V1 runs the engine core and its workers apart)."""
         core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -67,6 +68,11 @@ def caption_rows(result: BatchResult) -> pd.DataFrame:
         "emissions_kg": [result.emissions_kg if i == 0 else 0.0 for i in range(n)],
         "model_cells_before": [result.model_cells_before] * n,
         "latency_kind": [result.latency_kind] * n,
+        # how the cell was measured (docs/measurement.md); preprocessing on the first row, like energy
+        "preprocess_sec": [result.preprocess_sec if i == 0 or math.isnan(result.preprocess_sec) else 0.0
+                           for i in range(n)],
+        "cache_policy": [result.cache_policy] * n,
+        "warmup_batches": [result.warmup_batches] * n,
     })
 
 
@@ -169,7 +175,8 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
 
     try:
         # waits for the model to load; a load error surfaces here, before any image is read
-        starts = ray.get([host.begin_cell.remote(cell.cell_id, generation) for host in hosts])
+        measurement = cell.measurement()
+        starts = ray.get([host.begin_cell.remote(cell.cell_id, generation, measurement) for host in hosts])
         if on_start:
             on_start(starts)
         # "DEFAULT": not the trial's placement group (Tune's, of 0.01 CPU), which a task launched from

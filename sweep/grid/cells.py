@@ -8,7 +8,7 @@ import json
 
 from pydantic import BaseModel, ConfigDict
 
-from actors.contract import GenerationSettings, LoadSpec, ModelRef
+from actors.contract import GenerationSettings, LoadSpec, Measurement, ModelRef
 from sweep.grid.config import Backend, GridConfig, ModelSpec, Precision
 
 
@@ -32,12 +32,14 @@ class Cell(BaseModel):
     gpus_per_actor: float
     replicas: int
     dataset_fingerprint: str
+    warmup_batches: int = 1  # grid `measurement`: how the cell is measured, not what it captions
+    reset_caches: bool = True
 
     def caption_key(self) -> dict:
-        """The fields that change a caption (batching and placement do not)."""
+        """The fields that change a caption (batching, placement and measurement do not)."""
         return self.model_dump(
             mode="json",
-            exclude={"batch_size", "gpus_per_actor", "replicas"},
+            exclude={"batch_size", "gpus_per_actor", "replicas", "warmup_batches", "reset_caches"},
         )
 
     @property
@@ -62,6 +64,9 @@ class Cell(BaseModel):
             gpus_per_actor=self.gpus_per_actor,
             replicas=self.replicas,
         )
+
+    def measurement(self) -> Measurement:
+        return Measurement(warmup_batches=self.warmup_batches, reset_caches=self.reset_caches)
 
     def generation(self) -> GenerationSettings:
         return GenerationSettings(
@@ -95,6 +100,8 @@ def expand_cells(grid: GridConfig, dataset_fingerprint: str) -> list[Cell]:
             gpus_per_actor=grid.resources.gpus_per_actor,
             replicas=grid.resources.replicas,
             dataset_fingerprint=dataset_fingerprint,
+            warmup_batches=grid.measurement.warmup_batches,
+            reset_caches=grid.measurement.reset_caches,
         )
         cells.setdefault(cell.cell_id, cell)
     return list(cells.values())

@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    StrictBool,
     StrictInt,
     Tag,
     ValidationError,
@@ -213,6 +214,15 @@ class ResourcesConfig(_Strict):
     )
 
 
+class MeasurementConfig(_Strict):
+    """How every cell is measured (`actors.contract.Measurement`; docs/measurement.md)."""
+
+    warmup_batches: StrictInt = Field(
+        default=1, ge=0, description="unmeasured generations of each cell's first batch before it (0: none)")
+    reset_caches: StrictBool = Field(
+        default=True, description="empty the engine's caches (vLLM prefix + multimodal) at each cell's start")
+
+
 class TrackingConfig(_Strict):
     uri: str | None = Field(default=None, description="MLflow tracking URI; default: sqlite in output_dir")
     experiment: str = "vlm-sweep"
@@ -328,6 +338,7 @@ class GridConfig(_Strict):
     generation: GenerationConfig = GenerationConfig()
     backend: Backend = "auto"
     resources: ResourcesConfig = ResourcesConfig()
+    measurement: MeasurementConfig = MeasurementConfig()
     tracking: TrackingConfig = TrackingConfig()
     energy: EnergyConfig = EnergyConfig()
     scoring: ScoringConfig = ScoringConfig()
