@@ -1,13 +1,14 @@
 """Benchmarks of the sweep engine: batching, engine overhead, re-run, replica sharding, GPU throughput,
-token-budget sharing, scoring, successive halving, the pipeline's ceiling, HF padding.
+token-budget sharing, scoring, successive halving, the pipeline's ceiling, HF padding, cold cells.
 
     python benchmarks/run.py [--quick] [--repeats N]
                              [--sections batching,engine,rerun,scaling,gpu,token_budgets,scoring,
-                                         halving,pipeline_ceiling,padding]
+                                         halving,pipeline_ceiling,padding,warmup]
 
 Prints every number (medians over repeats) and writes benchmarks/results/<date>-<machine>.json and .md
 (or under --out-dir). See benchmarks/README.md for what each number means. One module per section
-(batching, engine, rerun, scaling, gpu, token_budgets, scoring, halving, pipeline_ceiling, padding),
+(batching, engine, rerun, scaling, gpu, token_budgets, scoring, halving, pipeline_ceiling, padding,
+warmup),
 `common` for what they share, `model_side` for every name taken from `actors`, `render` for the markdown;
 this file is the CLI.
 """
@@ -41,12 +42,13 @@ from benchmarks import (  # noqa: E402
     scaling,
     scoring,
     token_budgets,
+    warmup,
 )
 from benchmarks.common import COCO_MINI, REPO, Context, log, machine_info, machine_slug  # noqa: E402
 
 SECTIONS = {"batching": batching, "engine": engine, "rerun": rerun, "scaling": scaling, "gpu": gpu,
             "token_budgets": token_budgets, "scoring": scoring, "halving": halving,
-            "pipeline_ceiling": pipeline_ceiling, "padding": padding}
+            "pipeline_ceiling": pipeline_ceiling, "padding": padding, "warmup": warmup}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -74,7 +74,8 @@ def test_each_cell_starts_with_reset_caches_and_an_unmeasured_warm_up():
     host = host_with(engine)
     start = host.begin_cell("first", SETTINGS, Measurement(warmup_batches=2))
     assert start.warmup_batches == 2
-    assert start.cache_policy == "cold: the test engine's cache reset at the cell's start and after its warm-up"
+    assert start.cache_policy == ("cold: the test engine's cache reset at the cell's start and after its "
+                                  "warm-up")
     first = host.caption(batch(["a", "b"]), SETTINGS, "first")
     second = host.caption(batch(["c"]), SETTINGS, "first")
     assert engine.events == [
