@@ -112,7 +112,7 @@ def resolve_family(path: str, family_override: str | None, revision: str | None)
 
 def make_captioner(model_id: str, family_override: str | None, revision: str | None,
                    trust_remote_code: bool, precision: str, backend: str,
-                   weights_mode: str = "real") -> Captioner:
+                   weights_mode: str = "real", vllm_engine: dict | None = None) -> Captioner:
     """Resolve, detect the family, pick the backend and load: the actor's whole start-up.
 
     weights_mode "dummy": random weights at the model's real size (vLLM load_format="dummy"; HF
@@ -131,12 +131,14 @@ def make_captioner(model_id: str, family_override: str | None, revision: str | N
     dummy = weights_mode == "dummy"
     if dummy:
         weights = "random"
-    if name == "vllm":
-        from actors.vllm_backend import VLLMCaptioner as captioner_class
-    else:
-        from actors.hf import HFCaptioner as captioner_class
     model = ResolvedModel(path, family, precision, revision, trust_remote_code, weights, reason, dummy)
-    return captioner_class(model)
+    if name == "vllm":
+        from actors.vllm_backend import VLLMCaptioner
+
+        return VLLMCaptioner(model, engine_kwargs=vllm_engine)
+    from actors.hf import HFCaptioner
+
+    return HFCaptioner(model)
 
 
 def load_captioner(spec: LoadSpec) -> Captioner:
@@ -147,4 +149,4 @@ def load_captioner(spec: LoadSpec) -> Captioner:
 
         return load_custom(model.loader, model.id, spec.precision)
     return make_captioner(model.id, model.family, model.revision, model.trust_remote_code, spec.precision,
-                          spec.backend, weights_mode=model.weights)
+                          spec.backend, weights_mode=model.weights, vllm_engine=dict(spec.vllm_engine))

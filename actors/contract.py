@@ -50,6 +50,8 @@ class LoadSpec:
     backend: BackendName = "auto"
     gpus_per_actor: float = 1.0
     replicas: int = 1
+    # vLLM engine arguments from the grid (`resources.vllm`), as sorted (name, value) pairs; HF ignores them
+    vllm_engine: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -193,3 +193,20 @@ def test_grid_measurement_reaches_every_cell_without_changing_its_id(coco_mini):
     assert default.measurement() == Measurement(warmup_batches=1, reset_caches=True)
     assert off.measurement() == Measurement(warmup_batches=0, reset_caches=False)
     assert off.cell_id == default.cell_id  # how a cell is measured does not change its captions
+
+
+def test_grid_vllm_engine_arguments_reach_the_load_and_are_logged(coco_mini):
+    from actors.vllm_backend import engine_args_logged
+    from sweep.grid.cells import expand_cells
+
+    vllm = {"gpu_memory_utilization": 0.8, "max_num_seqs": 64, "max_num_batched_tokens": 16384}
+    cell = expand_cells(parse_grid(grid(coco_mini, resources={"vllm": vllm})), "fp")[0]
+    assert dict(cell.load_spec().vllm_engine) == vllm
+    assert cell.cell_id == expand_cells(parse_grid(grid(coco_mini)), "fp")[0].cell_id
+    assert expand_cells(parse_grid(grid(coco_mini)), "fp")[0].load_spec().vllm_engine == ()
+    logged = engine_args_logged({"model": "/m", "tokenizer": "/m", "revision": None, "dtype": "float16",
+                                 "max_num_seqs": 64})
+    assert logged == '{"dtype": "float16", "max_num_seqs": 64}'
+    with pytest.raises(GridError) as info:
+        parse_grid(grid(coco_mini, resources={"vllm": {"gpu_memory_utilization": 1.5}}))
+    assert "resources.vllm.gpu_memory_utilization" in str(info.value)

@@ -34,12 +34,14 @@ class Cell(BaseModel):
     dataset_fingerprint: str
     warmup_batches: int = 1  # grid `measurement`: how the cell is measured, not what it captions
     reset_caches: bool = True
+    vllm_engine: tuple[tuple[str, float], ...] = ()  # grid `resources.vllm`, set arguments only
 
     def caption_key(self) -> dict:
         """The fields that change a caption (batching, placement and measurement do not)."""
         return self.model_dump(
             mode="json",
-            exclude={"batch_size", "gpus_per_actor", "replicas", "warmup_batches", "reset_caches"},
+            exclude={"batch_size", "gpus_per_actor", "replicas", "warmup_batches", "reset_caches",
+                     "vllm_engine"},
         )
 
     @property
@@ -63,6 +65,7 @@ class Cell(BaseModel):
             backend=self.backend,
             gpus_per_actor=self.gpus_per_actor,
             replicas=self.replicas,
+            vllm_engine=self.vllm_engine,
         )
 
     def measurement(self) -> Measurement:
@@ -102,6 +105,7 @@ def expand_cells(grid: GridConfig, dataset_fingerprint: str) -> list[Cell]:
             dataset_fingerprint=dataset_fingerprint,
             warmup_batches=grid.measurement.warmup_batches,
             reset_caches=grid.measurement.reset_caches,
+            vllm_engine=tuple(sorted(grid.resources.vllm.model_dump(exclude_none=True).items())),
         )
         cells.setdefault(cell.cell_id, cell)
     return list(cells.values())

@@ -195,6 +195,15 @@ class GenerationConfig(_Strict):
         return v
 
 
+class VllmEngineConfig(_Strict):
+    """vLLM engine arguments of the grid's vLLM cells (unset: vLLM's own defaults)."""
+
+    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
+    max_num_seqs: StrictInt | None = Field(default=None, ge=1)
+    max_num_batched_tokens: StrictInt | None = Field(
+        default=None, ge=1, description="tokens per engine step: at least the largest image's token count")
+
+
 class ResourcesConfig(_Strict):
     gpus_per_actor: float = Field(default=1, gt=0, description="GPUs each model actor holds")
     replicas: int = Field(default=1, ge=1, description="actors per cell; images are sharded across them")
@@ -212,6 +221,7 @@ class ResourcesConfig(_Strict):
         default=None, gt=0,
         description="memory of one GPU for the fit check (default: known from accelerator_type)",
     )
+    vllm: VllmEngineConfig = VllmEngineConfig()
 
 
 class MeasurementConfig(_Strict):
