@@ -22,8 +22,8 @@ def main(report_path: str) -> int:
                 for name, version in WANTED.items() if resolved.get(name) != version]
     tested = md.version("transformers")
     if resolved.get("transformers") != tested:
-        problems.append(f"transformers: .[vllm] resolves to {resolved.get('transformers')}, the suite runs on "
-                        f"{tested}")
+        problems.append(f"transformers: .[vllm] resolves to {resolved.get('transformers')}, "
+                        f"the suite runs on {tested}")
     for line in problems:
         print(f"vllm extra: {line}", file=sys.stderr)
     if not problems:
