@@ -227,8 +227,10 @@ class VLLMCaptioner(Captioner):
         """vLLM's prefix cache (on by default) and multimodal processor cache are keyed by the image: a
         second cell over the same images would skip preprocessing, the vision encoder and prefill. Emptied
         as `vllm bench sweep` does between runs."""
-        self.llm.reset_prefix_cache()
+        prefix = self.llm.reset_prefix_cache()  # False: refused (requests still running)
         self.llm.reset_mm_cache()
+        if prefix is False:
+            return "vLLM's multimodal cache (its prefix cache refused the reset)"
         return "vLLM's prefix and multimodal caches"
 
     def close(self) -> None:
