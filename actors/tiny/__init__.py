@@ -79,7 +79,7 @@ def _transformers_version() -> str:
     return transformers.__version__
 
 
-def _builder_digest(tiny: TinyFamily) -> str:
+def builder_digest(tiny: TinyFamily) -> str:
     """A digest of the builder's source and the shared sizes, so that a changed builder rebuilds caches."""
     digest = hashlib.sha256()
     for name in (tiny.build.__module__, configs.__name__, common.__name__):
@@ -108,7 +108,7 @@ def build_tiny_model(family: str, out_dir: Path, seed: int = 0) -> Path:
     out_dir = Path(out_dir)
     tiny = FAMILIES[family]
     marker = {"family": family, "seed": int(seed), "transformers_version": _transformers_version(),
-              "builder": _builder_digest(tiny)}
+              "builder": builder_digest(tiny)}
     if _is_finished(out_dir, marker):
         return out_dir
 
