@@ -40,7 +40,9 @@ def test_vllm_cpu_captions_tiny_llava(coco_mini, tiny_model_cache, tmp_path):
         "VLM_SWEEP_CACHE": str(tiny_model_cache / "vllm"),  # built by that venv's transformers
         "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB
         # eager: no torch.compile warm-up (~90 s on 2 cores) for a model this small
-        "VLM_SWEEP_VLLM_ENGINE_ARGS": json.dumps({"enforce_eager": True}),
+        # block_size 32 (CPU default 128): prefix caching caches full blocks only, and the tiny LLaVA's
+        # prompt (~40 tokens) fills none of 128, so neither a warm nor a cold cache could hit
+        "VLM_SWEEP_VLLM_ENGINE_ARGS": json.dumps({"enforce_eager": True, "block_size": 32}),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     max_new_tokens = 8
