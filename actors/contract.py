@@ -18,8 +18,9 @@ machine that has only torch and transformers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from PIL import Image
 
@@ -236,3 +237,39 @@ class CellStart:
     batches_per_call: int = 1
     cache_policy: str = ""  # what `Measurement.reset_caches` did on this host, in words
     warmup_batches: int = 0
+
+
+# A batch's totals (what a cell sums: energy, emissions) stand once per batch: on the first item of
+# whatever the batch is spread over (the rows of a caption table, the batches of a window a host captioned
+# in one call), 0.0 on the others, so that summing the items gives the batch's total and no more. The
+# one home of that rule: `on_first` writes it (model host, pipeline, the driver's row writer) and
+# `sweep.results.tables.spread_batch_total` reads it back per image (successive halving's rungs).
+BATCH_TOTALS = ("energy_kwh", "emissions_kg", "preprocess_sec")
+
+
+def on_first(total: float, n: int) -> list[float]:
+    """A batch's `total` over its n items: all of it on the first, 0.0 on the others."""
+    return [total if i == 0 else 0.0 for i in range(n)]
+
+
+@runtime_checkable
+class ModelHostApi(Protocol):
+    """The methods the driver calls on a model host (`actors.model_host.ModelHost`, run as a Ray actor:
+    the driver calls each as `host.<method>.remote(...)`, through `sweep.execute.hosts.call_host`, which
+    is typed against this). A host serves the cells of one load in turn: `begin_cell` once per cell,
+    then one call per batch (or per window of batches, for an engine that schedules requests itself)."""
+
+    def begin_cell(self, cell_id: str, settings: GenerationSettings,
+                   measurement: Measurement | None = None) -> CellStart:
+        """A cell starts on this host: waits for the load (a load error surfaces here), starts the cell
+        cold (`Measurement`) and says what serves the cell (`CellStart`, its `batches_per_call` included)."""
+        ...
+
+    def caption_parts(self, settings: GenerationSettings, cell_id: str, *parts: SampleBatch) -> BatchResult:
+        """One batch, arriving in pieces (decoded by several tasks)."""
+        ...
+
+    def caption_window(self, settings: GenerationSettings, cell_id: str, sizes: Sequence[int],
+                       *parts: SampleBatch) -> list[BatchResult]:
+        """Consecutive batches of `sizes` samples in one call, answered per batch, in order."""
+        ...

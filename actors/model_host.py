@@ -10,7 +10,7 @@ import operator
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TypeVar
 
@@ -30,6 +30,7 @@ from actors.contract import (
     Measurement,
     SampleBatch,
     SampleResult,
+    on_first,
 )
 from actors.energy import EnergyMeter
 from actors.generation import BudgetCut, Generation, merge_cuts, preprocess_clock
@@ -51,7 +52,7 @@ def latency_kind(claimed: str, samples: list[SampleResult]) -> str:
     return claimed if timed else "batch_wall"
 
 
-def split_window(result: BatchResult, sizes: list[int]) -> list[BatchResult]:
+def split_window(result: BatchResult, sizes: Sequence[int]) -> list[BatchResult]:
     """One result of consecutive batches (`sizes` samples each) as one result per batch, in order.
 
     Each batch keeps the window's start/end and host facts, its own samples and budget rows, and the
@@ -62,6 +63,8 @@ def split_window(result: BatchResult, sizes: list[int]) -> list[BatchResult]:
         raise ValueError(f"window of {len(result.samples)} samples cannot be split into batches of {sizes}")
     out: list[BatchResult] = []
     start = 0
+    energy, emissions = on_first(result.energy_kwh, len(sizes)), on_first(result.emissions_kg, len(sizes))
+    preprocess = on_first(result.preprocess_sec, len(sizes))
     for k, n in enumerate(sizes):
         samples = result.samples[start:start + n]
         captioned = sum(1 for s in samples if not s.error)
@@ -75,13 +78,9 @@ def split_window(result: BatchResult, sizes: list[int]) -> list[BatchResult]:
         rows = slice(start, start + n)
         budgets = {t: replace(b, captions=b.captions[rows], generated_tokens=b.generated_tokens[rows])
                    for t, b in result.budgets.items()}
-        first = k == 0
-        out.append(replace(
-            result, samples=samples, captioned=captioned, latency_sec=latency, budgets=budgets,
-            energy_kwh=result.energy_kwh if first else 0.0,
-            emissions_kg=result.emissions_kg if first else 0.0,
-            preprocess_sec=result.preprocess_sec if first or math.isnan(result.preprocess_sec) else 0.0,
-        ))
+        out.append(replace(result, samples=samples, captioned=captioned, latency_sec=latency,
+                           budgets=budgets, energy_kwh=energy[k], emissions_kg=emissions[k],
+                           preprocess_sec=preprocess[k]))
         start += n
     return out
 
@@ -180,7 +179,8 @@ def ray_node_id() -> str:
 
 
 class ModelHost:
-    """Holds one loaded captioner; `begin_cell` when a cell starts on it, `caption` per batch."""
+    """Holds one loaded captioner; `begin_cell` when a cell starts on it, `caption` per batch. What the
+    driver calls on it is `actors.contract.ModelHostApi`."""
 
     def __init__(self, spec: LoadSpec | None, energy_country: str | None, captioner: Captioner | None = None):
         """`captioner`: one already loaded (benchmarks and CI checks outside Ray); else loaded from `spec`."""
@@ -209,18 +209,16 @@ class ModelHost:
         self.measuring[cell_id] = (measurement, policy)
         self.warmups[cell_id] = measurement.warmup_batches
         before = self.cells_before.setdefault(cell_id, len(self.cells_before))
-        render = getattr(self.captioner, "rendered_prompt", None)  # test doubles may lack it
-        rendered = render(settings.prompt) if render is not None else ""
+        rendered = self.captioner.rendered_prompt(settings.prompt)
         return CellStart(self.actor_id, self.node_id, self.captioner.report, self._kwargs(settings), before,
-                         rendered, int(getattr(self.captioner, "batches_per_call", 1)), policy,
+                         rendered, int(self.captioner.batches_per_call), policy,
                          measurement.warmup_batches)
 
     def _reset_caches(self, measurement: Measurement) -> str:
         """Empty the captioner's caches if the measurement says so; the cell's `cache_policy` in words."""
         if not measurement.reset_caches:
             return "kept across cells (measurement.reset_caches: false)"
-        reset = getattr(self.captioner, "reset_caches", None)  # user loaders may lack it
-        what = reset() if reset is not None else ""
+        what = self.captioner.reset_caches()
         if what:
             return f"cold: {what} reset at the cell's start and after its warm-up"
         return "cold: no cache kept across generate() calls"
@@ -244,7 +242,7 @@ class ModelHost:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
         measurement, _ = self.measuring.get(cell_id, (Measurement(), ""))
-        if measurement.reset_caches and hasattr(self.captioner, "reset_caches"):
+        if measurement.reset_caches:
             self.captioner.reset_caches()
 
     def _kwargs(self, settings: GenerationSettings) -> dict:
@@ -311,7 +309,7 @@ class ModelHost:
             end_ts=start_ts + elapsed, actor_id=self.actor_id, node_id=self.node_id,
             peak_memory_bytes=peak, peak_memory_kind=peak_kind, energy_kwh=kwh, emissions_kg=co2_kg,
             model_cells_before=self.cells_before.get(cell_id, 0), budgets=answered,
-            latency_kind=latency_kind(getattr(self.captioner, "latency_kind", "batch_wall"), samples),
+            latency_kind=latency_kind(self.captioner.latency_kind, samples),
             preprocess_sec=preprocess[0], cache_policy=self.measuring.get(cell_id, (None, ""))[1],
             warmup_batches=self.measuring[cell_id][0].warmup_batches if cell_id in self.measuring else 0,
         )
@@ -322,7 +320,7 @@ class ModelHost:
         batch = SampleBatch.concat(list(parts))
         return self.caption_window(settings, cell_id, [len(batch.sample_ids)], batch)[0]
 
-    def caption_window(self, settings: GenerationSettings, cell_id: str, sizes: list[int],
+    def caption_window(self, settings: GenerationSettings, cell_id: str, sizes: Sequence[int],
                        *parts: SampleBatch) -> list[BatchResult]:
         """Several batches (of `sizes` samples, their pieces in order) captioned in one generate() call, for
         a backend that schedules requests itself (`Captioner.batches_per_call`); answered per batch, in

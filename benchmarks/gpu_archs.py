@@ -78,7 +78,7 @@ LLAVA_TINY = Sizes(
 
 def sized_tokenizer(vocab_size: int, specials: dict[str, int], **kwargs: Any):
     """A byte-level BPE tokenizer of exactly `vocab_size` ids: a small BPE trained in memory on captions
-    (testkit's corpus), filler tokens up to the size, and `specials` at their given ids (the checkpoint's).
+    (actors.tiny's), filler tokens up to the size, and `specials` at their given ids (the checkpoint's).
     Fillers are never produced by encoding (no merge leads to them); random weights may generate them."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast

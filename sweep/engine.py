@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from sweep.data.load import reference_captions_file
 from sweep.data.sources import Sample
 from sweep.execute.phases import PhaseTimer
 from sweep.grid.cells import Cell
@@ -315,7 +316,7 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
         served = {lead: tuple(c.cell_id for c in g.derived) for lead, g in groups.items()}
         recorder = SweepRecorder(cells, samples, plan.store, scorer, tracker, progress, timer,
                                  document_frequencies=grid.scoring.document_frequencies,
-                                 reference_captions=getattr(grid.dataset, "captions", None),
+                                 reference_captions=reference_captions_file(grid.dataset, plan.output_dir),
                                  derived=served)
         if stop is not None:
             recorder.on_storage_failure = stop.halt
@@ -414,6 +415,7 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
 
     from sweep.publish.report import (
         add_statistics,
+        candidates,
         cost_axes,
         degenerate_notes,
         error_row_lines,
@@ -425,6 +427,8 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
         tie_summary,
         write_html_report,
     )
+    from sweep.publish.ties import terminal_ties, tied_with
+    from sweep.quality.pick import gpu_picks, pick_tags, recommendation_sections
     from sweep.results.recorder import cells_beside
     from sweep.results.store import atomic_write_bytes
 
@@ -439,6 +443,11 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
         results, comparisons = add_statistics(results, load_tables(out, results))
         results = mark_fronts(results, comparisons)
         ties = tie_summary(results, comparisons)
+        tied = tied_with(results, comparisons)  # every pair, in results.csv; the terminal may group them
+        results["tied_with"] = ["; ".join(tied.get(cid, [])) for cid in results["cell_id"]]
+        pool, memory_column = candidates(results)
+        picks = gpu_picks(pool, comparisons, memory_column)
+    recommendation = recommendation_sections(picks)
     _, random_note = front_pool(results)
     warnings = degenerate_notes(results)
     title, report_notes = f"Sweep report: {plan.grid.name}", [*filter(None, [random_note]), *warnings]
@@ -452,13 +461,14 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
         with timer.phase("report"):
             # the plots and the report are drawn from the results alone: the same results (a re-run of a
             # stored grid) keep the files already drawn, a second of matplotlib saved
-            stamp = report_stamp(results, title, report_notes, ties)
+            stamp = report_stamp(results, title, report_notes,
+                                 [*ties, *(line for _, lines in recommendation for line in lines)])
             plots = [out / f"pareto_cider_vs_{axis}.png" for axis in cost_axes(results)]
             if not (_read_text(out / REPORT_STAMP) == stamp and all(p.is_file() for p in [*plots, report])):
                 plots = plot_fronts(results, out)
                 report = write_html_report(out, title, results, plots,
                                            {s.sample_id: list(s.references) for s in plan.samples},
-                                           report_notes, ties=ties)
+                                           report_notes, ties=ties, recommendation=recommendation)
                 atomic_write_bytes(out / REPORT_STAMP, stamp.encode())
     except OSError as err:
         unwritten = f"{err.filename or out}: {err.strerror or err}"
@@ -477,6 +487,7 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
                     metrics={"n_cells_ok": len(cells) - n_failed - n_pruned, "n_cells_failed": n_failed,
                              "n_cells_pruned": n_pruned},
                     artifacts=[*plots, out / "results.csv", out / "pareto_front.csv", report],
+                    tags=pick_tags(picks),
                 )
                 tracker.finish(ok=n_failed == 0)
         except Exception as err:
@@ -485,8 +496,13 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
     print()
     print(format_table(results))
     print()
-    for line in ties:
+    for line in terminal_ties(ties, results, tied):
         print(line)
+    choice = picks["any"].best
+    if choice is not None:  # the whole answer, and for 16/24/80 GB, opens report.html
+        tied_labels = ", ".join(t.label for t in picks["any"].ties)
+        print(f"choice (no constraint): {choice['label']}" + (f"; tied with it: {tied_labels}" if tied_labels
+              else "") + f"  (under constraints: python -m sweep.pick {out} --max-memory-gb X ...)")
     if random_note:
         print(f"NOTE: {random_note}.")
     for warning in warnings:

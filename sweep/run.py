@@ -14,7 +14,8 @@ import logging
 import sys
 from pathlib import Path
 
-from sweep.data.sources import DatasetError, Sample, dataset_fingerprint, load_coco_samples
+from sweep.data.load import load_image_samples
+from sweep.data.sources import DatasetError, Sample, dataset_fingerprint
 from sweep.engine import run_sweep
 from sweep.grid.cells import expand_cells
 from sweep.grid.config import GridConfig, GridError, load_grid
@@ -53,13 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_samples(grid: GridConfig) -> tuple[list[Sample] | None, str]:
-    """COCO samples now; video scenes are detected later, on Ray (None until then)."""
+    """Image samples (coco, hf, karpathy) now; video scenes are detected later, on Ray (None until then)."""
     if grid.dataset.kind == "video":
         from sweep.data.video import list_videos, video_fingerprint
 
         list_videos(grid.dataset)  # bad manifests fail here, before Ray
         return None, video_fingerprint(grid.dataset)
-    samples = load_coco_samples(grid.dataset)
+    samples = load_image_samples(grid.dataset)
     return samples, dataset_fingerprint(samples, grid.dataset.image_max_side)
 
 

@@ -57,9 +57,23 @@ class ScriptedCaptioner(Captioner):
                 _fill(ballast)
         if self.mode == "slow":
             time.sleep(float(os.environ.get("VLM_SWEEP_FAULT_SLEEP", "0.5")))
+        if self.mode == "pixels":  # the caption is a function of the decoded image alone
+            return [CaptionResult(_describe(r.images[0]), 6) for r in requests]
         words = max(1, generate_kwargs["max_new_tokens"] // 2)
         return [CaptionResult(" ".join(["a", "photo", "of", r.sample_id, "with", "things"][:words]), words)
                 for r in requests]
+
+
+def _describe(image) -> str:
+    """A few words from the image's pixels: its dominant channel, brightness and orientation."""
+    import numpy as np
+
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float64)
+    means = pixels.reshape(-1, 3).mean(axis=0)
+    colour = ("red", "green", "blue")[int(means.argmax())]
+    light = "dark" if means.mean() < 100 else "bright" if means.mean() > 150 else "plain"
+    shape = "wide" if image.width > image.height else "tall"
+    return f"a {light} {colour} {shape} photo of a table with a cat"
 
 
 def _fill(path: Path) -> None:
@@ -74,6 +88,10 @@ def _fill(path: Path) -> None:
                 pass
     finally:
         os.close(fd)
+
+
+def pixels(model_id: str, precision: str) -> Captioner:
+    return ScriptedCaptioner(model_id, "pixels")
 
 
 def counting(model_id: str, precision: str) -> Captioner:

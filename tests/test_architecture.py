@@ -141,3 +141,25 @@ def test_the_model_side_runs_without_ray_mlflow_or_the_driver(tmp_path):
     assert len(out["families"]) >= 17 and out["loaded"] == []
     assert out["captions"][0] and out["errors"] == ["", "bad file"] and out["captions"][1] == ""
     assert out["weights"] == "toy"
+
+
+def test_the_host_methods_the_driver_calls_are_the_contracts_protocol():
+    """`actors.contract.ModelHostApi` declares what the driver calls on a model host: ModelHost has each
+    method with the same parameters, and the driver reaches a host only through `call_host` (no
+    `host.<method>.remote` written by hand, so no method outside the contract)."""
+    import inspect
+    import re
+
+    from actors.contract import ModelHostApi
+    from actors.model_host import ModelHost
+
+    declared = [n for n, v in vars(ModelHostApi).items() if inspect.isfunction(v) and not n.startswith("_")]
+    assert sorted(declared) == ["begin_cell", "caption_parts", "caption_window"]
+    for name in declared:
+        want = list(inspect.signature(getattr(ModelHostApi, name)).parameters)
+        assert list(inspect.signature(getattr(ModelHost, name)).parameters) == want, name
+    assert issubclass(ModelHost, ModelHostApi)
+    methods = "|".join(declared)
+    by_hand = re.compile(rf"\.({methods})\.remote\(")
+    offenders = [str(p) for p in (REPO / "sweep").rglob("*.py") if by_hand.search(p.read_text())]
+    assert offenders == []

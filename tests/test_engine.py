@@ -124,6 +124,7 @@ class FakeTracker:
 
     def log_parent(self, metrics=None, artifacts=None, tags=None):
         self.parent = (metrics, artifacts)
+        self.parent_tags = tags
 
     def finish(self, ok):
         self.ok = ok
@@ -164,6 +165,12 @@ def test_publish_adds_intervals_ties_and_the_degenerate_flag_from_per_image_tabl
     metrics, tags = tracker.extra["run-1"]
     assert metrics["degenerate_output"] == 1.0 and "cider_ci_low" in metrics and "pareto_tied" in tags
     assert set(tracker.extra) == {"run-0", "run-1"}
+    # the recommendation: first section of the report, tags on the parent run (one per GPU size)
+    assert html.index("Which cell to use") < html.index("Cells, ranked by CIDEr")
+    best = results.sort_values("cider", ascending=False)["label"].iloc[0]
+    assert {tracker.parent_tags[f"pick_{k}"] for k in ("any", "16gb", "24gb", "80gb")} == {best}
+    assert f"choice (no constraint): {best}" in out
+    assert "tied_with" in saved
 
 
 def test_log_cell_extra_adds_metrics_and_tags_to_an_existing_child_run(tmp_path):

@@ -62,6 +62,9 @@ def test_dominated_cell_pruned_at_the_first_rung_then_completed_by_a_full_rerun(
     assert len(first) == 8 and len(store.read_captions(cells[16].cell_id)) == 16
     report = (tmp_path / "report.html").read_text()
     assert "class='pruned'" in report and "dominated by small/fp32/t16" in report
+    from sweep.results.tables import check_output
+
+    assert check_output(tmp_path) == []  # a pruned cell's rows and results are as declared
 
     from mlflow import MlflowClient
 

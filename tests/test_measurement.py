@@ -163,8 +163,8 @@ def test_preprocess_costs_per_cell():
     # a host that could not measure it (vLLM), or a table stored before it was recorded: NaN, not 0
     assert all(math.isnan(v) for v in preprocess_costs(table([math.nan] * 2, [2, 2], ["", ""])).values())
     assert all(math.isnan(v) for v in preprocess_costs(pd.DataFrame({"error": [""]})).values())
-    assert measurement_kinds(table([0.1], [1], [""])) == {"cache_policy": "cold: x", "warmup_batches": "1"}
-    assert measurement_kinds(pd.DataFrame({"error": [""]})) == {"cache_policy": "", "warmup_batches": ""}
+    assert measurement_kinds(table([0.1], [1], [""])) == {"cache_policy": "cold: x"}
+    assert measurement_kinds(pd.DataFrame({"error": [""]})) == {"cache_policy": ""}
 
 
 def grid(coco_mini, **fields) -> dict:

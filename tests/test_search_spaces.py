@@ -15,6 +15,10 @@ SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
 def local(coco: Path, path: Path | None = None) -> list[str]:
     if path is not None and "video" in path.name:
         return [f"dataset.videos={coco / 'val2017'}"]  # any existing folder: validation only
+    if path is not None and path.name.startswith("hf_"):
+        return []  # a hub id: validated as given, read from the local cache only when the sweep runs
+    if path is not None and path.name.startswith("karpathy"):  # any existing file and folder: validation only
+        return [f"dataset.split_file={coco / 'captions_val2017.json'}", f"dataset.images={coco}"]
     return [f"dataset.captions={coco / 'captions_val2017.json'}", f"dataset.images={coco / 'val2017'}"]
 
 

@@ -109,6 +109,11 @@ def test_caption_table_has_one_row_per_image(sweep_result, tmp_path):
     assert (table["image_width"] > 0).all() and (table["error"] == "").all()
     names = {a.path for a in tracker.client.list_artifacts(run.info.run_id)}
     assert {"captions.parquet", "cell.json"} <= names
+    # every table the sweep wrote is as `sweep.results.tables` declares it
+    from sweep.results.tables import CAPTION_TABLE, check_output, check_table
+
+    assert check_table(table, CAPTION_TABLE) == []
+    assert check_output(info.output_dir) == []
 
 
 def test_parent_run_has_pareto_plots_and_front(sweep_result):

@@ -3,7 +3,7 @@
 from actors.families.base import Family
 
 # LLaVA-1.5's chat template as llava-hf checkpoints ship it: "USER: <image>\n<prompt> ASSISTANT:".
-# Models made here in the llava layout (the zoo's toy captioners, testkit's random-weight llava) carry it.
+# Models made here in the llava layout (the zoo's toy captioners, actors.tiny's random-weight llava) carry it.
 LLAVA_CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{% if message['role'] != 'system' %}{{ message['role'].upper() + ': ' }}{% endif %}"

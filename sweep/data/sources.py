@@ -5,10 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
-from sweep.grid.config import DatasetConfig
+from sweep.grid.config import DatasetConfig, ImageSubsetConfig
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,10 @@ class Sample:
     video_duration_s: float = 0.0
     frame_times: tuple[float, ...] = ()
     error: str = ""  # the video could not be read: the sample becomes an error row
+    # Hugging Face datasets only: `path` is an Arrow file of the dataset, the image is this row's cell of
+    # this (Image feature) column, decoded in the decode tasks (sweep.execute.stages)
+    arrow_row: int = -1
+    arrow_column: str = ""
 
     def to_row(self) -> dict:
         row = asdict(self)
@@ -38,7 +46,7 @@ class DatasetError(ValueError):
     """The dataset files exist but do not hold what the grid says."""
 
 
-def _sha1(path: Path) -> str:
+def file_sha1(path: Path) -> str:
     try:
         return hashlib.sha1(path.read_bytes()).hexdigest()
     except OSError:
@@ -89,19 +97,10 @@ def load_coco_samples(cfg: DatasetConfig) -> list[Sample]:
         image_id = _coco_id(img, "id", where)
         if not isinstance(img.get("file_name"), str) or not img["file_name"]:
             raise DatasetError(f"{where} (id {image_id}) has no 'file_name'")
-    images = sorted(
-        (img for img in data["images"] if int(img["id"]) in refs), key=lambda img: int(img["id"])
-    )
+    images = choose_subset([img for img in data["images"] if int(img["id"]) in refs], cfg,
+                           lambda img: int(img["id"]))
     if not images:
         raise DatasetError(f"dataset.captions: {cfg.captions} has no image with a caption")
-    if cfg.limit is not None and cfg.limit < len(images):
-        if cfg.subset == "first":
-            wanted = {int(img["id"]) for img in data["images"] if int(img["id"]) in refs}
-            first = [int(img["id"]) for img in data["images"] if int(img["id"]) in wanted][: cfg.limit]
-            images = [img for img in images if int(img["id"]) in set(first)]
-        else:
-            images = random.Random(cfg.seed).sample(images, cfg.limit)
-        images = sorted(images, key=lambda img: int(img["id"]))
     samples = []
     for img in images:
         path = cfg.images / img["file_name"]
@@ -111,13 +110,32 @@ def load_coco_samples(cfg: DatasetConfig) -> list[Sample]:
                 image_id=int(img["id"]),
                 path=str(path.resolve()),
                 references=tuple(refs[int(img["id"])]),
-                content_sha1=_sha1(path),
+                content_sha1=file_sha1(path),
             )
         )
-    if not any(_is_image_file(Path(s.path)) for s in samples):
-        raise DatasetError(f"dataset.images: none of the {len(samples)} images to caption is a non-empty "
-                           f"file under {cfg.images} (e.g. {samples[0].path}); check dataset.images")
+    require_some_image(samples, "dataset.images", cfg.images)
     return samples
+
+
+def choose_subset(entries: list[T], cfg: ImageSubsetConfig, image_id: Callable[[T], int]) -> list[T]:
+    """The entries (in file order) a sweep captions, sorted by image id: all of them, or `limit` of them,
+    the first of the file or a seeded random subset. Every image source chooses through here, so the
+    same images in the same order give the same subset whatever the file format."""
+    ordered = sorted(entries, key=image_id)
+    if cfg.limit is None or cfg.limit >= len(entries):
+        return ordered
+    if cfg.subset == "first":
+        chosen = entries[: cfg.limit]
+    else:
+        chosen = random.Random(cfg.seed).sample(ordered, cfg.limit)
+    return sorted(chosen, key=image_id)
+
+
+def require_some_image(samples: list[Sample], field: str, root: Path) -> None:
+    """Refuse a dataset none of whose images is a non-empty file (a wrong images folder)."""
+    if not any(_is_image_file(Path(s.path)) for s in samples):
+        raise DatasetError(f"{field}: none of the {len(samples)} images to caption is a non-empty "
+                           f"file under {root} (e.g. {samples[0].path}); check {field}")
 
 
 def _is_image_file(path: Path) -> bool:

@@ -8,10 +8,25 @@ for another model, then stops it (least recently used first). Ray is imported on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from actors.contract import LoadSpec
+from actors.contract import LoadSpec, ModelHostApi
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def call_host(host: Any, method: Callable[Concatenate[ModelHostApi, P], R], *args: P.args,
+              **kwargs: P.kwargs) -> Any:
+    """`host.<method>.remote(*args)` on a model host's Ray handle, `method` one of
+    `actors.contract.ModelHostApi`'s (e.g. `ModelHostApi.begin_cell`): a type checker checks the
+    arguments against the contract, and a method the host does not declare fails here by name. Returns
+    the Ray object ref of the method's result."""
+    if not hasattr(ModelHostApi, method.__name__):
+        raise TypeError(f"{method.__name__} is not a method of actors.contract.ModelHostApi")
+    return getattr(host, method.__name__).remote(*args, **kwargs)
 
 
 @dataclass

@@ -57,6 +57,7 @@ def summarize_costs(table: pd.DataFrame, cell_wall_seconds: float,
     out["energy_kwh"] = float(table["energy_kwh"].sum())
     out["emissions_kg_co2"] = float(table["emissions_kg"].sum())
     out.update(preprocess_costs(table))
+    out["warmup_batches"] = float(table["warmup_batches"].max()) if "warmup_batches" in table else math.nan
     return out
 
 
@@ -79,13 +80,12 @@ def preprocess_costs(table: pd.DataFrame) -> dict[str, float]:
 
 
 def measurement_kinds(table: pd.DataFrame) -> dict[str, str]:
-    """How the cell was measured (docs/measurement.md): `cache_policy` and `warmup_batches` as its hosts
-    applied them ("" for tables stored before they were recorded)."""
-    out = {}
-    for key in ("cache_policy", "warmup_batches"):
-        values = table[key].dropna().astype(str) if key in table else pd.Series([], dtype=str)
-        out[key] = ",".join(sorted(set(values) - {""}))
-    return out
+    """How the cell was measured (docs/measurement.md): its hosts' `cache_policy` ("" for tables stored
+    before it was recorded); `warmup_batches` is a metric (`summarize_costs`)."""
+    if "cache_policy" not in table:
+        return {"cache_policy": ""}
+    values = table["cache_policy"].dropna().astype(str)
+    return {"cache_policy": ",".join(sorted(set(values) - {""}))}
 
 
 def generation_window(rows: pd.DataFrame) -> float:

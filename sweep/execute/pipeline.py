@@ -3,18 +3,19 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import pandas as pd
 
-from actors.contract import BatchResult, BudgetResult, CellStart, SampleResult
+from actors.contract import BatchResult, BudgetResult, CellStart, ModelHostApi, SampleResult
 from sweep.data.sources import Sample
+from sweep.execute.hosts import call_host
 from sweep.execute.stages import decode_batch
 from sweep.grid.cells import Cell
 from sweep.grid.config import GridConfig
+from sweep.results.tables import batch_columns
 
 
 @dataclass(frozen=True)
@@ -46,34 +47,16 @@ class MissingBudget(RuntimeError):
 
 
 def caption_rows(result: BatchResult) -> pd.DataFrame:
-    """A host's answer as caption-table rows: the batch's facts beside each of its samples (what each
-    image waited, where it ran); the batch's energy on its first row, so that summing the column is right."""
+    """A host's answer as caption-table rows (`sweep.results.tables.CAPTION_TABLE`): the batch's facts
+    beside each of its samples (what each image waited, where it ran); its totals (energy) on its first
+    row, so that summing the column is right (`sweep.results.tables.batch_columns`)."""
     n = len(result.samples)
     columns: dict[str, list[Any]] = {key: [] for key in SAMPLE_FIELDS}
     for sample in result.samples:
         for key in SAMPLE_FIELDS:
             columns[key].append(getattr(sample, key))
     # built at once: column by column, pandas' inserts cost ~6 ms a batch on the driver (profiled)
-    return pd.DataFrame({
-        **columns,
-        "batch_latency_sec": [result.latency_sec] * n,
-        "batch_images": [result.captioned] * n,
-        "batch_start_ts": [result.start_ts] * n,
-        "batch_end_ts": [result.end_ts] * n,
-        "actor_id": [result.actor_id] * n,
-        "node_id": [result.node_id] * n,
-        "peak_memory_bytes": [result.peak_memory_bytes] * n,
-        "peak_memory_kind": [result.peak_memory_kind] * n,
-        "energy_kwh": [result.energy_kwh if i == 0 else 0.0 for i in range(n)],
-        "emissions_kg": [result.emissions_kg if i == 0 else 0.0 for i in range(n)],
-        "model_cells_before": [result.model_cells_before] * n,
-        "latency_kind": [result.latency_kind] * n,
-        # how the cell was measured (docs/measurement.md); preprocessing on the first row, like energy
-        "preprocess_sec": [result.preprocess_sec if i == 0 or math.isnan(result.preprocess_sec) else 0.0
-                           for i in range(n)],
-        "cache_policy": [result.cache_policy] * n,
-        "warmup_batches": [result.warmup_batches] * n,
-    })
+    return pd.DataFrame({**columns, **batch_columns(result, n)})
 
 
 def budget_answer(result: BatchResult, budget: int) -> BudgetResult:
@@ -154,8 +137,8 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
     import ray
 
     video = any(s.video_id for s in samples)
-    rows = [{"sample_id": s.sample_id, "path": s.path, "frame_times": list(s.frame_times), "error": s.error}
-            for s in samples]
+    rows = [{"sample_id": s.sample_id, "path": s.path, "frame_times": list(s.frame_times), "error": s.error,
+             "arrow_row": s.arrow_row, "arrow_column": s.arrow_column} for s in samples]
     generation = replace(cell.generation(), budgets=tuple(sorted(budgets)))
     set_id, hosts = ray.get(host_pool.acquire.remote(cell.load_spec()))
     healthy = False
@@ -176,7 +159,8 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
     try:
         # waits for the model to load; a load error surfaces here, before any image is read
         measurement = cell.measurement()
-        starts = ray.get([host.begin_cell.remote(cell.cell_id, generation, measurement) for host in hosts])
+        starts = ray.get([call_host(host, ModelHostApi.begin_cell, cell.cell_id, generation, measurement)
+                          for host in hosts])
         if on_start:
             on_start(starts)
         # "DEFAULT": not the trial's placement group (Tune's, of 0.01 CPU), which a task launched from
@@ -187,7 +171,7 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
                                    settings.cpus_per_decode_task)
         size = cell.batch_size
         # a host whose engine schedules requests itself (vLLM) takes several batches per call
-        per_call = max(1, min(getattr(s, "batches_per_call", 1) for s in starts))
+        per_call = max(1, min(s.batches_per_call for s in starts))
         if per_call > 1:
             window = max(2 * len(hosts), window // per_call)
         batches = [rows[start:start + size] for start in range(0, len(rows), size)]
@@ -198,10 +182,12 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
                       for batch in group for j in range(0, len(batch), DECODE_PIECE)]
             host = hosts[i % len(hosts)]
             if per_call == 1:
-                in_flight.append(host.caption_parts.remote(generation, cell.cell_id, *pieces))
+                in_flight.append(call_host(host, ModelHostApi.caption_parts, generation, cell.cell_id,
+                                           *pieces))
             else:
                 sizes = [len(batch) for batch in group]
-                in_flight.append(host.caption_window.remote(generation, cell.cell_id, sizes, *pieces))
+                in_flight.append(call_host(host, ModelHostApi.caption_window, generation, cell.cell_id, sizes,
+                                           *pieces))
             collect(keep=window)
         collect(keep=0)
         healthy = True

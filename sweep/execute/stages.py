@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from typing import Any
 
@@ -21,6 +22,20 @@ def check_pixels(width: int, height: int, max_pixels: int | None) -> None:
     if max_pixels is not None and width * height > max_pixels:
         raise ImageTooLarge(f"{width}x{height} = {width * height} pixels is more than "
                             f"dataset.max_image_pixels = {max_pixels} (a decompression bomb?)")
+
+
+def _image_source(row: dict[str, Any]) -> Any:
+    """A file path, or for a Hugging Face dataset the image of its Arrow row (bytes, or the file it names)."""
+    if not row.get("arrow_column"):
+        return row["path"]
+    from sweep.data.hf import image_cell
+
+    cell = image_cell(row["path"], int(row["arrow_row"]), str(row["arrow_column"]))
+    if cell.get("bytes"):
+        return io.BytesIO(cell["bytes"])
+    if cell.get("path"):
+        return cell["path"]
+    raise ValueError(f"row {row['arrow_row']} of {row['path']} has no image bytes nor path")
 
 
 class DecodeImage:
@@ -43,7 +58,7 @@ class DecodeImage:
                 # the limit is ours (check_pixels, from the header): PIL's own bomb check is off meanwhile
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 Image.MAX_IMAGE_PIXELS = None
-                with Image.open(row["path"]) as img:
+                with Image.open(_image_source(row)) as img:
                     check_pixels(*img.size, self.max_pixels)
                     img = img.convert("RGB")
                     out["image_width"], out["image_height"] = img.size
@@ -65,8 +80,6 @@ class DecodeFrames:
         self.max_side = max_side
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
-        import io
-
         import cv2
 
         out = {"sample_id": row["sample_id"], "error": str(row.get("error") or ""), "image_width": 0,

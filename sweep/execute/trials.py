@@ -21,6 +21,7 @@ from sweep.execute.measure import summarize_costs, summarize_video
 from sweep.execute.pipeline import PipelineSettings, caption_samples
 from sweep.grid.cells import Cell
 from sweep.results.store import ResultStore
+from sweep.results.tables import keep_rows
 
 
 def _rows_writer(cell: Cell, samples: list[Sample], store: ResultStore, attempt: str,
@@ -33,13 +34,10 @@ def _rows_writer(cell: Cell, samples: list[Sample], store: ResultStore, attempt:
 
     def save(rows: pd.DataFrame) -> int:
         keep = ~rows["sample_id"].isin(stored)
-        if not keep.all():  # the batch's energy stays on its first row written
-            energy, co2 = rows["energy_kwh"].sum(), rows["emissions_kg"].sum()
-            rows = rows[keep].reset_index(drop=True)
+        if not keep.all():  # the batch's totals stay on its first row written
+            rows = keep_rows(rows, keep)
             if rows.empty:
                 return 0
-            rows["energy_kwh"] = [energy if i == 0 else 0.0 for i in range(len(rows))]
-            rows["emissions_kg"] = [co2 if i == 0 else 0.0 for i in range(len(rows))]
         rows = rows.copy()
         rows.insert(0, "cell_id", cell.cell_id)
         rows.insert(1, "image_id", rows["sample_id"].map(ids))

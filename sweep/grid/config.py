@@ -25,20 +25,20 @@ from pydantic import (
 
 from actors.contract import BackendName as Backend
 from actors.contract import Precision
+from sweep.quality.frontier import ObjectiveName
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class DatasetConfig(_Strict):
-    kind: Literal["coco"] = "coco"
-    captions: Path = Field(description="COCO captions json (captions_val2017.json format)")
-    images: Path = Field(description="folder holding the images named in the json")
+class ImageSubsetConfig(_Strict):
+    """What every image dataset kind (coco, hf, karpathy) shares: which images, and how they are decoded."""
+
     limit: int | None = Field(default=None, ge=1, description="use at most this many images")
     seed: int = Field(default=0, description="seed of the image subset when limit is set")
     subset: Literal["random", "first"] = Field(
-        default="random", description="with limit: a seeded random subset, or the first images of the json"
+        default="random", description="with limit: a seeded random subset, or the first images of the file"
     )
     image_max_side: int = Field(default=448, ge=16, le=4096, description="resize so the longer side fits")
     max_image_pixels: StrictInt | None = Field(
@@ -47,9 +47,57 @@ class DatasetConfig(_Strict):
         "not a decompression bomb; default PIL's limit; null: no limit",
     )
 
+
+class DatasetConfig(ImageSubsetConfig):
+    kind: Literal["coco"] = "coco"
+    captions: Path = Field(description="COCO captions json (captions_val2017.json format)")
+    images: Path = Field(description="folder holding the images named in the json")
+
     @field_validator("captions")
     @classmethod
     def _captions_exist(cls, v: Path) -> Path:
+        if not v.is_file():
+            raise ValueError(f"file not found: {v}")
+        return v
+
+    @field_validator("images")
+    @classmethod
+    def _images_exist(cls, v: Path) -> Path:
+        if not v.is_dir():
+            raise ValueError(f"folder not found: {v}")
+        return v
+
+
+class HFDatasetConfig(ImageSubsetConfig):
+    """A Hugging Face `datasets` dataset, read offline: a hub id already in the local cache, a folder
+    (`save_to_disk`, or data files), or parquet file(s). Defaults: lmms-lab's captioning layout."""
+
+    kind: Literal["hf"]
+    path: str = Field(min_length=1, description="hub id (from the local cache, offline), a local folder, or "
+                      "a parquet file / glob of parquet files")
+    split: str = Field(default="test", min_length=1, description="the split to caption")
+    image_column: str = Field(default="image", min_length=1, description="column of the Image feature")
+    references_column: str = Field(default="answer", min_length=1,
+                                   description="column of the reference captions (a list of strings, or one)")
+    id_column: str | None = Field(default="question_id", description="column of the sample id (an integer, "
+                                  "or a name like 000000397133.jpg whose digits are the image id); null: "
+                                  "the row number")
+    cache_dir: Path | None = Field(default=None, description="where `datasets` keeps its Arrow files "
+                                   "(default: $HF_DATASETS_CACHE)")
+
+
+class KarpathyDatasetConfig(ImageSubsetConfig):
+    """A Karpathy split file (dataset_coco.json, dataset_flickr30k.json): `images[]` with `filename`,
+    optional `filepath`, `split`, `sentences[].raw`, and `cocoid` or `imgid`."""
+
+    kind: Literal["karpathy"]
+    split_file: Path = Field(description="the Karpathy json (e.g. dataset_coco.json)")
+    images: Path = Field(description="images root: <images>/<filepath>/<filename>")
+    split: Literal["test", "val", "train", "restval"] = Field(default="test", description="which split")
+
+    @field_validator("split_file")
+    @classmethod
+    def _split_file_exists(cls, v: Path) -> Path:
         if not v.is_file():
             raise ValueError(f"file not found: {v}")
         return v
@@ -112,11 +160,13 @@ class VideoDatasetConfig(_Strict):
 
 def _dataset_kind(value: Any) -> str:
     kind = value.get("kind", "coco") if isinstance(value, dict) else getattr(value, "kind", "coco")
-    return kind if kind in ("coco", "video") else "coco"
+    return kind if kind in DATASET_KINDS else "coco"
 
 
+DATASET_KINDS = ("coco", "video", "hf", "karpathy")
 AnyDataset = Annotated[
-    Annotated[DatasetConfig, Tag("coco")] | Annotated[VideoDatasetConfig, Tag("video")],
+    Annotated[DatasetConfig, Tag("coco")] | Annotated[VideoDatasetConfig, Tag("video")]
+    | Annotated[HFDatasetConfig, Tag("hf")] | Annotated[KarpathyDatasetConfig, Tag("karpathy")],
     Discriminator(_dataset_kind),
 ]
 
@@ -283,7 +333,7 @@ class ScoringConfig(_Strict):
 
 
 SearchStrategy = Literal["full", "pareto_halving"]
-Objective = Literal["latency", "memory", "energy"]
+Objective = ObjectiveName  # the costs a sweep trades quality against: `sweep.quality.frontier`
 
 
 class SearchConfig(_Strict):
@@ -395,7 +445,7 @@ def _problems(err: ValidationError) -> list[tuple[str, str]]:
     for e in err.errors():
         # the dataset union adds its tag to the path: users wrote `dataset.x`, not `dataset.coco.x`
         loc = [p for i, p in enumerate(e["loc"])
-               if not (i == 1 and e["loc"][0] == "dataset" and p in ("coco", "video"))]
+               if not (i == 1 and e["loc"][0] == "dataset" and p in DATASET_KINDS)]
         path = ".".join(str(p) for p in loc) or "<grid>"
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":

@@ -9,17 +9,14 @@ from pathlib import Path
 
 import pandas as pd
 
-RANK_COLUMNS = [
-    ("label", "cell"), ("status", "status"), ("backend", "backend"), ("weights", "weights"),
-    ("cider", "CIDEr"), ("bleu_4", "BLEU-4"), ("meteor", "METEOR"), ("rouge_l", "ROUGE-L"),
-    ("latency_p50_s", "latency p50 (s)"), ("latency_kind", "latency kind"), ("seconds_per_image", "s/image"),
-    ("images_per_sec", "images/s"), ("preprocess_share", "preprocess share"),
-    ("warmup_batches", "warm-up batches"), ("cache_policy", "caches"),
-    ("peak_memory_gb", "peak memory (GB)"),
-    ("energy_kwh", "energy (kWh)"), ("pareto", "Pareto front"),
-    ("pareto_tied", "tied with the front"), ("degenerate_output", "output"),
-    ("reason", "failure / why pruned"),
-]
+from sweep.results.tables import shown
+
+#: the ranked table's columns, headers from `sweep.results.tables.RESULTS_TABLE`
+RANK_COLUMNS = shown(["label", "status", "backend", "weights", "cider", "bleu_4", "meteor", "rouge_l",
+                      "latency_p50_s", "latency_kind", "seconds_per_image", "images_per_sec",
+                      "preprocess_share", "warmup_batches", "cache_policy", "peak_memory_gb", "energy_kwh",
+                      "pareto", "pareto_tied", "degenerate_output", "reason"],
+                     html=True)
 #: columns shown as `value [low, high]` where the results have `<key>_ci_low/high`
 INTERVAL_COLUMNS = ("cider", "bleu_4", "meteor", "rouge_l", "latency_p50_s", "seconds_per_image")
 
@@ -29,6 +26,7 @@ table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:
 th{background:#f0f0f0}tr.front td{background:#fff6d5}tr.tied td{background:#fdf9ee}tr.failed td{color:#a00}
 tr.pruned td{color:#666}
 td.degenerate{color:#a00;font-weight:bold}.ci{color:#777;font-size:11px}
+pre.pick{background:#f6f8fa;padding:8px;white-space:pre-wrap}
 .note{background:#fdecea;padding:8px;border-left:4px solid #d33}img{max-width:48%;margin:4px}
 """
 
@@ -59,10 +57,22 @@ def rank(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_html(title: str, results: pd.DataFrame, plots: list[Path],
-               examples: dict[str, list[dict]], notes: list[str], ties: list[str] | None = None) -> str:
-    """`ties`: the lines of `sweep.publish.report.tie_summary` (which cells cannot be told apart)."""
+               examples: dict[str, list[dict]], notes: list[str], ties: list[str] | None = None,
+               recommendation: list[tuple[str, list[str]]] | None = None,
+               interactive: str | None = None) -> str:
+    """`ties`: the lines of `sweep.publish.report.tie_summary` (which cells cannot be told apart);
+    `recommendation`: (title, lines) of `sweep.quality.pick.recommendation_sections`, the page's first
+    section; `interactive`: the hoverable plots (`sweep.publish.interactive`), before the PNGs."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]
+    if recommendation:
+        parts.append("<section id='recommendation'><h2>Which cell to use</h2>")
+        for heading, lines in recommendation:
+            parts.append(f"<h3>{html.escape(heading)}</h3><pre class='pick'>"
+                         f"{html.escape(chr(10).join(lines))}</pre>")
+        parts.append("<p>Try other constraints: <code>python -m sweep.pick &lt;output_dir&gt; "
+                     "--max-memory-gb X --min-images-per-sec Y --max-latency-s Z "
+                     "--max-kwh-per-1k-images W</code></p></section>")
     parts += [f"<p class='note'>{html.escape(n)}</p>" for n in notes]
     cols = [(k, h) for k, h in RANK_COLUMNS if k in results]
     parts.append("<h2>Cells, ranked by CIDEr</h2><table id='cells'><tr><th>#</th>")
@@ -85,6 +95,8 @@ def build_html(title: str, results: pd.DataFrame, plots: list[Path],
         parts += [f"<li>{html.escape(line.strip())}</li>" for line in ties]
         parts.append("</ul>")
     parts.append("<h2>Pareto plots</h2>")
+    if interactive:
+        parts.append(f"<div id='interactive'>{interactive}</div>")
     for path in plots:
         data = base64.b64encode(Path(path).read_bytes()).decode()
         parts.append(f"<img alt='{html.escape(Path(path).stem)}' src='data:image/png;base64,{data}'>")

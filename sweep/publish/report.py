@@ -7,15 +7,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from sweep.quality.pareto import confident_front, pareto_front, plot_front
+from sweep.quality.frontier import (
+    AT_MOST_AS_DEAR,
+    OBJECTIVES,
+    QUALITY,
+    WEIGHTS_MEMORY,
+    beats,
+    confident_front,
+    cost_axes,
+    pareto_front,
+)
+from sweep.quality.pareto import plot_front
 from sweep.quality.statistics import CI_METRICS, Comparisons, Difference, ci_columns
 from sweep.quality.statistics import COSTS as CI_COSTS
+from sweep.results.tables import RESULT_METRICS, shown
 
-QUALITY = "cider"
-COSTS = {"latency": "latency_p50_s", "memory": "peak_memory_gb", "energy": "energy_kwh"}
-# Without a GPU, a cell's peak memory is its process's RSS: mostly the framework (torch alone is ~0.5 GB),
-# the same for every model and precision. There the memory front is drawn over the model's weight bytes.
-CPU_MEMORY_COST = "weight_gb"
+__all__ = ["cost_axes", "mark_fronts", "plot_fronts", "rebuild", "tie_summary"]
 RANDOM_NOTE = "random weights: these quality numbers test the plumbing, they are not results"
 TOY_NOTE = "toy models trained on synthetic shapes: a real trade-off, on a toy task, not a VLM result"
 
@@ -31,38 +38,34 @@ def front_pool(results: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
     return ok, RANDOM_NOTE
 
 
-def cost_axes(results: pd.DataFrame) -> dict[str, str]:
-    """Cost axis -> column: peak memory where a cell measured GPU memory, else the weights' size."""
-    kinds = results.get("peak_memory_kind", pd.Series(dtype=str)).fillna("").astype(str)
-    on_gpu = kinds.str.startswith("gpu").any()
-    return {**COSTS, "memory": COSTS["memory"] if on_gpu or kinds.eq("").all() else CPU_MEMORY_COST}
+def candidates(results: pd.DataFrame) -> tuple[list[dict], str]:
+    """The cells a recommendation (`sweep.quality.pick`) chooses among, the pool of the fronts, and the
+    memory column a memory limit reads (`sweep.quality.frontier.memory_column`)."""
+    if WEIGHTS_MEMORY not in results and "weight_bytes" in results:
+        results = results.assign(**{WEIGHTS_MEMORY: results["weight_bytes"] / 1e9})
+    pool, _ = front_pool(results)
+    return pool.to_dict("records"), cost_axes(results)["memory"]
 
 
 def _confidently_beats(j: int, i: int, pool: pd.DataFrame, cost: str,
                        comparisons: Comparisons | None) -> bool:
-    """Is pool cell j better than cell i with confidence on quality while at least as cheap on `cost`?
-
-    Quality: the paired CIDEr difference (j - i) has its 95% interval above zero. Cost: for a cost with
-    per-image samples (latency p50), the paired difference's interval is at or below zero (j is cheaper or
-    the same, with confidence); for the others (memory, energy: one measurement per cell), j's value is at
-    most i's. A pair without per-image scores falls back to points: j dominates i."""
-    qj, qi = float(pool[QUALITY].iat[j]), float(pool[QUALITY].iat[i])
-    cj, ci = float(pool[cost].iat[j]), float(pool[cost].iat[i])
+    """Does pool cell j beat cell i with confidence on quality while at least as cheap on `cost`
+    (`sweep.quality.frontier.beats`, rule AT_MOST_AS_DEAR)? A paired cost interval where the cost has
+    per-image samples (latency p50), else points; a pair without per-image scores: points."""
+    point_j = (float(pool[QUALITY].iat[j]), float(pool[cost].iat[j]))
+    point_i = (float(pool[QUALITY].iat[i]), float(pool[cost].iat[i]))
     if comparisons is None or "cell_id" not in pool:
-        return qj >= qi and cj <= ci and (qj > qi or cj < ci)
-    ids = pool["cell_id"]
-    quality = comparisons.difference(ids.iat[j], ids.iat[i], QUALITY)
-    if quality is None:
-        return qj >= qi and cj <= ci and (qj > qi or cj < ci)
-    if not quality.low > 0:
-        return False
-    paired_cost = comparisons.difference(ids.iat[j], ids.iat[i], cost) if cost in CI_COSTS else None
-    return paired_cost.high <= 0 if paired_cost is not None else cj <= ci
+        return beats(None, None, point_j, point_i, AT_MOST_AS_DEAR)
+    a, b = pool["cell_id"].iat[j], pool["cell_id"].iat[i]
+    paired = next((o.paired for o in OBJECTIVES.values() if o.column == cost and o.paired), None)
+    cost_diff = comparisons.difference(a, b, paired) if paired else None
+    return beats(comparisons.difference(a, b, QUALITY), cost_diff, point_j, point_i, AT_MOST_AS_DEAR)
 
 
 def mark_fronts(results: pd.DataFrame, comparisons: Comparisons | None = None) -> pd.DataFrame:
     """Add `pareto` (the cost axes on whose CIDEr front each cell lies) and `pareto_tied` (the axes on
-    which it is not dominated with confidence: see `_confidently_beats`; every front cell is tied too).
+    which it is not dominated with confidence: `sweep.quality.frontier`, rule AT_MOST_AS_DEAR; every
+    front cell is tied too).
 
     `comparisons`: paired differences between cells (`sweep.quality.statistics.Comparisons`, by cell
     id); without
@@ -71,7 +74,7 @@ def mark_fronts(results: pd.DataFrame, comparisons: Comparisons | None = None) -
     out["pareto"] = ""
     out["pareto_tied"] = ""
     if "weight_bytes" in out:
-        out[CPU_MEMORY_COST] = out["weight_bytes"] / 1e9
+        out[WEIGHTS_MEMORY] = out["weight_bytes"] / 1e9
     pool, _ = front_pool(out)
     for axis, cost in cost_axes(out).items():
         if pool.empty or cost not in pool:
@@ -201,13 +204,10 @@ def _fmt(value: object, digits: int = 3) -> str:
     return str(value)
 
 
-TABLE_COLUMNS = [
-    ("label", "cell"), ("status", "status"), ("backend", "backend"), ("weights", "weights"),
-    ("cider", "CIDEr [95% interval]"), ("bleu_4", "BLEU-4"), ("meteor", "METEOR"), ("rouge_l", "ROUGE-L"),
-    ("mean_caption_words", "words"), ("latency_p50_s", "lat p50 s"), ("images_per_sec", "img/s"),
-    ("peak_memory_gb", "peak GB"), ("energy_kwh", "kWh"), ("pareto", "pareto front"),
-    ("pareto_tied", "tied with front"), ("degenerate_output", "output"),
-]
+#: the printed table's columns, headers from `sweep.results.tables.RESULTS_TABLE`
+TABLE_COLUMNS = shown(["label", "status", "backend", "weights", "cider", "bleu_4", "meteor", "rouge_l",
+                       "mean_caption_words", "latency_p50_s", "images_per_sec", "peak_memory_gb",
+                       "energy_kwh", "pareto", "pareto_tied", "degenerate_output"])
 #: metrics shown with their interval in the printed table
 TABLE_INTERVALS = ("cider",)
 DEGENERATE_MARK = "DEGENERATE"
@@ -251,7 +251,7 @@ def format_table(results: pd.DataFrame) -> str:
     cols = [(k, h) for k, h in TABLE_COLUMNS if k in results]
     if _has_error_rows(results).any():
         at = next((i + 1 for i, (k, _) in enumerate(cols) if k == "status"), len(cols))
-        cols.insert(at, ("n_errors", "errors"))
+        cols.insert(at, *shown(["n_errors"]))
     if "degenerate_output" in results and not (results["degenerate_output"] == 1.0).any():
         cols = [(k, h) for k, h in cols if k != "degenerate_output"]  # the marker column only when needed
     cells = [[h for _, h in cols]]
@@ -299,12 +299,18 @@ def degenerate_notes(results: pd.DataFrame) -> list[str]:
 
 def write_html_report(out_dir: Path, title: str, results: pd.DataFrame, plots: list[Path],
                       references: dict[str, list[str]], notes: list[str],
-                      ties: list[str] | None = None) -> Path:
-    """report.html in the output dir, built from the stored caption tables."""
+                      ties: list[str] | None = None,
+                      recommendation: list[tuple[str, list[str]]] | None = None) -> Path:
+    """report.html in the output dir, built from the stored caption tables; `recommendation` first
+    (`sweep.quality.pick.recommendation_sections`), hoverable plots beside the PNGs."""
     from sweep.publish.html_report import build_html, examples_from_tables
+    from sweep.publish.interactive import interactive_plots
 
     tables = load_tables(out_dir, results) if "cell_id" in results else {}
-    page = build_html(title, results, plots, examples_from_tables(tables, references), notes, ties=ties)
+    pool, _ = front_pool(results)
+    interactive = interactive_plots(pool.to_dict("records"), cost_axes(results), QUALITY)
+    page = build_html(title, results, plots, examples_from_tables(tables, references), notes, ties=ties,
+                      recommendation=recommendation, interactive=interactive)
     path = out_dir / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
@@ -319,8 +325,7 @@ def rebuild(out_dir: Path) -> Path:
         if col in results:
             results[col] = results[col].astype(object).fillna("")
     # a results.csv of failed cells only, written before every row had the metric columns (issue 19, 8)
-    for col in (QUALITY, "bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", *COSTS.values(),
-                "weight_bytes"):
+    for col in RESULT_METRICS:
         if col not in results:
             results[col] = math.nan
     for col in ("pareto", "pareto_tied", "reason", "backend", "weights", "peak_memory_kind", "latency_kind"):
@@ -328,10 +333,16 @@ def rebuild(out_dir: Path) -> Path:
             results[col] = ""
     references = json.loads((out_dir / "samples.json").read_text())["references"]
     plots = plot_fronts(results, out_dir)
+    from sweep.quality.pick import gpu_picks, recommendation_sections
+
     _, note = front_pool(results)
-    ties = tie_summary(results, Comparisons(load_tables(out_dir, results)))
+    comparisons = Comparisons(load_tables(out_dir, results))
+    ties = tie_summary(results, comparisons)
+    rows, memory = candidates(results)
+    picks = recommendation_sections(gpu_picks(rows, comparisons, memory))
     return write_html_report(out_dir, f"Sweep report: {out_dir.name}", results, plots, references,
-                             [*filter(None, [note]), *degenerate_notes(results)], ties=ties)
+                             [*filter(None, [note]), *degenerate_notes(results)], ties=ties,
+                             recommendation=picks)
 
 
 def main(argv: list[str] | None = None) -> int:

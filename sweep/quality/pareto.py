@@ -1,43 +1,16 @@
-"""Pareto fronts of quality vs cost, and a plot of them."""
+"""A plot of quality vs cost with its Pareto front (which points dominate: `sweep.quality.frontier`)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+import textwrap
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from sweep.quality.frontier import confident_front, pareto_front
 
-def pareto_front(
-    points: Sequence[tuple[float, float]],
-    maximize_first: bool = True,
-    minimize_second: bool = True,
-) -> list[int]:
-    """Indices (ascending) of the non-dominated points.
-
-    A point is dominated when another is at least as good on both axes and strictly better on one, so
-    identical points are all kept. Points with a NaN coordinate are never on the front and dominate nothing.
-    """
-    # Flip signs so that both objectives are "smaller is better".
-    keyed: list[tuple[int, float, float]] = []
-    for i, (first, second) in enumerate(points):
-        a, b = float(first), float(second)
-        if math.isnan(a) or math.isnan(b):
-            continue
-        keyed.append((i, -a if maximize_first else a, b if minimize_second else -b))
-
-    front = []
-    for i, a, b in keyed:
-        dominated = any((a2 <= a and b2 <= b) and (a2 < a or b2 < b) for j, a2, b2 in keyed if j != i)
-        if not dominated:
-            front.append(i)
-    return front
-
-
-def confident_front(n: int, beats: Callable[[int, int], bool]) -> list[int]:
-    """Indices (ascending) of the n items no other item beats with confidence: `beats(j, i)` says item j is
-    better than item i with confidence on every objective (the caller decides what confidence means,
-    e.g. a paired interval clear of zero). The Pareto front is a subset when `beats` implies dominance."""
-    return [i for i in range(n) if not any(beats(j, i) for j in range(n) if j != i)]
+__all__ = ["confident_front", "mark_front", "pareto_front", "plot_front"]
 
 
 def _number(row: dict, key: str) -> float:
@@ -74,6 +47,54 @@ def mark_front(
     points = [(_number(r, quality), _number(r, cost)) for r in rows]
     on_front = set(pareto_front(points, maximize_first=maximize_quality, minimize_second=minimize_cost))
     return [i in on_front for i in range(len(rows))]
+
+
+FIG_WIDTH, PLOT_HEIGHT = 9.0, 5.0  # inches; the plot area keeps its size, the figure grows below it
+TOP_IN, UNDER_AXES_IN, LEGEND_BELOW_IN, MARGIN_IN = 0.45, 1.25, 0.5, 0.1
+LEFT_IN, RIGHT_IN = 0.9, 0.3
+LINE_IN = 0.17  # one line of the legend table or the footer
+TABLE_COLUMNS = 3
+FOOTER_CHARS = 150
+
+
+def _layout(fig: Any, ax: Any, table_items: int, footer_lines: int) -> None:
+    """Size the figure for the plot area (always PLOT_HEIGHT inches), the legend below the axes, the
+    table of unlabelled points and the footer; the label offsets are in points, so a placement made
+    before a resize stays free of overlaps."""
+    rows = -(-table_items // TABLE_COLUMNS) + (1 if table_items else 0)
+    below = UNDER_AXES_IN + LINE_IN * (rows + footer_lines) + MARGIN_IN
+    height = TOP_IN + PLOT_HEIGHT + below
+    fig.set_size_inches(FIG_WIDTH, height)
+    ax.set_position((LEFT_IN / FIG_WIDTH, below / height, (FIG_WIDTH - LEFT_IN - RIGHT_IN) / FIG_WIDTH,
+                     PLOT_HEIGHT / height))
+
+
+def _label_points(ax: Any, renderer: Any, labelled: list, rest: list) -> list[tuple[int, str]]:
+    """Name the front and tied points beside them; number the rest (and any name that found no free
+    spot), and return the (number, label) table the figure lists below the plot."""
+    from sweep.quality.labels import place_labels, point_boxes
+
+    avoid = point_boxes(ax, [(p[0], p[1]) for p in [*labelled, *rest]])
+    unplaced = place_labels(ax, renderer, [(p[0], p[1], p[2]) for p in labelled], avoid)
+    numbered = [labelled[k] for k in unplaced] + list(rest)
+    table = [(n, p[2]) for n, p in enumerate(numbered, start=1)]
+    missing = place_labels(ax, renderer, [(p[0], p[1], str(n)) for n, p in enumerate(numbered, start=1)],
+                           avoid)
+    return [(n, label + (" (crowded: not marked)" if n - 1 in missing else "")) for n, label in table]
+
+
+def _write_table(fig: Any, table: list[tuple[int, str]], footer_lines: int) -> None:
+    if not table:
+        return
+    height = fig.get_figheight()
+    rows = -(-len(table) // TABLE_COLUMNS)
+    top = MARGIN_IN + LINE_IN * (footer_lines + rows)
+    fig.text(0.01, (top + LINE_IN) / height, "numbered points:", fontsize=7.5, va="bottom", color="0.2")
+    width = 0.98 / TABLE_COLUMNS
+    for k, (n, label) in enumerate(table):
+        row, column = k % rows, k // rows
+        fig.text(0.01 + column * width, (top - row * LINE_IN) / height, f"{n}: {label}", fontsize=7.5,
+                 va="bottom", color="0.2", gid="cell-table")
 
 
 def plot_front(
@@ -118,15 +139,22 @@ def plot_front(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(8, 6), dpi=120)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
+    footer = [note] if note else []
+    if skipped:
+        footer.append("not plotted: " + ", ".join(skipped))
+    if not plotted:
+        footer.append("no row has both values")
+    footer_lines = [line for text in footer for line in textwrap.wrap(text, FOOTER_CHARS)]
+    others = [p for p in plotted if not p[3]]
+    fig = Figure(figsize=(FIG_WIDTH, 1.0), dpi=120)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_axes((0, 0, 1, 1))
+    _layout(fig, ax, len(others), len(footer_lines))
     if bars:
         ax.errorbar([b[0] for b in bars], [b[1] for b in bars],
                     xerr=[[b[2][0] for b in bars], [b[2][1] for b in bars]],
                     yerr=[[b[3][0] for b in bars], [b[3][1] for b in bars]],
                     fmt="none", ecolor="0.55", elinewidth=0.8, capsize=2, zorder=1, label="95% interval")
-    others = [p for p in plotted if not p[3]]
     ties = [p for p in plotted if p[3] == "tied"]
     front = sorted((p for p in plotted if p[3] == "front"), key=lambda p: (p[0], p[1]))
     if ties:
@@ -152,23 +180,23 @@ def plot_front(
             zorder=3,
             label="Pareto front",
         )
-    for c, q, label, _ in plotted:
-        ax.annotate(label, (c, q), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_xlabel(f"{cost} ({'lower' if minimize_cost else 'higher'} is better)")
     ax.set_ylabel(f"{quality} ({'higher' if maximize_quality else 'lower'} is better)")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     if plotted:
-        ax.legend(loc="best", fontsize=8)
-
-    footer = [note] if note else []
-    if skipped:
-        footer.append("not plotted: " + ", ".join(skipped))
-    if not plotted:
-        footer.append("no row has both values")
-    if footer:
-        fig.text(0.01, 0.01, "\n".join(footer), fontsize=8, va="bottom", ha="left", wrap=True, color="0.25")
-        fig.subplots_adjust(bottom=0.12 + 0.03 * len(footer))
+        ax.margins(0.08, 0.1)
+        ax.autoscale_view()
+        ax.set_xlim(ax.get_xlim())  # fixed now: the labels are placed against these limits
+        ax.set_ylim(ax.get_ylim())
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -LEGEND_BELOW_IN / PLOT_HEIGHT), ncol=2,
+                  fontsize=8)
+        table = _label_points(ax, canvas.get_renderer(), front + ties, others)
+        _layout(fig, ax, len(table), len(footer_lines))
+        _write_table(fig, table, len(footer_lines))
+    if footer_lines:
+        fig.text(0.01, MARGIN_IN / fig.get_figheight(), "\n".join(footer_lines), fontsize=8, va="bottom",
+                 ha="left", color="0.25")
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")

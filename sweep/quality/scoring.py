@@ -47,12 +47,13 @@ from pycocoevalcap.tokenizer import ptbtokenizer as _ptb
 
 from sweep.quality.statistics import BLEU_COLUMNS, corpus_bleu
 from sweep.results.store import atomic_write_bytes
+from sweep.results.tables import CORPUS_QUALITY
 
 K = TypeVar("K", bound=Hashable)
 
 log = logging.getLogger(__name__)
 
-METRIC_KEYS = ("cider", "bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l")
+METRIC_KEYS = CORPUS_QUALITY  # declared with the results table
 
 NGRAM_ORDER = 4  # CIDEr-D and BLEU both use 1- to 4-grams
 CIDER_SIGMA = 6.0  # CIDEr-D's length penalty: exp(-delta^2 / (2 sigma^2))

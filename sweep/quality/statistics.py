@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from sweep.quality.frontier import OBJECTIVES
+
 N_RESAMPLES = 1000
 SEED = 0
 LEVEL = 0.95
@@ -40,8 +42,8 @@ BLEU_ORDER = 4
 BLEU_COLUMNS = ("bleu_testlen", "bleu_reflen",
                 *(f"bleu_guess_{k}" for k in range(1, BLEU_ORDER + 1)),
                 *(f"bleu_correct_{k}" for k in range(1, BLEU_ORDER + 1)))
-#: per-image costs: result column -> (caption-table column, statistic)
-COSTS = {"latency_p50_s": ("batch_latency_sec", "median"),
+#: per-image costs: result column -> (caption-table column, statistic); the objectives' from the frontier
+COSTS = {**{o.paired: o.per_image for o in OBJECTIVES.values() if o.paired and o.per_image},
          "seconds_per_image": ("processing_time_sec", "mean")}
 #: every metric with an interval, in the order of the results columns
 CI_METRICS = ("cider", "meteor", "rouge_l", "bleu_4", *COSTS)

@@ -31,13 +31,10 @@ from sweep.quality.scoring import (
 )
 from sweep.results.disk import storage_failure
 from sweep.results.store import ResultStore, atomic_write_parquet, prompt_sha256
+from sweep.results.tables import CORPUS_QUALITY, RESULT_METRICS
 
 log = logging.getLogger(__name__)
 
-QUALITY_KEYS = ("cider", "bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "spice")
-# columns every results row has (NaN for a failed cell), so that a sweep whose every cell failed still
-# gets its table, fronts and report
-RESULT_METRICS = (*QUALITY_KEYS[:-1], "latency_p50_s", "peak_memory_gb", "energy_kwh", "weight_bytes")
 # scores.json keeps how the cell was scored beside its scores: read back only when it still matches (the
 # document frequencies, the reference set file, and the references of the scored samples)
 SCORING_STAMP = "scoring"
@@ -64,6 +61,7 @@ class CellOutcome:
     span: tuple[float, float] | None = None  # when the cell ran (epoch seconds)
 
     def row(self) -> dict[str, Any]:
+        """The cell's results row (`sweep.results.tables.RESULTS_TABLE`)."""
         return {
             "cell_id": self.cell.cell_id,
             "label": self.cell.label,
@@ -81,7 +79,6 @@ class CellOutcome:
             "energy_kind": self.params.get("energy_kind", ""),
             "latency_kind": self.params.get("latency_kind", ""),
             "cache_policy": self.params.get("cache_policy", ""),
-            "warmup_batches": self.params.get("warmup_batches", ""),
             "cider_document_frequencies": self.params.get("cider_document_frequencies", ""),
             **dict.fromkeys(RESULT_METRICS, math.nan),
             **self.metrics,
@@ -187,7 +184,7 @@ class SweepRecorder:
         if ok.empty:
             for column in PER_IMAGE_COLUMNS:
                 table[column] = math.nan
-            return table, {k: math.nan for k in QUALITY_KEYS if k != "spice"}
+            return table, dict.fromkeys(CORPUS_QUALITY, math.nan)
         predictions = dict(zip(ok["sample_id"], ok["caption"], strict=True))
         with self.timer.phase("scoring"):
             result = self.scorer.score_images(predictions, {sid: self.references[sid] for sid in predictions},

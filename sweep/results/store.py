@@ -147,7 +147,7 @@ class ResultStore:
                 loads["generation"] = at_budget(loads["generation"], max_new_tokens)
         atomic_write_bytes(self.loads_path(cell_id), json.dumps(loads, indent=2, sort_keys=True).encode())
         if starts:
-            rendered = getattr(starts[0], "rendered_prompt", "") or ""
+            rendered = starts[0].rendered_prompt
             self._annotate_cell(cell_id, {"weights": starts[0].report.weights, "rendered_prompt": rendered,
                                           "prompt_sha256": prompt_sha256(rendered) if rendered else ""})
 

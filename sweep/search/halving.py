@@ -6,7 +6,8 @@ every cell and two cells at a rung are compared image by image. At a rung, cell 
 
 - quality: the paired bootstrap interval of CIDEr(b) - CIDEr(a) at the grid's `confidence` lies above 0;
 - every objective of the grid: b is at least as cheap. The noisy costs are compared with their paired
-  intervals, and b counts as at least as cheap unless it is dearer with confidence: latency, the
+  intervals, and b counts as at least as cheap unless it is dearer with confidence (the rule NOT_DEARER
+  of `sweep.quality.frontier`, which says why it is not the report's): latency, the
   interval of p50(b) - p50(a) (per-image batch latencies); energy, the interval of the mean energy per
   image (each batch's energy spread over its images). Memory (weights or GPU peak: one number per cell,
   not noisy) as points: b's value at most a's.
@@ -31,14 +32,10 @@ from functools import cached_property
 
 import pandas as pd
 
+from sweep.quality.frontier import NOT_DEARER, OBJECTIVES, QUALITY, better_with_confidence, cheap_enough
 from sweep.quality.statistics import Comparisons, Difference
 
 DEFAULT_FIRST_RUNG = 16
-#: grid objective -> the cost it compares (memory: `memory_column` picks GPU peak or weight bytes)
-OBJECTIVES = ("latency", "memory", "energy")
-#: noisy objective -> the per-image metric its paired interval is over (sweep.quality.statistics)
-PAIRED = {"latency": "latency_p50_s",  # the median of `batch_latency_sec`
-          "energy": "energy_per_image"}  # a column of the RungCell table (sweep.search.rungs)
 
 
 def image_order(sample_ids: Sequence[str], seed: int) -> list[str]:
@@ -132,9 +129,9 @@ def _signed(value: float) -> str:
 
 def _cost(cell: RungCell, objective: str) -> float:
     if objective == "latency":  # the p50 over the rung's captioned images
-        column, statistic = "batch_latency_sec", "median"
-    elif objective == "energy" and PAIRED["energy"] in cell.table:
-        column, statistic = PAIRED["energy"], "sum"
+        column, statistic = OBJECTIVES["latency"].per_image
+    elif objective == "energy" and OBJECTIVES["energy"].paired in cell.table:
+        column, statistic = OBJECTIVES["energy"].paired, "sum"
     else:
         column = statistic = ""
     if column:
@@ -149,12 +146,9 @@ def _cost(cell: RungCell, objective: str) -> float:
 
 def _cheap_enough(b: RungCell, a: RungCell, objective: str, comparisons: Comparisons) -> bool:
     """b at least as cheap as a on the objective (see the module docstring); unknown costs never are."""
-    if objective in PAIRED:
-        diff = comparisons.difference(b.cell_id, a.cell_id, PAIRED[objective])
-        if diff is not None and not math.isnan(diff.low):
-            return not diff.low > 0  # b dearer with confidence: not as cheap
-    cb, ca = _cost(b, objective), _cost(a, objective)  # one number per cell: points
-    return not (math.isnan(cb) or math.isnan(ca)) and cb <= ca
+    paired = OBJECTIVES[objective].paired
+    diff = comparisons.difference(b.cell_id, a.cell_id, paired) if paired else None
+    return cheap_enough(diff, _cost(b, objective), _cost(a, objective), NOT_DEARER)
 
 
 def _ratio(a: RungCell, b: RungCell, objective: str) -> float:
@@ -172,9 +166,9 @@ def dominator(a: RungCell, others: Sequence[RungCell], objectives: Sequence[str]
             break
         if b.cell_id == a.cell_id:
             continue
-        diff = comparisons.difference(a.cell_id, b.cell_id, "cider")
-        if diff is None or math.isnan(diff.high) or not diff.high < 0:
-            continue  # not worse than b with confidence: a tie or better
+        diff = comparisons.difference(a.cell_id, b.cell_id, QUALITY)
+        if diff is None or not better_with_confidence(diff.flipped()):
+            continue  # a not worse than b with confidence: a tie or better
         if not all(_cheap_enough(b, a, o, comparisons) for o in objectives):
             continue
         if best is None or diff.estimate < best.cider.estimate:
@@ -211,7 +205,7 @@ def decide_rung(cells: Sequence[RungCell], objectives: Sequence[str], confidence
     """Cell id -> its Domination (it stops) or None (it continues), for the `targets` among the cells
     that reached a rung (all of them when None), each compared with every cell that `could_dominate`
     it. Compared on the images each pair shares (the rung's images when both captioned all of them)."""
-    unknown = sorted(set(objectives) - set(OBJECTIVES))
+    unknown = sorted(set(objectives) - set(OBJECTIVES))  # the frontier's objectives
     if unknown:
         raise ValueError(f"unknown objectives {unknown}; known: {', '.join(OBJECTIVES)}")
     chosen = None if targets is None else set(targets)

@@ -9,32 +9,14 @@ from typing import Any
 
 import pandas as pd
 
+from sweep.quality.frontier import cell_memory
 from sweep.results.store import ResultStore
+from sweep.results.tables import spread_batch_total
 from sweep.search.halving import RungCell
 
 
 def _key(cell_id: str, sample_id: str) -> str:
     return f"{cell_id}|{sample_id}"  # one flat string key per (cell, image): one scorer call per rung
-
-
-def memory_value(costs: Mapping[str, Any]) -> float:
-    """The memory a cell is compared on: its GPU peak where measured on a GPU, else its weights' bytes
-    (on CPU the peak is the process's RSS, the same for every model: `sweep.publish.report.cost_axes`)."""
-    key = "peak_memory_gb"
-    if not str(costs.get("peak_memory_kind", "")).startswith("gpu"):
-        key = "weight_bytes"
-    value = costs.get(key)
-    return float(value) if isinstance(value, int | float) else math.nan
-
-
-def energy_per_image(table: pd.DataFrame) -> pd.Series:
-    """Each batch's energy (written on its first row) spread evenly over the batch's images (the rows
-    sharing its `batch_end_ts`): a per-image sample for a paired interval. NaN without the columns."""
-    if "energy_kwh" not in table or "batch_end_ts" not in table:
-        return pd.Series(math.nan, index=table.index)
-    energy = pd.to_numeric(table["energy_kwh"], errors="coerce").fillna(0.0)
-    batch = table["batch_end_ts"]
-    return energy.groupby(batch).transform("sum") / batch.map(batch.value_counts())
 
 
 class RungEvaluator:
@@ -77,11 +59,13 @@ class RungEvaluator:
         fresh: dict[str, RungCell] = {}
         for cid, table in tables.items():
             cider = [self._cider.get(_key(cid, sid), math.nan) for sid in table["sample_id"]]
-            scored = table.assign(cider=cider, energy_per_image=energy_per_image(table))
+            scored = table.assign(cider=cider, energy_per_image=spread_batch_total(table, "energy_kwh"))
             energy = float(pd.to_numeric(table.get("energy_kwh"), errors="coerce").sum()) \
                 if "energy_kwh" in table else math.nan
+            # how memory was measured is a batch fact of the table (costs.json does not keep it)
+            kind = table["peak_memory_kind"].iloc[0] if "peak_memory_kind" in table and len(table) else ""
             fresh[cid] = RungCell(cid, self.labels.get(cid, cid), scored,
-                                  {"memory": memory_value(costs[cid]), "energy": energy})
+                                  {"memory": cell_memory(costs[cid], kind), "energy": energy})
             if set(table["sample_id"]) >= ids:  # a partial one (interrupted) is read again next time
                 self._cells[(cid, rung)] = fresh[cid]
         return [fresh.get(cid) or self._cells[(cid, rung)] for cid in wanted
