@@ -225,9 +225,8 @@ class ModelHost:
 
     def _warm_up(self, batch: SampleBatch, rows: list[int], settings: GenerationSettings, cell_id: str,
                  budgets: tuple[int, ...]) -> None:
-        """The cell's due warm-up: its first batch (the same images, so the same shapes) generated and
-        thrown away, outside every measurement; then the caches emptied again, so that the measured batch
-        does not hit what the warm-up left in them."""
+        """The cell's due warm-up: its first batch (same images, same shapes) generated and thrown away,
+        outside every measurement; then the caches emptied again, so the measured batch misses them."""
         import torch
 
         times = self.warmups.pop(cell_id, 0)
@@ -237,12 +236,10 @@ class ModelHost:
         try:
             for _ in range(times):
                 self.captioner.generate_budgets(requests, self._kwargs(settings), budgets)
-        except (*INPUT_ERRORS, torch.cuda.OutOfMemoryError):
-            # the measured batch meets the same error and handles it (image by image, half batches)
+        except (*INPUT_ERRORS, torch.cuda.OutOfMemoryError):  # the measured batch handles these
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-        measurement, _ = self.measuring.get(cell_id, (Measurement(), ""))
-        if measurement.reset_caches:
+        if self.measuring[cell_id][0].reset_caches:
             self.captioner.reset_caches()
 
     def _kwargs(self, settings: GenerationSettings) -> dict:
@@ -288,6 +285,7 @@ class ModelHost:
         kwh, co2_kg = self.energy.stop()
         peak, peak_kind = self.captioner.peak_memory()
         captions = dict(zip(ok, generation.results, strict=True))
+        measuring = self.measuring.get(cell_id, (Measurement(0, False), ""))  # a cell never begun
         per_image = elapsed / len(ok) if ok else 0.0
         samples = [
             SampleResult(
@@ -310,8 +308,8 @@ class ModelHost:
             peak_memory_bytes=peak, peak_memory_kind=peak_kind, energy_kwh=kwh, emissions_kg=co2_kg,
             model_cells_before=self.cells_before.get(cell_id, 0), budgets=answered,
             latency_kind=latency_kind(self.captioner.latency_kind, samples),
-            preprocess_sec=preprocess[0], cache_policy=self.measuring.get(cell_id, (None, ""))[1],
-            warmup_batches=self.measuring[cell_id][0].warmup_batches if cell_id in self.measuring else 0,
+            preprocess_sec=preprocess[0], cache_policy=measuring[1],
+            warmup_batches=measuring[0].warmup_batches,
         )
 
     def caption_parts(self, settings: GenerationSettings, cell_id: str, *parts: SampleBatch) -> BatchResult:

@@ -9,8 +9,9 @@ stand on each of the batch's rows because they are per-image observations too: t
 waited is its batch's, and the intervals and medians (`sweep.quality.statistics`) are taken over images;
 parquet stores a repeated value once per run (dictionary encoding), so the copy costs no disk. The
 batch's totals (`per="batch total"`, `actors.contract.BATCH_TOTALS`: energy, emissions, processor
-seconds) are not copied: they stand on the batch's first row, 0.0 on the others (`actors.contract.on_first`), so a column sum is
-the cell's total; `spread_batch_total` reads one back per image.
+seconds) are not copied: they stand on the batch's first row, 0.0 on the others
+(`actors.contract.on_first`), so a column sum is the cell's total; `spread_batch_total` reads one back per
+image.
 """
 
 from __future__ import annotations
