@@ -125,8 +125,16 @@ def test_a_shared_host_labels_each_cell_with_its_own_turn(coco_mini):
         report = LoadReport("hf", "test", "llava", "cpu", 1.0, 10)
         family = type("Family", (), {"generation_defaults": {"num_beams": 1, "min_new_tokens": 9}})
 
+        batches_per_call = 1
+
         def reset_peak_memory(self):
             self.resets = getattr(self, "resets", 0) + 1
+
+        def reset_caches(self):
+            return ""  # nothing kept across calls
+
+        def rendered_prompt(self, prompt):
+            return prompt
 
     host = ModelHost.__new__(ModelHost)  # the host's bookkeeping, without loading a model
     host.captioner, host.generation, host.cells_before = NoModel(), {}, {}
