@@ -20,7 +20,6 @@ from sweep.engine import run_sweep
 from sweep.grid.cells import expand_cells
 from sweep.grid.config import GridConfig, GridError, load_grid
 from sweep.results.lock import OutputDirError, check_output_dir
-from sweep.results.store import ResultStore
 
 log = logging.getLogger("sweep")
 
@@ -78,20 +77,13 @@ def main(argv: list[str] | None = None) -> int:
         print(err, file=sys.stderr)
         return 2
     cells = expand_cells(grid, fingerprint)
-    if args.dry_run:
-        from sweep.plan.dry_run import format_plan, format_search, plan_cells, target_gpu_bytes
+    if args.dry_run:  # the very plan the run would execute (sweep.plan.sweep_plan), printed
+        from sweep.plan.dry_run import format_sweep_plan
+        from sweep.plan.sweep_plan import dry_run_plan
 
-        ids = {s.sample_id for s in samples} if samples is not None else set()
-        gpu = target_gpu_bytes(grid.resources.accelerator_type, grid.resources.gpu_memory_gb)
-        store = ResultStore(grid.output_dir.resolve())
-        plans = plan_cells(cells, store, ids, gpu, grid.dataset.image_max_side,
-                           grid.generation.share_token_budgets)
-        count = f"{len(samples)} images" if samples is not None else "video scenes (detected at run time)"
-        print(f"sweep '{grid.name}': {len(cells)} cells x {count} (dry run)")
-        print(format_plan(plans))
-        for line in format_search(grid.search, plans, len(ids)):
-            print(line)
-        return 0 if all(p.runnable for p in plans) else 1
+        plan = dry_run_plan(grid, cells, samples, args.fresh)
+        print(format_sweep_plan(plan, len(samples) if samples is not None else None))
+        return 0 if plan.runnable else 1
     try:
         return run_sweep(grid, cells, samples, args.address, args.verbose, args.fresh).exit_code
     except OutputDirError as err:  # another sweep holds the output dir: nothing started

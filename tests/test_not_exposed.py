@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 import sweep.results.lock
-from sweep import engine
+from sweep.execute import ray_cluster as engine
 from sweep.results.lock import LOCK_NAME, OutputDirError, SweepLockedError, check_output_dir, sweep_lock
 from sweep.run import main
 

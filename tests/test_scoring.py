@@ -11,6 +11,7 @@ import pytest
 
 from sweep.quality import scoring
 from sweep.quality.scoring import CaptionScorer, leave_one_out, mean_caption_length, spice_available
+from sweep.quality.scoring import spice as spice_module
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +117,7 @@ def test_bad_inputs_raise():
 @pytest.mark.slow  # METEOR's JVM
 def test_spice_skipped_with_note_when_jars_absent(scorer, tmp_path, monkeypatch):
     assert not spice_available(tmp_path)
-    monkeypatch.setattr(scoring, "SPICE_LIB_DIR", tmp_path)
+    monkeypatch.setattr(spice_module, "SPICE_LIB_DIR", tmp_path)
     out = scorer.score({1: "a dog"}, {1: ["a dog", "a puppy"]})
     assert "spice" not in out
     assert any(n.startswith("SPICE skipped") and str(tmp_path) in n for n in scorer.notes)

@@ -37,7 +37,8 @@ from sweep.quality.scoring import (
     leave_one_out,
     reference_set_frequencies,
 )
-from sweep.results import recorder as recorder_module
+from sweep.quality.scoring import references as references_module
+from sweep.results import cell_scoring as recorder_module  # where the recorder's scoring lives
 from sweep.results.recorder import SweepRecorder
 from sweep.results.store import ResultStore
 
@@ -132,7 +133,7 @@ def test_reference_set_frequencies_cached_by_content(tmp_path, monkeypatch):
         calls.append(sum(len(v) for v in captions.values()))
         return {k: [" ".join(c.lower().replace(".", " ").split()) for c in v] for k, v in captions.items()}
 
-    monkeypatch.setattr(scoring, "tokenize", fake_tokenize)
+    monkeypatch.setattr(references_module, "tokenize", fake_tokenize)
     captions = _coco_file(tmp_path / "caps.json",
                           {1: ["A dog.", "a dog on grass"], 2: ["A cat"], 3: ["a dog"]})
     cache = tmp_path / "df-cache"

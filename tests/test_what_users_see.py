@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from sweep.engine import cpu_logical_gpus
 from sweep.execute.progress import SweepProgress
+from sweep.execute.ray_cluster import cpu_logical_gpus
 from sweep.grid.cells import expand_cells
 from sweep.grid.config import parse_grid
 from sweep.logs import LIBRARY_LOGGERS, LogSession, route_library_logs

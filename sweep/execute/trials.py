@@ -247,7 +247,7 @@ def run_trials(cells: list[Cell], samples: list[Sample], settings: PipelineSetti
     )
     # The trial itself only coordinates; its GPUs are held by the model hosts it borrows.
     trainable = tune.with_resources(trainable, {"cpu": 0.01})
-    from sweep.plan.dry_run import estimated_weight_bytes
+    from sweep.plan.cell_facts import estimated_weight_bytes
 
     order = [c.cell_id for c in order_for_reuse(cells, slots, estimated_weight_bytes if rungs else None)]
     tuner = tune.Tuner(
