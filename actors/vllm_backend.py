@@ -8,8 +8,12 @@ and resume) is the same for every backend. A `Captioner` that wraps `vllm.LLM` k
 makes HF-vs-vLLM cells differ only in the engine, which is what the sweep compares.
 
 Mapping of the cell's settings:
-- precision fp32/fp16/bf16 -> `dtype`; bitsandbytes precisions are refused (choose_backend routes them to
-  HF); fp8 is not a precision of this project;
+- precision (`engine_precision_args`): fp32/fp16/bf16 -> `dtype`; fp8 -> `quantization="fp8"` (vLLM's
+  dynamic fp8: weights cast to fp8 at load with per-tensor scales, activations scaled per step; no
+  calibration) with `dtype="bfloat16"`; prequantized -> no `quantization` at all and `dtype="auto"`: vLLM
+  reads the method from config.json's quantization_config and picks its fastest kernel (awq -> awq_marlin,
+  gptq -> gptq_marlin), which naming the method would turn off; bitsandbytes and torchao precisions are
+  refused (choose_backend routes them to HF);
 - dummy weights -> `load_format="dummy"` (random weights at the real size: speed and memory, no download);
 - greedy (temperature 0) unless the cell samples; `max_tokens` = max_new_tokens, `min_tokens` =
   min_new_tokens; num_beams > 1 -> `LLM.beam_search` (which has no min_tokens nor repetition penalty);
@@ -34,11 +38,75 @@ import time
 from typing import Any
 
 from actors.captioner import Captioner, ResolvedModel
+from actors.checkpoint_quant import CheckpointQuant
 from actors.contract import CaptionRequest, CaptionResult
-from actors.families.base import Family
-from actors.precision import FLOAT_PRECISIONS, PRECISIONS, module_precisions
+from actors.families.base import Family, module_matches
+from actors.precision import FLOAT_PRECISIONS, PRECISIONS, VLLM_PRECISIONS, module_precisions
 
 VLLM_DTYPES = {p: str(PRECISIONS[p].float_dtype) for p in FLOAT_PRECISIONS}
+
+
+def engine_precision_args(precision: str) -> dict[str, Any]:
+    """`vllm.LLM(...)` arguments realising a grid precision (module docstring); ValueError for the ones
+    vLLM does not take here."""
+    if precision in VLLM_DTYPES:
+        return {"dtype": VLLM_DTYPES[precision]}
+    if precision == "fp8":
+        return {"dtype": "bfloat16", "quantization": "fp8"}
+    if precision == "prequantized":
+        return {"dtype": "auto"}
+    raise ValueError(
+        f"precision {precision} is not run on vLLM here ({PRECISIONS[precision].library} precisions run on "
+        f"HF); vLLM takes {', '.join(VLLM_PRECISIONS)}"  # type: ignore[index]
+    )
+
+
+def estimate_dtype(precision: str) -> str:
+    """The float dtype of what vLLM keeps unquantized (the weights estimate's base)."""
+    return VLLM_DTYPES.get(precision, "bfloat16" if precision == "fp8" else "float16")
+
+
+def language_linear_format(precision: str, quant: CheckpointQuant | None) -> tuple[str, float] | None:
+    """(format name, bytes per weight) of the language model's linear layers under a quantizing vLLM
+    precision; None for a float one."""
+    if precision == "fp8":
+        return "fp8", 1.0
+    if precision == "prequantized" and quant is not None:
+        return quant.describe(), quant.weight_bytes()
+    return None
+
+
+def requantize_estimate(model: Any, family: Family, fmt: tuple[str, float] | None,
+                        formats: tuple[dict[str, str], dict[str, int]]) -> tuple[int, tuple[dict, dict]]:
+    """The float (meta-device) estimate with the language model's linear layers at the quantized format's
+    bytes (the vocabulary head stays float, as in vLLM)."""
+    import torch
+
+    total = sum(p.numel() * p.element_size() for p in model.parameters())
+    if fmt is None:
+        return int(total), formats
+    name, per_weight = fmt
+    side_formats, sizes = dict(formats[0]), dict(formats[1])
+    saved = 0.0
+    for module_name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and not module_name.endswith("lm_head") and any(
+                module_matches(module_name, f) for f in family.language_modules):
+            w = module.weight
+            saved += w.numel() * (w.element_size() - per_weight)
+    sizes["language"] = int(sizes.get("language", 0) - saved)
+    side_formats["language"] = f"{name}+{side_formats.get('language', 'float')}"
+    return int(total - saved), (side_formats, sizes)
+
+
+def checkpoint_of(model: ResolvedModel) -> CheckpointQuant | None:
+    """The pre-quantized checkpoint's method as its config.json states it (None for a quantizing
+    precision or an unquantized checkpoint)."""
+    if model.precision != "prequantized":
+        return None
+    from actors.checkpoint_quant import checkpoint_quant
+    from actors.resolve import read_config_json
+
+    return checkpoint_quant(read_config_json(model.path, model.revision))
 
 
 def vllm_version() -> str:
@@ -47,9 +115,11 @@ def vllm_version() -> str:
     return str(getattr(vllm, "__version__", "unknown"))
 
 
-def estimate_weights(path: str, family: Family, dtype_name: str,
-                     common: dict) -> tuple[int, tuple[dict[str, str], dict[str, int]]]:
-    """(weight bytes, (per-side formats, per-side bytes)) of the model at `dtype_name`, from its config alone.
+def estimate_weights(path: str, family: Family, dtype_name: str, common: dict,
+                     quantized: tuple[str, float] | None = None
+                     ) -> tuple[int, tuple[dict[str, str], dict[str, int]]]:
+    """(weight bytes, (per-side formats, per-side bytes)) of the model at `dtype_name`, from its config alone;
+    `quantized` (format, bytes per weight): the language model's linear layers in that format.
 
     The engine may live in another process (vLLM V1 runs its engine core apart), so the weights are not
     counted there: the architecture is instantiated on the meta device (no memory) and its parameters
@@ -65,8 +135,7 @@ def estimate_weights(path: str, family: Family, dtype_name: str,
             )
     except Exception:  # noqa: BLE001 - an estimate; the cell must not fail over it
         return 0, ({}, {})
-    total = sum(p.numel() * p.element_size() for p in model.parameters())
-    return int(total), module_precisions(model, family)
+    return requantize_estimate(model, family, quantized, module_precisions(model, family))
 
 
 def request_timings(metrics: Any) -> tuple[float | None, float | None]:
@@ -110,11 +179,7 @@ class VLLMCaptioner(Captioner):
     def __init__(self, model: ResolvedModel, max_images_per_prompt: int | None = None,
                  engine_kwargs: dict[str, Any] | None = None):
         family, precision = model.family, model.precision
-        if precision not in VLLM_DTYPES:
-            raise ValueError(
-                f"precision {precision} is not run on vLLM here (bitsandbytes precisions run on HF); "
-                f"vLLM takes {', '.join(VLLM_DTYPES)}"
-            )
+        precision_args = engine_precision_args(precision)
         import torch
         from vllm import LLM
 
@@ -136,7 +201,7 @@ class VLLMCaptioner(Captioner):
             "model": model.path,
             "tokenizer": model.path,
             **model.hub_kwargs,
-            "dtype": VLLM_DTYPES[precision],
+            **precision_args,
             "load_format": "dummy" if model.dummy_weights else "auto",
             "limit_mm_per_prompt": {"image": max_images_per_prompt},
             "seed": 0,
@@ -149,14 +214,17 @@ class VLLMCaptioner(Captioner):
         kwargs.update(engine_kwargs or {})
         self.llm = LLM(**kwargs)
         load_seconds = time.perf_counter() - start
-        weight_bytes, formats = estimate_weights(model.path, family, VLLM_DTYPES[precision], model.hub_kwargs)
+        weight_bytes, formats = estimate_weights(model.path, family, estimate_dtype(precision),
+                                                 model.hub_kwargs,
+                                                 language_linear_format(precision, checkpoint_of(model)))
         self._peak = 0
         self.report = model.report(
             "vllm", torch.cuda.get_device_name(0) if on_cuda else "cpu", load_seconds, weight_bytes,
             formats, {**library_versions(), "vllm": vllm_version()},
             vllm_load_format=kwargs["load_format"], vllm_limit_mm_per_prompt=max_images_per_prompt,
             vllm_engine_args=engine_args_logged(kwargs),
-            weight_bytes_kind="estimate from config at the vLLM dtype",
+            weight_bytes_kind="estimate from config at the vLLM dtype (quantized language linears at their "
+                              "format)",
         )
 
     def engine_input(self, request: CaptionRequest) -> dict[str, Any]:

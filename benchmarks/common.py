@@ -204,6 +204,26 @@ def make_grid(
     )
 
 
+#: logical GPUs of the one Ray a --quick run shares: the most a quick section uses at once (the engine
+#: section's two cells side by side, the scaling section's two replicas)
+QUICK_RAY_GPUS = 2
+
+
+def start_shared_ray() -> str:
+    """--quick: one embedded Ray for every section instead of one per sweep (a sweep uses the Ray it finds
+    running in its process and leaves it running). What it changes is in the result: the sections' Ray
+    start reads about 0 s, and cells that a full run would time one at a time may run side by side."""
+    import ray
+
+    from sweep.execute.ray_cluster import _loopback_only
+
+    _loopback_only(True)  # on loopback alone, as the embedded Ray a sweep starts
+    ray.init(num_gpus=QUICK_RAY_GPUS, include_dashboard=False, log_to_driver=False,
+             _node_ip_address="127.0.0.1")
+    return (f"one embedded Ray with {QUICK_RAY_GPUS} logical GPUs shared by every section (--quick): "
+            "Ray start seconds read ~0")
+
+
 def run_engine(ctx: Context, grid: Any) -> EngineRun:
     """One `run_sweep` in this process, as a user runs it: its wall time and its own phase timings.
     A failed cell is reported (ctx.failures), not fatal: the benchmark measures what ran."""

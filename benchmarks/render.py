@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from benchmarks import precisions
+
 
 def fmt(v: Any, nd: int = 2) -> str:
     return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
@@ -260,10 +262,15 @@ def warmup_md(w: dict[str, Any]) -> list[str]:
     ]
 
 
+def precisions_md(p: dict[str, Any]) -> list[str]:
+    intro, columns, rows = precisions.summary(p)
+    return [*intro, *table(columns, rows)]
+
+
 MARKDOWN = {"batching": batching_md, "engine": engine_md, "rerun": rerun_md, "scaling": scaling_md,
             "gpu": gpu_md, "token_budgets": token_budgets_md, "scoring": scoring_md,
             "halving": halving_md, "pipeline_ceiling": pipeline_ceiling_md, "padding": padding_md,
-            "warmup": warmup_md}
+            "precisions": precisions_md, "warmup": warmup_md}
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -330,6 +337,8 @@ def console(name: str, data: dict[str, Any]) -> list[str]:
     if name == "warmup":
         return [f"   first cell / siblings latency p50: {data['variants']['0']['median_ratio']:.2f}x without "
                 f"warm-up, {data['variants']['1']['median_ratio']:.2f}x with"]
+    if name == "precisions":
+        return precisions.console(data)
     if name == "padding":
         return [f"   pad tokens {data['pad_tokens_padded']} -> {data['pad_tokens_grouped']} "
                 f"({data['ratio_pad_tokens']:.2f}x); seconds grouped / padded "

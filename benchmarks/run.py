@@ -1,14 +1,15 @@
 """Benchmarks of the sweep engine: batching, engine overhead, re-run, replica sharding, GPU throughput,
-token-budget sharing, scoring, successive halving, the pipeline's ceiling, HF padding, cold cells.
+token-budget sharing, scoring, successive halving, the pipeline's ceiling, HF padding, precisions on CPU,
+cold cells.
 
     python benchmarks/run.py [--quick] [--repeats N]
                              [--sections batching,engine,rerun,scaling,gpu,token_budgets,scoring,
-                                         halving,pipeline_ceiling,padding,warmup]
+                                         halving,pipeline_ceiling,padding,precisions,warmup]
 
 Prints every number (medians over repeats) and writes benchmarks/results/<date>-<machine>.json and .md
 (or under --out-dir). See benchmarks/README.md for what each number means. One module per section
 (batching, engine, rerun, scaling, gpu, token_budgets, scoring, halving, pipeline_ceiling, padding,
-warmup),
+precisions, warmup),
 `common` for what they share, `model_side` for every name taken from `actors`, `render` for the markdown;
 this file is the CLI.
 """
@@ -37,6 +38,7 @@ from benchmarks import (  # noqa: E402
     halving,
     padding,
     pipeline_ceiling,
+    precisions,
     render,
     rerun,
     scaling,
@@ -44,17 +46,27 @@ from benchmarks import (  # noqa: E402
     token_budgets,
     warmup,
 )
-from benchmarks.common import COCO_MINI, REPO, Context, log, machine_info, machine_slug  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    COCO_MINI,
+    REPO,
+    Context,
+    log,
+    machine_info,
+    machine_slug,
+    start_shared_ray,
+)
 
 SECTIONS = {"batching": batching, "engine": engine, "rerun": rerun, "scaling": scaling, "gpu": gpu,
             "token_budgets": token_budgets, "scoring": scoring, "halving": halving,
-            "pipeline_ceiling": pipeline_ceiling, "padding": padding, "warmup": warmup}
+            "pipeline_ceiling": pipeline_ceiling, "padding": padding, "precisions": precisions,
+            "warmup": warmup}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="8 images, 1 repeat, a 2-cell grid, replicas 1 and 2 "
-                   "(for the test)")
+    p.add_argument("--quick", action="store_true",
+                   help="8 images, 1 repeat, a 2-cell grid, replicas 1 and 2, one Ray shared by every "
+                   "section (for the test)")
     p.add_argument("--repeats", type=int, default=None, help="repeats of the batching section (default 3)")
     p.add_argument("--engine-repeats", type=int, default=1, help="repeats of the engine/scaling sections")
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}")
@@ -102,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         (args.out_dir / f"{stem}.json").write_text(json.dumps(result, indent=2, default=str))
         (args.out_dir / f"{stem}.md").write_text(render.markdown(result))
 
+    if quick:  # one Ray start instead of one per sweep: the quick run is the test suite's
+        result["ray"] = start_shared_ray()
+        log(result["ray"])
     try:
         for name, section in SECTIONS.items():
             if name in args.sections:
@@ -114,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
                 save()
     finally:
         shutil.rmtree(ctx.work, ignore_errors=True)
+        if quick:
+            import ray
+
+            ray.shutdown()
     save()
     log(f"results: {args.out_dir / stem}.json and .md ({result['total_seconds']:.0f} s)")
     return 0

@@ -25,7 +25,7 @@ def run(ctx: Context) -> dict[str, Any]:
             sweep = run_engine(ctx, grid)
             got = seen[n]
             got["wall"].append(sweep.wall)
-            got["ray_start"].append(sweep.execute.phases["ray_start"])
+            got["ray_start"].append(sweep.phases["ray_start"])
             got["cell_wall"].append(float(sweep.results["cell_wall_seconds"].iloc[0]))
             got["ips"].append(float(sweep.results["images_per_sec"].iloc[0]))
             log(f"  scaling replicas={n} repeat {r + 1}/{ctx.engine_repeats}: {sweep.wall:.1f}s, "

@@ -46,6 +46,22 @@ def tiny_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cache
 
 
+def ray_processes(marker: str) -> list:
+    """Processes of the Ray started with --temp-dir=<marker> (or RAY_TMPDIR=<marker>): every one of them
+    names its session dir. Stopping these, not `ray stop`, stops one Ray: `ray stop` stops every Ray of this
+    user on the machine, other sessions' and other checkouts' included."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if any(marker in arg for arg in proc.info["cmdline"] or []):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return found
+
+
 def grid_dict(coco: Path, out: Path, **overrides) -> dict:
     grid = {
         "name": "test",
@@ -62,3 +78,50 @@ def grid_dict(coco: Path, out: Path, **overrides) -> dict:
     }
     grid.update(overrides)
     return grid
+
+
+# One Ray for the tests marked `shared_ray`: a sweep uses the Ray it finds running in its process and leaves
+# it running (sweep.execute.ray_cluster.init_ray), so consecutive sweeps of such tests pay one Ray start.
+# Only tests whose grids would start exactly this Ray (`resources.local_gpus: 2`, nothing per test in the
+# workers' environment, no assertion on Ray's own start or stop) are marked. Every other test gets the Ray
+# of its own sweep, as a user does: the shared one is stopped before it (its module fixtures included).
+SHARED_RAY_GPUS = 2
+_shared_ray: dict[str, bool] = {"on": False}
+
+
+def _use_shared_ray(want: bool) -> None:
+    if want and not _shared_ray["on"]:
+        import ray
+
+        from sweep.execute.ray_cluster import _loopback_only
+
+        if not ray.is_initialized():
+            _loopback_only(True)  # on loopback alone, as the embedded Ray a sweep starts
+            ray.init(num_gpus=SHARED_RAY_GPUS, include_dashboard=False, log_to_driver=False,
+                     _node_ip_address="127.0.0.1")
+            _shared_ray["on"] = True
+    elif not want and _shared_ray["on"]:
+        import ray
+
+        from sweep.execute.ray_cluster import _loopback_only
+
+        ray.shutdown()
+        _loopback_only(False)  # Ray's own settings back (a later Cluster must not start in loopback mode)
+        _shared_ray["on"] = False
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _ray_of_the_module(request: pytest.FixtureRequest):
+    """Before a module's own fixtures: the shared Ray if the module is marked, else none running."""
+    _use_shared_ray(request.node.get_closest_marker("shared_ray") is not None)
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _ray_of_the_test(request: pytest.FixtureRequest):
+    _use_shared_ray(request.node.get_closest_marker("shared_ray") is not None)
+    yield
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    _use_shared_ray(False)

@@ -342,6 +342,7 @@ def test_hub_ids_folders_and_loaders_are_still_models(tmp_path):
 
 
 @pytest.mark.slow  # a sweep on Ray
+@pytest.mark.shared_ray
 def test_a_sweep_keeps_every_good_image_and_model_around_the_bad_ones(coco_mini, tmp_path):
     from sweep.data.sources import dataset_fingerprint
     from sweep.engine import run_sweep

@@ -1,8 +1,7 @@
 """`benchmarks/run.py --quick` runs end to end and writes every section with finite numbers.
 
 Speed targets are reported by the benchmark, never asserted here (CI machines are noisy and shared).
-The quick run takes ~5-7 min on 2 idle-ish cores (it starts Ray four times); the timeout leaves room for a
-loaded machine.
+The quick run starts one Ray that every section's sweeps share; the timeout leaves room for a loaded machine.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow  # the quick benchmark starts Ray four times
+pytestmark = pytest.mark.slow  # the quick benchmark runs a dozen sweeps
 
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = ("batching", "engine", "rerun", "scaling", "gpu")
@@ -75,6 +74,7 @@ def test_quick_benchmark_writes_every_section(
         assert machine["versions"].get(pkg), pkg
     assert machine["weights_random"] is True
 
+    assert "shared by every section" in result["ray"]  # one Ray start for the whole quick run
     for section in SECTIONS:
         assert section in result, section
     for section in ("batching", "engine", "rerun", "scaling"):
@@ -107,3 +107,12 @@ def test_quick_benchmark_writes_every_section(
     padding = result["padding"]  # section 10: mixed image sizes, grouped by prompt length
     assert 0 <= padding["pad_tokens_grouped"] < padding["pad_tokens_padded"]
     assert padding["identical_captions"] == padding["compared_captions"] == 8
+    precisions = result["precisions"]  # section 11: every CPU precision loads, shrinks and is estimated
+    rows = {(r["model"], r["precision"]): r for r in precisions["rows"]}
+    assert {p for _, p in rows} == {"fp32", "int8", "nf4", "int8wo", "int4wo"}
+    assert all(0.95 <= r["ratio_estimate_vs_measured"] <= 1.05 for r in rows.values())
+    assert all(r["images_per_sec"] > 0 and r["same_captions_as_fp32"] >= 0 for r in rows.values())
+    small = {p: r for (m, p), r in rows.items() if m.endswith("shapes-llava-small")}
+    assert small["int4wo"]["weight_bytes"] < small["int8wo"]["weight_bytes"] < small["fp32"]["weight_bytes"]
+    assert all(math.isfinite(r["cider"]) and r["cider_ci_low"] <= r["cider"] <= r["cider_ci_high"]
+               for r in small.values())

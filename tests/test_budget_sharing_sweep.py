@@ -16,7 +16,7 @@ from sweep.grid.cells import expand_cells
 from sweep.grid.config import parse_grid
 from sweep.results.store import ResultStore
 
-pytestmark = pytest.mark.slow  # four sweeps on Ray
+pytestmark = [pytest.mark.slow, pytest.mark.shared_ray]  # four sweeps on one Ray
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES = REPO / "zoo" / "shapes-data" / "test"

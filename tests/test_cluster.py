@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from conftest import grid_dict
+from conftest import grid_dict, ray_processes
 
 from sweep.data.sources import dataset_fingerprint, load_coco_samples
 from sweep.engine import run_sweep
@@ -119,18 +119,6 @@ def test_sweep_spreads_cells_over_four_l4_nodes(coco_mini, tmp_path, monkeypatch
     assert len(runs) == 4
     assert {r.data.params["node_ids"] for r in runs} == used
     assert {r.data.tags["cell_id"] for r in runs} == set(nodes_per_cell)
-
-
-def ray_processes(marker: str) -> list[psutil.Process]:
-    """Processes of the Ray started with --temp-dir=<marker>: every one of them names its session dir."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            if any(marker in arg for arg in proc.info["cmdline"] or []):
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-    return found
 
 
 def stop_own_ray(temp_dir: Path, pgid: int) -> None:

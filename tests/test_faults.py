@@ -1,17 +1,20 @@
 """Faults stay inside their cell or batch, and an interrupted sweep resumes without redoing work."""
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
-from conftest import grid_dict
+from conftest import grid_dict, ray_processes
 
 from sweep.data.sources import dataset_fingerprint, load_coco_samples
 from sweep.engine import run_sweep
@@ -40,6 +43,13 @@ def sweep(data: dict):
     return code, info, cells
 
 
+def _children(proc: psutil.Process) -> list[psutil.Process]:
+    try:
+        return proc.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
 def calls(fault_dir: Path) -> list[int]:
     log = fault_dir / "calls.log"
     return [int(line.split()[-1]) for line in log.read_text().splitlines()] if log.exists() else []
@@ -51,7 +61,9 @@ def test_interrupted_sweep_resumes_only_missing_samples(coco_mini, tmp_path, mon
     data = make_grid(coco_mini, tmp_path / "out", model, limit=24)
     path = tmp_path / "grid.yaml"
     path.write_text(yaml.safe_dump(data))
-    env = {**os.environ, "VLM_SWEEP_FAULT_DIR": str(fault_dir), "VLM_SWEEP_FAULT_SLEEP": "2"}
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rfl", dir="/tmp"))  # short: Ray's socket paths; names its Ray
+    env = {**os.environ, "VLM_SWEEP_FAULT_DIR": str(fault_dir), "VLM_SWEEP_FAULT_SLEEP": "2",
+           "RAY_TMPDIR": str(ray_tmp)}
     proc = subprocess.Popen([sys.executable, "-m", "sweep.run", str(path)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -65,9 +77,14 @@ def test_interrupted_sweep_resumes_only_missing_samples(coco_mini, tmp_path, mon
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    # Ray daemons that left the process group
-    ray_cli = str(Path(sys.executable).parent / "ray")
-    subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)
+    # Ray daemons that left the process group: this sweep's only (`ray stop` would stop every Ray here)
+    left = ray_processes(str(ray_tmp))
+    left += [c for p in list(left) for c in _children(p)]
+    for p in left:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    psutil.wait_procs(left, timeout=30)
+    shutil.rmtree(ray_tmp, ignore_errors=True)
     grid = parse_grid(data)
     samples = load_coco_samples(grid.dataset)
     cell = expand_cells(grid, dataset_fingerprint(samples, grid.dataset.image_max_side))[0]

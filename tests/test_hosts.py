@@ -118,23 +118,19 @@ def test_pool_loads_a_second_copy_where_gpus_are_free_and_drops_failed_loads(coc
 def test_a_shared_host_labels_each_cell_with_its_own_turn(coco_mini):
     """Two cells on one loaded model (shared, or one after the other): each cell's rows say whether that
     cell found the model loaded, whatever the other cell does meanwhile; a resumed cell keeps its turn."""
+    from actors.captioner import Captioner
     from actors.contract import LoadReport
     from actors.model_host import ModelHost
 
-    class NoModel:
+    class NoModel(Captioner):  # the host's contract with a captioner, without a model
         report = LoadReport("hf", "test", "llava", "cpu", 1.0, 10)
         family = type("Family", (), {"generation_defaults": {"num_beams": 1, "min_new_tokens": 9}})
-
-        batches_per_call = 1
 
         def reset_peak_memory(self):
             self.resets = getattr(self, "resets", 0) + 1
 
-        def reset_caches(self):
-            return ""  # nothing kept across calls
-
-        def rendered_prompt(self, prompt):
-            return prompt
+        def generate(self, requests, generate_kwargs):
+            raise AssertionError("begin_cell never generates")
 
     host = ModelHost.__new__(ModelHost)  # the host's bookkeeping, without loading a model
     host.captioner, host.generation, host.cells_before = NoModel(), {}, {}

@@ -112,7 +112,7 @@ def test_estimate_parts_follow_the_formula():
     qwen = estimate_cell_bytes(QWEN2_VL_2B, "bf16", batch_size=8, max_new_tokens=32)
     assert qwen["kv_cache"] == 2 * 28 * 2 * 128 * (256 + 32 + 32) * 8 * 2
     with pytest.raises(ValueError, match="unknown precision"):
-        estimate_cell_bytes(QWEN2_VL_2B, "fp8", batch_size=1, max_new_tokens=1)
+        estimate_cell_bytes(QWEN2_VL_2B, "fp64", batch_size=1, max_new_tokens=1)
 
 
 def test_refusal_message_gives_both_numbers():

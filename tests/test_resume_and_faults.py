@@ -34,6 +34,7 @@ def _children(info):
 
 
 @pytest.mark.slow  # sweeps on Ray
+@pytest.mark.shared_ray
 def test_fresh_archives_instead_of_deleting(coco_mini, tmp_path):
     _sweep(coco_mini, tmp_path, [{"id": "tiny:llava"}])
     code, info, cells = _sweep(coco_mini, tmp_path, [{"id": "tiny:llava"}], fresh=True)
@@ -43,6 +44,7 @@ def test_fresh_archives_instead_of_deleting(coco_mini, tmp_path):
 
 
 @pytest.mark.slow  # a sweep on Ray
+@pytest.mark.shared_ray
 def test_a_model_that_fails_to_load_fails_only_its_cell(coco_mini, tmp_path):
     broken = tmp_path / "no-such-model"  # a folder that says llava but holds no processor nor weights
     broken.mkdir()

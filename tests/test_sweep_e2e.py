@@ -13,7 +13,7 @@ from sweep.grid.cells import expand_cells
 from sweep.grid.config import parse_grid
 from sweep.results.store import ResultStore
 
-pytestmark = pytest.mark.slow  # the whole sweep on Ray
+pytestmark = [pytest.mark.slow, pytest.mark.shared_ray]  # the whole sweep on Ray
 
 COST_AND_QUALITY = [
     "cider", "bleu_4", "meteor", "rouge_l", "latency_p50_s", "latency_p95_s", "images_per_sec",

@@ -70,6 +70,7 @@ def bikes() -> Path:
 
 
 @pytest.mark.slow  # a sweep on Ray
+@pytest.mark.shared_ray
 def test_sweep_captions_each_scene_of_bikes_with_both_strategies(coco_mini, tmp_path):
     videos = tmp_path / "videos"
     videos.mkdir()

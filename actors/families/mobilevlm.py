@@ -90,6 +90,9 @@ class MobileVLMFamily(Family):
         quant = precision_kwargs.get("quantization_config")
         if quant is None:
             return False, False, precision_kwargs.get("dtype")
+        if type(quant).__name__ != "BitsAndBytesConfig":
+            raise ValueError("MobileVLM: the authors' loader takes a float dtype or bitsandbytes int8/nf4, "
+                             f"not a {type(quant).__name__} (torchao precisions): use int8 or nf4")
         if getattr(quant, "load_in_4bit", False):
             return False, True, None
         skipped = " ".join(getattr(quant, "llm_int8_skip_modules", None) or [])

@@ -41,15 +41,24 @@ def _loopback_only(on: bool) -> None:
             os.environ[_RAY_CLUSTER_ENV] = value
 
 
+#: set while this process's Ray was started by `init_ray` (so `shutdown_ray` stops only a Ray it started)
+_started_ray: list[bool] = []
+
+
 def init_ray(grid: GridConfig, cells: list[Cell], address: str | None, verbose: bool) -> str:
-    """Join the cluster named by --address/$RAY_ADDRESS, else start an embedded Ray."""
+    """Join the cluster named by --address/$RAY_ADDRESS, else start an embedded Ray; a Ray this process
+    already runs (started by a notebook, a benchmark or a test session) is used as it is and left running."""
     import ray
 
     route_library_logs()  # Ray's INFO lines ("Started a local Ray instance", Tune's) into sweep.log
     address = address or os.environ.get("RAY_ADDRESS")
+    if not address and ray.is_initialized():
+        gpus = ray.cluster_resources().get("GPU", 0)
+        return f"the Ray already running in this process ({gpus:g} GPU{'s' * (gpus != 1)}, left running)"
     if address:
         _loopback_only(False)
         ray.init(address=address, log_to_driver=verbose)
+        _started_ray.append(True)
         return f"Ray cluster at {address}"
     _loopback_only(True)
     # authentication is off only here, where every Ray process listens on loopback alone
@@ -63,6 +72,7 @@ def init_ray(grid: GridConfig, cells: list[Cell], address: str | None, verbose: 
         kwargs["num_gpus"], choice = cpu_logical_gpus(grid.resources.local_gpus, cells)
         log.info("no CUDA device: %s", choice)
     ray.init(**kwargs)
+    _started_ray.append(True)
     gpus = ray.cluster_resources().get("GPU", 0)
     if "num_gpus" in kwargs:
         plural = "s" * (gpus != 1)
@@ -96,6 +106,7 @@ def shutdown_ray() -> None:
         return
     import ray
 
-    if ray.is_initialized():
+    if _started_ray and ray.is_initialized():  # a Ray the sweep found running is its owner's to stop
         ray.shutdown()
+    _started_ray.clear()
     _loopback_only(False)

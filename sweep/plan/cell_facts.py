@@ -7,7 +7,6 @@ import json
 import math
 from typing import Any
 
-from actors.precision import PRECISIONS
 from actors.resolve import ModelConfigError, local_config_json
 from sweep.grid.cells import Cell
 from sweep.plan.budgets import family_of
@@ -100,8 +99,10 @@ def memory_text(cell: Cell, gpu_bytes: int | None, image_side: int | None) -> st
 def describe_cell(cell: Cell, gpu_bytes: int | None, image_side: int | None) -> dict[str, Any]:
     """The dry run's facts of a cell: family, backend and why, precision per side, memory estimate, and the
     problems that will make its load fail (unknown family, remote code not allowed, no backend)."""
-    fmt = PRECISIONS[cell.precision]
-    facts: dict[str, Any] = {"vision": fmt.side_format("vision"), "language": fmt.side_format("language"),
+    from sweep.plan.precisions import planned_formats
+
+    vision, language = planned_formats(cell, "hf")
+    facts: dict[str, Any] = {"vision": vision, "language": language,
                              "memory": memory_text(cell, gpu_bytes, image_side), "problems": []}
     if cell.model.loader:
         facts.update(family="custom", backend="custom", backend_reason=f"loader {cell.model.loader}")
@@ -118,6 +119,7 @@ def describe_cell(cell: Cell, gpu_bytes: int | None, image_side: int | None) -> 
         facts["problems"].append(f"{family.name} runs remote code: set trust_remote_code: true")
     try:
         facts["backend"], facts["backend_reason"] = _backend(cell, family)
+        facts["vision"], facts["language"] = planned_formats(cell, facts["backend"])
     except ValueError as err:
         facts["problems"].append(str(err))
     return facts

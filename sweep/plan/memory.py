@@ -4,18 +4,30 @@ Formula (bytes; every term is computed from the config dict, nothing is loaded):
 
     estimate = weights + kv_cache + activations
 
-    weights     = P_layers_lm * b_lm + P_embed_lm * b_float + P_vision * b_vision
+    weights     = LM_layers + P_embed_lm * b_float + vision
         P_layers_lm  decoder layers: per layer  q,o: 2*h*(heads*head_dim)  k,v: 2*h*(kv_heads*head_dim)
                      MLP (gated, SwiGLU): 3*h*intermediate   norms: 2*h
+                     of which linear weights W_lm (all but the norms) in R_lm output rows
+                     (q: heads*head_dim, k and v: kv_heads*head_dim, o: h, gate and up: intermediate, down: h)
         P_embed_lm   token embedding vocab*h, plus lm_head vocab*h unless tie_word_embeddings
-                     (bitsandbytes never quantizes these: they stay float under int8/nf4)
+                     (no precision here quantizes these: they stay float)
         P_vision     vision tower: per layer 4*d*d (attention) + 2*d*d_mlp (MLP), patch embedding,
                      position embedding, plus the projector into the LM (a 2-layer MLP d -> h -> h, or
                      Qwen2-VL's patch merger)
-        bytes per parameter by precision (LM side / vision side):
-            fp32 4/4, fp16 and bf16 2/2, int8 1/2 (LLM.int8 LM, float vision),
-            int8-vision 2/1, nf4 0.5 + 4/64 (one fp32 absmax per 64-weight block) / 2;
-            b_float = 4 for fp32 else 2 (the GPU compute dtype)
+        LM_layers    float precisions: P_layers_lm * b_float; a precision quantizing the language side:
+                     quant(W_lm, R_lm) + (P_layers_lm - W_lm) * b_float
+        vision       float: P_vision * b_float; int8-vision: quant(P_vision, P_vision / d)
+        quant(W, R)  = W * b_w + R * b_row + W / g * (b_group + n_group * b_float), from the precision table
+                     (actors.precision.PRECISIONS):
+            int8 (LLM.int8)  b_w 1, b_row 4 (fp32 SCB per row)
+            nf4              b_w 0.5, g 64, b_group 4 (one fp32 absmax per 64-weight block)
+            int8wo (torchao) b_w 1, b_row 5 (fp32 scale + int8 zero point per row)
+            int4wo (torchao) b_w 0.5, g 32, n_group 2 (scale and zero point in the float dtype)
+            fp8              b_w 1, b_row 4 (fp32 scale per row)
+            prequantized     b_w from config.json's quantization_config: bits/8, plus (2 + bits/8)/g for
+                             an fp16 scale and a packed zero point per group of g (AWQ, GPTQ)
+        b_float = 4 for fp32, else 2 (the GPU compute dtype); `float_bytes` overrides it for the float
+                  modules of a quantized precision (4 on CPU, where they stay fp32)
     kv_cache    = 2 * layers * kv_heads * head_dim * (prompt_tokens + max_new_tokens) * batch * beams * b_kv
         prompt_tokens = image tokens ((image_side / patch)^2 / merge^2) + 32 text tokens;
         b_kv = 4 for fp32 else 2 (the cache is kept in the compute dtype, also for int8/nf4)
@@ -34,7 +46,8 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-from actors.precision import PRECISIONS
+from actors.checkpoint_quant import checkpoint_quant
+from actors.precision import PRECISIONS, PrecisionFormat
 
 GiB = 1024**3
 GB = 1000**3
@@ -53,19 +66,21 @@ _ALIASES = {"RTX5080": "RTX-5080", "GEFORCE-RTX-5080": "RTX-5080", "A100": "A100
             "A100-40GB": "A100-40G", "A100-80GB": "A100-80G", "H100-80G": "H100", "H100-80GB": "H100",
             "TESLA-T4": "T4"}
 
-#: Bytes per parameter: (language model decoder layers, vision tower + projector), from the one table.
-PRECISION_BYTES: dict[str, tuple[float, float]] = {p: f.bytes_per_param for p, f in PRECISIONS.items()}
 TEXT_PROMPT_TOKENS = 32
 WEIGHT_OVERHEAD = 0.10
 CUDA_CONTEXT_BYTES = GiB // 2
 
 
-def known_gpu_memory(accelerator_type: str) -> int | None:
-    """Bytes of one GPU of this kind (`L4`, `RTX 5080`, `A100-80G`, ...), None when unknown."""
+def gpu_key(accelerator_type: str) -> str:
+    """The table name of an accelerator (`NVIDIA L4` -> `L4`, `A100-80GB` -> `A100-80G`)."""
     key = accelerator_type.strip().upper().replace(" ", "-").replace("_", "-")
     key = key.removeprefix("NVIDIA-")
-    key = _ALIASES.get(key, key)
-    return KNOWN_GPU_MEMORY.get(key)
+    return _ALIASES.get(key, key)
+
+
+def known_gpu_memory(accelerator_type: str) -> int | None:
+    """Bytes of one GPU of this kind (`L4`, `RTX 5080`, `A100-80G`, ...), None when unknown."""
+    return KNOWN_GPU_MEMORY.get(gpu_key(accelerator_type))
 
 
 def gpu_memory_bytes(accelerator_type: str | None, gpu_memory_gb: float | None = None) -> int | None:
@@ -127,14 +142,51 @@ def language_parameters(config: Mapping[str, Any]) -> tuple[int, int]:
     return d.layers * per_layer + h, d.vocab * h * (1 if d.tied else 2)
 
 
+def language_linears(config: Mapping[str, Any]) -> tuple[int, int]:
+    """(weights, output rows) of the decoder layers' linear layers: what a quantizing precision packs."""
+    d = text_dims(config)
+    h = d.hidden
+    weights = 2 * h * d.heads * d.head_dim + 2 * h * d.kv_heads * d.head_dim + 3 * h * d.intermediate
+    rows = d.heads * d.head_dim + 2 * d.kv_heads * d.head_dim + h + 2 * d.intermediate + h
+    return d.layers * weights, d.layers * rows
+
+
+def vision_width(config: Mapping[str, Any]) -> int:
+    """The vision tower's hidden size d (Qwen2-VL: embed_dim)."""
+    v = config["vision_config"]
+    if "embed_dim" in v and "depth" in v:  # Qwen2-VL style: hidden_size is the merger's output size
+        return int(v["embed_dim"])
+    return int(_get(v, "hidden_size", "embed_dim", "width"))
+
+
+def weight_bytes(config: Mapping[str, Any], precision: str, float_bytes: float | None = None) -> float:
+    """The weights term of the formula (module docstring) for this config at this precision."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision '{precision}'; known: {', '.join(PRECISIONS)}")
+    fmt: PrecisionFormat = PRECISIONS[precision]  # type: ignore[index]
+    b_float = float_bytes or (fmt.weight_bytes if fmt.float_dtype else 2.0)
+    layer_params, embed_params = language_parameters(config)
+    lin_w, lin_rows = language_linears(config)
+    p_vision = vision_parameters(config)
+    lm, vision = layer_params * b_float, p_vision * b_float
+    if fmt.quantized_side == "language":
+        lm = fmt.linear_bytes(lin_w, lin_rows, b_float) + (layer_params - lin_w) * b_float
+    elif fmt.quantized_side == "vision" and p_vision:
+        vision = fmt.linear_bytes(p_vision, p_vision / vision_width(config), b_float)
+    elif fmt.quantized_side == "checkpoint":
+        quant = checkpoint_quant(config)
+        if quant is None:
+            raise ValueError("precision prequantized: config.json has no quantization_config")
+        lm = lin_w * quant.weight_bytes() + (layer_params - lin_w) * b_float
+    return lm + embed_params * b_float + vision
+
+
 def vision_parameters(config: Mapping[str, Any]) -> int:
     """Vision tower + projector parameters (0 for a text-only config)."""
     v = config.get("vision_config")
     if not isinstance(v, Mapping):
         return 0
-    d = int(_get(v, "hidden_size", "embed_dim", "width"))
-    if "embed_dim" in v and "depth" in v:  # Qwen2-VL style: hidden_size is the merger's output size
-        d = int(v["embed_dim"])
+    d = vision_width(config)
     layers = int(_get(v, "num_hidden_layers", "depth", "layers"))
     d_mlp = int(_get(v, "intermediate_size", default=int(_get(v, "mlp_ratio", default=4) * d)))
     patch = int(_get(v, "patch_size", default=14))
@@ -169,18 +221,14 @@ def image_tokens(config: Mapping[str, Any], image_side: int | None = None) -> in
 
 def estimate_cell_bytes(config: Mapping[str, Any], precision: str, batch_size: int, max_new_tokens: int,
                         num_beams: int = 1, prompt_tokens: int | None = None,
-                        image_side: int | None = None) -> dict[str, int]:
+                        image_side: int | None = None, float_bytes: float | None = None) -> dict[str, int]:
     """GPU memory of one model actor of a cell: {"weights", "kv_cache", "activations", "total"} in bytes.
 
     `config` is the model's config.json as a dict (a VLM's with `text_config`/`vision_config`, or a
     Qwen2-VL style one with the text fields at the top). See the module docstring for the formula.
     """
-    if precision not in PRECISION_BYTES:
-        raise ValueError(f"unknown precision '{precision}'; known: {', '.join(PRECISION_BYTES)}")
-    b_lm, b_vision = PRECISION_BYTES[precision]
-    b_float = 4.0 if precision == "fp32" else 2.0
-    layer_params, embed_params = language_parameters(config)
-    weights = layer_params * b_lm + embed_params * b_float + vision_parameters(config) * b_vision
+    weights = weight_bytes(config, precision, float_bytes)
+    b_float = float_bytes or (4.0 if precision == "fp32" else 2.0)
 
     d = text_dims(config)
     h, inter, vocab = d.hidden, d.intermediate, d.vocab

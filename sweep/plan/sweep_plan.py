@@ -6,7 +6,9 @@ writes the samples' references and hands the same plan to `sweep.execute.run_pla
 A cell is one of:
 - `read back`: finished in the store over exactly these samples (not sampled, not `--fresh`): its stored
   costs are recorded, nothing is generated;
-- `refused`: estimated not to fit the target GPU (`sweep.plan.memory`), failed before any load;
+- `refused`: estimated not to fit the target GPU (`sweep.plan.memory`), or a precision the target cannot
+  run (`sweep.plan.precisions`: fp8 without an fp8 kernel, a pre-quantized checkpoint no backend loads),
+  failed before any load;
 - `run`: a trial on Ray, which captions what the store lacks (`stored` samples are resumed, none under
   `--fresh`), or whose cell is answered from the generation of a larger budget (`lead`, token-budget
   sharing among the cells to run: `sweep.plan.budgets`).
@@ -25,6 +27,7 @@ from sweep.grid.cells import Cell
 from sweep.grid.config import GridConfig, SearchConfig
 from sweep.plan.budgets import Sharing, plan_sharing
 from sweep.plan.cell_facts import describe_cell, eta_from_store, memory_refusals, target_gpu_bytes
+from sweep.plan.precisions import precision_refusals
 from sweep.results.store import ResultStore
 
 READ_BACK, REFUSED, RUN = "read back", "refused", "run"
@@ -85,12 +88,14 @@ class PlanSettings:
     image_side: int | None = None
     share_token_budgets: bool = True
     search: SearchConfig | None = None
+    accelerator_type: str | None = None  # the target of the precision refusals (fp8 needs capability 8.9)
 
     @classmethod
     def from_grid(cls, grid: GridConfig) -> PlanSettings:
         res = grid.resources
         return cls(lambda: target_gpu_bytes(res.accelerator_type, res.gpu_memory_gb),
-                   grid.dataset.image_max_side, grid.generation.share_token_budgets, grid.search)
+                   grid.dataset.image_max_side, grid.generation.share_token_budgets, grid.search,
+                   res.accelerator_type)
 
     def gpu(self) -> int | None:
         return self.gpu_bytes() if callable(self.gpu_bytes) else self.gpu_bytes
@@ -163,7 +168,9 @@ def build_plan(cells: list[Cell], store: ResultStore, sample_ids: set[str], sett
     entries = {c.cell_id: _cell_entry(c, store, sample_ids, fresh) for c in cells}
     todo = [e.cell for e in entries.values() if e.status == RUN]
     gpu = settings.gpu() if todo or describe else None
-    for cell_id, reason in (memory_refusals(todo, gpu, settings.image_side) if todo else {}).items():
+    refused = {**precision_refusals(todo, settings.accelerator_type),
+               **memory_refusals(todo, gpu, settings.image_side)} if todo else {}
+    for cell_id, reason in refused.items():
         entries[cell_id].status, entries[cell_id].problems = REFUSED, [reason]
     runs = [e.cell for e in entries.values() if e.status == RUN]
     sharing = plan_sharing(runs, settings.share_token_budgets)
