@@ -14,7 +14,7 @@ from actors.contract import LoadSpec
 from actors.families.base import Family
 from actors.precision import VLLM_PRECISIONS, precision_format, refusal
 from actors.registry import detect_family, get_family
-from actors.resolve import read_config_json, resolve_model
+from actors.resolve import check_local_folder, read_config_json, resolve_model
 
 # vLLM takes the precisions whose row in actors.precision lists it: the float ones (its `dtype`), fp8
 # (`quantization="fp8"`) and prequantized (the checkpoint's method). bitsandbytes precisions (int8,
@@ -142,6 +142,7 @@ def make_captioner(model_id: str, family_override: str | None, revision: str | N
     if weights_mode not in ("real", "dummy"):
         raise ValueError(f"weights_mode must be 'real' or 'dummy', got {weights_mode!r}")
     path, weights = resolve_model(model_id)
+    check_local_folder(path)  # an empty folder: named, with the config.json it lacks
     family = resolve_family(path, family_override, revision)
     if family.requires_remote_code and not trust_remote_code:
         raise ValueError(

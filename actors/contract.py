@@ -29,6 +29,9 @@ Precision = Literal["fp32", "fp16", "bf16", "int8", "int8-vision", "nf4", "int8w
 BackendName = Literal["auto", "hf", "vllm"]
 WeightsMode = Literal["real", "dummy"]
 
+#: how a model's load error reads in a cell's reason (`ModelHost.begin_cell` raises it, the driver finds it)
+LOAD_FAILED = "load failed (not retried: the same load would fail again)"
+
 
 @dataclass(frozen=True)
 class ModelRef:
@@ -118,6 +121,9 @@ class SampleBatch:
     heights: list[int]
     pixels: list[Any] | None = None
     frames_jpeg: list[list[bytes]] | None = None
+    # per sample, what decoding changed so the pixels mean what the file means ("mode I;16 scaled ...
+    # to 8 bits", "EXIF orientation 6 applied"), "" when nothing; None from a decoder that says nothing
+    notes: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.sample_ids)
@@ -135,6 +141,7 @@ class SampleBatch:
             heights=[h for p in parts for h in p.heights],
             pixels=None if video else [x for p in parts for x in (p.pixels or [])],
             frames_jpeg=[f for p in parts for f in (p.frames_jpeg or [])] if video else None,
+            notes=[n for p in parts for n in (p.notes or [""] * len(p.sample_ids))],
         )
 
 
@@ -150,6 +157,7 @@ class SampleResult:
     # the engine's own request timings (CaptionResult.ttft_sec / e2e_sec), NaN when it gives none
     ttft_sec: float = float("nan")
     request_e2e_sec: float = float("nan")
+    pixel_note: str = ""  # SampleBatch.notes: what decoding changed (bit depth, EXIF orientation)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from PIL import Image
 from actors.backends import load_captioner
 from actors.captioner import Captioner
 from actors.contract import (
+    LOAD_FAILED,
     BatchResult,
     BudgetResult,
     CaptionRequest,
@@ -90,6 +91,10 @@ def images_of(batch: SampleBatch, i: int) -> list[Image.Image]:
     if batch.frames_jpeg is not None:
         return [Image.open(io.BytesIO(bytes(b))).convert("RGB") for b in batch.frames_jpeg[i]]
     return [Image.fromarray(np.asarray(batch.pixels[i], dtype=np.uint8))]
+
+
+class ModelLoadFailed(RuntimeError):
+    """The host's model did not load: a deterministic error, raised by `begin_cell` (not retried by Ray)."""
 
 
 class CellOutOfMemory(RuntimeError):
@@ -182,13 +187,26 @@ class ModelHost:
     """Holds one loaded captioner; `begin_cell` when a cell starts on it, `caption` per batch. What the
     driver calls on it is `actors.contract.ModelHostApi`."""
 
-    def __init__(self, spec: LoadSpec | None, energy_country: str | None, captioner: Captioner | None = None):
-        """`captioner`: one already loaded (benchmarks and CI checks outside Ray); else loaded from `spec`."""
+    def __init__(self, spec: LoadSpec | None, energy_country: str | None, captioner: Captioner | None = None,
+                 defer_load_error: bool = False):
+        """`captioner`: one already loaded (benchmarks and CI checks outside Ray); else loaded from `spec`.
+
+        `defer_load_error` (a Ray actor): a load that raises (an import, a missing file, a configuration
+        or refusal, out of memory at load time) is kept and raised by `begin_cell` instead. Raised here it
+        would kill the actor, and Ray restarts a dead actor and retries its task (`max_restarts`,
+        `max_task_retries`: meant for a process or node that died): the same load would run three times
+        to fail the same way. Raised by a method, it is an application error, which Ray does not retry."""
         self.spec = spec
+        self.load_error: str = ""
         if captioner is None:
             if spec is None:
                 raise ValueError("ModelHost needs a LoadSpec or a loaded captioner")
-            captioner = load_captioner(spec)
+            try:
+                captioner = load_captioner(spec)
+            except Exception as err:
+                if not defer_load_error:
+                    raise
+                self.load_error = f"{type(err).__name__}: {err}".splitlines()[0][:1000]
         self.captioner = captioner
         self.actor_id = f"{socket.gethostname()}:{os.getpid()}"
         self.node_id = ray_node_id()
@@ -203,6 +221,8 @@ class ModelHost:
         """A new cell starts on this model: its peak memory is its own (unless another cell shares the
         host meanwhile), and it starts cold (`Measurement`): caches emptied, a warm-up due before its first
         batch. Waits for the load: a load error surfaces here, before any image is read."""
+        if getattr(self, "load_error", ""):  # (a host built without __init__, in tests, has none)
+            raise ModelLoadFailed(f"{LOAD_FAILED}: {self.load_error}")
         measurement = measurement or Measurement()
         self.captioner.reset_peak_memory()
         policy = self._reset_caches(measurement)
@@ -298,6 +318,7 @@ class ModelHost:
                 image_height=batch.heights[i],
                 ttft_sec=engine_seconds(captions[i].ttft_sec) if i in captions else NAN,
                 request_e2e_sec=engine_seconds(captions[i].e2e_sec) if i in captions else NAN,
+                pixel_note=batch.notes[i] if batch.notes else "",
             )
             for i, sid in enumerate(batch.sample_ids)
         ]

@@ -47,12 +47,24 @@ def parse_config_json(path: Path) -> dict:
     return data
 
 
+def check_local_folder(path_or_id: str) -> None:
+    """A local folder without config.json is refused naming it (HF would say "Repo id must be in the form
+    'repo_name' or 'namespace/repo_name'", as if it were a hub id)."""
+    folder = Path(path_or_id)
+    if folder.is_dir() and not (folder / "config.json").is_file():
+        held = sorted(p.name for p in folder.iterdir())[:5]
+        raise ModelConfigError(f"{folder}: a local model folder without config.json (it holds "
+                               f"{', '.join(held) if held else 'nothing'}); point the model's id at the "
+                               "folder of a saved model")
+
+
 def read_config_json(path_or_id: str, revision: str | None = None, *, local_only: bool = False) -> dict:
     """config.json of a local folder or of a hub id (downloaded unless `local_only`: then only from the
     local HF cache). Raises OSError when it is not there, ModelConfigError when it is not valid JSON."""
     local = Path(path_or_id) / "config.json"
     if local.is_file():
         return parse_config_json(local)
+    check_local_folder(path_or_id)
     from huggingface_hub import hf_hub_download
 
     path = hf_hub_download(path_or_id, "config.json", revision=revision, local_files_only=local_only)

@@ -22,11 +22,35 @@ LIBRARY_LOGGERS = ("ray", "mlflow", "alembic", "huey")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+#: libraries whose errors and tracebacks go to the log file only (Tune's trial error reports, MLflow's
+#: SQLAlchemy errors with their SQL dumps): the terminal says one line per failed cell and per stopping
+#: reason itself, and --verbose shows the rest. Their plain warnings stay on the terminal.
+QUIET_LIBRARIES = (*LIBRARY_LOGGERS, "sqlalchemy", "urllib3", "filelock", "fsspec", "pyarrow")
+
+
+def is_library_record(record: logging.LogRecord) -> bool:
+    return record.name.split(".")[0] in QUIET_LIBRARIES
+
+
 class _BelowWarning(logging.Filter):
-    """Keeps INFO and DEBUG records off a terminal handler."""
+    """Keeps INFO and DEBUG records, and a library's errors and tracebacks, off a terminal handler."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING
+        if record.levelno < logging.WARNING:
+            return False
+        if is_library_record(record):
+            return record.levelno < logging.ERROR and not record.exc_info
+        return True
+
+
+def brief(err: BaseException, limit: int = 200) -> str:
+    """One line for the terminal from a library's exception: its type and first line, without the SQL
+    statement and parameters SQLAlchemy appends (MLflow's errors on a full disk run to hundreds of lines);
+    the whole of it belongs in the log file."""
+    text = str(err).split("[SQL:", 1)[0].strip()
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    line = f"{type(err).__name__}: {first}" if first else type(err).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 class _LogFile(logging.FileHandler):

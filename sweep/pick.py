@@ -33,10 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
     from sweep.publish.report import candidates, front_pool, load_tables
+    from sweep.publish.spreadsheet import read_back
     from sweep.quality.pick import constraints, format_pick, pick
     from sweep.quality.statistics import Comparisons
 
-    results = pd.read_csv(args.output_dir / "results.csv")
+    results = read_back(pd.read_csv(args.output_dir / "results.csv"))  # formula-like labels unescaped
     limits = constraints(args.max_memory_gb, args.min_images_per_sec, args.max_latency_s,
                          args.max_kwh_per_1k_images)
     comparisons = Comparisons(load_tables(args.output_dir, results))

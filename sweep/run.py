@@ -2,9 +2,10 @@
 cells, and hands them to the engine (`sweep.engine`: plan → execute → publish) or prints the dry-run plan.
 
 Exit codes: 0 every cell succeeded, 1 some cells failed, 2 the grid or dataset is invalid, or the output
-dir is a file, not writable or in use by another sweep (nothing started), 3 stopped because the output
-disk filled or turned read-only mid-run (what was written is kept; free space and re-run to resume),
-130 / 143 stopped by SIGINT / SIGTERM (what finished is kept and reported).
+dir is a file, not writable, in use by another sweep or would overwrite an input (nothing started),
+3 stopped because the output disk filled or turned read-only mid-run (what was written is kept; free
+space and re-run to resume), 130 / 143 stopped by SIGINT / SIGTERM (what finished is kept and reported).
+docs/errors.md: what is refused, what becomes an error row, what is retried.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sweep.data.sources import DatasetError, Sample, dataset_fingerprint
 from sweep.engine import run_sweep
 from sweep.grid.cells import expand_cells
 from sweep.grid.config import GridConfig, GridError, load_grid
+from sweep.results.inputs import check_store_paths
 from sweep.results.lock import OutputDirError, check_output_dir
 
 log = logging.getLogger("sweep")
@@ -30,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Caption a dataset with every cell of a model x precision x max_new_tokens grid, "
         "score and measure each cell, log to MLflow and report the quality-vs-cost Pareto fronts.",
         epilog="Exit codes: 0 all cells ok, 1 some cells failed, 2 invalid grid or dataset, or an output dir "
-        "that is a file, not writable or in use by another sweep (nothing started), 3 stopped: the output "
+        "that is a file, not writable, in use by another sweep or would overwrite an input (nothing "
+        "started), 3 stopped: the output "
         "disk filled mid-run (what was written is kept; re-run to resume), 130/143 stopped by "
         "SIGINT/SIGTERM.",
     )
@@ -71,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         grid = load_grid(args.grid, args.overrides)
+        check_store_paths(grid)  # the store never writes over an input, its database where meant
         samples, fingerprint = load_samples(grid)
         check_output_dir(grid.output_dir, create=not args.dry_run)
     except (GridError, DatasetError, OutputDirError) as err:

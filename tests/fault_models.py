@@ -112,3 +112,10 @@ def die_once(model_id: str, precision: str) -> Captioner:
 
 def fill_disk_once(model_id: str, precision: str) -> Captioner:
     return ScriptedCaptioner(model_id, "fill-disk-once")
+
+
+def load_fails(model_id: str, precision: str) -> Captioner:
+    """A model whose load raises every time (a missing weights file): one line in loads.log per attempt."""
+    with open(_fault_dir() / "loads.log", "a") as f:
+        f.write(f"{model_id} {os.getpid()} failed\n")
+    raise FileNotFoundError(f"no weights file in {model_id}")

@@ -75,6 +75,14 @@ def test_dominated_cell_pruned_at_the_first_rung_then_completed_by_a_full_rerun(
     assert run.data.tags["status"] == "pruned" and run.data.params["pruned_by"] == cells[16].cell_id
     assert run.data.metrics["images_seen"] == 8 and run.data.metrics["pruned_rung"] == 1
 
+    # issue 30: a re-run of the same halving grid reads the pruned cell back: no Ray, no new MLflow run
+    again, _ = sweep(tmp_path, "pareto_halving")
+    assert again.exit_code == 0 and list(again.results["status"]) == ["pruned", "ok"]
+    assert again.results["reused"].all()
+    assert len(client.search_runs(client.get_experiment_by_name("vlm-sweep").experiment_id,
+                                  filter_string=f"tags.cell_id = '{cells[4].cell_id}'")) == 1
+    assert len(store.read_captions(cells[4].cell_id)) == 8
+
     full, _ = sweep(tmp_path, "full")  # the same output dir: completes the pruned cell
     assert full.exit_code == 0
     results = pd.read_csv(tmp_path / "results.csv").set_index("max_new_tokens")

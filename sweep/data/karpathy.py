@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sweep.data.sources import DatasetError, Sample, choose_subset, file_sha1, require_some_image
+from sweep.data.sources import DatasetError, Sample, choose_subset, image_file, require_some_image
 from sweep.grid.config import KarpathyDatasetConfig
 
 
@@ -76,9 +76,10 @@ def load_karpathy_samples(cfg: KarpathyDatasetConfig) -> list[Sample]:
     chosen = choose_subset(read_split(cfg), cfg, lambda e: e[0])
     samples = []
     for image_id, relative, refs in chosen:
-        path = cfg.images / relative
-        samples.append(Sample(sample_id=str(image_id), image_id=image_id, path=str(path.resolve()),
-                              references=refs, content_sha1=file_sha1(path)))
+        # only a regular file inside the images folder is read (sweep.data.files): else an error row
+        path, sha1, unreadable = image_file(cfg.images / relative, cfg.images)
+        samples.append(Sample(sample_id=str(image_id), image_id=image_id, path=path, references=refs,
+                              content_sha1=sha1, error=unreadable))
     require_some_image(samples, "dataset.images", cfg.images)
     return samples
 

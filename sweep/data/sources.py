@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from sweep.data.files import UnreadableFile, resolve_inside, sha1_regular
 from sweep.grid.config import DatasetConfig, ImageSubsetConfig
 
 T = TypeVar("T")
@@ -47,10 +48,26 @@ class DatasetError(ValueError):
 
 
 def file_sha1(path: Path) -> str:
+    """sha1 of a regular file's bytes, "" when it is missing or not a regular file (never opens a FIFO)."""
     try:
-        return hashlib.sha1(path.read_bytes()).hexdigest()
+        return sha1_regular(str(path))
     except OSError:
         return ""
+
+
+def image_file(path: Path, root: Path) -> tuple[str, str, str]:
+    """(resolved path, sha1 of its bytes, why it cannot be read): only a regular file inside `root` is
+    read (`sweep.data.files`); a missing one keeps sha1 "" and no reason (the decode stage's error row)."""
+    try:
+        resolved = resolve_inside(path, root)
+    except UnreadableFile as err:
+        return str(path), "", f"not read: {err}"
+    try:
+        return resolved, sha1_regular(resolved), ""
+    except FileNotFoundError:
+        return resolved, "", ""
+    except OSError as err:  # UnreadableFile: a FIFO, a device, a directory, no permission
+        return resolved, "", f"not read: {err}"
 
 
 def _coco_id(entry: object, key: str, where: str) -> int:
@@ -103,14 +120,15 @@ def load_coco_samples(cfg: DatasetConfig) -> list[Sample]:
         raise DatasetError(f"dataset.captions: {cfg.captions} has no image with a caption")
     samples = []
     for img in images:
-        path = cfg.images / img["file_name"]
+        path, sha1, unreadable = image_file(cfg.images / img["file_name"], cfg.images)
         samples.append(
             Sample(
                 sample_id=str(img["id"]),
                 image_id=int(img["id"]),
-                path=str(path.resolve()),
+                path=path,
                 references=tuple(refs[int(img["id"])]),
-                content_sha1=file_sha1(path),
+                content_sha1=sha1,
+                error=unreadable,
             )
         )
     require_some_image(samples, "dataset.images", cfg.images)
@@ -133,7 +151,7 @@ def choose_subset(entries: list[T], cfg: ImageSubsetConfig, image_id: Callable[[
 
 def require_some_image(samples: list[Sample], field: str, root: Path) -> None:
     """Refuse a dataset none of whose images is a non-empty file (a wrong images folder)."""
-    if not any(_is_image_file(Path(s.path)) for s in samples):
+    if not any(not s.error and _is_image_file(Path(s.path)) for s in samples):
         raise DatasetError(f"{field}: none of the {len(samples)} images to caption is a non-empty "
                            f"file under {root} (e.g. {samples[0].path}); check {field}")
 
@@ -141,7 +159,7 @@ def require_some_image(samples: list[Sample], field: str, root: Path) -> None:
 def _is_image_file(path: Path) -> bool:
     """Cheap: the file exists and is not empty (decoding is the pipeline's, an error row per bad image)."""
     try:
-        return path.is_file() and path.stat().st_size > 0
+        return path.stat().st_size > 0 and path.is_file()  # a FIFO or device: size 0 or not a file
     except OSError:
         return False
 

@@ -10,6 +10,7 @@ from typing import Any
 from ray.tune import Callback
 
 from sweep.execute.stopping import _STOPS, StopSignals, SweepHalted, SweepInterrupted
+from sweep.logs import brief
 from sweep.results.recorder import _RECORDERS, CellOutcome, SweepRecorder, log, trial_error_text
 
 
@@ -64,10 +65,12 @@ class CellCallback(Callback):
             else:
                 outcome = CellCallback._record_finished(recorder, cell_id, last_result)
         except Exception as err:
-            if not recorder.storage_failed(err):
-                log.exception("recording cell %s failed", cell_id)
-            outcome = recorder.record_failure(cell_id, f"recording failed: {type(err).__name__}: {err}")
-        if recorder.progress:
+            if not recorder.storage_failed(err):  # the traceback to sweep.log; the terminal: the cell's line
+                log.info("recording cell %s failed", cell_id, exc_info=True)
+            outcome = recorder.record_failure(cell_id, f"recording failed: {brief(err, 300)}")
+        if recorder.progress and outcome.status == "pruned":  # its images, not the whole dataset's
+            recorder.progress.cell_pruned(cell_id, int(outcome.metrics.get("images_seen", 0)))
+        elif recorder.progress:
             recorder.progress.cell_finished(cell_id, outcome.status != "failed",
                                             outcome.metrics.get("n_errors", 0.0))
 

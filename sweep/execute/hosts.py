@@ -28,6 +28,9 @@ def call_host(host: Any, method: Callable[Concatenate[ModelHostApi, P], R], *arg
         raise TypeError(f"{method.__name__} is not a method of actors.contract.ModelHostApi")
     return getattr(host, method.__name__).remote(*args, **kwargs)
 
+#: restarts of a model host whose process or node died, and retries of the batch it was serving
+HOST_RETRIES = 2
+
 
 @dataclass
 class HostSet:
@@ -75,13 +78,14 @@ class HostPool:
             num_gpus=spec.gpus_per_actor,
             # GPU actors must not hold a CPU: on small machines that silently idles logical GPUs
             num_cpus=0,
-            # a dead host is restarted (the model loaded again) and its batch retried
-            max_restarts=2,
-            max_task_retries=2,
+            # a host whose process or node died is restarted (the model loaded again) and its batch
+            # retried; an exception (a load error too: ModelHost defers it to begin_cell) is not retried
+            max_restarts=HOST_RETRIES,
+            max_task_retries=HOST_RETRIES,
             # Ray's own accelerator label: requires the node resource "accelerator_type:<name>"
             accelerator_type=self.accelerator_type,
         )
-        hosts = [host_class.remote(spec, self.energy_country) for _ in range(spec.replicas)]
+        hosts = [host_class.remote(spec, self.energy_country, None, True) for _ in range(spec.replicas)]
         self.loads += 1
         host_set = HostSet(self.loads, spec, spec.gpus_per_actor * spec.replicas, hosts)
         self.sets[host_set.set_id] = host_set

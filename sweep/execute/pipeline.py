@@ -115,6 +115,15 @@ def batch_tables(result: BatchResult, lead_id: str,
     return {None: caption_rows(result), **tables}
 
 
+def decode_rows(samples: list[Sample]) -> list[dict[str, Any]]:
+    """What the decode tasks get per sample. `content_sha1`: the decode task checks the bytes it reads
+    against it (a file changed mid-run is an error row, not a caption stored under the old content's
+    cell id); video scenes and the rows of a Hugging Face dataset's Arrow files have none to check."""
+    return [{"sample_id": s.sample_id, "path": s.path, "frame_times": list(s.frame_times), "error": s.error,
+             "arrow_row": s.arrow_row, "arrow_column": s.arrow_column,
+             **({} if s.video_id or s.arrow_column else {"content_sha1": s.content_sha1})} for s in samples]
+
+
 def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSettings,
                     on_batch: Callable[[dict[int | None, pd.DataFrame]], None], host_pool: Any,
                     on_start: Callable[[list[CellStart]], None] | None = None,
@@ -137,8 +146,7 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
     import ray
 
     video = any(s.video_id for s in samples)
-    rows = [{"sample_id": s.sample_id, "path": s.path, "frame_times": list(s.frame_times), "error": s.error,
-             "arrow_row": s.arrow_row, "arrow_column": s.arrow_column} for s in samples]
+    rows = decode_rows(samples)
     generation = replace(cell.generation(), budgets=tuple(sorted(budgets)))
     set_id, hosts = ray.get(host_pool.acquire.remote(cell.load_spec()))
     healthy = False

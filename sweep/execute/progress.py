@@ -32,6 +32,7 @@ class SweepProgress:
         self.samples: dict[str, int] = {}
         self.reused: set[str] = set()
         self.errors: dict[str, int] = {}  # cell id -> error rows (images it could not caption)
+        self.pruned: dict[str, int] = {}  # cell id -> images captioned before successive halving stopped it
         self.first_sample: float | None = None  # when the first computed sample came in
         self._lock = threading.Lock()  # Tune's loop starts cells, the recorder's thread finishes them
 
@@ -41,6 +42,16 @@ class SweepProgress:
         self.reused.add(cell_id)
         self.samples[cell_id] = self.samples_per_cell
         self._count_errors(cell_id, n_errors)
+
+    def cell_pruned(self, cell_id: str, images: int, reused: bool = False) -> None:
+        """A cell stopped at a rung by successive halving: a result over its `images`, never more."""
+        with self._lock:
+            self.running.discard(cell_id)
+            self.pruned[cell_id] = images
+            self.samples[cell_id] = images
+            if reused:
+                self.reused.add(cell_id)
+            self._emit(force=not reused)
 
     def cell_started(self, cell_id: str) -> None:
         with self._lock:
@@ -76,6 +87,13 @@ class SweepProgress:
         self.stream.flush()
 
     # text -------------------------------------------------------------------------------------------
+    def total_samples(self) -> int:
+        """Every cell's samples, a pruned cell's only those it captioned."""
+        return (self.total_cells - len(self.pruned)) * self.samples_per_cell + sum(self.pruned.values())
+
+    def pruned_text(self) -> str:
+        return f", {len(self.pruned)} pruned" if self.pruned else ""
+
     def samples_done(self) -> int:
         return sum(self.samples.values())
 
@@ -89,7 +107,7 @@ class SweepProgress:
         computed, since = self.computed_samples(), self.clock() - self.first_sample
         if computed <= 0 or since <= 0:
             return None
-        left = self.total_cells * self.samples_per_cell - self.samples_done()
+        left = self.total_samples() - self.samples_done()
         return max(0.0, left) / (computed / since)
 
     def error_text(self) -> str:
@@ -102,19 +120,22 @@ class SweepProgress:
     def status_line(self) -> str:
         elapsed = self.clock() - self.start
         done = self.samples_done()
-        total = self.total_cells * self.samples_per_cell
+        total = self.total_samples()
         rate = self.computed_samples() / elapsed if elapsed > 0 else 0.0
         eta = self.eta_seconds()
         eta_text = "after the first cell" if eta is None else _duration(eta)
-        return (f"cells {len(self.done)} done, {len(self.running)} running, {len(self.failed)} failed "
+        return (f"cells {len(self.done)} done{self.pruned_text()}, {len(self.running)} running, "
+                f"{len(self.failed)} failed "
                 f"of {self.total_cells}{self.error_text()} | samples {done}/{total} | {rate:.2f} img/s | "
                 f"elapsed {_duration(elapsed)} | ETA {eta_text}")
 
     def final_line(self) -> str:
         elapsed = self.clock() - self.start
-        return (f"finished: {len(self.done)} cells ok, {len(self.failed)} failed of {self.total_cells}"
-                f"{self.error_text().replace(' |', ',', 1)}; {self.samples_done()} samples in "
-                f"{_duration(elapsed)}")
+        pruned = sum(self.pruned.values())
+        of_pruned = f" ({pruned} of them in the pruned cells)" if self.pruned else ""
+        return (f"finished: {len(self.done)} cells ok{self.pruned_text()}, {len(self.failed)} failed of "
+                f"{self.total_cells}{self.error_text().replace(' |', ',', 1)}; {self.samples_done()} samples"
+                f"{of_pruned} in {_duration(elapsed)}")
 
     def _emit(self, force: bool = False) -> None:
         now = self.clock()

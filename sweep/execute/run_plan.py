@@ -4,6 +4,7 @@ scored and logged as it finishes), and give every cell an outcome, also when the
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -66,6 +67,7 @@ def halving_setup(plan: SweepPlan, trial_cells: list[Cell],
     """Pareto-aware successive halving (`search.strategy: pareto_halving`): the samples in the shared
     seeded order, the plan's rungs (image counts), and the Tune scheduler that decides at each rung (its
     stopped cells go to the recorder, which records them as pruned)."""
+    from sweep.results.pruned import search_stamp
     from sweep.search.halving import image_order
     from sweep.search.rungs import RungEvaluator, cider_scores
     from sweep.search.scheduler import HalvingState, ParetoHalvingScheduler
@@ -80,6 +82,7 @@ def halving_setup(plan: SweepPlan, trial_cells: list[Cell],
                              cider_scores(recorder.document_frequencies))
     state = HalvingState()
     state.stopped = recorder.pruned  # one dict: the scheduler's stops are the recorder's pruned cells
+    recorder.search_stamp = search_stamp(search)  # what a pruned cell is stored under (read back later)
     # cells finished earlier dominate at every rung too (their stored images include every rung's)
     scheduler = ParetoHalvingScheduler(sizes, groups, evaluate, search.objectives, search.confidence, state,
                                        comparators=list(plan.finished))
@@ -95,7 +98,9 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
     from sweep.execute.progress import SweepProgress
     from sweep.execute.stopping import SweepHalted, SweepInterrupted
     from sweep.quality.scoring import CaptionScorer
+    from sweep.results.set_aside import warn_set_aside
 
+    started = time.time()
     where = _start(plan, timer, address, verbose, where, stop)
     tracker, uri, tracker_note = open_tracker(plan, timer)
     _announce_tracker(tracker, tracker_note, stop)
@@ -117,6 +122,7 @@ def execute_plan(plan: SweepPlan, timer: PhaseTimer, address: str | None = None,
             halted = f"the output disk is full or read-only ({reason})" if reason else stop.halted
         finally:
             recorder.drain()
+            warn_set_aside(plan.store, plan.cells, started)  # parts set aside by the trials' processes
             interrupted_by = interrupted_by or (stop.name if stop else None)
             halted = halted or (stop.halted if stop else None)
             _close_outcomes(plan, recorder, progress, interrupted_by, halted)
@@ -147,6 +153,9 @@ def _start(plan: SweepPlan, timer: PhaseTimer, address: str | None, verbose: boo
     if plan.finished:
         print(f"{len(plan.finished)} cells already finished in {plan.output_dir / 'cells'}: read back, "
               "not recomputed", flush=True)
+    if plan.pruned:
+        print(f"{len(plan.pruned)} cells pruned by successive halving before: read back as pruned, not run "
+              "again (search.strategy: full completes them)", flush=True)
     return where
 
 
@@ -175,6 +184,10 @@ def _recorder(plan: SweepPlan, scorer: Any, tracker: Any, progress: Any, timer: 
     for cell_id, costs in plan.finished.items():
         outcome = recorder.record(cell_id, costs, from_store=True)
         progress.cell_reused(cell_id, outcome.metrics.get("n_errors", 0.0))
+    for cell_id, prune in plan.pruned.items():  # pruned by successive halving before: a result
+        outcome = recorder.record(cell_id, plan.store.covering_costs(cell_id, set()) or {},
+                                  from_store=True, pruned=prune)
+        progress.cell_pruned(cell_id, int(outcome.metrics.get("images_seen", 0)), reused=True)
     for cell_id, reason in plan.refused.items():  # would not fit the GPU: refused before loading
         recorder.record_failure(cell_id, reason)
         progress.cell_finished(cell_id, ok=False)
@@ -251,7 +264,7 @@ def _record_if_finished(recorder: Any, progress: Any, cell: Cell, store: ResultS
     try:
         outcome = recorder.record(cell.cell_id, costs)
     except Exception:  # not recordable now (scoring failed): left to the interrupted cells, resumed later
-        log.exception("recording cell %s after the stop failed", cell.cell_id)
+        log.info("recording cell %s after the stop failed", cell.cell_id, exc_info=True)  # sweep.log only
         recorder.outcomes.pop(cell.cell_id, None)
         return
     progress.cell_finished(cell.cell_id, True, outcome.metrics.get("n_errors", 0.0))

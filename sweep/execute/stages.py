@@ -7,11 +7,16 @@ import warnings
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from actors.contract import SampleBatch
+from sweep.data.files import read_regular, sha1_bytes
 
 PIL_MAX_IMAGE_PIXELS = 89_478_485  # PIL's own default decompression-bomb limit
+
+
+class ChangedDuringRun(OSError):
+    """The file's bytes are not the ones hashed into the cell id when the dataset was read."""
 
 
 class ImageTooLarge(ValueError):
@@ -22,6 +27,53 @@ def check_pixels(width: int, height: int, max_pixels: int | None) -> None:
     if max_pixels is not None and width * height > max_pixels:
         raise ImageTooLarge(f"{width}x{height} = {width * height} pixels is more than "
                             f"dataset.max_image_pixels = {max_pixels} (a decompression bomb?)")
+
+
+#: modes holding more than 8 bits a channel: PIL's convert("RGB") clips them at 255 (a white image)
+WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+EXIF_ORIENTATION = 0x0112
+
+
+def to_8_bits(img: Image.Image) -> tuple[Image.Image, str]:
+    """A 16-bit or 32-bit grayscale image as 8-bit grayscale scaled to its meaning, and the note saying so:
+    16-bit (and 32-bit integers within 0-65535) by 255/65535, floats within 0-1 by 255, anything else
+    by its own min-max range. Other modes pass unchanged (note "")."""
+    if img.mode not in WIDE_MODES:
+        return img, ""
+    values = np.asarray(img, dtype=np.float64)
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if img.mode.startswith("I;16") or (img.mode == "I" and lo >= 0 and hi <= 65535):
+        scale, how = (0.0, 255.0 / 65535.0), "0-65535"
+    elif img.mode == "F" and lo >= 0 and hi <= 1:
+        scale, how = (0.0, 255.0), "0-1"
+    else:
+        scale, how = (lo, 255.0 / (hi - lo) if hi > lo else 0.0), f"its range {lo:g}-{hi:g}"
+    pixels = np.clip(np.rint((values - scale[0]) * scale[1]), 0, 255).astype(np.uint8)
+    return Image.fromarray(pixels, mode="L"), f"mode {img.mode} scaled from {how} to 8 bits"
+
+
+def upright(img: Image.Image) -> tuple[Image.Image, str]:
+    """The image turned as its EXIF orientation says (a phone's portrait photo is stored sideways), and the
+    note saying so ("" when it has no orientation to apply)."""
+    try:
+        orientation = int(img.getexif().get(EXIF_ORIENTATION, 1))
+    except (TypeError, ValueError):
+        orientation = 1
+    if orientation in (0, 1):
+        return img, ""
+    turned = ImageOps.exif_transpose(img)
+    return turned, f"EXIF orientation {orientation} applied"
+
+
+PIXEL_COUNTS = {"n_images_8bit_scaled": "to 8 bits", "n_images_exif_turned": "EXIF orientation"}
+
+
+def pixel_counts(notes: Any) -> dict[str, float]:
+    """A cell's counts of images whose decoding changed bit depth or orientation (its caption table's
+    `pixel_note` column), for its costs; {} when none did."""
+    notes = [str(n) for n in notes if isinstance(n, str) and n]
+    counts = {key: float(sum(mark in n for n in notes)) for key, mark in PIXEL_COUNTS.items()}
+    return {key: n for key, n in counts.items() if n}
 
 
 def _image_source(row: dict[str, Any]) -> Any:
@@ -47,7 +99,8 @@ class DecodeImage:
         self.max_pixels = max_pixels
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
-        out = {"sample_id": row["sample_id"], "error": "", "image_width": 0, "image_height": 0}
+        out = {"sample_id": row["sample_id"], "error": "", "image_width": 0, "image_height": 0,
+               "pixel_note": ""}
         if row.get("error"):
             out["error"] = str(row["error"])
             out["image"] = np.zeros((1, 1, 3), dtype=np.uint8)
@@ -58,8 +111,13 @@ class DecodeImage:
                 # the limit is ours (check_pixels, from the header): PIL's own bomb check is off meanwhile
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 Image.MAX_IMAGE_PIXELS = None
-                with Image.open(_image_source(row)) as img:
+                # a file: its bytes, read once and checked against the hash in the cell id
+                source = _image_source(row) if row.get("arrow_column") else io.BytesIO(self.read(row))
+                with Image.open(source) as img:
                     check_pixels(*img.size, self.max_pixels)
+                    img, turned = upright(img)  # before resizing: width and height as the image stands
+                    img, wide = to_8_bits(img)
+                    out["pixel_note"] = "; ".join(filter(None, [wide, turned]))
                     img = img.convert("RGB")
                     out["image_width"], out["image_height"] = img.size
                     img.thumbnail((self.max_side, self.max_side), Image.Resampling.BICUBIC)
@@ -70,6 +128,19 @@ class DecodeImage:
         finally:
             Image.MAX_IMAGE_PIXELS = limit
         return out
+
+    @staticmethod
+    def read(row: dict[str, Any]) -> bytes:
+        """The file's bytes, read once (a regular file only: `sweep.data.files`) and checked against the
+        content hash the driver read when it loaded the dataset, which is in the cell id: bytes that
+        differ would be captioned under the old content's id."""
+        data = read_regular(str(row["path"]))
+        expected = row.get("content_sha1")
+        if expected is not None and sha1_bytes(data) != expected:
+            was = f"sha1 {expected[:12]}" if expected else "missing"
+            raise ChangedDuringRun(f"{row['path']} changed during the run (it was {was} when the dataset was "
+                                   f"read, now sha1 {sha1_bytes(data)[:12]}): re-run to caption the new file")
+        return data
 
 
 class DecodeFrames:
@@ -119,4 +190,5 @@ def decode_batch(rows: list[dict[str, Any]], video: bool, max_side: int,
         heights=[int(o["image_height"]) for o in outs],
         pixels=None if video else [o["image"] for o in outs],
         frames_jpeg=[list(o["frames_jpeg"]) for o in outs] if video else None,
+        notes=[str(o.get("pixel_note", "")) for o in outs],
     )

@@ -15,10 +15,12 @@ from typing import Any
 
 import pandas as pd
 
-from actors.contract import LoadSpec
+from actors.contract import LOAD_FAILED, LoadSpec
 from sweep.data.sources import Sample
+from sweep.execute.hosts import HOST_RETRIES
 from sweep.execute.measure import summarize_costs, summarize_video
 from sweep.execute.pipeline import PipelineSettings, caption_samples
+from sweep.execute.stages import pixel_counts
 from sweep.grid.cells import Cell
 from sweep.results.store import ResultStore
 from sweep.results.tables import keep_rows
@@ -80,6 +82,8 @@ def _consolidate(cell: Cell, samples: list[Sample], store: ResultStore, wall: fl
     if any(s.video_id for s in samples):
         costs.update(summarize_video(table))
     costs["resumed_samples"] = float(resumed)
+    if "pixel_note" in table:  # 16/32-bit images scaled, EXIF orientations applied: counted per cell
+        costs.update(pixel_counts(table["pixel_note"]))
     store.finish_cell(cell.cell_id, table, costs)
     return costs
 
@@ -173,10 +177,32 @@ def cell_trainable(config: dict, *, cells: dict[str, Cell], samples: list[Sample
     tune.report({**costs, "cell_id": cell.cell_id, **final})
 
 
+#: a host process or node that died: Ray restarted it and retried its task (HostPool's max_restarts /
+#: max_task_retries) until these ran out; every other error is the cell's at its first occurrence
+DIED = ("ActorDiedError", "RayActorError", "ActorUnavailableError", "WorkerCrashedError", "NodeDiedError",
+        "OutOfMemoryError: Task was killed due to the node running low on memory")
+
+
 def root_cause(traceback_text: str) -> str:
+    """The cell's reason from an error's traceback: its root cause's last line, said once, and whether
+    it was retried (a model host that died, retried by Ray) or not (a load error, an exception)."""
+    loaded = [ln.strip() for ln in traceback_text.splitlines() if LOAD_FAILED in ln]
+    if loaded:  # a load that raised: deterministic, not retried (actors.model_host.ModelHost)
+        return loaded[-1][loaded[-1].index(LOAD_FAILED):][:500]
+    if any(mark in traceback_text for mark in DIED):
+        why = _last_line(traceback_text)
+        return f"model host died (retried by Ray up to {HOST_RETRIES} times, all failed): {why}"[:500]
+    return _oom_or_last(traceback_text)
+
+
+def _oom_or_last(traceback_text: str) -> str:
     if "CellOutOfMemory" in traceback_text or "OutOfMemoryError" in traceback_text:
         oom = [ln.strip() for ln in traceback_text.splitlines() if "oom: " in ln]
         return ("oom: " + oom[-1].split("oom: ", 1)[1]) if oom else "oom: CUDA out of memory"
+    return _last_line(traceback_text)
+
+
+def _last_line(traceback_text: str) -> str:
     lines = [ln.strip() for ln in traceback_text.strip().splitlines() if ln.strip()]
     causes = [ln for ln in lines if not ln.startswith(("File ", "^", "~", "Traceback", "During handling",
                                                         "The above exception"))]

@@ -32,16 +32,19 @@ class Cell(BaseModel):
     gpus_per_actor: float
     replicas: int
     dataset_fingerprint: str
+    # "p2": the prompt's place in a grid of several prompts (the labels tell such cells apart), "" with one
+    prompt_tag: str = ""
     warmup_batches: int = 1  # grid `measurement`: how the cell is measured, not what it captions
     reset_caches: bool = True
     vllm_engine: tuple[tuple[str, float], ...] = ()  # grid `resources.vllm`, set arguments only
 
     def caption_key(self) -> dict:
-        """The fields that change a caption (batching, placement and measurement do not)."""
+        """The fields that change a caption (batching, placement, the prompt's tag and measurement do
+        not)."""
         return self.model_dump(
             mode="json",
-            exclude={"batch_size", "gpus_per_actor", "replicas", "warmup_batches", "reset_caches",
-                     "vllm_engine"},
+            exclude={"batch_size", "gpus_per_actor", "replicas", "prompt_tag", "warmup_batches",
+                     "reset_caches", "vllm_engine"},
         )
 
     @property
@@ -52,7 +55,8 @@ class Cell(BaseModel):
     @property
     def label(self) -> str:
         beams = f" beams={self.num_beams}" if self.num_beams and self.num_beams > 1 else ""
-        return f"{self.model.display_name}/{self.precision}/t{self.max_new_tokens}{beams}"
+        tag = f"/{self.prompt_tag}" if self.prompt_tag else ""
+        return f"{self.model.display_name}/{self.precision}/t{self.max_new_tokens}{tag}{beams}"
 
     def load_spec(self) -> LoadSpec:
         """What the model hosts load for this cell (cells with equal specs share one load)."""
@@ -106,6 +110,19 @@ def expand_cells(grid: GridConfig, dataset_fingerprint: str) -> list[Cell]:
             warmup_batches=grid.measurement.warmup_batches,
             reset_caches=grid.measurement.reset_caches,
             vllm_engine=tuple(sorted(grid.resources.vllm.model_dump(exclude_none=True).items())),
+            prompt_tag=prompt_tag(grid.prompts, prompt),
         )
         cells.setdefault(cell.cell_id, cell)
     return list(cells.values())
+
+
+def prompt_tag(prompts: list[str], prompt: str) -> str:
+    """`p<n>` (1-based, the grid's order) when the grid has several prompts, else ""."""
+    distinct = list(dict.fromkeys(prompts))
+    return f"p{distinct.index(prompt) + 1}" if len(distinct) > 1 else ""
+
+
+def prompt_legend(cells: list[Cell]) -> list[str]:
+    """One line per prompt tag of the cells (`p2 = "Describe ..."`), none when the grid has one prompt."""
+    tags = {c.prompt_tag: c.prompt for c in cells if c.prompt_tag}
+    return [f"  {tag} = {prompt!r}" for tag, prompt in sorted(tags.items(), key=lambda kv: int(kv[0][1:]))]

@@ -142,13 +142,32 @@ def set_override(data: dict, dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def grid_text(path: Path) -> str:
+    """The grid file as UTF-8 text; a binary or UTF-16 file is refused naming the byte, not a traceback."""
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        why = f"cannot read the grid file: {err.strerror or err}"
+        raise GridError(str(path), [("<file>", why)]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise GridError(str(path), [("<file>", f"not UTF-8 text (byte {err.start}: {err.reason}); a grid "
+                                               "file is YAML in UTF-8")]) from None
+    if "\x00" in text:
+        why = "not text (it holds NUL bytes); a grid file is YAML in UTF-8"
+        raise GridError(str(path), [("<file>", why)])
+    return text
+
+
 def load_grid(path: str | Path, overrides: list[str] | None = None) -> GridConfig:
     """Read and validate a grid.yaml; `overrides` are `key.path=yaml-value` strings."""
     path = Path(path)
     if not path.is_file():
-        raise GridError(str(path), [("<file>", "grid file not found")])
+        what = "a directory" if path.is_dir() else "not a regular file" if path.exists() else "not found"
+        raise GridError(str(path), [("<file>", f"grid file {what}: give a grid.yaml")])
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(grid_text(path)) or {}
     except yaml.YAMLError as err:
         raise GridError(str(path), [("<yaml>", str(err))]) from None
     for item in overrides or []:

@@ -7,6 +7,7 @@ import json
 import math
 from typing import Any
 
+from actors.custom import loader_problem
 from actors.resolve import ModelConfigError, local_config_json
 from sweep.grid.cells import Cell
 from sweep.plan.budgets import family_of
@@ -106,6 +107,7 @@ def describe_cell(cell: Cell, gpu_bytes: int | None, image_side: int | None) -> 
                              "memory": memory_text(cell, gpu_bytes, image_side), "problems": []}
     if cell.model.loader:
         facts.update(family="custom", backend="custom", backend_reason=f"loader {cell.model.loader}")
+        facts["problems"] += list(filter(None, [loader_problem(cell.model.loader)]))  # found, not run
         return facts
     try:
         family, problem = family_of(cell)

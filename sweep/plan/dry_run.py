@@ -3,7 +3,7 @@ cell would do, from local information only (no GPU, no download, no Ray)."""
 
 from __future__ import annotations
 
-from sweep.grid.cells import Cell
+from sweep.grid.cells import Cell, prompt_legend
 from sweep.grid.config import SearchConfig
 from sweep.plan.cell_facts import (  # noqa: F401  (their home is cell_facts; callers import them here too)
     cell_config,
@@ -30,6 +30,8 @@ def format_sweep_plan(plan: SweepPlan, n_images: int | None) -> str:
     count = f"{n_images} images" if n_images is not None else "video scenes (detected at run time)"
     name = plan.grid.name if plan.grid is not None else "?"
     lines = [f"sweep '{name}': {len(plan.cells)} cells x {count} (dry run)"]
+    legend = prompt_legend(plan.cells)  # several prompts: the labels' /pN, said once
+    lines += ["prompts (the labels' /pN):", *legend] if legend else []
     if plan.fresh:
         lines.append("--fresh: the stored results of these cells are archived under cells-archive/ and "
                      "every cell is computed again")

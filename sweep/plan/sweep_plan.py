@@ -9,6 +9,8 @@ A cell is one of:
 - `refused`: estimated not to fit the target GPU (`sweep.plan.memory`), or a precision the target cannot
   run (`sweep.plan.precisions`: fp8 without an fp8 kernel, a pre-quantized checkpoint no backend loads),
   failed before any load;
+- `pruned`: stopped at a rung by successive halving in an earlier run under the same search settings
+  (`sweep.results.pruned`): read back as the result it is, not run again;
 - `run`: a trial on Ray, which captions what the store lacks (`stored` samples are resumed, none under
   `--fresh`), or whose cell is answered from the generation of a larger budget (`lead`, token-budget
   sharing among the cells to run: `sweep.plan.budgets`).
@@ -21,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from sweep.data.sources import Sample
 from sweep.grid.cells import Cell
@@ -28,10 +31,13 @@ from sweep.grid.config import GridConfig, SearchConfig
 from sweep.plan.budgets import Sharing, plan_sharing
 from sweep.plan.cell_facts import describe_cell, eta_from_store, memory_refusals, target_gpu_bytes
 from sweep.plan.precisions import precision_refusals
+from sweep.results.inputs import check_store_paths
+from sweep.results.pruned import stored_prunes
 from sweep.results.store import ResultStore
 
-READ_BACK, REFUSED, RUN = "read back", "refused", "run"
-NOTHING = {READ_BACK: "generates nothing: finished in the store", REFUSED: "generates nothing: cannot run"}
+READ_BACK, REFUSED, RUN, PRUNED = "read back", "refused", "run", "pruned"
+NOTHING = {READ_BACK: "generates nothing: finished in the store", REFUSED: "generates nothing: cannot run",
+           PRUNED: "generates nothing: pruned by successive halving (search.strategy: full completes it)"}
 SAMPLED = "sampled (do_sample: true): never read back by the plan"
 
 
@@ -48,6 +54,7 @@ class CellPlan:
     sharing: str = ""  # token-budget sharing: "shares the generation of ..." or "generates itself: ..."
     lead: str = ""  # the cell whose generation answers this one (token-budget sharing)
     problems: list[str] = field(default_factory=list)  # refused, or (dry run) what will fail its load
+    prune: Any = None  # pruned: why (sweep.results.pruned.StoredPrune), read back as a result
     # what the dry run shows besides (filled by `build_plan(describe=True)`)
     family: str = "?"
     backend: str = "?"
@@ -65,6 +72,8 @@ class CellPlan:
     def store_state(self) -> str:
         if self.status == READ_BACK:
             return "finished (read back, not recomputed)"
+        if self.status == PRUNED:
+            return f"pruned at {self.prune.n_images} images (read back as pruned, not run again)"
         if self.archived:
             return "new (--fresh: its stored results are archived, not reused)"
         if self.cell is not None and self.cell.do_sample and self.stored and self.stored == self.n_samples:
@@ -126,6 +135,11 @@ class SweepPlan:
         return {i: e.costs for i, e in self.entries.items() if e.status == READ_BACK and e.costs is not None}
 
     @property
+    def pruned(self) -> dict[str, Any]:
+        """Cell id -> why successive halving pruned it in an earlier run (`sweep.results.pruned`)."""
+        return {i: e.prune for i, e in self.entries.items() if e.status == PRUNED}
+
+    @property
     def refused(self) -> dict[str, str]:
         """Cell id -> why it cannot fit the GPU."""
         return {i: e.problems[0] for i, e in self.entries.items() if e.status == REFUSED}
@@ -166,6 +180,10 @@ def build_plan(cells: list[Cell], store: ResultStore, sample_ids: set[str], sett
     read back and a new budget generates on its own). `describe`: add the dry run's facts (family, backend,
     memory, ETA, load problems). Reads the store and local config.json files; writes nothing."""
     entries = {c.cell_id: _cell_entry(c, store, sample_ids, fresh) for c in cells}
+    if settings.search is not None and not fresh:  # a pruned cell is a result: read back, not run again
+        runs = [e.cell for e in entries.values() if e.status == RUN]
+        for cell_id, prune in stored_prunes(settings.search, store, runs).items():
+            entries[cell_id].status, entries[cell_id].prune = PRUNED, prune
     todo = [e.cell for e in entries.values() if e.status == RUN]
     gpu = settings.gpu() if todo or describe else None
     refused = {**precision_refusals(todo, settings.accelerator_type),
@@ -230,6 +248,7 @@ def plan_sweep(grid: GridConfig, cells: list[Cell], samples: list[Sample], fresh
                describe: bool = False) -> SweepPlan:
     """The run's plan (`build_plan` over the grid's output dir), then what it needs before any work:
     `--fresh` archives the grid's cells, samples.json is written. Starts nothing."""
+    check_store_paths(grid)  # before samples.json is written: never over an input
     out = grid.output_dir.resolve()
     out.mkdir(parents=True, exist_ok=True)
     store = ResultStore(out)

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
+from sweep.logs import brief
 from sweep.results.store import atomic_write_bytes
 
 EXTRAS_LOGGED = ".mlflow-extras.json"  # {tracking uri: {run id: sha256 of the extras logged onto it}}
+
+log = logging.getLogger(__name__)
 
 
 def log_cell_extras(tracker: Any, outcomes: dict[str, Any], results: Any,
@@ -44,7 +48,8 @@ def log_cell_extras(tracker: Any, outcomes: dict[str, Any], results: Any,
             tracker.log_cell_extra(run_id, metrics, tags)
             done[run_id] = digest
         except Exception as err:  # the files have it all; MLflow can be re-logged later
-            notes.append(f"MLflow logging of the intervals of cell {row['cell_id']} failed: {err}")
+            log.info("MLflow logging of cell %s's intervals failed", row["cell_id"], exc_info=True)
+            notes.append(f"MLflow logging of the intervals of cell {row['cell_id']} failed: {brief(err)}")
     if logged_path is not None:
         atomic_write_bytes(logged_path, json.dumps(logged, indent=1).encode())
     return notes

@@ -106,12 +106,24 @@ def build_html(title: str, results: pd.DataFrame, plots: list[Path],
         parts.append(f"<h3>{html.escape(str(labels.get(cell_id, cell_id)))}</h3><table class='examples'>"
                      "<tr><th>image</th><th>caption</th><th>human references</th></tr>")
         for ex in rows:
-            refs = "<br>".join(html.escape(r) for r in ex["references"])
+            refs = shown_references(ex["references"])
             parts.append(f"<tr><td>{ex['image_id']}</td><td>{html.escape(ex['caption'] or ex['error'])}</td>"
                          f"<td>{refs}</td></tr>")
         parts.append("</table>")
     parts.append("</body></html>")
     return "".join(parts)
+
+
+#: references shown per example image: COCO has 5; a dataset with thousands per image (one had 1M in all)
+#: would otherwise put every one into the report
+REFERENCES_SHOWN = 5
+
+
+def shown_references(references: list[str], cap: int = REFERENCES_SHOWN) -> str:
+    """The first `cap` references, escaped, and how many more there are."""
+    shown = "<br>".join(html.escape(r) for r in references[:cap])
+    more = len(references) - cap
+    return shown + (f"<br><i>… and {more} more</i>" if more > 0 else "")
 
 
 def examples_from_tables(tables: dict[str, pd.DataFrame], references: dict[str, list[str]],

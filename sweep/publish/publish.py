@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sweep.execute.phases import PhaseTimer
 from sweep.execute.run_plan import Execution
+from sweep.logs import brief
 from sweep.plan.sweep_plan import SweepPlan
 from sweep.publish.cell_extras import EXTRAS_LOGGED, log_cell_extras
 from sweep.publish.summary import print_summary
@@ -18,6 +20,8 @@ from sweep.results.disk import EXIT_STORAGE
 from sweep.results.store import atomic_write_bytes
 
 REPORT_STAMP = ".report.sha256"  # what the plots and report.html in the output dir were drawn from
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,7 +53,9 @@ def publish_results(plan: SweepPlan, execution: Execution, timer: PhaseTimer,
     (naming `log_path`, the sweep's log file); (exit code, results)."""
     out = published(plan, execution, timer)
     _write_files(plan, out, timer)
-    notes = list(execution.notes)
+    from sweep.publish.notices import pixel_notes
+
+    notes = [*execution.notes, *pixel_notes(out.results)]
     if out.unwritten:
         cells = plan.output_dir / "cells"
         notes.append(f"could not write the sweep's results ({out.unwritten}); the per-cell results are in "
@@ -100,16 +106,21 @@ def published(plan: SweepPlan, execution: Execution, timer: PhaseTimer) -> Publi
 def _write_files(plan: SweepPlan, out: Published, timer: PhaseTimer) -> None:
     """results.csv, pareto_front.csv, then the plots and report.html, unless they were drawn from these
     very results already (a re-run of a stored grid keeps them: a second of matplotlib saved)."""
+    from sweep.grid.cells import prompt_legend
     from sweep.publish.report import cost_axes, plot_fronts, write_html_report
+    from sweep.publish.spreadsheet import spreadsheet_safe
 
     root, results = plan.output_dir, out.results
     title = f"Sweep report: {plan.grid.name}"
     notes = [*filter(None, [out.random_note]), *out.warnings]
+    legend = prompt_legend(plan.cells)  # several prompts: the labels' /pN, in the report once
+    notes += ["prompts: " + "; ".join(line.strip() for line in legend)] if legend else []
     out.report = root / "report.html"
     try:
-        atomic_write_bytes(root / "results.csv", results.to_csv(index=False).encode())
+        # text cells that would start a spreadsheet formula (a model named "=...") are escaped
+        atomic_write_bytes(root / "results.csv", spreadsheet_safe(results).to_csv(index=False).encode())
         front = results[results["pareto"] != ""]
-        atomic_write_bytes(root / "pareto_front.csv", front.to_csv(index=False).encode())
+        atomic_write_bytes(root / "pareto_front.csv", spreadsheet_safe(front).to_csv(index=False).encode())
         with timer.phase("report"):
             stamp = report_stamp(results, title, notes,
                                  [*out.ties, *(line for _, lines in out.recommendation for line in lines)])
@@ -145,7 +156,8 @@ def _log_sweep_run(plan: SweepPlan, execution: Execution, out: Published, timer:
             )
             tracker.finish(ok=n_failed == 0)
     except Exception as err:
-        notes.append(f"MLflow logging of the sweep run failed: {err}; re-run to log")
+        log.info("MLflow logging of the sweep run failed", exc_info=True)  # the whole error: sweep.log
+        notes.append(f"MLflow logging of the sweep run failed: {brief(err)}; re-run to log")
     return notes
 
 

@@ -320,7 +320,9 @@ def rebuild(out_dir: Path) -> Path:
     """`python -m sweep.publish.report <output dir>`: plots and report.html again from what the run stored."""
     import json
 
-    results = pd.read_csv(out_dir / "results.csv", keep_default_na=True)
+    from sweep.publish.spreadsheet import read_back
+
+    results = read_back(pd.read_csv(out_dir / "results.csv", keep_default_na=True))  # formula cells unescaped
     for col in ("pareto", "pareto_tied", "reason", "backend", "weights"):
         if col in results:
             results[col] = results[col].astype(object).fillna("")

@@ -9,11 +9,15 @@ from typing import Any
 
 def print_summary(plan: Any, execution: Any, out: Any, notes: list[str], log_path: Path | None) -> None:
     """`plan` a SweepPlan, `execution` its Execution, `out` what `sweep.publish.publish` produced."""
+    from sweep.grid.cells import prompt_legend
     from sweep.publish.report import error_row_lines, format_table
     from sweep.publish.ties import terminal_ties
 
     results, root = out.results, plan.output_dir
     print()
+    legend = prompt_legend(plan.cells)  # several prompts: the labels' /pN, said once
+    for line in ["prompts (the labels' /pN):", *legend] if legend else []:
+        print(line)
     print(format_table(results))
     print()
     for line in terminal_ties(out.ties, results, out.tied):

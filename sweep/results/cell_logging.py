@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from sweep.execute.phases import PhaseTimer
+from sweep.logs import brief
 from sweep.publish.tracking import SweepTracker
 from sweep.results.outcome import CellOutcome
 
@@ -26,7 +27,8 @@ class CellLogger:
             with self.timer.phase("mlflow"):
                 return self.tracker.find_cell_run(cell_id)
         except Exception as err:
-            self.notes.append(f"MLflow lookup of cell {cell_id} failed: {err}")
+            log.info("MLflow lookup of cell %s failed", cell_id, exc_info=True)  # the whole error: sweep.log
+            self.notes.append(f"MLflow lookup of cell {cell_id} failed: {brief(err)}")
             return None
 
     def relog(self, outcome: CellOutcome, artifacts: list, stamp: dict[str, str]) -> None:
@@ -42,9 +44,9 @@ class CellLogger:
                 for path in artifacts:
                     self.tracker.client.log_artifact(outcome.run_id, str(path))
         except Exception as err:
-            log.error("MLflow re-logging of cell %s failed: %s", outcome.cell.cell_id, err)
+            log.info("MLflow re-logging of cell %s failed", outcome.cell.cell_id, exc_info=True)
             self.notes.append(f"MLflow re-logging of the new scores of cell {outcome.cell.cell_id} failed: "
-                              f"{err}")
+                              f"{brief(err)}")
 
     def log(self, outcome: CellOutcome, artifacts: list) -> None:
         if self.tracker is None:
@@ -57,6 +59,6 @@ class CellLogger:
                     span=outcome.span,
                 )
         except Exception as err:  # the store keeps the results; MLflow can be re-logged later
-            log.error("MLflow logging of cell %s failed: %s", outcome.cell.cell_id, err)
-            self.notes.append(f"MLflow logging of cell {outcome.cell.cell_id} failed: {err}")
+            log.info("MLflow logging of cell %s failed", outcome.cell.cell_id, exc_info=True)
+            self.notes.append(f"MLflow logging of cell {outcome.cell.cell_id} failed: {brief(err)}")
 

@@ -78,7 +78,8 @@ class CellScoring:
         if self.df_mode != DF_REFERENCE_SET or self.reference_captions is None:
             return None
         if self._df is None:
-            self._df = reference_set_frequencies(self.reference_captions, self.store.root / "df-cache")
+            self._df = reference_set_frequencies(self.reference_captions, self.store.root / "df-cache",
+                                                 progress=lambda line: print(line, flush=True))
             self.notes.append("CIDEr document frequencies from the whole reference set: "
                               f"{self._df.describe()}")
         return self._df

@@ -26,6 +26,7 @@ class CellOutcome:
         return {
             "cell_id": self.cell.cell_id,
             "label": self.cell.label,
+            "prompt": self.cell.prompt,
             "model": self.cell.model.display_name,
             "precision": self.cell.precision,
             "max_new_tokens": self.cell.max_new_tokens,

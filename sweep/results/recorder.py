@@ -22,6 +22,7 @@ from sweep.results.cell_logging import CellLogger
 from sweep.results.cell_scoring import SCORING_STAMP, CellScoring, references_fingerprint
 from sweep.results.disk import storage_failure
 from sweep.results.outcome import CellOutcome, cell_span, cells_beside
+from sweep.results.pruned import write_pruned
 from sweep.results.store import ResultStore, atomic_write_parquet
 from sweep.results.tables import RESULT_METRICS
 
@@ -67,6 +68,7 @@ class SweepRecorder:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweep-recorder")
         # successive halving: cell id -> the Domination that stopped it (filled by the scheduler)
         self.pruned: dict[str, Any] = {}
+        self.search_stamp = ""  # sweep.results.pruned.search_stamp of the grid's search settings
         self._pending: list[Future] = []
         # called with the reason when a cell failed on a full or read-only disk (the engine stops the sweep)
         self.on_storage_failure: Any = None
@@ -106,6 +108,8 @@ class SweepRecorder:
         """A cell successive halving stopped at a rung (`sweep.search.halving.Domination`): scored and logged
         over the images it captioned, status `pruned`, why in `reason` and in MLflow."""
         costs = self.store.covering_costs(cell_id, set()) or {}
+        # kept in the store: a re-run reads the pruned cell back instead of running it again
+        write_pruned(self.store, cell_id, domination, self.search_stamp)
         return self.record(cell_id, costs, pruned=domination)
 
     def record(self, cell_id: str, costs: dict[str, float], from_store: bool = False,

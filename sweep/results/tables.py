@@ -79,6 +79,8 @@ CAPTION_TABLE: tuple[Column, ...] = (
     Column("image_height", "int", "decoded height (pixels)", HOST),
     Column("ttft_sec", "float", "the engine's time to first token (NaN when it gives none)", HOST),
     Column("request_e2e_sec", "float", "the engine's end-to-end request latency (NaN when none)", HOST),
+    Column("pixel_note", "str", "what decoding changed so the pixels mean what the file means (a 16/32-bit "
+           "mode scaled to 8 bits, an EXIF orientation applied); \"\" when nothing", HOST),
     _batch("batch_latency_sec", "float", "the latency the image waited: its batch's (`latency_kind`)",
            "latency_sec"),
     _batch("batch_images", "int", "images captioned in the batch", "captioned"),
@@ -151,7 +153,9 @@ def _intervals() -> list[Column]:
 
 RESULTS_TABLE: tuple[Column, ...] = (
     Column("cell_id", "str", "the cell", RECORDER, "cell"),
-    Column("label", "str", "model / precision / settings, short", RECORDER, "cell", header="cell"),
+    Column("label", "str", "model / precision / settings, short (`/p2`: the grid's second prompt)", RECORDER,
+           "cell", header="cell"),
+    Column("prompt", "str", "the cell's prompt", RECORDER, "cell"),
     Column("model", "str", "the model's display name", RECORDER, "cell"),
     Column("precision", "str", "precision", RECORDER, "cell"),
     Column("max_new_tokens", "int", "token budget", RECORDER, "cell"),
@@ -204,6 +208,10 @@ RESULTS_TABLE: tuple[Column, ...] = (
            COSTS, "cell", when="ran", title="preprocess share"),
     Column("resumed_samples", "float", "images read back from an earlier attempt", WRITER, "cell",
            when="ran"),
+    Column("n_images_8bit_scaled", "float", "images of 16 or 32 bits scaled to 8 bits (`pixel_note`)", WRITER,
+           "cell", when="an image needed it"),
+    Column("n_images_exif_turned", "float", "images turned upright by their EXIF orientation (`pixel_note`)",
+           WRITER, "cell", when="an image needed it"),
     Column("seconds_per_scene", "float", "processing time per scene", COSTS, "cell", when="video"),
     Column("rtf", "float", "real-time factor: processing time / video duration", COSTS, "cell",
            when="video"),
