@@ -218,7 +218,7 @@ def test_recorder_stores_per_image_columns_logs_the_setting_and_reads_scores_bac
     df = DocumentFrequencies.from_tokenized([[r.lower() for r in s.references] for s in samples], "fake", "k")
     frequencies = []
     monkeypatch.setattr(recorder_module, "reference_set_frequencies",
-                        lambda path, cache: frequencies.append((path, cache)) or df)
+                        lambda path, cache, **_: frequencies.append((path, cache)) or df)
 
     def recorder(scorer, tracker, **kw):
         return SweepRecorder([cell], samples, store, scorer, tracker, **kw)
@@ -271,7 +271,7 @@ def test_scores_of_a_table_without_per_image_columns_are_recomputed(tmp_path, mo
     # table lacks the columns, so it is scored again and the columns are written
     grid, samples, cell, store = _shapes_cell(tmp_path)
     store.write_scores(cell.cell_id, {"cider": 1.0})
-    monkeypatch.setattr(recorder_module, "reference_set_frequencies", lambda path, cache: None)
+    monkeypatch.setattr(recorder_module, "reference_set_frequencies", lambda path, cache, **_: None)
     scorer = FakeScorer()
     rec = SweepRecorder([cell], samples, store, scorer, None, document_frequencies="scored_subset")
     outcome = rec.record(cell.cell_id, {}, from_store=True)

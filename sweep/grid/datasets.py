@@ -6,16 +6,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    Discriminator,
-    Field,
-    StrictInt,
-    Tag,
-    field_validator,
-    model_validator,
-)
+from pydantic import AfterValidator, Discriminator, Field, StrictInt, Tag, model_validator
 
 from sweep.grid.strict import Strict as _Strict
+
+
+def _existing_file(path: Path) -> Path:
+    if not path.is_file():
+        raise ValueError(f"file not found: {path}")
+    return path
+
+
+def _existing_folder(path: Path) -> Path:
+    if not path.is_dir():
+        raise ValueError(f"folder not found: {path}")
+    return path
+
+
+ExistingFile = Annotated[Path, AfterValidator(_existing_file)]
+ExistingFolder = Annotated[Path, AfterValidator(_existing_folder)]
 
 
 class ImageSubsetConfig(_Strict):
@@ -36,22 +45,8 @@ class ImageSubsetConfig(_Strict):
 
 class DatasetConfig(ImageSubsetConfig):
     kind: Literal["coco"] = "coco"
-    captions: Path = Field(description="COCO captions json (captions_val2017.json format)")
-    images: Path = Field(description="folder holding the images named in the json")
-
-    @field_validator("captions")
-    @classmethod
-    def _captions_exist(cls, v: Path) -> Path:
-        if not v.is_file():
-            raise ValueError(f"file not found: {v}")
-        return v
-
-    @field_validator("images")
-    @classmethod
-    def _images_exist(cls, v: Path) -> Path:
-        if not v.is_dir():
-            raise ValueError(f"folder not found: {v}")
-        return v
+    captions: ExistingFile = Field(description="COCO captions json (captions_val2017.json format)")
+    images: ExistingFolder = Field(description="folder holding the images named in the json")
 
 
 class HFDatasetConfig(ImageSubsetConfig):
@@ -77,23 +72,9 @@ class KarpathyDatasetConfig(ImageSubsetConfig):
     optional `filepath`, `split`, `sentences[].raw`, and `cocoid` or `imgid`."""
 
     kind: Literal["karpathy"]
-    split_file: Path = Field(description="the Karpathy json (e.g. dataset_coco.json)")
-    images: Path = Field(description="images root: <images>/<filepath>/<filename>")
+    split_file: ExistingFile = Field(description="the Karpathy json (e.g. dataset_coco.json)")
+    images: ExistingFolder = Field(description="images root: <images>/<filepath>/<filename>")
     split: Literal["test", "val", "train", "restval"] = Field(default="test", description="which split")
-
-    @field_validator("split_file")
-    @classmethod
-    def _split_file_exists(cls, v: Path) -> Path:
-        if not v.is_file():
-            raise ValueError(f"file not found: {v}")
-        return v
-
-    @field_validator("images")
-    @classmethod
-    def _images_exist(cls, v: Path) -> Path:
-        if not v.is_dir():
-            raise ValueError(f"folder not found: {v}")
-        return v
 
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -114,28 +95,14 @@ class FrameSamplingConfig(_Strict):
 
 class VideoDatasetConfig(_Strict):
     kind: Literal["video"]
-    videos: Path | None = Field(default=None, description="folder of video files")
-    manifest: Path | None = Field(
+    videos: ExistingFolder | None = Field(default=None, description="folder of video files")
+    manifest: ExistingFile | None = Field(
         default=None, description="yaml/json list of {path, id?, captions?: [[refs of scene 0], ...]}"
     )
     limit: int | None = Field(default=None, ge=1, description="use at most this many videos")
     scenes: SceneDetectionConfig = SceneDetectionConfig()
     frames: FrameSamplingConfig = FrameSamplingConfig()
     image_max_side: int = Field(default=448, ge=16, le=4096, description="resize frames to fit this side")
-
-    @field_validator("videos")
-    @classmethod
-    def _folder_exists(cls, v: Path | None) -> Path | None:
-        if v is not None and not v.is_dir():
-            raise ValueError(f"folder not found: {v}")
-        return v
-
-    @field_validator("manifest")
-    @classmethod
-    def _manifest_exists(cls, v: Path | None) -> Path | None:
-        if v is not None and not v.is_file():
-            raise ValueError(f"file not found: {v}")
-        return v
 
     @model_validator(mode="after")
     def _one_source(self) -> VideoDatasetConfig:

@@ -1,4 +1,5 @@
-"""``python -m zoo.trainer data --out DIR`` | ``python -m zoo.trainer train [--out zoo]``."""
+"""``python -m zoo.trainer data --out DIR`` | ``python -m zoo.trainer train [--out zoo]`` (LLaVA) |
+``python -m zoo.trainer train-zoo NAME...`` (the other families, ``zoo.trainer.catalog``)."""
 
 from __future__ import annotations
 
@@ -17,17 +18,31 @@ def main(argv: list[str] | None = None) -> int:
     data.add_argument("--seed", type=int, default=shapes.DEFAULT_SEED)
     splits = list(shapes.SPLIT_SIZES)
     data.add_argument("--splits", nargs="+", default=splits, choices=splits)
+    data.add_argument("--n", type=int, default=None, help="images per split (default: each split's size)")
     train = sub.add_parser("train", help="retrain the zoo's tiny LLaVA captioners on CPU")
     train.add_argument("--out", type=Path, default=None, help="default: zoo/ at the repository root")
     train.add_argument("--seed", type=int, default=shapes.DEFAULT_SEED)
     train.add_argument("--sizes", nargs="+", default=None, help="small, base (default: both)")
     train.add_argument("--steps", type=int, default=None, help="override every size's step count")
     train.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    zoo = sub.add_parser("train-zoo", help="retrain zoo models of the other families, one after the other")
+    zoo.add_argument("names", nargs="+", help="zoo model names (zoo.trainer.catalog.ZOO), or 'all'")
+    zoo.add_argument("--out", type=Path, default=None, help="default: zoo/ at the repository root")
+    zoo.add_argument("--seed", type=int, default=shapes.DEFAULT_SEED)
+    zoo.add_argument("--steps", type=int, default=None, help="override every model's step count")
+    zoo.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     args = parser.parse_args(argv)
 
+    if args.command == "train-zoo":
+        from zoo.trainer import catalog
+
+        names = list(catalog.ZOO) if args.names == ["all"] else args.names
+        catalog.train_zoo(names, args.out or catalog.ZOO_DIR, args.seed, args.steps, args.threads)
+        return 0
     if args.command == "data":
         start = time.perf_counter()
-        for folder in shapes.write_dataset(args.out, args.seed, tuple(args.splits)):
+        sizes = {s: args.n for s in args.splits} if args.n else None
+        for folder in shapes.write_dataset(args.out, args.seed, tuple(args.splits), sizes):
             print(f"wrote {folder}/captions.json and {folder}/images")
         print(f"done in {time.perf_counter() - start:.1f} s")
         return 0

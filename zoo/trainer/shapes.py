@@ -173,10 +173,17 @@ def coco_json(scenes: list[Scene], description: str) -> dict:
     return {"info": {"description": description}, "images": images, "annotations": annotations}
 
 
+def split_folder_name(split: str, n: int | None = None) -> str:
+    """``test`` for a split at its own size, ``test-200`` for 200 images of it (the first 200 scenes of the
+    split's generator: a larger split holds the smaller one)."""
+    return split if n is None or n == SPLIT_SIZES[split] else f"{split}-{n}"
+
+
 def write_split(out: Path, split: str, seed: int = DEFAULT_SEED, n: int | None = None) -> Path:
-    """Write ``out/<split>/captions.json`` and ``out/<split>/images/*.png``; returns the split folder."""
+    """Write ``out/<name>/captions.json`` and ``out/<name>/images/*.png`` (name: ``split_folder_name``);
+    returns the split folder."""
     scenes = make_split(split, seed, n)
-    folder = Path(out) / split
+    folder = Path(out) / split_folder_name(split, n)
     (folder / "images").mkdir(parents=True, exist_ok=True)
     for s in scenes:
         render(s).save(folder / "images" / s.file_name, optimize=True)

@@ -1,0 +1,163 @@
+"""One training loop for every family of the zoo: teacher forcing through the family's own inference path.
+
+A batch is built exactly as the sweep builds it at inference (``family.build_inputs``: the family's prompt
+rule, chat template, image tokens and processor), then the caption tokens + EOS are appended to the
+decoder's input (decoder-only families) or given as the decoder's labels (encoder-decoder families), with
+the loss on the caption tokens only. So a zoo model is prompted in the sweep as it was trained, and a
+family whose prompt path breaks loses its captions (``tests/test_zoo_families.py``).
+One of the 5 references is drawn per image per step; everything is seeded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from zoo.trainer import shapes
+from zoo.trainer.parts import TRAIN_PROMPT, Recipe, ZooSpec
+
+
+def caption_ids(tokenizer: Any, scenes: list[shapes.Scene], eos: int) -> list[list[list[int]]]:
+    """Each scene's 5 references as token ids + EOS (no BOS: they continue the prompt)."""
+    return [[tokenizer(c, add_special_tokens=False)["input_ids"] + [eos] for c in s.captions] for s in scenes]
+
+
+def pad_rows(rows: list[list[int]], fill: int) -> Any:
+    import torch
+
+    width = max(len(r) for r in rows)
+    return torch.tensor([r + [fill] * (width - len(r)) for r in rows], dtype=torch.long)
+
+
+def training_batch(recipe: Recipe, processor: Any, images: list[Any], captions: list[list[int]]) -> dict:
+    """The family's inference inputs for ``images`` + the captions as targets (see the module docstring)."""
+    import torch
+
+    from actors.registry import get_family
+
+    family = get_family(recipe.family)
+    inputs = dict(family.build_inputs(processor, [TRAIN_PROMPT] * len(images), [[im] for im in images]))
+    inputs.pop("labels", None)  # PaliGemma's processor returns prompt "labels"; ours follow
+    if recipe.encoder_decoder:
+        inputs["labels"] = pad_rows(captions, -100)
+        return inputs
+    pad = processor.tokenizer.pad_token_id
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    cap_ids, cap_mask = pad_rows(captions, pad), (pad_rows(captions, -100) != -100).long()
+    n = ids.shape[1]
+    for key, value in list(inputs.items()):  # per-token side inputs (mm_token_type_ids, token_type_ids)
+        if key not in ("input_ids", "attention_mask") and torch.is_tensor(value) and value.shape == ids.shape:
+            fill = recipe.suffix_fills.get(key, 0)
+            inputs[key] = torch.cat([value, torch.full_like(cap_ids, fill)], dim=1)
+    inputs["input_ids"] = torch.cat([ids, cap_ids], dim=1)
+    inputs["attention_mask"] = torch.cat([mask, cap_mask], dim=1)
+    labels = torch.full_like(inputs["input_ids"], -100)
+    labels[:, n:] = torch.where(cap_mask.bool(), cap_ids, -100)
+    inputs["labels"] = labels
+    return inputs
+
+
+def cosine_with_warmup(steps: int):
+    warmup = max(1, steps // 20)
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+    return lr_at
+
+
+def mean_loss(model: Any, recipe: Recipe, processor: Any, images: list[Any],
+              caps: list[list[list[int]]]) -> float:
+    import torch
+
+    losses = []
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(images), 50):
+            batch = training_batch(recipe, processor, images[start : start + 50],
+                                   [c[0] for c in caps[start : start + 50]])
+            losses.append(float(model(**batch).loss))
+    model.train()
+    return sum(losses) / len(losses)
+
+
+def train_spec(spec: ZooSpec, out_dir: Path, seed: int = shapes.DEFAULT_SEED, steps: int | None = None,
+               n_train: int | None = None, log_every: int = 100) -> dict:
+    """Train one zoo model and save it (model + processor + ZOO_MODEL.json) into ``out_dir``."""
+    import torch
+    import transformers
+
+    recipe = spec.recipe
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    steps = steps or spec.steps
+    start = time.perf_counter()
+    model, processor = recipe.build(spec.size, seed)
+    eos = recipe.eos_id(processor.tokenizer)
+    scenes, val_scenes = shapes.make_split("train", seed, n_train), shapes.make_split("val", seed)
+    images, val_images = [shapes.render(s) for s in scenes], [shapes.render(s) for s in val_scenes]
+    caps = caption_ids(processor.tokenizer, scenes, eos)
+    val_caps = caption_ids(processor.tokenizer, val_scenes, eos)
+    n_params = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=0.01, betas=(0.9, 0.98))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(steps))
+    order: list[int] = []
+    recent: list[float] = []
+    model.train()
+    for step in range(steps):
+        if len(order) < spec.batch_size:
+            order += rng.sample(range(len(scenes)), len(scenes))
+        idx, order = order[: spec.batch_size], order[spec.batch_size :]
+        targets = [rng.choice(caps[i]) for i in idx]
+        batch = training_batch(recipe, processor, [images[i] for i in idx], targets)
+        loss = model(**batch).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        recent = (recent + [loss.item()])[-50:]
+        if log_every and (step + 1) % log_every == 0:
+            print(f"  {spec.name} step {step + 1}/{steps} loss {sum(recent) / len(recent):.3f} "
+                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+    train_seconds = time.perf_counter() - start
+    val_loss = mean_loss(model, recipe, processor, val_images, val_caps)
+    model.eval()
+    model.generation_config = recipe.generation_config(processor.tokenizer)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.to(torch.float16).save_pretrained(out_dir)  # fp16 on disk halves the size; loads at any dtype
+    processor.save_pretrained(out_dir)
+    meta = {
+        "name": spec.name,
+        "toy": True,
+        "description": "toy model trained on synthetic data (zoo.trainer.shapes: coloured shapes on plain "
+                       "backgrounds); its captions mean nothing outside that dataset",
+        "family": recipe.family,
+        "architecture": recipe.architecture,
+        "parameters": n_params,
+        "size": asdict(spec.size),
+        "dataset": {"generator": "zoo.trainer.shapes", "seed": seed, "n_train": len(scenes),
+                    "n_val": len(val_scenes), "image_size": shapes.IMAGE_SIZE},
+        "prompt": TRAIN_PROMPT,
+        "steps": steps,
+        "batch_size": spec.batch_size,
+        "lr": spec.lr,
+        "final_train_loss": round(sum(recent) / len(recent), 4),
+        "val_loss": round(val_loss, 4),
+        "train_seconds": round(train_seconds, 1),
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "reproduce": f"python -m zoo.trainer train-zoo {spec.name}",
+    }
+    (out_dir / "ZOO_MODEL.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return meta
