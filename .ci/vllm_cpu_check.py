@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
                         "a bare vllm.LLM.generate over the same prompts and images (0: skip)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=1, help="rounds of host path / bare, alternated")
+    parser.add_argument("--cold-n", type=int, default=0,
+                        help="also run two cells over the same this many images on the one engine, in both "
+                        "orders, through ModelHost as a sweep does, reading vLLM's prefix-cache hits at "
+                        "each cell's start (0: skip)")
     args = parser.parse_args(argv)
 
     from PIL import Image
@@ -101,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         beam = captioner.generate(requests, {**kwargs, "num_beams": args.beams})
         beam_s = time.perf_counter() - t2
     window = host_vs_bare(captioner, args, kwargs) if args.window_n else {}
+    cold = cold_cells(captioner, args) if args.cold_n else {}
     peak, peak_kind = captioner.peak_memory()
     result = {
         "sample_ids": [r.sample_id for r in requests],
@@ -117,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "peak_memory_bytes": peak,
         "peak_memory_kind": peak_kind,
         "window": window,
+        "cold": cold,
     }
     text = json.dumps(result, indent=2, default=str)
     if args.json:
@@ -204,6 +210,77 @@ def host_vs_bare(captioner, args, kwargs: dict) -> dict:
         "ttft_sec": [round(s.ttft_sec, 3) for s in samples],
         "captions": [s.caption for s in samples],
     }
+
+
+def prefix_cache_hits(llm) -> float | None:
+    """vLLM's own prefix-cache hit counter (tokens served from the cache since the engine started), from
+    `LLM.get_metrics()`; None where this vLLM has no such counter."""
+    try:
+        metrics = llm.get_metrics()
+    except Exception:  # noqa: BLE001 - an older vLLM: the per-request count still says it
+        return None
+    values = [getattr(m, "value", 0) for m in metrics if m.name == "vllm:prefix_cache_hits"]
+    return float(sum(values)) if values else None
+
+
+def cold_cells(captioner, args) -> dict:
+    """Cells "t8" and "t6" (same prompt and images, 8 and 6 new tokens: one load serves both) run as a
+    sweep runs them on one host (`begin_cell`, then windows of batches), in the order t8, t6, t6, t8:
+    each cell once after the other. Per run: the prefix-cache hits of its first window, read from vLLM's
+    own counter and from each request's `num_cached_tokens`, and its captions. Then a control with the
+    caches kept (`reset_caches: false`, no warm-up): t8 then t6, where t6 reads t8's cached prefixes."""
+    import numpy as np
+    from PIL import Image
+
+    from actors.contract import GenerationSettings, Measurement, SampleBatch
+    from actors.model_host import ModelHost
+
+    paths = sorted(args.images.glob("*.jpg"))[: args.cold_n]
+    pixels = [np.asarray(Image.open(p).convert("RGB").resize((224, 224))) for p in paths]
+    ids = [p.stem for p in paths]
+    size = args.batch_size
+    batches = [SampleBatch(ids[i:i + size], [""] * len(ids[i:i + size]), [224] * len(ids[i:i + size]),
+                           [224] * len(ids[i:i + size]), pixels=pixels[i:i + size])
+               for i in range(0, len(ids), size)]
+    per_call = captioner.batches_per_call
+    host = ModelHost(None, None, captioner)
+    cached: list[int] = []  # num_cached_tokens of every request since the last clear
+    generate = captioner.llm.generate
+
+    def counting_generate(*a, **kw):
+        outputs = generate(*a, **kw)
+        cached.extend(int(getattr(o, "num_cached_tokens", 0) or 0) for o in outputs)
+        return outputs
+
+    captioner.llm.generate = counting_generate
+
+    def run_cell(name: str, tokens: int, measurement: Measurement) -> dict:
+        settings = GenerationSettings(prompt="Describe this image in one sentence.", max_new_tokens=tokens,
+                                      num_beams=1, min_new_tokens=2)
+        start = host.begin_cell(name, settings, measurement)
+        results, first = [], {}
+        for k, at in enumerate(range(0, len(batches), per_call)):
+            group = batches[at:at + per_call]
+            before = prefix_cache_hits(captioner.llm)
+            cached.clear()
+            results += host.caption_window(settings, name, [len(b.sample_ids) for b in group], *group)
+            if k == 0:  # the cell's first window: after its warm-up, before anything else of its own
+                after = prefix_cache_hits(captioner.llm)
+                measured = cached[-sum(len(b.sample_ids) for b in group):]
+                first = {"counter_hits": None if before is None or after is None else after - before,
+                         "request_cached_tokens": sum(measured)}
+        host.cells_before.pop(name, None)  # the next run of this cell begins as a new cell would
+        return {"cell": name, "cache_policy": start.cache_policy, "warmup_batches": start.warmup_batches,
+                **first, "captions": [s.caption for r in results for s in r.samples]}
+
+    cold = Measurement(warmup_batches=1, reset_caches=True)
+    runs = [run_cell(name, tokens, cold) for name, tokens in (("t8", 8), ("t6", 6), ("t6", 6), ("t8", 8))]
+    kept = Measurement(warmup_batches=0, reset_caches=False)
+    captioner.reset_caches()
+    control = [run_cell(name, tokens, kept) for name, tokens in (("t8", 8), ("t6", 6))]
+    captioner.llm.generate = generate
+    return {"n": len(ids), "batch_size": size, "batches_per_call": per_call, "runs": runs,
+            "control": control}
 
 
 if __name__ == "__main__":

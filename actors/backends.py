@@ -7,6 +7,8 @@ the machine and loads.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from actors.captioner import Captioner, ResolvedModel
 from actors.contract import LoadSpec
 from actors.families.base import Family
@@ -20,6 +22,8 @@ from actors.resolve import check_local_folder, read_config_json, resolve_model
 # Qwen2-VL, #9967 LLaVA) and has no per-side (vision vs language) quantization, which is what those
 # precisions mean here; the torchao weight-only ones (int8wo, int4wo) are loaded through transformers'
 # TorchAoConfig.
+# The project's extra that installs vLLM beside the pinned torch and transformers (pyproject.toml).
+VLLM_INSTALL = 'pip install -e ".[vllm]"'
 
 
 def choose_backend(
@@ -45,8 +49,11 @@ def choose_backend(
     if requested not in ("auto", "vllm"):
         raise ValueError(f"unknown backend '{requested}'; use 'auto', 'hf' or 'vllm'")
     explicit = requested == "vllm"
+    not_installed = "vllm is not installed (not importable)"
+    if cuda:  # where vLLM would run: say how to get it without swapping the project's torch/transformers
+        not_installed = f"vllm is not installed: the project's vllm extra installs it ({VLLM_INSTALL})"
     checks = [
-        (vllm_importable, "vllm is not installed (not importable)"),
+        (vllm_importable, not_installed),
         (cuda or (explicit and vllm_cpu), "no CUDA GPU"),
         (family.vllm_supported, f"vLLM does not support the {family.name} family"),
         (
@@ -65,6 +72,23 @@ def choose_backend(
     if failed:
         return "hf", f"auto: {failed}"
     return "vllm", f"auto: vLLM supports {family.name} at {precision} and a CUDA GPU is present"
+
+
+def missing_vllm_note(requests: Iterable[tuple[str, Family, str]], *, cuda: bool = False,
+                      vllm_importable: bool = False, vllm_cpu: bool = False) -> str:
+    """One line for the sweep's start when vLLM's absence moves cells to HF on a CUDA machine, else "".
+
+    `requests`: (requested backend, family, precision) per cell. A cell counts when it asks for auto and
+    would get vLLM were vLLM installed."""
+    if vllm_importable or not cuda:
+        return ""
+    moved = sum(requested == "auto" and choose_backend(requested, family, precision, cuda=True,
+                                                       vllm_importable=True)[0] == "vllm"
+                for requested, family, precision in requests)
+    if not moved:
+        return ""
+    return (f"vLLM is not installed, so backend: auto runs {moved} cell(s) that vLLM supports on HF; "
+            f"the project's vllm extra installs it: {VLLM_INSTALL}")
 
 
 def detect_machine() -> dict[str, bool]:
@@ -109,7 +133,7 @@ def resolve_family(path: str, family_override: str | None, revision: str | None)
 
 def make_captioner(model_id: str, family_override: str | None, revision: str | None,
                    trust_remote_code: bool, precision: str, backend: str,
-                   weights_mode: str = "real") -> Captioner:
+                   weights_mode: str = "real", vllm_engine: dict | None = None) -> Captioner:
     """Resolve, detect the family, pick the backend and load: the actor's whole start-up.
 
     weights_mode "dummy": random weights at the model's real size (vLLM load_format="dummy"; HF
@@ -130,12 +154,14 @@ def make_captioner(model_id: str, family_override: str | None, revision: str | N
     refuse_precision(precision, name, path, revision, dummy)
     if dummy:
         weights = "random"
-    if name == "vllm":
-        from actors.vllm_backend import VLLMCaptioner as captioner_class
-    else:
-        from actors.hf import HFCaptioner as captioner_class
     model = ResolvedModel(path, family, precision, revision, trust_remote_code, weights, reason, dummy)
-    return captioner_class(model)
+    if name == "vllm":
+        from actors.vllm_backend import VLLMCaptioner
+
+        return VLLMCaptioner(model, engine_kwargs=vllm_engine)
+    from actors.hf import HFCaptioner
+
+    return HFCaptioner(model)
 
 
 def load_captioner(spec: LoadSpec) -> Captioner:
@@ -146,4 +172,4 @@ def load_captioner(spec: LoadSpec) -> Captioner:
 
         return load_custom(model.loader, model.id, spec.precision)
     return make_captioner(model.id, model.family, model.revision, model.trust_remote_code, spec.precision,
-                          spec.backend, weights_mode=model.weights)
+                          spec.backend, weights_mode=model.weights, vllm_engine=dict(spec.vllm_engine))

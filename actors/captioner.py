@@ -102,6 +102,11 @@ class Captioner(ABC):
         except Exception:  # a family that renders only inside generate(): not known here
             return ""
 
+    def reset_caches(self) -> str:
+        """Empty every cache that outlives a generate() call, so that a cell does not start on an earlier
+        cell's work; returns what it emptied, in words ("" when nothing is kept: HF generate())."""
+        return ""
+
     def reset_peak_memory(self) -> None:
         """Start a new peak: a loaded model serves several cells in turn, each reports its own peak."""
         import torch

@@ -55,6 +55,8 @@ class LoadSpec:
     backend: BackendName = "auto"
     gpus_per_actor: float = 1.0
     replicas: int = 1
+    # vLLM engine arguments from the grid (`resources.vllm`), as sorted (name, value) pairs; HF ignores them
+    vllm_engine: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,24 @@ class BatchResult:
     # (every image of the batch waited all of it); request_e2e, each request's own end-to-end latency
     # from the engine's request metrics (vLLM)
     latency_kind: str = "batch_wall"
+    # seconds in the processor (chat template, resize, patching, tokenization) apart from generate(), inside
+    # latency_sec; NaN when the backend does not say (vLLM processes inside its engine). A window's on its
+    # first batch only, like its energy.
+    preprocess_sec: float = float("nan")
+    cache_policy: str = ""  # the cell's `CellStart.cache_policy`
+    warmup_batches: int = 0  # unmeasured warm-up generations before the cell's first batch on this host
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """How a host measures each cell (grid `measurement`), so that every cell is measured cold alike:
+    `reset_caches` empties the engine's caches that outlive a call (vLLM's prefix and multimodal caches)
+    at the cell's start and after its warm-up; `warmup_batches` generations of the cell's first batch run
+    before it, unmeasured (one-time costs: CUDA context, kernel compilation and autotuning, allocator
+    growth), whether the cell loaded the model or reused it."""
+
+    warmup_batches: int = 1
+    reset_caches: bool = True
 
 
 @dataclass
@@ -224,6 +244,8 @@ class CellStart:
     # batches the host takes per call (`Captioner.batches_per_call`): >1 for an engine that batches
     # itself (vLLM), so its scheduler sees many requests at once
     batches_per_call: int = 1
+    cache_policy: str = ""  # what `Measurement.reset_caches` did on this host, in words
+    warmup_batches: int = 0
 
 
 # A batch's totals (what a cell sums: energy, emissions) stand once per batch: on the first item of
@@ -231,7 +253,7 @@ class CellStart:
 # in one call), 0.0 on the others, so that summing the items gives the batch's total and no more. The
 # one home of that rule: `on_first` writes it (model host, pipeline, the driver's row writer) and
 # `sweep.results.tables.spread_batch_total` reads it back per image (successive halving's rungs).
-BATCH_TOTALS = ("energy_kwh", "emissions_kg")
+BATCH_TOTALS = ("energy_kwh", "emissions_kg", "preprocess_sec")
 
 
 def on_first(total: float, n: int) -> list[float]:
@@ -246,9 +268,10 @@ class ModelHostApi(Protocol):
     is typed against this). A host serves the cells of one load in turn: `begin_cell` once per cell,
     then one call per batch (or per window of batches, for an engine that schedules requests itself)."""
 
-    def begin_cell(self, cell_id: str, settings: GenerationSettings) -> CellStart:
-        """A cell starts on this host: waits for the load (a load error surfaces here) and says what
-        serves the cell (`CellStart`, its `batches_per_call` included)."""
+    def begin_cell(self, cell_id: str, settings: GenerationSettings,
+                   measurement: Measurement | None = None) -> CellStart:
+        """A cell starts on this host: waits for the load (a load error surfaces here), starts the cell
+        cold (`Measurement`) and says what serves the cell (`CellStart`, its `batches_per_call` included)."""
         ...
 
     def caption_parts(self, settings: GenerationSettings, cell_id: str, *parts: SampleBatch) -> BatchResult:

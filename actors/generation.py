@@ -3,7 +3,11 @@ sharing: the smaller max_new_tokens of a cell cut from one greedy generation, ti
 
 from __future__ import annotations
 
+import math
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -49,6 +53,35 @@ class Generation:
         cuts = {t: BudgetCut(in_request_order(groups, cut.results), cut.latency_sec, cut.measured)
                 for t, cut in self.budgets.items()}
         return Generation(in_request_order(groups, self.results), self.latency_sec, cuts, self.padding_tokens)
+
+
+# The processor's seconds (chat template, resize, patching, tokenization) of the generate calls made in
+# this thread inside `preprocess_clock`, apart from generate(): a model host reads them per batch.
+_clock = threading.local()
+
+
+@contextmanager
+def preprocess_clock() -> Iterator[list[float]]:
+    """Yields a one-item list: the seconds `build_inputs` took in this thread inside the block, NaN when no
+    processor call went through it (vLLM runs its own processing; families with their own generate code)."""
+    total = [math.nan]
+    outer = getattr(_clock, "total", None)
+    _clock.total = total
+    try:
+        yield total
+    finally:
+        _clock.total = outer
+
+
+def build_inputs_timed(family: Any, processor: Any, prompts: list[str],
+                       images: list[list[Image.Image]]) -> Any:
+    """`family.build_inputs`, its seconds added to the active `preprocess_clock`."""
+    start = time.perf_counter()
+    inputs = family.build_inputs(processor, prompts, images)
+    total = getattr(_clock, "total", None)
+    if total is not None:
+        total[0] = (0.0 if math.isnan(total[0]) else total[0]) + time.perf_counter() - start
+    return inputs
 
 
 def merge_cuts(first: BudgetCut, second: BudgetCut) -> BudgetCut:
@@ -170,7 +203,7 @@ def generate_batch(
     tokenizer = getattr(processor, "tokenizer", processor)
     eos_ids, pad_id = eos_and_pad(model, tokenizer)
     if inputs is None:
-        inputs = family.build_inputs(processor, prompts, images)
+        inputs = build_inputs_timed(family, processor, prompts, images)
     padding = pad_count(inputs)
     inputs = cast_floats(inputs.to(device), model)
     clock = step_clock() if budgets else None
@@ -211,7 +244,7 @@ def generate_grouped(
     in. One group (similar lengths, or `slack` None): exactly one `generate_batch` on the inputs already
     built. The lengths come from one processor call on the whole batch; a split builds each group's inputs
     again (the processor runs twice for those images, only when splitting saves padding)."""
-    inputs = family.build_inputs(processor, prompts, images)
+    inputs = build_inputs_timed(family, processor, prompts, images)
     lengths = prompt_lengths(inputs) if slack is not None else None
     groups = length_groups(lengths, len(prompts), slack) if lengths else [list(range(len(prompts)))]
     if len(groups) == 1:

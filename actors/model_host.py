@@ -5,6 +5,7 @@ what is loaded: `actors.contract.LoadSpec`). Decode errors pass through untouche
 from __future__ import annotations
 
 import io
+import math
 import operator
 import os
 import socket
@@ -27,12 +28,13 @@ from actors.contract import (
     CellStart,
     GenerationSettings,
     LoadSpec,
+    Measurement,
     SampleBatch,
     SampleResult,
     on_first,
 )
 from actors.energy import EnergyMeter
-from actors.generation import BudgetCut, Generation, merge_cuts
+from actors.generation import BudgetCut, Generation, merge_cuts, preprocess_clock
 
 Chunked = TypeVar("Chunked")
 NAN = float("nan")
@@ -63,6 +65,7 @@ def split_window(result: BatchResult, sizes: Sequence[int]) -> list[BatchResult]
     out: list[BatchResult] = []
     start = 0
     energy, emissions = on_first(result.energy_kwh, len(sizes)), on_first(result.emissions_kg, len(sizes))
+    preprocess = on_first(result.preprocess_sec, len(sizes))
     for k, n in enumerate(sizes):
         samples = result.samples[start:start + n]
         captioned = sum(1 for s in samples if not s.error)
@@ -77,7 +80,8 @@ def split_window(result: BatchResult, sizes: Sequence[int]) -> list[BatchResult]
         budgets = {t: replace(b, captions=b.captions[rows], generated_tokens=b.generated_tokens[rows])
                    for t, b in result.budgets.items()}
         out.append(replace(result, samples=samples, captioned=captioned, latency_sec=latency,
-                           budgets=budgets, energy_kwh=energy[k], emissions_kg=emissions[k]))
+                           budgets=budgets, energy_kwh=energy[k], emissions_kg=emissions[k],
+                           preprocess_sec=preprocess[k]))
         start += n
     return out
 
@@ -209,17 +213,54 @@ class ModelHost:
         self.energy = EnergyMeter(energy_country)
         self.generation: dict[GenerationSettings, dict] = {}  # cell settings -> effective kwargs
         self.cells_before: dict[str, int] = {}  # cell id -> cells this load had begun before it
+        self.measuring: dict[str, tuple[Measurement, str]] = {}  # cell id -> its measurement, cache policy
+        self.warmups: dict[str, int] = {}  # cell id -> warm-up generations still due before its first batch
 
-    def begin_cell(self, cell_id: str, settings: GenerationSettings) -> CellStart:
+    def begin_cell(self, cell_id: str, settings: GenerationSettings,
+                   measurement: Measurement | None = None) -> CellStart:
         """A new cell starts on this model: its peak memory is its own (unless another cell shares the
-        host meanwhile). Waits for the load: a load error surfaces here, before any image is read."""
+        host meanwhile), and it starts cold (`Measurement`): caches emptied, a warm-up due before its first
+        batch. Waits for the load: a load error surfaces here, before any image is read."""
         if getattr(self, "load_error", ""):  # (a host built without __init__, in tests, has none)
             raise ModelLoadFailed(f"{LOAD_FAILED}: {self.load_error}")
+        measurement = measurement or Measurement()
         self.captioner.reset_peak_memory()
+        policy = self._reset_caches(measurement)
+        self.measuring[cell_id] = (measurement, policy)
+        self.warmups[cell_id] = measurement.warmup_batches
         before = self.cells_before.setdefault(cell_id, len(self.cells_before))
         rendered = self.captioner.rendered_prompt(settings.prompt)
         return CellStart(self.actor_id, self.node_id, self.captioner.report, self._kwargs(settings), before,
-                         rendered, int(self.captioner.batches_per_call))
+                         rendered, int(self.captioner.batches_per_call), policy,
+                         measurement.warmup_batches)
+
+    def _reset_caches(self, measurement: Measurement) -> str:
+        """Empty the captioner's caches if the measurement says so; the cell's `cache_policy` in words."""
+        if not measurement.reset_caches:
+            return "kept across cells (measurement.reset_caches: false)"
+        what = self.captioner.reset_caches()
+        if what:
+            return f"cold: {what} reset at the cell's start and after its warm-up"
+        return "cold: no cache kept across generate() calls"
+
+    def _warm_up(self, batch: SampleBatch, rows: list[int], settings: GenerationSettings, cell_id: str,
+                 budgets: tuple[int, ...]) -> None:
+        """The cell's due warm-up: its first batch (same images, same shapes) generated and thrown away,
+        outside every measurement; then the caches emptied again, so the measured batch misses them."""
+        import torch
+
+        times = self.warmups.pop(cell_id, 0)
+        if not times or not rows:
+            return
+        requests = [CaptionRequest(batch.sample_ids[i], images_of(batch, i), settings.prompt) for i in rows]
+        try:
+            for _ in range(times):
+                self.captioner.generate_budgets(requests, self._kwargs(settings), budgets)
+        except (*INPUT_ERRORS, torch.cuda.OutOfMemoryError):  # the measured batch handles these
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        if self.measuring[cell_id][0].reset_caches:
+            self.captioner.reset_caches()
 
     def _kwargs(self, settings: GenerationSettings) -> dict:
         if settings not in self.generation:
@@ -227,17 +268,20 @@ class ModelHost:
             self.generation[settings] = effective_generation(defaults, settings.generate_kwargs())
         return self.generation[settings]
 
-    def caption(self, batch: SampleBatch, settings: GenerationSettings, cell_id: str) -> BatchResult:
+    def caption(self, batch: SampleBatch, settings: GenerationSettings, cell_id: str,
+                first_batch: int | None = None) -> BatchResult:
         """Caption the batch at the cell's max_new_tokens, and answer each of its smaller `budgets`: cut
         from that same generation where the captioner can (`decode_step_times`), else generated on its own
         after it (`own_generation`). The batch's latency, energy, peak memory and timestamps are those of
         the generation at max_new_tokens only: own-budget generations run after the energy meter stops.
         A batch whose generation raises on its input (`INPUT_ERRORS`, not CUDA OOM) is generated image by
-        image: an image rejected alone is an error row with the processor's message, in every budget too."""
+        image: an image rejected alone is an error row with the processor's message, in every budget too.
+        A cell's first batch on this host is preceded by its warm-up (`first_batch`: of that many images)."""
         errors = list(batch.errors)
         ok = [i for i, err in enumerate(errors) if not err]
         budgets = checked_budgets(settings)
         kwargs = self._kwargs(settings)
+        self._warm_up(batch, ok[:first_batch], settings, cell_id, budgets)
         generation = Generation([], 0.0)
         requests: list[CaptionRequest] = []
         self.energy.start()
@@ -246,9 +290,11 @@ class ModelHost:
         if ok:
             requests = [CaptionRequest(batch.sample_ids[i], images_of(batch, i), settings.prompt) for i in ok]
         overhead = {"pixels": time.perf_counter() - start}
+        preprocess = [math.nan]
         if ok:
-            generation, failed = generate_per_image(
-                lambda chunk: self.captioner.generate_budgets(chunk, kwargs, budgets), requests)
+            with preprocess_clock() as preprocess:
+                generation, failed = generate_per_image(
+                    lambda chunk: self.captioner.generate_budgets(chunk, kwargs, budgets), requests)
             if failed:  # images the processor rejected: error rows; the rest of the batch is kept
                 for j, why in failed.items():
                     errors[ok[j]] = why
@@ -259,6 +305,7 @@ class ModelHost:
         kwh, co2_kg = self.energy.stop()
         peak, peak_kind = self.captioner.peak_memory()
         captions = dict(zip(ok, generation.results, strict=True))
+        measuring = self.measuring.get(cell_id, (Measurement(0, False), ""))  # a cell never begun
         per_image = elapsed / len(ok) if ok else 0.0
         samples = [
             SampleResult(
@@ -282,6 +329,8 @@ class ModelHost:
             peak_memory_bytes=peak, peak_memory_kind=peak_kind, energy_kwh=kwh, emissions_kg=co2_kg,
             model_cells_before=self.cells_before.get(cell_id, 0), budgets=answered,
             latency_kind=latency_kind(self.captioner.latency_kind, samples),
+            preprocess_sec=preprocess[0], cache_policy=measuring[1],
+            warmup_batches=measuring[0].warmup_batches,
         )
 
     def caption_parts(self, settings: GenerationSettings, cell_id: str, *parts: SampleBatch) -> BatchResult:
@@ -295,7 +344,7 @@ class ModelHost:
         """Several batches (of `sizes` samples, their pieces in order) captioned in one generate() call, for
         a backend that schedules requests itself (`Captioner.batches_per_call`); answered per batch, in
         order, as `split_window` cuts the one result."""
-        merged = self.caption(SampleBatch.concat(list(parts)), settings, cell_id)
+        merged = self.caption(SampleBatch.concat(list(parts)), settings, cell_id, first_batch=sizes[0])
         return split_window(merged, sizes)
 
     def _budget(self, t: int, batch: SampleBatch, ok: list[int], requests: list[CaptionRequest],

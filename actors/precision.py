@@ -146,8 +146,10 @@ def refusal(precision: str, *, backend: str, cuda_capability: tuple[int, int] | 
 
 def skip_patterns(fragments: tuple[str, ...]) -> list[str]:
     """transformers 5 matches skip entries from the start of the module name (or as a suffix), so a
-    bare fragment such as "vision_tower" would miss "model.vision_tower.encoder": anchor it anywhere."""
-    return [rf"(?:.*\.)?{re.escape(f)}" for f in fragments] + ["lm_head"]
+    bare fragment such as "vision_tower" would miss "model.vision_tower.encoder": anchor it anywhere.
+    The fragment must also end a name part: transformers 5.20 matches a bare prefix (``re.match``), under
+    which "model.embed_tokens" would also skip Phi-4's vision side, "model.embed_tokens_extend"."""
+    return [rf"(?:.*\.)?{re.escape(f)}(?:\..*)?$" for f in fragments] + ["lm_head"]
 
 
 def _torchao_config(precision: str, skip: list[str], on_cuda: bool) -> Any:

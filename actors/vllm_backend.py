@@ -165,6 +165,13 @@ def window_batches() -> int:
     return n
 
 
+def engine_args_logged(kwargs: dict[str, Any]) -> str:
+    """The engine arguments a cell's engine was built with, as JSON (the model path and hub arguments
+    are logged elsewhere), for the cell's `vllm_engine_args` param."""
+    skip = {"model", "tokenizer", "revision", "trust_remote_code"}
+    return json.dumps({k: v for k, v in sorted(kwargs.items()) if k not in skip}, default=str)
+
+
 class VLLMCaptioner(Captioner):
     # each request timed by vLLM's metrics (`request_timings`); a beam search has none: batch_wall then
     latency_kind = "request_e2e"
@@ -215,6 +222,7 @@ class VLLMCaptioner(Captioner):
             "vllm", torch.cuda.get_device_name(0) if on_cuda else "cpu", load_seconds, weight_bytes,
             formats, {**library_versions(), "vllm": vllm_version()},
             vllm_load_format=kwargs["load_format"], vllm_limit_mm_per_prompt=max_images_per_prompt,
+            vllm_engine_args=engine_args_logged(kwargs),
             weight_bytes_kind="estimate from config at the vLLM dtype (quantized language linears at their "
                               "format)",
         )
@@ -282,6 +290,16 @@ class VLLMCaptioner(Captioner):
             new = best.tokens[prompt_len:]
             results.append(CaptionResult(tokenizer.decode(new, skip_special_tokens=True).strip(), len(new)))
         return results
+
+    def reset_caches(self) -> str:
+        """vLLM's prefix cache (on by default) and multimodal processor cache are keyed by the image: a
+        second cell over the same images would skip preprocessing, the vision encoder and prefill. Emptied
+        as `vllm bench sweep` does between runs."""
+        prefix = self.llm.reset_prefix_cache()  # False: refused (requests still running)
+        self.llm.reset_mm_cache()
+        if prefix is False:
+            return "vLLM's multimodal cache (its prefix cache refused the reset)"
+        return "vLLM's prefix and multimodal caches"
 
     def close(self) -> None:
         """Stop the engine's processes (vLLM V1 runs the engine core and its workers apart)."""

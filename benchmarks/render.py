@@ -244,6 +244,24 @@ def padding_md(pd: dict[str, Any]) -> list[str]:
     ]
 
 
+def warmup_md(w: dict[str, Any]) -> list[str]:
+    off, on = w["variants"]["0"], w["variants"]["1"]
+    by_load = {r["load"]: r for r in on["loads"]}
+    rows = [[r["load"], f"{r['first']:.3f}", f"{r['siblings']:.3f}", f"{r['ratio']:.2f}",
+             f"{by_load[r['load']]['first']:.3f}" if r["load"] in by_load else "",
+             f"{by_load[r['load']]['siblings']:.3f}" if r["load"] in by_load else "",
+             f"{by_load[r['load']]['ratio']:.2f}" if r["load"] in by_load else ""] for r in off["loads"]]
+    return [
+        f"## 11. Cold cells: latency p50 (s) of the first cell of each load vs its siblings ({w['note']}; "
+        f"{len(w['prompts'])} prompts, {w['max_new_tokens']} tokens each)", "",
+        *table(["load", "first, no warm-up", "siblings", "ratio", "first, warm-up 1", "siblings", "ratio"],
+               rows),
+        f"Median first/siblings ratio: **{off['median_ratio']:.2f}** without the warm-up, "
+        f"**{on['median_ratio']:.2f}** with it. Whole sweep: {off['wall']:.1f} s and {on['wall']:.1f} s. "
+        f"Cache policy: {', '.join(on['cache_policy'])}.",
+    ]
+
+
 def precisions_md(p: dict[str, Any]) -> list[str]:
     intro, columns, rows = precisions.summary(p)
     return [*intro, *table(columns, rows)]
@@ -252,7 +270,7 @@ def precisions_md(p: dict[str, Any]) -> list[str]:
 MARKDOWN = {"batching": batching_md, "engine": engine_md, "rerun": rerun_md, "scaling": scaling_md,
             "gpu": gpu_md, "token_budgets": token_budgets_md, "scoring": scoring_md,
             "halving": halving_md, "pipeline_ceiling": pipeline_ceiling_md, "padding": padding_md,
-            "precisions": precisions_md}
+            "precisions": precisions_md, "warmup": warmup_md}
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -316,6 +334,9 @@ def console(name: str, data: dict[str, Any]) -> list[str]:
                 f"{r['ratio_vs_decode_floor_all_cores']:.2f}x the decode floor on {data['cores']} processes "
                 f"({r['ratio_vs_decode_floor_one_core']:.2f}x one), first batch "
                 f"{r['first_batch_seconds_loaded']:.2f} s with the model loaded" for r in data["summary"]]
+    if name == "warmup":
+        return [f"   first cell / siblings latency p50: {data['variants']['0']['median_ratio']:.2f}x without "
+                f"warm-up, {data['variants']['1']['median_ratio']:.2f}x with"]
     if name == "precisions":
         return precisions.console(data)
     if name == "padding":

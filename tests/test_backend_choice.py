@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors.backends import choose_backend
+from actors.backends import choose_backend, missing_vllm_note
 from actors.registry import get_family
 
 LLAVA = get_family("llava")  # vllm_supported
@@ -19,9 +19,9 @@ TABLE = [
     (LLAVA, "fp16", True, True, "auto", "vllm", "supports llava"),
     (LLAVA, "bf16", True, True, "auto", "vllm", "cuda gpu is present"),
     (LLAVA, "fp32", True, True, "auto", "vllm", "fp32"),
-    (LLAVA, "fp16", True, False, "auto", "hf", "vllm is not installed"),
+    (LLAVA, "fp16", True, False, "auto", "hf", 'vllm extra installs it (pip install -e ".[vllm]")'),
     (LLAVA, "fp16", False, True, "auto", "hf", "no cuda gpu"),
-    (LLAVA, "fp16", False, False, "auto", "hf", "vllm is not installed"),  # first failed condition
+    (LLAVA, "fp16", False, False, "auto", "hf", "vllm is not installed (not importable)"),  # first failed
     (INSTRUCTBLIP, "fp16", True, True, "auto", "hf", "does not support the instructblip family"),
     (LLAVA, "int8", True, True, "auto", "hf", "int8 is bitsandbytes"),
     (LLAVA, "int8-vision", True, True, "auto", "hf", "bitsandbytes"),
@@ -62,6 +62,26 @@ def test_vllm_cpu_build_only_when_named():
     assert backend == "vllm" and "cpu build" in reason.lower()
     backend, reason = choose_backend("auto", LLAVA, "fp32", cuda=False, vllm_importable=True, vllm_cpu=True)
     assert backend == "hf" and "no cuda gpu" in reason.lower()
+
+
+# (cells as (requested, family, precision), cuda, vllm importable) -> cells named in the start line's note
+NOTE_TABLE = [
+    ([("auto", LLAVA, "fp16"), ("auto", LLAVA, "bf16")], True, False, 2),
+    ([("auto", LLAVA, "fp16"), ("auto", INSTRUCTBLIP, "fp16"), ("auto", LLAVA, "nf4")], True, False, 1),
+    ([("hf", LLAVA, "fp16")], True, False, 0),  # HF asked for: nothing moved
+    ([("auto", INSTRUCTBLIP, "fp16")], True, False, 0),  # vLLM would not serve it anyway
+    ([("auto", LLAVA, "fp16")], False, False, 0),  # no GPU: HF is the path, the extra would not help
+    ([("auto", LLAVA, "fp16")], True, True, 0),  # installed
+]
+
+
+@pytest.mark.parametrize(("requests", "cuda", "vllm", "moved"), NOTE_TABLE)
+def test_start_line_names_the_missing_extra(requests, cuda, vllm, moved):
+    note = missing_vllm_note(requests, cuda=cuda, vllm_importable=vllm)
+    if not moved:
+        assert note == ""
+        return
+    assert f"runs {moved} cell(s)" in note and 'pip install -e ".[vllm]"' in note
 
 
 def test_unknown_backend():

@@ -14,6 +14,7 @@ from actors.contract import (
     CaptionResult,
     GenerationSettings,
     LoadReport,
+    Measurement,
     SampleBatch,
     SampleResult,
 )
@@ -49,6 +50,7 @@ def host_with(captioner: Captioner) -> ModelHost:
     host.spec, host.captioner, host.actor_id, host.node_id = None, captioner, "test:0", ""
     host.energy = type("Energy", (), {"start": lambda self: None, "stop": lambda self: (3.0, 1.5)})()
     host.generation, host.cells_before = {}, {}
+    host.measuring, host.warmups = {}, {}
     return host
 
 
@@ -61,7 +63,8 @@ def test_a_window_of_batches_is_one_generate_call_answered_per_batch_in_order():
     captioner = SelfBatching()
     host = host_with(captioner)
     settings = GenerationSettings(prompt=PROMPT, max_new_tokens=4, budgets=(2,))
-    assert host.begin_cell("c", settings).batches_per_call == 3
+    # no warm-up: its calls are tested in tests/test_measurement.py
+    assert host.begin_cell("c", settings, Measurement(warmup_batches=0)).batches_per_call == 3
     parts = [batch(["a", "b"]), batch(["c", "d", "e"], ["", "cannot decode", ""]), batch(["f"])]
     results = host.caption_window(settings, "c", [2, 3, 1], *parts)
     # one call at max_new_tokens with every decoded request of the three batches, then one for budget 2

@@ -134,6 +134,7 @@ def test_a_shared_host_labels_each_cell_with_its_own_turn(coco_mini):
 
     host = ModelHost.__new__(ModelHost)  # the host's bookkeeping, without loading a model
     host.captioner, host.generation, host.cells_before = NoModel(), {}, {}
+    host.measuring, host.warmups = {}, {}
     host.actor_id, host.node_id = "h:1", ""
     first, second = _cells(coco_mini, ["tiny:llava"], ["fp32"], [4, 8])
     start = host.begin_cell(first.cell_id, first.generation())

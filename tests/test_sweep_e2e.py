@@ -81,9 +81,22 @@ def test_every_cell_ran_and_was_logged(sweep_result):
         shared = bool(params.get("shared_generation"))
         assert params["latency_kind"] == ("decode_step_times" if shared else "batch_wall")
         assert params["batch_size"] == "16"
+        # every cell measured cold (docs/measurement.md): HF keeps no cache across calls; one warm-up; the
+        # processor's seconds apart from generate(), a share of the batches' time
+        assert params["cache_policy"] == "cold: no cache kept across generate() calls"
+        assert run.data.metrics["warmup_batches"] == 1
+        assert run.data.metrics["preprocess_seconds_per_image"] > 0
+        assert 0 < run.data.metrics["preprocess_share"] < 1
         if params["precision"] == "int8":
             assert params["precision_language"].startswith("int8")
             assert "int8" not in params["precision_vision"]
+
+
+def test_results_csv_says_how_each_cell_was_measured(sweep_result):
+    _, info, _, _ = sweep_result
+    results = pd.read_csv(info.output_dir / "results.csv")
+    for column in ("cache_policy", "warmup_batches", "preprocess_seconds_per_image", "preprocess_share"):
+        assert column in results and results[column].notna().all(), column
 
 
 def test_engine_times_its_own_phases(sweep_result):

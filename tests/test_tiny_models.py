@@ -12,7 +12,14 @@ import torch
 
 from actors.registry import get_family, known_families
 from actors.resolve import resolve_model
-from actors.tiny import FAMILIES, MARKER_FILE, TinyFamily, build_tiny_model, known_tiny_families
+from actors.tiny import (
+    FAMILIES,
+    MARKER_FILE,
+    TinyFamily,
+    build_tiny_model,
+    builder_digest,
+    known_tiny_families,
+)
 
 FAMILY_NAMES = known_tiny_families()
 
@@ -56,6 +63,7 @@ def test_folder_loads_with_the_recorded_classes(family, built):
         "transformers_version": transformers.__version__,
         "auto_model_class": FAMILIES[family].auto_model_class,
         "model_class": FAMILIES[family].model_class,
+        "builder": builder_digest(FAMILIES[family]),  # the builder's source: a changed builder rebuilds
     }
     processor = transformers.AutoProcessor.from_pretrained(path, local_files_only=True)
     model = getattr(transformers, marker["auto_model_class"]).from_pretrained(path, local_files_only=True)
@@ -116,6 +124,9 @@ def test_finished_build_is_reused_and_a_changed_marker_rebuilds(tmp_path):
     marker = _marker(path)
     (path / MARKER_FILE).write_text(json.dumps({**marker, "transformers_version": "0.0.0"}))
     build_tiny_model("llava", path, seed=1)  # made by another transformers: rebuilt
+    assert _marker(path) == marker
+    (path / MARKER_FILE).write_text(json.dumps({**marker, "builder": "0" * 16}))
+    build_tiny_model("llava", path, seed=1)  # made by another version of the builder: rebuilt
     assert _marker(path) == marker
     assert all(torch.equal(t, seed1[n]) for n, t in _weights(path).items())
 

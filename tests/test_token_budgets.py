@@ -16,6 +16,7 @@ from actors.contract import (
     GenerationSettings,
     LoadReport,
     LoadSpec,
+    Measurement,
     ModelRef,
     SampleBatch,
 )
@@ -53,7 +54,7 @@ def host_for(model_id: str, precision: str) -> ModelHost:
 
 def run(host: ModelHost, batch: SampleBatch, max_new_tokens: int, budgets: tuple[int, ...] = ()):
     settings = GenerationSettings(prompt=PROMPT, max_new_tokens=max_new_tokens, budgets=budgets)
-    host.begin_cell(f"t{max_new_tokens}", settings)
+    host.begin_cell(f"t{max_new_tokens}", settings, Measurement(warmup_batches=0))  # calls counted below
     return host.caption(batch, settings, f"t{max_new_tokens}")
 
 
@@ -209,6 +210,7 @@ def plain_host(captioner: Captioner) -> ModelHost:
     host.spec, host.captioner, host.actor_id, host.node_id = None, captioner, "test:0", ""
     host.energy = type("NoEnergy", (), {"start": lambda self: None, "stop": lambda self: (0.0, 0.0)})()
     host.generation, host.cells_before = {}, {}
+    host.measuring, host.warmups = {}, {}
     return host
 
 

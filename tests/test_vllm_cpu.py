@@ -40,7 +40,9 @@ def test_vllm_cpu_captions_tiny_llava(coco_mini, tiny_model_cache, tmp_path):
         "VLM_SWEEP_CACHE": str(tiny_model_cache / "vllm"),  # built by that venv's transformers
         "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB
         # eager: no torch.compile warm-up (~90 s on 2 cores) for a model this small
-        "VLM_SWEEP_VLLM_ENGINE_ARGS": json.dumps({"enforce_eager": True}),
+        # block_size 32 (CPU default 128): prefix caching caches full blocks only, and the tiny LLaVA's
+        # prompt (~40 tokens) fills none of 128, so neither a warm nor a cold cache could hit
+        "VLM_SWEEP_VLLM_ENGINE_ARGS": json.dumps({"enforce_eager": True, "block_size": 32}),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     max_new_tokens = 8
@@ -52,7 +54,9 @@ def test_vllm_cpu_captions_tiny_llava(coco_mini, tiny_model_cache, tmp_path):
             [VLLM_PYTHON, str(ROOT / ".ci" / "vllm_cpu_check.py"), "--images", str(coco_mini / "val2017"),
              "--n", "4", "--max-new-tokens", str(max_new_tokens), "--beams", "2", "--json", str(out),
              # 24 images in batches of 4, 4 batches per generate() call (the check's default)
-             "--window-n", "24", "--batch-size", "4"],
+             "--window-n", "24", "--batch-size", "4",
+             # two cells over the same 8 images, in both orders, on the same engine
+             "--cold-n", "8"],
             cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
         )
         try:
@@ -93,3 +97,20 @@ def test_vllm_cpu_captions_tiny_llava(coco_mini, tiny_model_cache, tmp_path):
           f"{window['bare_images_per_s']} ({window['host_over_bare']}x)")
     print(f"vLLM CPU: engine start {result['engine_start_s']} s, greedy {result['greedy_s']} s, "
           f"beam {result['beam_s']} s, peak {result['peak_memory_bytes'] / 2**30:.2f} GiB")
+    # Every cell measured cold (docs/measurement.md): vLLM's own prefix-cache stats read no hit in each
+    # cell's first window, whichever cell ran before it on the engine, and each cell's captions are the same
+    # in both orders.
+    cold = result["cold"]
+    runs = cold["runs"]
+    assert [r["cell"] for r in runs] == ["t8", "t6", "t6", "t8"]
+    for run in runs:
+        assert run["request_cached_tokens"] == 0, run
+        assert run["counter_hits"] in (0, None), run  # None: no such counter in this vLLM
+        assert run["cache_policy"].startswith("cold: vLLM's prefix and multimodal caches reset"), run
+        assert run["warmup_batches"] == 1 and len(run["captions"]) == 8 and all(run["captions"])
+    assert runs[0]["captions"] == runs[3]["captions"] and runs[1]["captions"] == runs[2]["captions"]
+    # the control shows the check can fail: with the caches kept, the second cell reads the first's
+    first, second = cold["control"]
+    assert first["request_cached_tokens"] == 0 and second["request_cached_tokens"] > 0, cold["control"]
+    assert second["cache_policy"].startswith("kept")
+    assert second["captions"] == runs[1]["captions"]  # a warm cache changes the time, not the captions

@@ -10,9 +10,11 @@ See ``actors/tiny/README.md`` for what each builder makes and its gotchas.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +22,8 @@ from pathlib import Path
 
 from . import (
     blip2,
+    common,
+    configs,
     deepseek_vl,
     florence2,
     git,
@@ -35,7 +39,7 @@ from . import (
 )
 
 MARKER_FILE = "TINY_MODEL.json"
-_MARKER_KEYS = ("family", "seed", "transformers_version")
+_MARKER_KEYS = ("family", "seed", "transformers_version", "builder")
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,14 @@ def _transformers_version() -> str:
     return transformers.__version__
 
 
+def builder_digest(tiny: TinyFamily) -> str:
+    """A digest of the builder's source and the shared sizes, so that a changed builder rebuilds caches."""
+    digest = hashlib.sha256()
+    for name in (tiny.build.__module__, configs.__name__, common.__name__):
+        digest.update(Path(sys.modules[name].__file__).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _is_finished(out_dir: Path, marker: dict) -> bool:
     """True when ``out_dir`` holds a finished build with the same family, seed and transformers version."""
     try:
@@ -87,14 +99,16 @@ def _is_finished(out_dir: Path, marker: dict) -> bool:
 def build_tiny_model(family: str, out_dir: Path, seed: int = 0) -> Path:
     """Build the tiny ``family`` model into ``out_dir`` atomically and return ``out_dir``.
 
-    A finished build (``TINY_MODEL.json`` with the same family, seed and transformers version) is reused.
+    A finished build (``TINY_MODEL.json`` with the same family, seed, transformers version and builder
+    source) is reused.
     Anything else at ``out_dir`` is replaced. Raises ``KeyError`` for an unknown family.
     """
     if family not in FAMILIES:
         raise KeyError(f"unknown tiny model family {family!r}; known: {known_tiny_families()}")
     out_dir = Path(out_dir)
-    marker = {"family": family, "seed": int(seed), "transformers_version": _transformers_version()}
     tiny = FAMILIES[family]
+    marker = {"family": family, "seed": int(seed), "transformers_version": _transformers_version(),
+              "builder": builder_digest(tiny)}
     if _is_finished(out_dir, marker):
         return out_dir
 

@@ -4,7 +4,7 @@ pixel-shuffle connector (scale factor 2) + Llama decoder.
 Load with ``AutoProcessor`` (``SmolVLMProcessor``, needs torchvision and ``num2words``) +
 ``AutoModelForImageTextToText``. Prompt: chat template ``<|im_start|>User:<image>Describe the image.
 <end_of_utterance>\\nAssistant:``. Images are split into up to 2x2 tiles of 32 px plus a global image;
-each tile becomes ``<fake_token_around_image><row_i_col_j>`` + 4 ``<image>`` tokens, so the prompt
+each tile becomes ``<fake_token_around_image><row_i_col_j>`` + 16 ``<image>`` tokens, so the prompt
 length depends on the image size. Batched images must be nested: ``[[img0], [img1], ...]``.
 """
 
@@ -13,11 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from .common import finish, make_tokenizer
-from .configs import IMAGE_SIZE, NUM_PATCHES, llama_text_config, vision_config, vlm_config
+from .configs import IMAGE_SIZE, llama_text_config, vision_config, vlm_config
 
 TILE_SIZE = IMAGE_SIZE  # vision encoder image size = max_image_size
+# transformers 5.20's SmolVLM ``inputs_merger`` cuts the image features into blocks of the vision
+# ``patch_size`` tokens, so a tile's token count must be a multiple of it: 4-px patches make 64 patches,
+# pixel-shuffled by 2 into 16 tokens per tile (8-px patches gave 4, which 5.20 rejects).
+PATCH_SIZE = 4
 SCALE_FACTOR = 2
-IMAGE_SEQ_LEN = NUM_PATCHES // SCALE_FACTOR**2  # 4 tokens per tile
+IMAGE_SEQ_LEN = (TILE_SIZE // PATCH_SIZE) ** 2 // SCALE_FACTOR**2  # 16 tokens per tile
 MAX_GRID = 6  # <row_i_col_j> tokens exist for i, j in 1..6 like the real tokenizer
 
 # The real SmolVLM template (transformers' DEFAULT_CHAT_TEMPLATE for SmolVLM).
@@ -72,5 +76,6 @@ def build(out_dir: Path, seed: int) -> None:
         chat_template=SMOLVLM_CHAT_TEMPLATE,
     )
     text = llama_text_config(tokenizer, model_type="llama")
-    config = vlm_config(SmolVLMConfig, tokenizer, vision_config(), text, scale_factor=SCALE_FACTOR)
+    config = vlm_config(SmolVLMConfig, tokenizer, vision_config(patch_size=PATCH_SIZE), text,
+                        scale_factor=SCALE_FACTOR)
     finish(SmolVLMForConditionalGeneration, config, processor, out_dir, seed)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -54,7 +56,36 @@ def summarize_costs(table: pd.DataFrame, cell_wall_seconds: float,
         out["model_reused"] = float((table["model_cells_before"].fillna(0) > 0).all())
     out["energy_kwh"] = float(table["energy_kwh"].sum())
     out["emissions_kg_co2"] = float(table["emissions_kg"].sum())
+    out.update(preprocess_costs(table))
+    out["warmup_batches"] = float(table["warmup_batches"].max()) if "warmup_batches" in table else math.nan
     return out
+
+
+def preprocess_costs(table: pd.DataFrame) -> dict[str, float]:
+    """`preprocess_seconds_per_image`: the processor's seconds (chat template, resize, patching,
+    tokenization) per captioned image; `preprocess_share`: their share of the hosts' busy time (the
+    batches' wall time, processor and generate() together). NaN when a host did not measure it (vLLM
+    processes inside its engine; tables stored before it was recorded)."""
+    nan = {"preprocess_seconds_per_image": math.nan, "preprocess_share": math.nan}
+    if "preprocess_sec" not in table or "batch_images" not in table:
+        return nan
+    captioned = table[table["batch_images"] > 0]  # a batch of decode errors only ran no processor
+    pre = captioned["preprocess_sec"].astype(float)
+    ok = table[table["error"] == ""]
+    busy = float(ok["processing_time_sec"].sum())
+    if not len(ok) or pre.isna().any() or busy <= 0:
+        return nan
+    total = float(pre.sum())
+    return {"preprocess_seconds_per_image": total / len(ok), "preprocess_share": total / busy}
+
+
+def measurement_kinds(table: pd.DataFrame) -> dict[str, str]:
+    """How the cell was measured (docs/measurement.md): its hosts' `cache_policy` ("" for tables stored
+    before it was recorded); `warmup_batches` is a metric (`summarize_costs`)."""
+    if "cache_policy" not in table:
+        return {"cache_policy": ""}
+    values = table["cache_policy"].dropna().astype(str)
+    return {"cache_policy": ",".join(sorted(set(values) - {""}))}
 
 
 def generation_window(rows: pd.DataFrame) -> float:
@@ -95,14 +126,14 @@ def cost_kinds(table: pd.DataFrame) -> dict[str, str]:
         kinds = table["latency_kind"].dropna().astype(str) if "latency_kind" in table else pd.Series([])
         latency = ",".join(sorted(set(kinds) - {""})) or "batch_wall"
         return {"shared_generation": "", "energy_kind": "measured per batch",
-                "latency_kind": latency, "peak_memory_kind": kind}
+                "latency_kind": latency, "peak_memory_kind": kind, **measurement_kinds(table)}
     ok = table[table["error"] == ""] if "error" in table else table
     measured = sorted({str(v) for v in ok.get("budget_measured", pd.Series(dtype=str)).dropna() if str(v)})
     energy = ("apportioned by decode-step time of a shared generation" if "decode_step_times" in measured
               or not measured else "apportioned by its own generation's share of the batch time")
     return {"shared_generation": ",".join(sorted(leads)), "energy_kind": energy,
             "latency_kind": ",".join(measured) or "decode_step_times",
-            "peak_memory_kind": kind + SHARED_PEAK}
+            "peak_memory_kind": kind + SHARED_PEAK, **measurement_kinds(table)}
 
 
 def summarize_video(table: pd.DataFrame) -> dict[str, float]:

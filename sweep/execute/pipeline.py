@@ -166,7 +166,8 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
 
     try:
         # waits for the model to load; a load error surfaces here, before any image is read
-        starts = ray.get([call_host(host, ModelHostApi.begin_cell, cell.cell_id, generation)
+        measurement = cell.measurement()
+        starts = ray.get([call_host(host, ModelHostApi.begin_cell, cell.cell_id, generation, measurement)
                           for host in hosts])
         if on_start:
             on_start(starts)

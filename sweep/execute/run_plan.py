@@ -15,6 +15,7 @@ from sweep.execute.phases import PhaseTimer
 from sweep.execute.ray_cluster import init_ray
 from sweep.grid.cells import Cell
 from sweep.logs import route_library_logs
+from sweep.plan.budgets import vllm_missing_note
 from sweep.plan.sweep_plan import SweepPlan, reusable
 from sweep.results.disk import storage_failure
 from sweep.results.store import ResultStore
@@ -146,6 +147,9 @@ def _start(plan: SweepPlan, timer: PhaseTimer, address: str | None, verbose: boo
         print(f"--fresh: earlier results of these cells moved to {plan.archived}")
     print(f"sweep '{plan.grid.name}': {len(plan.cells)} cells x {len(plan.samples)} images on {where}",
           flush=True)
+    vllm_note = vllm_missing_note(plan.todo)  # once: on a CUDA machine without vLLM, how to get it
+    if vllm_note:
+        print(f"note: {vllm_note}", flush=True)
     if plan.finished:
         print(f"{len(plan.finished)} cells already finished in {plan.output_dir / 'cells'}: read back, "
               "not recomputed", flush=True)

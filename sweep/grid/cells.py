@@ -8,7 +8,7 @@ import json
 
 from pydantic import BaseModel, ConfigDict
 
-from actors.contract import GenerationSettings, LoadSpec, ModelRef
+from actors.contract import GenerationSettings, LoadSpec, Measurement, ModelRef
 from sweep.grid.config import Backend, GridConfig, ModelSpec, Precision
 
 
@@ -34,12 +34,17 @@ class Cell(BaseModel):
     dataset_fingerprint: str
     # "p2": the prompt's place in a grid of several prompts (the labels tell such cells apart), "" with one
     prompt_tag: str = ""
+    warmup_batches: int = 1  # grid `measurement`: how the cell is measured, not what it captions
+    reset_caches: bool = True
+    vllm_engine: tuple[tuple[str, float], ...] = ()  # grid `resources.vllm`, set arguments only
 
     def caption_key(self) -> dict:
-        """The fields that change a caption (batching, placement and the prompt's tag do not)."""
+        """The fields that change a caption (batching, placement, the prompt's tag and measurement do
+        not)."""
         return self.model_dump(
             mode="json",
-            exclude={"batch_size", "gpus_per_actor", "replicas", "prompt_tag"},
+            exclude={"batch_size", "gpus_per_actor", "replicas", "prompt_tag", "warmup_batches",
+                     "reset_caches", "vllm_engine"},
         )
 
     @property
@@ -64,7 +69,11 @@ class Cell(BaseModel):
             backend=self.backend,
             gpus_per_actor=self.gpus_per_actor,
             replicas=self.replicas,
+            vllm_engine=self.vllm_engine,
         )
+
+    def measurement(self) -> Measurement:
+        return Measurement(warmup_batches=self.warmup_batches, reset_caches=self.reset_caches)
 
     def generation(self) -> GenerationSettings:
         return GenerationSettings(
@@ -98,6 +107,9 @@ def expand_cells(grid: GridConfig, dataset_fingerprint: str) -> list[Cell]:
             gpus_per_actor=grid.resources.gpus_per_actor,
             replicas=grid.resources.replicas,
             dataset_fingerprint=dataset_fingerprint,
+            warmup_batches=grid.measurement.warmup_batches,
+            reset_caches=grid.measurement.reset_caches,
+            vllm_engine=tuple(sorted(grid.resources.vllm.model_dump(exclude_none=True).items())),
             prompt_tag=prompt_tag(grid.prompts, prompt),
         )
         cells.setdefault(cell.cell_id, cell)

@@ -29,6 +29,7 @@ from sweep.grid.datasets import (
 from sweep.grid.sections import (
     EnergyConfig,
     GenerationConfig,
+    MeasurementConfig,
     ModelSpec,
     Objective,
     ResourcesConfig,
@@ -36,6 +37,7 @@ from sweep.grid.sections import (
     SearchConfig,
     SearchStrategy,
     TrackingConfig,
+    VllmEngineConfig,
     codecarbon_countries,
 )
 from sweep.grid.strict import Strict as _Strict
@@ -44,9 +46,10 @@ from sweep.grid.strict import Strict as _Strict
 __all__ = [
     "DATASET_KINDS", "VIDEO_SUFFIXES", "AnyDataset", "Backend", "DatasetConfig", "EnergyConfig",
     "FrameSamplingConfig", "GenerationConfig", "GridConfig", "GridError", "HFDatasetConfig",
-    "ImageSubsetConfig", "KarpathyDatasetConfig", "ModelSpec", "Objective", "Precision", "ResourcesConfig",
-    "SceneDetectionConfig", "ScoringConfig", "SearchConfig", "SearchStrategy", "TrackingConfig",
-    "VideoDatasetConfig", "codecarbon_countries", "load_grid", "parse_grid", "set_override",
+    "ImageSubsetConfig", "KarpathyDatasetConfig", "MeasurementConfig", "ModelSpec", "Objective", "Precision",
+    "ResourcesConfig", "SceneDetectionConfig", "ScoringConfig", "SearchConfig", "SearchStrategy",
+    "TrackingConfig", "VideoDatasetConfig", "VllmEngineConfig", "codecarbon_countries", "load_grid",
+    "parse_grid", "set_override",
 ]
 
 
@@ -60,6 +63,7 @@ class GridConfig(_Strict):
     generation: GenerationConfig = GenerationConfig()
     backend: Backend = "auto"
     resources: ResourcesConfig = ResourcesConfig()
+    measurement: MeasurementConfig = MeasurementConfig()
     tracking: TrackingConfig = TrackingConfig()
     energy: EnergyConfig = EnergyConfig()
     scoring: ScoringConfig = ScoringConfig()

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import (
     Field,
+    StrictBool,
     StrictInt,
     field_validator,
     model_validator,
@@ -91,6 +92,15 @@ class GenerationConfig(_Strict):
         return v
 
 
+class VllmEngineConfig(_Strict):
+    """vLLM engine arguments of the grid's vLLM cells (unset: vLLM's own defaults)."""
+
+    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
+    max_num_seqs: StrictInt | None = Field(default=None, ge=1)
+    max_num_batched_tokens: StrictInt | None = Field(
+        default=None, ge=1, description="tokens per engine step: at least the largest image's token count")
+
+
 class ResourcesConfig(_Strict):
     gpus_per_actor: float = Field(default=1, gt=0, description="GPUs each model actor holds")
     replicas: int = Field(default=1, ge=1, description="actors per cell; images are sharded across them")
@@ -108,6 +118,16 @@ class ResourcesConfig(_Strict):
         default=None, gt=0,
         description="memory of one GPU for the fit check (default: known from accelerator_type)",
     )
+    vllm: VllmEngineConfig = VllmEngineConfig()
+
+
+class MeasurementConfig(_Strict):
+    """How every cell is measured (`actors.contract.Measurement`; docs/measurement.md)."""
+
+    warmup_batches: StrictInt = Field(
+        default=1, ge=0, description="unmeasured generations of each cell's first batch before it (0: none)")
+    reset_caches: StrictBool = Field(
+        default=True, description="empty the engine's caches (vLLM prefix + multimodal) at each cell's start")
 
 
 class TrackingConfig(_Strict):

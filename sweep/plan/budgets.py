@@ -46,6 +46,18 @@ def family_of(cell: Cell) -> tuple[Any, str]:
         return None, str(err)
 
 
+def vllm_missing_note(cells: list[Cell]) -> str:
+    """The start line's note when a CUDA machine without vLLM runs auto cells on HF that vLLM could serve."""
+    from actors.backends import detect_machine, missing_vllm_note
+
+    requests = []
+    for cell in cells:
+        family = None if cell.model.loader else family_of(cell)[0]
+        if family is not None:
+            requests.append((cell.backend, family, cell.precision))
+    return missing_vllm_note(requests, **detect_machine())
+
+
 @dataclass(frozen=True)
 class BudgetGroup:
     """One generation at the lead's budget serving the derived cells' smaller budgets."""

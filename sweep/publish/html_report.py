@@ -14,7 +14,8 @@ from sweep.results.tables import shown
 #: the ranked table's columns, headers from `sweep.results.tables.RESULTS_TABLE`
 RANK_COLUMNS = shown(["label", "status", "backend", "weights", "cider", "bleu_4", "meteor", "rouge_l",
                       "latency_p50_s", "latency_kind", "seconds_per_image", "images_per_sec",
-                      "peak_memory_gb", "energy_kwh", "pareto", "pareto_tied", "degenerate_output", "reason"],
+                      "preprocess_share", "warmup_batches", "cache_policy", "peak_memory_gb", "energy_kwh",
+                      "pareto", "pareto_tied", "degenerate_output", "reason"],
                      html=True)
 #: columns shown as `value [low, high]` where the results have `<key>_ci_low/high`
 INTERVAL_COLUMNS = ("cider", "bleu_4", "meteor", "rouge_l", "latency_p50_s", "seconds_per_image")

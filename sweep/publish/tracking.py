@@ -50,6 +50,9 @@ def cell_params(cell: Any, load_report: dict, generation: dict, extra: dict[str,
         params["revision"] = cell.model.revision
     if cell.model.loader:
         params["loader"] = cell.model.loader
+    engine_args = load_report.get("family_info", {}).get("vllm_engine_args")
+    if engine_args:  # the vLLM engine arguments the cell's engine was built with
+        params["vllm_engine_args"] = engine_args
     params.update(extra)
     return {k: str(v)[:6000] for k, v in params.items()}
 

@@ -40,6 +40,7 @@ class CellOutcome:
             "shared_generation": self.params.get("shared_generation", ""),
             "energy_kind": self.params.get("energy_kind", ""),
             "latency_kind": self.params.get("latency_kind", ""),
+            "cache_policy": self.params.get("cache_policy", ""),
             "cider_document_frequencies": self.params.get("cider_document_frequencies", ""),
             **dict.fromkeys(RESULT_METRICS, math.nan),
             **self.metrics,

@@ -8,9 +8,10 @@ Batch facts. A host answers once per batch (`actors.contract.BatchResult`). Its 
 stand on each of the batch's rows because they are per-image observations too: the latency an image
 waited is its batch's, and the intervals and medians (`sweep.quality.statistics`) are taken over images;
 parquet stores a repeated value once per run (dictionary encoding), so the copy costs no disk. The
-batch's totals (`per="batch total"`, `actors.contract.BATCH_TOTALS`: energy, emissions) are not copied:
-they stand on the batch's first row, 0.0 on the others (`actors.contract.on_first`), so a column sum is
-the cell's total; `spread_batch_total` reads one back per image.
+batch's totals (`per="batch total"`, `actors.contract.BATCH_TOTALS`: energy, emissions, processor
+seconds) are not copied: they stand on the batch's first row, 0.0 on the others
+(`actors.contract.on_first`), so a column sum is the cell's total; `spread_batch_total` reads one back per
+image.
 """
 
 from __future__ import annotations
@@ -93,6 +94,11 @@ CAPTION_TABLE: tuple[Column, ...] = (
     _batch("emissions_kg", "float", "the batch's CO2, on its first row", total=True),
     _batch("model_cells_before", "int", "cells the load served before this one (0: loaded for it)"),
     _batch("latency_kind", "str", "batch_wall | request_e2e: how batch_latency_sec was taken"),
+    _batch("preprocess_sec", "float", "the batch's seconds in the processor apart from generate(), on its "
+           "first row (NaN: not measured, e.g. vLLM)", total=True),
+    _batch("cache_policy", "str", "what the host did to its caches at the cell's start "
+           "(docs/measurement.md)"),
+    _batch("warmup_batches", "int", "unmeasured warm-up generations before the cell's first batch"),
     Column("shared_generation", "str", "the cell whose generation served this row", PIPELINE, "batch",
            when=SHARED),
     Column("shared_batch_latency_sec", "float", "the whole shared batch's latency", PIPELINE, "batch",
@@ -164,6 +170,8 @@ RESULTS_TABLE: tuple[Column, ...] = (
     Column("shared_generation", "str", "the cell whose generation served it", RECORDER, "cell"),
     Column("energy_kind", "str", "how energy was taken", RECORDER, "cell"),
     Column("latency_kind", "str", "how latency was taken", RECORDER, "cell", title="latency kind"),
+    Column("cache_policy", "str", "what the hosts did to their caches at the cell's start "
+           "(docs/measurement.md)", RECORDER, "cell", title="caches"),
     Column("cider_document_frequencies", "str", "reference_set | scored_subset", RECORDER, "cell"),
     *_quality(),
     Column("latency_p50_s", "float", "median latency an image waited (s)", COSTS, "cell",
@@ -192,6 +200,12 @@ RESULTS_TABLE: tuple[Column, ...] = (
     Column("model_reused", "float", "1: every batch ran on a model an earlier cell loaded", COSTS, "cell",
            when="ran"),
     Column("emissions_kg_co2", "float", "CO2 (kg)", COSTS, "cell", when="ran"),
+    Column("warmup_batches", "float", "unmeasured warm-up generations before the cell's first batch",
+           COSTS, "cell", when="ran", title="warm-up batches"),
+    Column("preprocess_seconds_per_image", "float", "processor seconds per captioned image (NaN: not "
+           "measured)", COSTS, "cell", when="ran"),
+    Column("preprocess_share", "float", "processor seconds / the batches' wall time (docs/measurement.md)",
+           COSTS, "cell", when="ran", title="preprocess share"),
     Column("resumed_samples", "float", "images read back from an earlier attempt", WRITER, "cell",
            when="ran"),
     Column("n_images_8bit_scaled", "float", "images of 16 or 32 bits scaled to 8 bits (`pixel_note`)", WRITER,
@@ -249,7 +263,8 @@ def batch_columns(result: BatchResult, n: int) -> dict[str, list]:
 
 def keep_rows(rows: pd.DataFrame, keep: pd.Series) -> pd.DataFrame:
     """The rows of one batch that `keep` selects, the batch's totals moved onto the first one kept."""
-    totals = {name: rows[name].sum() for name in BATCH_TOTALS if name in rows}
+    # skipna=False: a total not measured (NaN on the first row) stays NaN, not 0
+    totals = {name: rows[name].sum(skipna=False) for name in BATCH_TOTALS if name in rows}
     rows = rows[keep].reset_index(drop=True)
     for name, total in totals.items():
         rows[name] = on_first(total, len(rows))
