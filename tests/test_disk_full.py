@@ -86,6 +86,7 @@ def test_a_disk_that_fills_mid_run_stops_the_sweep_naming_the_path_and_keeping_w
                      max_new_tokens=[8])
     data["dataset"]["limit"] = 12
     data["resources"] = {"local_gpus": 1, "batch_size": 4}  # one cell at a time: "fills" runs first
+    data["measurement"] = {"warmup_batches": 0}  # the call counts below are the measured images only
     grid = tmp_path / "grid.yaml"
     grid.write_text(yaml.safe_dump(data))
 

@@ -31,6 +31,8 @@ def make_grid(coco: Path, out: Path, models: list[dict], limit: int = 12, **kw) 
     data = grid_dict(coco, out, models=models, max_new_tokens=[8], **kw)
     data["dataset"]["limit"] = limit
     data["resources"] = {"local_gpus": 2, "batch_size": 4}
+    # These tests count the images each model call sees: no unmeasured warm-up batch in the counts.
+    data["measurement"] = {"warmup_batches": 0}
     return data
 
 
