@@ -134,26 +134,35 @@ def main(argv: list[str] | None = None) -> int:
     os._exit(0)
 
 
+
+def image_batches(paths: list, ids: list[str], size: int) -> tuple[list, list]:
+    """The images at 224 px, and them in host batches of `size` (ids in the order of paths)."""
+    import numpy as np
+    from PIL import Image
+
+    from actors.contract import SampleBatch
+
+    pixels = [np.asarray(Image.open(p).convert("RGB").resize((224, 224))) for p in paths]
+    return pixels, [SampleBatch(ids[i:i + size], [""] * len(ids[i:i + size]), [224] * len(ids[i:i + size]),
+                                [224] * len(ids[i:i + size]), pixels=pixels[i:i + size])
+                    for i in range(0, len(ids), size)]
+
+
 def host_vs_bare(captioner, args, kwargs: dict) -> dict:
     """The engine's host path (`ModelHost.caption_window`: pixels as the decode stage hands them, windows
     of `batches_per_call` batches) against a bare `llm.generate` of the same prompts and images with the
     same SamplingParams, and the host path at one batch per call (as before windowing), alternated
     `--rounds` times after one warm-up; images/s of the fastest round of each and their ratios to the bare
     call, plus what vLLM was given per call and its per-request timings."""
-    import numpy as np
     from PIL import Image
 
-    from actors.contract import CaptionRequest, GenerationSettings, SampleBatch
+    from actors.contract import CaptionRequest, GenerationSettings
     from actors.model_host import ModelHost
 
     paths = sorted(args.images.glob("*.jpg"))
     paths = [paths[i % len(paths)] for i in range(args.window_n)]
-    pixels = [np.asarray(Image.open(p).convert("RGB").resize((224, 224))) for p in paths]
     ids = [f"{p.stem}-{i}" for i, p in enumerate(paths)]
-    size = args.batch_size
-    batches = [SampleBatch(ids[i:i + size], [""] * len(ids[i:i + size]), [224] * len(ids[i:i + size]),
-                           [224] * len(ids[i:i + size]), pixels=pixels[i:i + size])
-               for i in range(0, len(ids), size)]
+    pixels, batches = image_batches(paths, ids, args.batch_size)
     per_call = captioner.batches_per_call
     host = ModelHost(None, None, captioner)
     settings = GenerationSettings(prompt="Describe this image in one sentence.",
@@ -194,7 +203,8 @@ def host_vs_bare(captioner, args, kwargs: dict) -> dict:
     one_ips = args.window_n / min(times["host_one_batch"])
     samples = [s for r in results for s in r.samples]
     return {
-        "n": args.window_n, "batch_size": size, "batches_per_call": per_call, "rounds": args.rounds,
+        "n": args.window_n, "batch_size": args.batch_size, "batches_per_call": per_call,
+        "rounds": args.rounds,
         "requests_per_generate_call": calls,
         **{f"{name}_seconds": [round(t, 3) for t in runs] for name, runs in times.items()},
         "host_images_per_s": round(host_ips, 2), "bare_images_per_s": round(bare_ips, 2),
@@ -229,19 +239,11 @@ def cold_cells(captioner, args) -> dict:
     each cell once after the other. Per run: the prefix-cache hits of its first window, read from vLLM's
     own counter and from each request's `num_cached_tokens`, and its captions. Then a control with the
     caches kept (`reset_caches: false`, no warm-up): t8 then t6, where t6 reads t8's cached prefixes."""
-    import numpy as np
-    from PIL import Image
-
-    from actors.contract import GenerationSettings, Measurement, SampleBatch
+    from actors.contract import GenerationSettings, Measurement
     from actors.model_host import ModelHost
 
     paths = sorted(args.images.glob("*.jpg"))[: args.cold_n]
-    pixels = [np.asarray(Image.open(p).convert("RGB").resize((224, 224))) for p in paths]
-    ids = [p.stem for p in paths]
-    size = args.batch_size
-    batches = [SampleBatch(ids[i:i + size], [""] * len(ids[i:i + size]), [224] * len(ids[i:i + size]),
-                           [224] * len(ids[i:i + size]), pixels=pixels[i:i + size])
-               for i in range(0, len(ids), size)]
+    _, batches = image_batches(paths, [p.stem for p in paths], args.batch_size)
     per_call = captioner.batches_per_call
     host = ModelHost(None, None, captioner)
     cached: list[int] = []  # num_cached_tokens of every request since the last clear
@@ -279,7 +281,7 @@ def cold_cells(captioner, args) -> dict:
     captioner.reset_caches()
     control = [run_cell(name, tokens, kept) for name, tokens in (("t8", 8), ("t6", 6))]
     captioner.llm.generate = generate
-    return {"n": len(ids), "batch_size": size, "batches_per_call": per_call, "runs": runs,
+    return {"n": len(paths), "batch_size": args.batch_size, "batches_per_call": per_call, "runs": runs,
             "control": control}
 
 
