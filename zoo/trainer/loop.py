@@ -93,7 +93,6 @@ def train_spec(spec: ZooSpec, out_dir: Path, seed: int = shapes.DEFAULT_SEED, st
                n_train: int | None = None, log_every: int = 100) -> dict:
     """Train one zoo model and save it (model + processor + ZOO_MODEL.json) into ``out_dir``."""
     import torch
-    import transformers
 
     recipe = spec.recipe
     torch.manual_seed(seed)
@@ -128,29 +127,11 @@ def train_spec(spec: ZooSpec, out_dir: Path, seed: int = shapes.DEFAULT_SEED, st
     out_dir.mkdir(parents=True, exist_ok=True)
     model.to(torch.float16).save_pretrained(out_dir)  # fp16 on disk halves the size; loads at any dtype
     processor.save_pretrained(out_dir)
-    meta = {
-        "name": spec.name,
-        "toy": True,
-        "description": "toy model trained on synthetic data (zoo.trainer.shapes: coloured shapes on plain "
-                       "backgrounds); its captions mean nothing outside that dataset",
-        "family": recipe.family,
-        "architecture": recipe.architecture,
-        "parameters": n_params,
-        "size": asdict(spec.size),
-        "dataset": {"generator": "zoo.trainer.shapes", "seed": seed, "n_train": len(scenes),
-                    "n_val": len(val_scenes), "image_size": shapes.IMAGE_SIZE},
-        "prompt": TRAIN_PROMPT,
-        "steps": steps,
-        "batch_size": spec.batch_size,
-        "lr": spec.lr,
-        "final_train_loss": round(sum(recent) / len(recent), 4),
-        "val_loss": round(val_loss, 4),
-        "train_seconds": round(train_seconds, 1),
-        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "reproduce": f"python -m zoo.trainer train-zoo {spec.name}",
-    }
+    meta = zoo_card(spec.name, {"family": recipe.family, "architecture": recipe.architecture,
+                                "parameters": n_params, "size": asdict(spec.size)},
+                    run_facts(seed, len(scenes), len(val_scenes), steps, spec.batch_size, spec.lr, recent,
+                              val_loss, train_seconds),
+                    f"python -m zoo.trainer train-zoo {spec.name}")
     (out_dir / "ZOO_MODEL.json").write_text(json.dumps(meta, indent=1) + "\n")
     return meta
 
@@ -171,3 +152,26 @@ def log_progress(name: str, step: int, steps: int, recent: list[float], start: f
     if log_every and (step + 1) % log_every == 0:
         print(f"  {name} step {step + 1}/{steps} loss {sum(recent) / len(recent):.3f} "
               f"({time.perf_counter() - start:.0f} s)", flush=True)
+
+
+def run_facts(seed: int, n_train: int, n_val: int, steps: int, batch_size: int, lr: float,
+              recent: list[float], val_loss: float, train_seconds: float) -> dict:
+    """What a training run was: its data, its schedule, where its losses ended."""
+    return {"dataset": {"generator": "zoo.trainer.shapes", "seed": seed, "n_train": n_train, "n_val": n_val,
+                        "image_size": shapes.IMAGE_SIZE},
+            "steps": steps, "batch_size": batch_size, "lr": lr,
+            "final_train_loss": round(sum(recent) / len(recent), 4), "val_loss": round(val_loss, 4),
+            "train_seconds": round(train_seconds, 1)}
+
+
+def zoo_card(name: str, model: dict, run: dict, reproduce: str) -> dict:
+    """A zoo model's ZOO_MODEL.json: marked toy, the model's facts, the run's, the library versions."""
+    import torch
+    import transformers
+
+    return {"name": name, "toy": True,
+            "description": "toy model trained on synthetic data (zoo.trainer.shapes: coloured shapes on "
+                           "plain backgrounds); its captions mean nothing outside that dataset",
+            **model, "prompt": TRAIN_PROMPT, **run,
+            "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "torch": torch.__version__, "transformers": transformers.__version__, "reproduce": reproduce}

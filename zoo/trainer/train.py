@@ -14,16 +14,15 @@ import math
 import random
 import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from zoo.trainer import shapes
-from zoo.trainer.loop import log_progress, optimizer_step
+from zoo.trainer.loop import log_progress, optimizer_step, run_facts, zoo_card
+from zoo.trainer.parts import TRAIN_PROMPT
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ZOO_DIR = REPO_ROOT / "zoo"
-TRAIN_PROMPT = "Describe this image in one sentence."
 PATCH_SIZE = 16  # 4x4 = 16 image tokens: the LM sequence, hence CPU training time, stays short
 SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>", "<image>")
 
@@ -222,7 +221,6 @@ def train_one(size: ModelSize, out_dir: Path, seed: int = shapes.DEFAULT_SEED, n
     A size with ``vision_from`` starts from that size's trained vision tower, read from its folder beside
     ``out_dir``."""
     import torch
-    import transformers
     from transformers import GenerationConfig
 
     torch.manual_seed(seed)
@@ -274,29 +272,13 @@ def train_one(size: ModelSize, out_dir: Path, seed: int = shapes.DEFAULT_SEED, n
     out_dir.mkdir(parents=True, exist_ok=True)
     model.to(torch.float16).save_pretrained(out_dir)  # fp16 on disk halves the size; loads at any dtype
     processor.save_pretrained(out_dir)
-    meta = {
-        "name": f"shapes-llava-{size.name}",
-        "toy": True,
-        "description": "toy model trained on synthetic data (zoo.trainer.shapes: coloured shapes on plain "
-                       "backgrounds); its captions mean nothing outside that dataset",
-        "architecture": "LlavaForConditionalGeneration (CLIP vision tower + Llama LM)",
-        "parameters": n_params,
-        "size": asdict(size),
-        "dataset": {"generator": "zoo.trainer.shapes", "seed": seed, "n_train": len(scenes),
-                    "n_val": len(val_scenes), "image_size": shapes.IMAGE_SIZE},
-        "prompt": TRAIN_PROMPT,
-        "steps": steps,
-        "batch_size": size.batch_size,
-        "lr": size.lr,
-        "vision_tower_from": f"shapes-llava-{size.vision_from}" if size.vision_from else None,
-        "final_train_loss": round(sum(recent) / len(recent), 4),
-        "val_loss": round(val_loss, 4),
-        "train_seconds": round(train_seconds, 1),
-        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "reproduce": "python -m zoo.trainer train",
-    }
+    vision_from = f"shapes-llava-{size.vision_from}" if size.vision_from else None
+    meta = zoo_card(f"shapes-llava-{size.name}",
+                    {"architecture": "LlavaForConditionalGeneration (CLIP vision tower + Llama LM)",
+                     "parameters": n_params, "size": asdict(size), "vision_tower_from": vision_from},
+                    run_facts(seed, len(scenes), len(val_scenes), steps, size.batch_size, size.lr, recent,
+                              val_loss, train_seconds),
+                    "python -m zoo.trainer train")
     (out_dir / "ZOO_MODEL.json").write_text(json.dumps(meta, indent=1) + "\n")
     return meta
 
