@@ -195,8 +195,8 @@ class BatchResult:
     # from the engine's request metrics (vLLM)
     latency_kind: str = "batch_wall"
     # seconds in the processor (chat template, resize, patching, tokenization) apart from generate(), inside
-    # latency_sec; NaN when the backend does not say (vLLM processes inside its engine). A window's on its
-    # first batch only, like its energy.
+    # latency_sec; NaN when the backend does not say (vLLM processes inside its engine). A window's split
+    # over its batches by their samples, like its energy (`share_of_total`).
     preprocess_sec: float = float("nan")
     cache_policy: str = ""  # the cell's `CellStart.cache_policy`
     warmup_batches: int = 0  # unmeasured warm-up generations before the cell's first batch on this host
@@ -248,17 +248,12 @@ class CellStart:
     warmup_batches: int = 0
 
 
-# A batch's totals (what a cell sums: energy, emissions) stand once per batch: on the first item of
-# whatever the batch is spread over (the rows of a caption table, the batches of a window a host captioned
-# in one call), 0.0 on the others, so that summing the items gives the batch's total and no more. The
-# one home of that rule: `on_first` writes it (model host, pipeline, the driver's row writer) and
-# `sweep.results.tables.spread_batch_total` reads it back per image (successive halving's rungs).
-BATCH_TOTALS = ("energy_kwh", "emissions_kg", "preprocess_sec")
-
-
-def on_first(total: float, n: int) -> list[float]:
-    """A batch's `total` over its n items: all of it on the first, 0.0 on the others."""
-    return [total if i == 0 else 0.0 for i in range(n)]
+def share_of_total(total: float, part: int, whole: int) -> float:
+    """The share of a batch's (or a window's) measured total (energy, emissions, processor seconds) that
+    `part` of its `whole` samples take: proportional to the samples, as every sample of it was measured
+    together. The one rule for cutting a total: a window cut into batches (`actors.model_host.split_window`)
+    and a batch's total per image (`sweep.results.batches.per_image`). NaN stays NaN (not measured)."""
+    return total / whole * part if whole > 0 else 0.0
 
 
 @runtime_checkable

@@ -31,7 +31,7 @@ from actors.contract import (
     Measurement,
     SampleBatch,
     SampleResult,
-    on_first,
+    share_of_total,
 )
 from actors.energy import EnergyMeter
 from actors.generation import BudgetCut, Generation, merge_cuts, preprocess_clock
@@ -56,17 +56,17 @@ def latency_kind(claimed: str, samples: list[SampleResult]) -> str:
 def split_window(result: BatchResult, sizes: Sequence[int]) -> list[BatchResult]:
     """One result of consecutive batches (`sizes` samples each) as one result per batch, in order.
 
-    Each batch keeps the window's start/end and host facts, its own samples and budget rows, and the
-    window's energy on the first batch only (so sums stay right). Its latency: with `request_e2e` the
-    longest end-to-end latency the engine measured for the batch's requests (when each batch was done),
-    else the window's wall time, which every image of it waited. A batch with nothing captioned has 0."""
+    Each batch keeps the window's start/end and host facts, its own samples and budget rows, and its
+    share of the window's totals (energy, emissions, processor seconds: `share_of_total`, by samples).
+    Its latency: with `request_e2e` the longest end-to-end latency the engine measured for the batch's
+    requests (when each batch was done), else the window's wall time, which every image of it waited. A
+    batch with nothing captioned has 0."""
     if sum(sizes) != len(result.samples) or any(n < 0 for n in sizes):
         raise ValueError(f"window of {len(result.samples)} samples cannot be split into batches of {sizes}")
     out: list[BatchResult] = []
     start = 0
-    energy, emissions = on_first(result.energy_kwh, len(sizes)), on_first(result.emissions_kg, len(sizes))
-    preprocess = on_first(result.preprocess_sec, len(sizes))
-    for k, n in enumerate(sizes):
+    whole = len(result.samples)
+    for n in sizes:
         samples = result.samples[start:start + n]
         captioned = sum(1 for s in samples if not s.error)
         e2e = [s.request_e2e_sec for s in samples if not s.error and s.request_e2e_sec == s.request_e2e_sec]
@@ -80,8 +80,10 @@ def split_window(result: BatchResult, sizes: Sequence[int]) -> list[BatchResult]
         budgets = {t: replace(b, captions=b.captions[rows], generated_tokens=b.generated_tokens[rows])
                    for t, b in result.budgets.items()}
         out.append(replace(result, samples=samples, captioned=captioned, latency_sec=latency,
-                           budgets=budgets, energy_kwh=energy[k], emissions_kg=emissions[k],
-                           preprocess_sec=preprocess[k]))
+                           budgets=budgets,
+                           energy_kwh=share_of_total(result.energy_kwh, n, whole),
+                           emissions_kg=share_of_total(result.emissions_kg, n, whole),
+                           preprocess_sec=share_of_total(result.preprocess_sec, n, whole)))
         start += n
     return out
 

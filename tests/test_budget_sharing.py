@@ -18,6 +18,7 @@ from sweep.execute.pipeline import MissingBudget, batch_tables, caption_rows, de
 from sweep.grid.cells import Cell
 from sweep.grid.config import ModelSpec
 from sweep.plan.budgets import ALONE, CUSTOM, OFF, plan_sharing
+from sweep.results.batches import per_image
 from sweep.results.store import ResultStore
 
 ZOO_SMALL = str(Path(__file__).resolve().parents[1] / "zoo" / "shapes-llava-small")
@@ -128,23 +129,25 @@ def batch(start: float = 100.0, latency: float = 2.0, actor: str = "h:1", ids=("
 
 def test_derived_rows_take_their_budget_from_the_shared_generation():
     result = batch()
-    rows = derived_rows(result, 4, "lead-id")
+    derived = derived_rows(result, 4, "lead-id")
+    rows, facts = per_image(derived.images, pd.DataFrame([derived.batch])), derived.batch
     assert rows["caption"].tolist() == ["a long", "a long", ""]
     assert rows["generated_tokens"].tolist() == [4, 4, 0]
     assert rows["error"].tolist() == ["", "", "OSError: x"]
     assert rows["batch_latency_sec"].tolist() == [0.5] * 3  # until every sequence stopped or reached 4
     assert rows["processing_time_sec"].tolist() == [0.25, 0.25, 0.0]  # latency / captioned images
     assert rows["batch_start_ts"].tolist() == [100.0] * 3 and rows["batch_end_ts"].tolist() == [100.5] * 3
-    # energy apportioned by latency: 0.5 s of the batch's 2 s, on the first row only
-    assert rows["energy_kwh"].tolist() == pytest.approx([0.1, 0.0, 0.0])
-    assert rows["emissions_kg"].tolist() == pytest.approx([0.05, 0.0, 0.0])
+    # energy apportioned by latency: 0.5 s of the batch's 2 s, once in the batch's row
+    assert facts["energy_kwh"] == pytest.approx(0.1) and facts["emissions_kg"] == pytest.approx(0.05)
     assert (rows["peak_memory_bytes"] == 1000).all() and (rows["peak_memory_kind"] == "cpu_rss").all()
     assert (rows["shared_generation"] == "lead-id").all() and (rows["shared_batch_latency_sec"] == 2.0).all()
     assert (rows["budget_measured"] == "decode_step_times").all()
     lead = caption_rows(result)
-    assert lead["caption"].iloc[0] == "a long caption of a" and lead["energy_kwh"].tolist() == [0.4, 0, 0]
+    assert lead.images["caption"].iloc[0] == "a long caption of a" and lead.batch["energy_kwh"] == 0.4
     tables = batch_tables(result, "lead-id", (4, 8))
-    assert set(tables) == {None, 4, 8} and tables[8]["generated_tokens"].tolist() == [8, 7, 0]
+    assert set(tables) == {None, 4, 8} and tables[8].images["generated_tokens"].tolist() == [8, 7, 0]
+    # one host answer, one batch id in every cell it serves
+    assert len({t.batch["batch_id"] for t in tables.values()} | set(tables[4].images["batch_id"])) == 1
 
 
 def test_a_host_that_does_not_answer_a_budget_fails_the_batch_loudly():
@@ -157,24 +160,33 @@ def test_a_host_that_does_not_answer_a_budget_fails_the_batch_loudly():
     # a batch of decode errors only was never generated: its derived rows are empty rows, no budget needed
     errors = batch(errors=("OSError: a", "OSError: b", "OSError: c"), budgets_answered={})
     rows = derived_rows(errors, 4, "lead-id")
-    assert rows["caption"].tolist() == ["", "", ""] and rows["energy_kwh"].sum() == 0.0
+    assert rows.images["caption"].tolist() == ["", "", ""] and rows.batch["energy_kwh"] == 0.0
 
 
 REPORTS = {host: {"load_seconds": 2.0, "weight_bytes": 100} for host in ("h:1", "h:2")}
 
 
-def _table(results: list[BatchResult], budget: int | None) -> pd.DataFrame:
+def _tables(results: list[BatchResult], budget: int | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(images with their batches' facts, batch table) of one cell's batches."""
     parts = [caption_rows(r) if budget is None else derived_rows(r, budget, "lead-id") for r in results]
-    table = pd.concat(parts, ignore_index=True)
-    table["attempt"] = "x"
-    return table
+    images = pd.concat([p.images for p in parts], ignore_index=True)
+    batches = pd.DataFrame([{**p.batch, "attempt": "x"} for p in parts])
+    return per_image(images, batches), batches
+
+
+def _table(results: list[BatchResult], budget: int | None) -> pd.DataFrame:
+    return _tables(results, budget)[0]
+
+
+def _costs(results: list[BatchResult], budget: int | None) -> dict:
+    return summarize_costs(*_tables(results, budget), 9.0, REPORTS)
 
 
 def test_derived_costs_follow_the_budget_latency_not_the_shared_generation():
     # one host, two batches back to back with a 1 s gap: 100-102 and 103-105
     results = [batch(100.0, ids=("a", "b", "c")), batch(103.0, ids=("d", "e", "f"))]
-    lead = summarize_costs(_table(results, None), 9.0, REPORTS)
-    t4 = summarize_costs(_table(results, 4), 9.0, REPORTS)
+    lead = _costs(results, None)
+    t4 = _costs(results, 4)
     assert lead["images_per_sec"] == pytest.approx(4 / 5.0)  # 4 captioned over 100..105
     # 4 tokens needed 0.5 s of each 2 s batch: the window is 5 s less 2 x 1.5 s
     assert t4["images_per_sec"] == pytest.approx(4 / 2.0)
@@ -186,7 +198,7 @@ def test_derived_costs_follow_the_budget_latency_not_the_shared_generation():
     # two hosts in parallel: the time saved is spread over them
     parallel = [batch(100.0, actor="h:1", ids=("a", "b", "c")),
                 batch(100.0, actor="h:2", ids=("d", "e", "f"))]
-    assert summarize_costs(_table(parallel, 4), 9.0, REPORTS)["images_per_sec"] == pytest.approx(4 / 0.5)
+    assert _costs(parallel, 4)["images_per_sec"] == pytest.approx(4 / 0.5)
 
 
 def test_cost_kinds_say_what_was_measured_and_what_apportioned():

@@ -81,8 +81,9 @@ def test_a_window_of_batches_is_one_generate_call_answered_per_batch_in_order():
     assert [s.request_e2e_sec for s in results[0].samples] == [1.0, 2.0]
     assert [s.ttft_sec for s in results[2].samples] == [2.5]
     assert math.isnan(results[1].samples[1].request_e2e_sec)  # the decode error was never requested
-    # the window's energy counted once; the window's timestamps on every batch
-    assert [(r.energy_kwh, r.emissions_kg) for r in results] == [(3.0, 1.5), (0.0, 0.0), (0.0, 0.0)]
+    # the window's energy split over its batches by their samples (2, 3, 1 of 6), so it sums to the
+    # window's; the window's timestamps on every batch
+    assert [(r.energy_kwh, r.emissions_kg) for r in results] == [(1.0, 0.5), (1.5, 0.75), (0.5, 0.25)]
     assert len({(r.start_ts, r.end_ts) for r in results}) == 1
 
 

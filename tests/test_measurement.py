@@ -142,28 +142,31 @@ def test_hf_records_the_processors_seconds_apart_from_generate(tiny_model_cache,
     from sweep.execute.pipeline import caption_rows
 
     rows = caption_rows(result)
-    assert rows["preprocess_sec"].tolist() == [result.preprocess_sec, 0.0, 0.0]  # once, on the first row
-    costs = preprocess_costs(rows)
+    assert rows.batch["preprocess_sec"] == result.preprocess_sec and "preprocess_sec" not in rows.images
+    costs = preprocess_costs(rows.images, pd.DataFrame([rows.batch]))
     assert costs["preprocess_seconds_per_image"] == pytest.approx(result.preprocess_sec / 2)
     assert costs["preprocess_share"] == pytest.approx(result.preprocess_sec / result.latency_sec)
 
 
-def table(preprocess: list[float], images: list[int], errors: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({"preprocess_sec": preprocess, "batch_images": images, "error": errors,
-                         "processing_time_sec": [0.5 if not e else 0.0 for e in errors],
-                         "cache_policy": ["cold: x"] * len(errors), "warmup_batches": [1] * len(errors)})
+def tables(preprocess: list[float], images: list[int],
+           errors: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(images, batches): a batch per `preprocess` value captioning `images` of the images (`errors`)."""
+    return (pd.DataFrame({"error": errors, "processing_time_sec": [0.5 if not e else 0.0 for e in errors]}),
+            pd.DataFrame({"preprocess_sec": preprocess, "batch_images": images,
+                          "cache_policy": ["cold: x"] * len(images), "warmup_batches": [1] * len(images)}))
 
 
 def test_preprocess_costs_per_cell():
     # two batches: 0.2 s and 0.1 s of processor time for 3 captioned images that took 1.5 s in all;
     # a third batch was all decode errors (no processor ran: NaN, not counted)
-    costs = preprocess_costs(table([0.2, 0.0, 0.1, math.nan], [2, 2, 1, 0], ["", "", "", "bad"]))
+    costs = preprocess_costs(*tables([0.2, 0.1, math.nan], [2, 1, 0], ["", "", "", "bad"]))
     assert costs["preprocess_seconds_per_image"] == pytest.approx(0.1)
     assert costs["preprocess_share"] == pytest.approx(0.2)
     # a host that could not measure it (vLLM), or a table stored before it was recorded: NaN, not 0
-    assert all(math.isnan(v) for v in preprocess_costs(table([math.nan] * 2, [2, 2], ["", ""])).values())
-    assert all(math.isnan(v) for v in preprocess_costs(pd.DataFrame({"error": [""]})).values())
-    assert measurement_kinds(table([0.1], [1], [""])) == {"cache_policy": "cold: x"}
+    assert all(math.isnan(v) for v in preprocess_costs(*tables([math.nan] * 2, [2, 2], ["", ""])).values())
+    unmeasured = preprocess_costs(pd.DataFrame({"error": [""]}), pd.DataFrame())
+    assert all(math.isnan(v) for v in unmeasured.values())
+    assert measurement_kinds(tables([0.1], [1], [""])[1]) == {"cache_policy": "cold: x"}
     assert measurement_kinds(pd.DataFrame({"error": [""]})) == {"cache_policy": ""}
 
 

@@ -12,6 +12,7 @@ from sweep.execute.measure import summarize_costs
 from sweep.execute.pipeline import batches_in_flight, caption_rows
 from sweep.execute.stages import DecodeImage, decode_batch
 from sweep.publish.report import RANDOM_NOTE, format_table, front_pool, mark_fronts
+from sweep.results.batches import per_image, split_legacy
 
 
 def test_decode_resizes_and_keeps_original_size(coco_mini):
@@ -57,21 +58,27 @@ def _table(n_actors: int = 2) -> pd.DataFrame:
     })
 
 
+def _costs(table: pd.DataFrame, **kwargs) -> dict:
+    """The costs of a table of the older layout (batch columns on its rows), read as today's."""
+    captions, batches = split_legacy(table)
+    return summarize_costs(per_image(captions, batches), batches, **kwargs)
+
+
 def test_costs_exclude_error_rows_and_load_time():
-    costs = summarize_costs(_table(), cell_wall_seconds=9.0, reports=REPORTS)
+    costs = _costs(_table(), cell_wall_seconds=9.0, reports=REPORTS)
     assert costs["n_samples"] == 4 and costs["n_errors"] == 1
     assert math.isclose(costs["images_per_sec"], 3 / 2.0)  # 3 ok images over a 2 s generation window
     assert math.isclose(costs["tokens_per_sec"], 12 / 2.0)
     assert costs["peak_memory_bytes"] == 30 and costs["n_actors"] == 2
     # load time: the mean over the hosts that served the cell, each host's report counted once
     assert math.isclose(costs["energy_kwh"], 0.3) and costs["load_seconds"] == 3.0
-    one_host = summarize_costs(_table(n_actors=1), cell_wall_seconds=9.0, reports=REPORTS)
+    one_host = _costs(_table(n_actors=1), cell_wall_seconds=9.0, reports=REPORTS)
     assert one_host["n_actors"] == 1 and one_host["load_seconds"] == 2.0
     with pytest.raises(ValueError, match="no load report"):
-        summarize_costs(_table(), cell_wall_seconds=9.0, reports={})
+        _costs(_table(), cell_wall_seconds=9.0, reports={})
 
 
-def test_a_batch_result_becomes_caption_rows_with_its_facts_once_per_batch():
+def test_a_batch_result_becomes_caption_rows_and_one_batch_row():
     result = BatchResult(
         samples=[SampleResult("1", "a cat", 3, "", 0.5, 640, 480),
                  SampleResult("2", "", 0, "OSError: x", 0.0, 0, 0)],
@@ -79,10 +86,12 @@ def test_a_batch_result_becomes_caption_rows_with_its_facts_once_per_batch():
         peak_memory_bytes=99, peak_memory_kind="cpu_rss", energy_kwh=0.2, emissions_kg=0.1,
         model_cells_before=1,
     )
-    rows = caption_rows(result)
+    built = caption_rows(result)
+    rows = per_image(built.images, pd.DataFrame([built.batch]), shares=True)
     assert rows["sample_id"].tolist() == ["1", "2"] and rows["error"].tolist() == ["", "OSError: x"]
     assert rows["batch_latency_sec"].tolist() == [0.5, 0.5] and set(rows["actor_id"]) == {"h:1"}
-    assert rows["energy_kwh"].tolist() == [0.2, 0.0]  # summing the column counts the batch once
+    assert built.batch["energy_kwh"] == 0.2 and "energy_kwh" not in rows  # the batch's, once
+    assert rows["energy_per_image"].tolist() == [0.1, 0.1]  # an image's share of it
     assert rows["model_cells_before"].tolist() == [1, 1]
 
 

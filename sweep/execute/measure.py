@@ -8,9 +8,11 @@ import numpy as np
 import pandas as pd
 
 
-def summarize_costs(table: pd.DataFrame, cell_wall_seconds: float,
+def summarize_costs(table: pd.DataFrame, batches: pd.DataFrame, cell_wall_seconds: float,
                     reports: dict[str, dict]) -> dict[str, float]:
-    """Latency, throughput, memory, load and energy of one cell; `reports` are the load reports of the
+    """Latency, throughput, memory, load and energy of one cell from its images with their batches'
+    facts (`sweep.results.batches.per_image`) and its batch table (the batches of those images: their
+    totals, energy and processor seconds, summed once per batch); `reports` are the load reports of the
     hosts that served it, by actor id (`ResultStore.read_loads`).
 
     Latency is what one image waits: the wall time of the generate() call it was in. Throughput is
@@ -45,31 +47,33 @@ def summarize_costs(table: pd.DataFrame, cell_wall_seconds: float,
     used = [reports[a] for a in actors if a in reports]
     if not used:
         raise ValueError(f"no load report for the hosts of this table ({', '.join(actors)})")
-    out["peak_memory_bytes"] = float(table["peak_memory_bytes"].max())
+    out["peak_memory_bytes"] = float(batches["peak_memory_bytes"].max())
     out["peak_memory_gb"] = out["peak_memory_bytes"] / 1e9
     out["load_seconds"] = float(np.mean([r["load_seconds"] for r in used]))
     out["weight_bytes"] = float(used[0]["weight_bytes"])
     for side, nbytes in used[0].get("module_weight_bytes", {}).items():
         out[f"weight_bytes_{side}"] = float(nbytes)
     out["n_actors"] = float(len(actors))
-    if "model_cells_before" in table:  # 1: every batch ran on a model an earlier cell had loaded
-        out["model_reused"] = float((table["model_cells_before"].fillna(0) > 0).all())
-    out["energy_kwh"] = float(table["energy_kwh"].sum())
-    out["emissions_kg_co2"] = float(table["emissions_kg"].sum())
-    out.update(preprocess_costs(table))
-    out["warmup_batches"] = float(table["warmup_batches"].max()) if "warmup_batches" in table else math.nan
+    if "model_cells_before" in batches:  # 1: every batch ran on a model an earlier cell had loaded
+        out["model_reused"] = float((batches["model_cells_before"].fillna(0) > 0).all())
+    out["energy_kwh"] = float(batches["energy_kwh"].sum())
+    out["emissions_kg_co2"] = float(batches["emissions_kg"].sum())
+    out.update(preprocess_costs(table, batches))
+    out["warmup_batches"] = float(batches["warmup_batches"].max()) if "warmup_batches" in batches \
+        else math.nan
     return out
 
 
-def preprocess_costs(table: pd.DataFrame) -> dict[str, float]:
+def preprocess_costs(table: pd.DataFrame, batches: pd.DataFrame) -> dict[str, float]:
     """`preprocess_seconds_per_image`: the processor's seconds (chat template, resize, patching,
     tokenization) per captioned image; `preprocess_share`: their share of the hosts' busy time (the
     batches' wall time, processor and generate() together). NaN when a host did not measure it (vLLM
-    processes inside its engine; tables stored before it was recorded)."""
+    processes inside its engine; tables stored before it was recorded). `table`: the cell's images,
+    `batches`: their batches."""
     nan = {"preprocess_seconds_per_image": math.nan, "preprocess_share": math.nan}
-    if "preprocess_sec" not in table or "batch_images" not in table:
+    if "preprocess_sec" not in batches or "batch_images" not in batches:
         return nan
-    captioned = table[table["batch_images"] > 0]  # a batch of decode errors only ran no processor
+    captioned = batches[batches["batch_images"] > 0]  # a batch of decode errors only ran no processor
     pre = captioned["preprocess_sec"].astype(float)
     ok = table[table["error"] == ""]
     busy = float(ok["processing_time_sec"].sum())

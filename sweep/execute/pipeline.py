@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import pandas as pd
@@ -15,7 +16,7 @@ from sweep.execute.hosts import call_host
 from sweep.execute.stages import decode_batch
 from sweep.grid.cells import Cell
 from sweep.grid.config import GridConfig
-from sweep.results.tables import batch_columns
+from sweep.results.batches import batch_row
 
 
 @dataclass(frozen=True)
@@ -46,17 +47,25 @@ class MissingBudget(RuntimeError):
     """A host answered a batch without a budget the driver asked it to serve from that generation."""
 
 
-def caption_rows(result: BatchResult) -> pd.DataFrame:
-    """A host's answer as caption-table rows (`sweep.results.tables.CAPTION_TABLE`): the batch's facts
-    beside each of its samples (what each image waited, where it ran); its totals (energy) on its first
-    row, so that summing the column is right (`sweep.results.tables.batch_columns`)."""
-    n = len(result.samples)
+@dataclass
+class BatchRows:
+    """One batch of one cell: its caption rows (`sweep.results.tables.CAPTION_TABLE`, each naming the
+    batch) and its row of the batch table (`BATCH_TABLE`: the host's facts once)."""
+
+    images: pd.DataFrame
+    batch: dict[str, Any] = field(default_factory=dict)
+
+
+def caption_rows(result: BatchResult, batch_id: str = "") -> BatchRows:
+    """A host's answer as one batch of caption rows and its batch row; `batch_id` a new one when ""."""
+    batch_id = batch_id or uuid.uuid4().hex[:16]
     columns: dict[str, list[Any]] = {key: [] for key in SAMPLE_FIELDS}
     for sample in result.samples:
         for key in SAMPLE_FIELDS:
             columns[key].append(getattr(sample, key))
     # built at once: column by column, pandas' inserts cost ~6 ms a batch on the driver (profiled)
-    return pd.DataFrame({**columns, **batch_columns(result, n)})
+    images = pd.DataFrame({**columns, "batch_id": [batch_id] * len(result.samples)})
+    return BatchRows(images, batch_row(result, batch_id))
 
 
 def budget_answer(result: BatchResult, budget: int) -> BudgetResult:
@@ -80,39 +89,37 @@ def budget_answer(result: BatchResult, budget: int) -> BudgetResult:
     return answer
 
 
-def derived_rows(result: BatchResult, budget: int, lead_id: str) -> pd.DataFrame:
-    """Caption-table rows of the cell with the smaller `budget`, served by the generation of cell `lead_id`
+def derived_rows(result: BatchResult, budget: int, lead_id: str, batch_id: str = "") -> BatchRows:
+    """The batch of the cell with the smaller `budget`, served by the generation of cell `lead_id`
     (token-budget sharing): its captions and token counts from `result.budgets[budget]`; its batch latency
     the time until every sequence of the batch had stopped or reached `budget` tokens (the batch's end
-    moved to then); the batch's energy apportioned by that latency over the whole batch's, on its first
-    row; peak memory the shared generation's. `shared_batch_latency_sec` keeps the whole batch's latency
-    (the generation window, `sweep.execute.measure.summarize_costs`), `budget_measured` how the latency
-    was taken."""
+    moved to then); the batch's energy apportioned by that latency over the whole batch's; peak memory
+    the shared generation's. `shared_batch_latency_sec` keeps the whole batch's latency (the generation
+    window, `sweep.execute.measure.summarize_costs`), `budget_measured` how the latency was taken."""
     answer = budget_answer(result, budget)
-    rows = caption_rows(result)
-    ok = (rows["error"] == "").to_numpy()
-    rows["caption"] = answer.captions
-    rows["generated_tokens"] = [int(n) for n in answer.generated_tokens]
+    rows = caption_rows(result, batch_id)
+    images, batch = rows.images, rows.batch
+    ok = (images["error"] == "").to_numpy()
+    images["caption"] = answer.captions
+    images["generated_tokens"] = [int(n) for n in answer.generated_tokens]
     latency = float(answer.latency_sec)
-    rows["processing_time_sec"] = [latency / result.captioned if good else 0.0 for good in ok]
-    rows["batch_latency_sec"] = latency
-    rows["batch_end_ts"] = result.start_ts + latency
+    images["processing_time_sec"] = [latency / result.captioned if good else 0.0 for good in ok]
     share = min(1.0, latency / result.latency_sec) if result.latency_sec > 0 else 0.0
-    rows["energy_kwh"] = rows["energy_kwh"] * share
-    rows["emissions_kg"] = rows["emissions_kg"] * share
-    rows["shared_generation"] = lead_id
-    rows["shared_batch_latency_sec"] = result.latency_sec
-    rows["budget_measured"] = answer.measured
+    batch.update(batch_latency_sec=latency, batch_end_ts=result.start_ts + latency,
+                 energy_kwh=batch["energy_kwh"] * share, emissions_kg=batch["emissions_kg"] * share,
+                 shared_generation=lead_id, shared_batch_latency_sec=result.latency_sec,
+                 budget_measured=answer.measured)
     return rows
 
 
 def batch_tables(result: BatchResult, lead_id: str,
-                 budgets: tuple[int, ...]) -> dict[int | None, pd.DataFrame]:
-    """Rows of one batch for every cell it serves: None -> the generating cell's own, t -> the derived
-    cell of budget t. Every budget is checked before any row is handed on, so a host that does not answer
-    a budget fails the batch before any cell's store sees it."""
-    tables: dict[int | None, pd.DataFrame] = {t: derived_rows(result, t, lead_id) for t in budgets}
-    return {None: caption_rows(result), **tables}
+                 budgets: tuple[int, ...]) -> dict[int | None, BatchRows]:
+    """One batch for every cell it serves: None -> the generating cell's own, t -> the derived cell of
+    budget t (one batch id: one host answer). Every budget is checked before any row is handed on, so a
+    host that does not answer a budget fails the batch before any cell's store sees it."""
+    batch_id = uuid.uuid4().hex[:16]
+    tables = {t: derived_rows(result, t, lead_id, batch_id) for t in budgets}
+    return {None: caption_rows(result, batch_id), **tables}
 
 
 def decode_rows(samples: list[Sample]) -> list[dict[str, Any]]:
@@ -125,7 +132,7 @@ def decode_rows(samples: list[Sample]) -> list[dict[str, Any]]:
 
 
 def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSettings,
-                    on_batch: Callable[[dict[int | None, pd.DataFrame]], None], host_pool: Any,
+                    on_batch: Callable[[dict[int | None, BatchRows]], None], host_pool: Any,
                     on_start: Callable[[list[CellStart]], None] | None = None,
                     budgets: tuple[int, ...] = ()) -> int:
     """Caption every sample with the cell's model, handing each finished batch to `on_batch` as it
@@ -162,7 +169,7 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
             for result in answer if isinstance(answer, list) else [answer]:  # a window: one per batch
                 tables = batch_tables(result, cell.cell_id, generation.budgets)
                 on_batch(tables)
-                produced += len(tables[None])
+                produced += len(tables[None].images)
 
     try:
         # waits for the model to load; a load error surfaces here, before any image is read

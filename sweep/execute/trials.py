@@ -19,37 +19,31 @@ from actors.contract import LOAD_FAILED, LoadSpec
 from sweep.data.sources import Sample
 from sweep.execute.hosts import HOST_RETRIES
 from sweep.execute.measure import summarize_costs, summarize_video
-from sweep.execute.pipeline import PipelineSettings, caption_samples
+from sweep.execute.pipeline import BatchRows, PipelineSettings, caption_samples
 from sweep.execute.stages import pixel_counts
 from sweep.grid.cells import Cell
+from sweep.results.batches import of_rows, per_image
 from sweep.results.store import ResultStore
-from sweep.results.tables import keep_rows
 
 
 def _rows_writer(cell: Cell, samples: list[Sample], store: ResultStore, attempt: str,
-                 stored: set[str]) -> Callable[[pd.DataFrame], int]:
-    """Writes one batch's rows as a part of the cell's store (with the cell's columns), leaving out the
-    samples it `stored` already (a resumed group regenerates what any member lacks); returns how many."""
+                 stored: set[str]) -> Callable[[BatchRows], int]:
+    """Writes one batch as a part of the cell's store (its caption rows with the cell's columns, its batch
+    row), leaving out the samples it `stored` already (a resumed group regenerates what any member
+    lacks; the batch's facts and totals are still the whole batch's, as measured); returns how many."""
     ids = {s.sample_id: s.image_id for s in samples}
     by_id = {s.sample_id: s for s in samples}
     video = any(s.video_id for s in samples)
 
-    def save(rows: pd.DataFrame) -> int:
-        keep = ~rows["sample_id"].isin(stored)
-        if not keep.all():  # the batch's totals stay on its first row written
-            rows = keep_rows(rows, keep)
-            if rows.empty:
-                return 0
-        rows = rows.copy()
+    def save(batch: BatchRows) -> int:
+        rows = batch.images[~batch.images["sample_id"].isin(stored)].reset_index(drop=True)
+        if rows.empty:
+            return 0
         rows.insert(0, "cell_id", cell.cell_id)
         rows.insert(1, "image_id", rows["sample_id"].map(ids))
         rows.insert(2, "model_name", cell.model.display_name)
         rows["precision"] = cell.precision
         rows["max_new_tokens"] = cell.max_new_tokens
-        rows["timestamp"] = [
-            datetime.fromtimestamp(ts, tz=timezone.utc).isoformat() for ts in rows["batch_end_ts"]
-        ]
-        rows["attempt"] = attempt
         if video:  # the per-scene table: which part of which video, and the frames used
             scene = [by_id[sid] for sid in rows["sample_id"]]
             rows["video_id"] = [s.video_id for s in scene]
@@ -58,7 +52,9 @@ def _rows_writer(cell: Cell, samples: list[Sample], store: ResultStore, attempt:
             rows["end_s"] = [s.end_s for s in scene]
             rows["video_duration_s"] = [s.video_duration_s for s in scene]
             rows["frames_used"] = [json.dumps(list(s.frame_times)) for s in scene]
-        store.append_part(cell.cell_id, rows)
+        end = datetime.fromtimestamp(batch.batch["batch_end_ts"], tz=timezone.utc).isoformat()
+        store.append_part(cell.cell_id, rows, pd.DataFrame([{**batch.batch, "timestamp": end,
+                                                             "attempt": attempt}]))
         return len(rows)
 
     return save
@@ -75,16 +71,18 @@ def _consolidate(cell: Cell, samples: list[Sample], store: ResultStore, wall: fl
     order = {s.sample_id: i for i, s in enumerate(samples)}
     table = table[table["sample_id"].isin(wanted)]
     table = table.sort_values("sample_id", key=lambda col: col.map(order)).reset_index(drop=True)
+    batches = of_rows(store.read_batches(cell.cell_id), table)
     errors = table["error"].fillna("").astype(str)
     if (errors != "").all():  # nothing was captioned: a failed cell, not an "ok" one without numbers
         raise RuntimeError(f"every sample failed ({len(table)} of {len(table)}); the first: {errors.iloc[0]}")
-    costs = summarize_costs(table, wall, store.read_loads(cell.cell_id)["reports"])
+    reports = store.read_loads(cell.cell_id)["reports"]
+    costs = summarize_costs(per_image(table, batches), batches, wall, reports)
     if any(s.video_id for s in samples):
         costs.update(summarize_video(table))
     costs["resumed_samples"] = float(resumed)
     if "pixel_note" in table:  # 16/32-bit images scaled, EXIF orientations applied: counted per cell
         costs.update(pixel_counts(table["pixel_note"]))
-    store.finish_cell(cell.cell_id, table, costs)
+    store.finish_cell(cell.cell_id, table, costs, batches)
     return costs
 
 

@@ -117,8 +117,9 @@ class SweepRecorder:
         """A finished cell (or one successive halving `pruned`): scored (its stored scores read back when
         they were made the way this sweep scores), its table and scores written, logged to MLflow."""
         cell = self.cells[cell_id]
-        table = self.store.read_captions(cell_id)
-        params = self._params(cell, table)
+        table = self.store.read_caption_table(cell_id)  # scored and written back as stored
+        images = self.store.read_captions(cell_id)  # with their batches' facts: how it was measured
+        params = self._params(cell, images)
         scores = self.scoring.stored_scores(cell_id, table) if from_store else None
         rescored = scores is None
         table, annotated = self.scoring.with_row_context(table, cell)
@@ -134,7 +135,7 @@ class SweepRecorder:
             outcome.status, outcome.reason = "pruned", pruned.describe()
             metrics.update(pruned_rung=float(pruned.rung + 1), images_seen=float(len(table)))
             params.update(pruned="true", pruned_by=pruned.by, pruned_reason=pruned.describe()[:500])
-        outcome.span = cell_span(table, costs)
+        outcome.span = cell_span(images, costs)
         self._log_outcome(outcome, from_store, rescored)
         self.outcomes[cell_id] = outcome
         return outcome

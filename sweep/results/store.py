@@ -6,7 +6,10 @@ cells/<cell_id>/
                      the grid's setting (real | dummy), `rendered_prompt` the prompt as the model sees it
                      and its `prompt_sha256` (each caption row carries the hash)
   parts/*.parquet    caption rows, one file per finished batch (append-only: a crash loses one batch)
-  captions.parquet   all rows of a finished cell (parts consolidated)
+  batch_parts/*.parquet  the batch row of each part (same name), written before its part
+  captions.parquet   all rows of a finished cell (parts consolidated): per-image facts and `batch_id`
+  batches.parquet    the finished cell's batches, a row each (written before captions.parquet); readers
+                     that want per-image samples join them: `read_captions` (`sweep.results.batches`)
   loads.json         the load report of each model host that served the cell (by actor id), and the
                      effective generation settings: once per load, not per caption row (a cell served
                      by a shared generation: that generation's hosts, settings at its own budget)
@@ -16,6 +19,10 @@ cells/<cell_id>/
 A part is only ever a visible `parts/<hex>.parquet`: the hidden `.<name>.*.parquet` beside them are temp
 files of a write in progress (or left by a kill mid-write) and are never read. A part that cannot be read
 is set aside as `<name>.unreadable` (kept, with a warning) and its samples are simply not done.
+
+A cell stored before the batch table (batch facts on every caption row) is converted in place when first
+read (`sweep.results.batches.split_legacy`; its batch table first, then its caption table), so re-runs
+read back what older versions computed.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import pandas as pd
 
 from actors.contract import CellStart
 from sweep.grid.cells import Cell
+from sweep.results.batches import is_legacy, per_image, split_legacy
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +122,12 @@ class ResultStore:
     def parts_dir(self, cell_id: str) -> Path:
         return self.cell_dir(cell_id) / "parts"
 
+    def batches_path(self, cell_id: str) -> Path:
+        return self.cell_dir(cell_id) / "batches.parquet"
+
+    def batch_parts_dir(self, cell_id: str) -> Path:
+        return self.cell_dir(cell_id) / "batch_parts"
+
     def begin_cell(self, cell: Cell) -> None:
         record = cell_record(cell)
         # a resumed cell keeps what its earlier attempt's hosts said (the next hosts say it again)
@@ -160,14 +174,34 @@ class ResultStore:
         return {"reports": dict(loads.get("reports") or {}),
                 "generation": dict(loads.get("generation") or {})}
 
-    def append_part(self, cell_id: str, rows: pd.DataFrame) -> Path:
-        path = self.parts_dir(cell_id) / f"{uuid.uuid4().hex}.parquet"
+    def append_part(self, cell_id: str, rows: pd.DataFrame, batch: pd.DataFrame | None = None) -> Path:
+        """One batch: its batch row first, then its caption rows (a part is done once visible, and its
+        batch is there by then)."""
+        name = f"{uuid.uuid4().hex}.parquet"
+        if batch is not None:
+            atomic_write_parquet(self.batch_parts_dir(cell_id) / name, batch)
+        path = self.parts_dir(cell_id) / name
         atomic_write_parquet(path, rows)
         return path
 
-    def part_paths(self, cell_id: str) -> list[Path]:
+    def part_paths(self, cell_id: str, folder: str = "parts") -> list[Path]:
         """The cell's parts: visible `*.parquet` only, never a hidden temp file of a write (`.<name>.*`)."""
-        return sorted(p for p in self.parts_dir(cell_id).glob("*.parquet") if not p.name.startswith("."))
+        found = (self.cell_dir(cell_id) / folder).glob("*.parquet")
+        return sorted(p for p in found if not p.name.startswith("."))
+
+    def upgrade(self, cell_id: str) -> None:
+        """A cell (or parts) stored before the batch table, converted in place (`split_legacy`): each
+        batch table written before the caption table it belongs to, both atomically."""
+        captions = self.captions_path(cell_id)
+        if captions.is_file() and _legacy_file(captions):
+            table, batches = split_legacy(pd.read_parquet(captions))
+            atomic_write_parquet(self.batches_path(cell_id), batches)
+            atomic_write_parquet(captions, table)
+        for part in self.part_paths(cell_id):
+            if _legacy_file(part):
+                table, batches = split_legacy(pd.read_parquet(part))
+                atomic_write_parquet(self.batch_parts_dir(cell_id) / part.name, batches)
+                atomic_write_parquet(part, table)
 
     def _read_part(self, path: Path, columns: list[str] | None = None) -> pd.DataFrame | None:
         """One part, or None when it cannot be read: then it is renamed `<name>.unreadable` (kept for a
@@ -188,13 +222,14 @@ class ResultStore:
             self.notes.append(note)
             return None
 
-    def read_parts(self, cell_id: str) -> pd.DataFrame:
-        tables = [t for t in (self._read_part(p) for p in self.part_paths(cell_id)) if t is not None]
+    def read_parts(self, cell_id: str, folder: str = "parts") -> pd.DataFrame:
+        tables = [t for t in (self._read_part(p) for p in self.part_paths(cell_id, folder)) if t is not None]
         if not tables:
             return pd.DataFrame()
         table = pd.concat(tables, ignore_index=True)
         # an actor restarted mid-batch may have written a batch twice: keep the first copy
-        return table.drop_duplicates("sample_id", keep="first").reset_index(drop=True)
+        key = "sample_id" if folder == "parts" else "batch_id"
+        return table.drop_duplicates(key, keep="first").reset_index(drop=True)
 
     def consolidated_ids(self, cell_id: str) -> set[str]:
         if not self.captions_path(cell_id).is_file():
@@ -209,8 +244,9 @@ class ResultStore:
         return self.consolidated_ids(cell_id) | in_parts
 
     def read_rows(self, cell_id: str) -> pd.DataFrame:
-        """Every stored row of the cell: its consolidated table, then its parts (first copy kept)."""
-        tables = [self.read_captions(cell_id)] if self.captions_path(cell_id).is_file() else []
+        """Every stored caption row of the cell: its consolidated table, then its parts (first copy kept)."""
+        self.upgrade(cell_id)
+        tables = [self.read_caption_table(cell_id)] if self.captions_path(cell_id).is_file() else []
         parts = self.read_parts(cell_id)
         if not parts.empty:
             tables.append(parts)
@@ -230,12 +266,28 @@ class ResultStore:
             return None
         return costs
 
-    def finish_cell(self, cell_id: str, table: pd.DataFrame, costs: dict) -> None:
-        """The consolidated table, then its costs, then the parts go: a reader never sees a gap."""
+    def read_batches(self, cell_id: str) -> pd.DataFrame:
+        """Every stored batch row of the cell: its consolidated batch table, then its batch parts."""
+        self.upgrade(cell_id)
+        path = self.batches_path(cell_id)
+        tables = [pd.read_parquet(path)] if path.is_file() else []
+        parts = self.read_parts(cell_id, "batch_parts")
+        tables += [parts] if not parts.empty else []
+        if not tables:
+            return pd.DataFrame()
+        return pd.concat(tables, ignore_index=True).drop_duplicates("batch_id").reset_index(drop=True)
+
+    def finish_cell(self, cell_id: str, table: pd.DataFrame, costs: dict,
+                    batches: pd.DataFrame | None = None) -> None:
+        """The batch table, the consolidated caption table, then its costs, then the parts go: a reader
+        never sees a gap. (`batches` None: a caption table of the older layout, converted when read.)"""
+        if batches is not None:
+            atomic_write_parquet(self.batches_path(cell_id), batches)
         atomic_write_parquet(self.captions_path(cell_id), table)
         atomic_write_bytes(self.costs_path(cell_id), json.dumps(costs, indent=2).encode())
         for part in self.part_paths(cell_id):  # not a temp file: it may be another writer's, in progress
             part.unlink(missing_ok=True)
+            (self.batch_parts_dir(cell_id) / part.name).unlink(missing_ok=True)
 
     def finished_costs(self, cell_id: str, sample_ids: set[str]) -> dict | None:
         """Costs of a finished cell whose table covers exactly these samples, else None."""
@@ -272,5 +324,24 @@ class ResultStore:
         except (OSError, ValueError, KeyError):
             return None
 
-    def read_captions(self, cell_id: str) -> pd.DataFrame:
+    def read_caption_table(self, cell_id: str) -> pd.DataFrame:
+        """captions.parquet as stored: per-image facts and each image's `batch_id`."""
+        self.upgrade(cell_id)
         return pd.read_parquet(self.captions_path(cell_id))
+
+    def read_captions(self, cell_id: str) -> pd.DataFrame:
+        """The finished cell's images with their batches' facts (`sweep.results.batches.per_image`): the
+        per-image samples the statistics, the rungs and the report take."""
+        table = self.read_caption_table(cell_id)
+        path = self.batches_path(cell_id)
+        return per_image(table, pd.read_parquet(path) if path.is_file() else pd.DataFrame())
+
+
+def _legacy_file(path: Path) -> bool:
+    """A caption table (or part) written before the batch table: no `batch_id` column."""
+    import pyarrow.parquet as pq
+
+    try:
+        return is_legacy(pq.read_schema(path).names)
+    except (OSError, ValueError):
+        return False  # gone meanwhile, or unreadable: the readers set it aside

@@ -1,17 +1,17 @@
-"""The sweep's two tables, declared once: the caption table (`cells/<id>/captions.parquet`, a row per
-image) and the results table (`results.csv`, a row per cell): each column, its dtype, what it means,
-who writes it. Writers build from these declarations, readers take their column lists from them, a test
-checks every written table against them (`check_table`), and `docs/columns.md` is generated from them
+"""The sweep's tables, declared once: the caption table (`cells/<id>/captions.parquet`, a row per image),
+the batch table (`cells/<id>/batches.parquet`, a row per batch a host answered) and the results table
+(`results.csv`, a row per cell): each column, its dtype, what it means, who writes it. Writers build from
+these declarations, readers take their column lists from them, a test checks every written table against
+them (`check_table`, `check_output`), and `docs/columns.md` is generated from them
 (`python -m sweep.results.tables > docs/columns.md`).
 
-Batch facts. A host answers once per batch (`actors.contract.BatchResult`). Its facts (`per="batch"`)
-stand on each of the batch's rows because they are per-image observations too: the latency an image
-waited is its batch's, and the intervals and medians (`sweep.quality.statistics`) are taken over images;
-parquet stores a repeated value once per run (dictionary encoding), so the copy costs no disk. The
-batch's totals (`per="batch total"`, `actors.contract.BATCH_TOTALS`: energy, emissions, processor
-seconds) are not copied: they stand on the batch's first row, 0.0 on the others
-(`actors.contract.on_first`), so a column sum is the cell's total; `spread_batch_total` reads one back per
-image.
+Batch facts. A host answers once per batch (`actors.contract.BatchResult`): its facts (latency, host,
+peak memory, energy, ...) are one row of the batch table, and each caption row names its batch
+(`batch_id`). Readers that want per-image samples (the intervals and medians of
+`sweep.quality.statistics` are taken over images: the latency an image waited is its batch's) join them
+with `per_image`, the one home of that join and of the rule that spreads a batch's totals
+(`per="batch total"`: energy, emissions, processor seconds) over its images: an equal share for each of
+the batch's rows in the cell. A cell's total is the sum over its batch table (`sweep.execute.measure`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
-
-from actors.contract import BATCH_TOTALS, BatchResult, on_first
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,6 +39,7 @@ class Column:
     source: str = ""  # batch facts: the `BatchResult` attribute it comes from
     header: str = ""  # results shown in a table: its header in the printed table
     title: str = ""  # ... and in report.html (the printed header when "")
+    share: str = ""  # batch totals: the column of an image's share in `per_image(..., shares=True)`
 
 
 HOST = "actors.model_host"
@@ -61,9 +60,10 @@ def _bleu_columns() -> list[Column]:
             *counts]
 
 
-def _batch(name: str, dtype: Dtype, meaning: str, source: str = "", total: bool = False) -> Column:
-    """A fact of the host's answer (`BatchResult.<source>`, its name by default) on the batch's rows."""
-    return Column(name, dtype, meaning, PIPELINE, "batch total" if total else "batch", source=source or name)
+def _batch(name: str, dtype: Dtype, meaning: str, source: str = "", share: str = "") -> Column:
+    """A fact of the host's answer (`BatchResult.<source>`, its name by default); `share`: a total."""
+    return Column(name, dtype, meaning, PIPELINE, "batch total" if share else "batch", source=source or name,
+                  share=share)
 
 
 CAPTION_TABLE: tuple[Column, ...] = (
@@ -81,33 +81,10 @@ CAPTION_TABLE: tuple[Column, ...] = (
     Column("request_e2e_sec", "float", "the engine's end-to-end request latency (NaN when none)", HOST),
     Column("pixel_note", "str", "what decoding changed so the pixels mean what the file means (a 16/32-bit "
            "mode scaled to 8 bits, an EXIF orientation applied); \"\" when nothing", HOST),
-    _batch("batch_latency_sec", "float", "the latency the image waited: its batch's (`latency_kind`)",
-           "latency_sec"),
-    _batch("batch_images", "int", "images captioned in the batch", "captioned"),
-    _batch("batch_start_ts", "float", "batch start (epoch s)", "start_ts"),
-    _batch("batch_end_ts", "float", "batch end (epoch s)", "end_ts"),
-    _batch("actor_id", "str", "host:pid of the model host"),
-    _batch("node_id", "str", "Ray node of the host (\"\" outside Ray)"),
-    _batch("peak_memory_bytes", "int", "peak memory while the cell ran on the host"),
-    _batch("peak_memory_kind", "str", "gpu_allocated | gpu_device_used | cpu_rss | cpu_rss_with_engine"),
-    _batch("energy_kwh", "float", "the batch's energy, on its first row (NaN: not measured)", total=True),
-    _batch("emissions_kg", "float", "the batch's CO2, on its first row", total=True),
-    _batch("model_cells_before", "int", "cells the load served before this one (0: loaded for it)"),
-    _batch("latency_kind", "str", "batch_wall | request_e2e: how batch_latency_sec was taken"),
-    _batch("preprocess_sec", "float", "the batch's seconds in the processor apart from generate(), on its "
-           "first row (NaN: not measured, e.g. vLLM)", total=True),
-    _batch("cache_policy", "str", "what the host did to its caches at the cell's start "
-           "(docs/measurement.md)"),
-    _batch("warmup_batches", "int", "unmeasured warm-up generations before the cell's first batch"),
-    Column("shared_generation", "str", "the cell whose generation served this row", PIPELINE, "batch",
-           when=SHARED),
-    Column("shared_batch_latency_sec", "float", "the whole shared batch's latency", PIPELINE, "batch",
-           when=SHARED),
-    Column("budget_measured", "str", "decode_step_times | own_generation", PIPELINE, "batch", when=SHARED),
+    Column("batch_id", "str", "the image's batch: its row of the batch table (`per_image` joins them)",
+           PIPELINE),
     Column("precision", "str", "the cell's precision", WRITER, "cell"),
     Column("max_new_tokens", "int", "the cell's token budget", WRITER, "cell"),
-    Column("timestamp", "str", "batch end, ISO 8601 UTC", WRITER, "batch"),
-    Column("attempt", "str", "the run of the cell that wrote the row (a resumed cell has several)", WRITER),
     Column("video_id", "str", "the video of the scene", WRITER, when="video"),
     Column("scene_index", "int", "the scene's index in its video", WRITER, when="video"),
     Column("start_s", "float", "scene start (s)", WRITER, when="video"),
@@ -124,6 +101,38 @@ CAPTION_TABLE: tuple[Column, ...] = (
     Column("meteor", "float", "METEOR of the image", SCORING, when="scored"),
     Column("rouge_l", "float", "ROUGE-L of the image", SCORING, when="scored"),
     *_bleu_columns(),
+)
+
+BATCH_TABLE: tuple[Column, ...] = (
+    Column("batch_id", "str", "the batch (unique in its cell; the caption rows' `batch_id`)", PIPELINE,
+           "batch"),
+    _batch("batch_latency_sec", "float", "the latency each of its images waited (`latency_kind`)",
+           "latency_sec"),
+    _batch("batch_images", "int", "images captioned in the batch", "captioned"),
+    _batch("batch_start_ts", "float", "batch start (epoch s)", "start_ts"),
+    _batch("batch_end_ts", "float", "batch end (epoch s)", "end_ts"),
+    _batch("actor_id", "str", "host:pid of the model host"),
+    _batch("node_id", "str", "Ray node of the host (\"\" outside Ray)"),
+    _batch("peak_memory_bytes", "int", "peak memory while the cell ran on the host"),
+    _batch("peak_memory_kind", "str", "gpu_allocated | gpu_device_used | cpu_rss | cpu_rss_with_engine"),
+    _batch("energy_kwh", "float", "the batch's energy (NaN: not measured)",
+           share="energy_per_image"),
+    _batch("emissions_kg", "float", "the batch's CO2", share="emissions_per_image"),
+    _batch("model_cells_before", "int", "cells the load served before this one (0: loaded for it)"),
+    _batch("latency_kind", "str", "batch_wall | request_e2e: how batch_latency_sec was taken"),
+    _batch("preprocess_sec", "float", "the batch's seconds in the processor apart from generate() (NaN: "
+           "not measured, e.g. vLLM)", share="preprocess_sec_per_image"),
+    _batch("cache_policy", "str", "what the host did to its caches at the cell's start "
+           "(docs/measurement.md)"),
+    _batch("warmup_batches", "int", "unmeasured warm-up generations before the cell's first batch"),
+    Column("shared_generation", "str", "the cell whose generation served this batch", PIPELINE, "batch",
+           when=SHARED),
+    Column("shared_batch_latency_sec", "float", "the whole shared batch's latency", PIPELINE, "batch",
+           when=SHARED),
+    Column("budget_measured", "str", "decode_step_times | own_generation", PIPELINE, "batch", when=SHARED),
+    Column("timestamp", "str", "batch end, ISO 8601 UTC", WRITER, "batch"),
+    Column("attempt", "str", "the run of the cell that wrote the batch (a resumed cell has several)", WRITER,
+           "batch"),
 )
 
 #: corpus quality metrics of a scored cell (SPICE too, where Java and its models are there)
@@ -241,7 +250,7 @@ RESULTS_TABLE: tuple[Column, ...] = (
 #: results columns every row has (NaN for a failed cell), so a sweep whose every cell failed still gets
 #: its table, fronts and report
 RESULT_METRICS = (*CORPUS_QUALITY, "latency_p50_s", "peak_memory_gb", "energy_kwh", "weight_bytes")
-BATCH_FACTS = tuple(c for c in CAPTION_TABLE if c.source)
+BATCH_FACTS = tuple(c for c in BATCH_TABLE if c.source)
 
 
 def columns(table: Sequence[Column]) -> dict[str, Column]:
@@ -253,36 +262,6 @@ def shown(names: Sequence[str], html: bool = False) -> list[tuple[str, str]]:
     declared = columns(RESULTS_TABLE)
     return [(n, (declared[n].title or declared[n].header or n) if html else (declared[n].header or n))
             for n in names]
-
-
-def batch_columns(result: BatchResult, n: int) -> dict[str, list]:
-    """A batch's facts over its n rows: each fact on every row, each total on the first (`on_first`)."""
-    return {c.name: on_first(getattr(result, c.source), n) if c.per == "batch total"
-            else [getattr(result, c.source)] * n for c in BATCH_FACTS}
-
-
-def keep_rows(rows: pd.DataFrame, keep: pd.Series) -> pd.DataFrame:
-    """The rows of one batch that `keep` selects, the batch's totals moved onto the first one kept."""
-    # skipna=False: a total not measured (NaN on the first row) stays NaN, not 0
-    totals = {name: rows[name].sum(skipna=False) for name in BATCH_TOTALS if name in rows}
-    rows = rows[keep].reset_index(drop=True)
-    for name, total in totals.items():
-        rows[name] = on_first(total, len(rows))
-    return rows
-
-
-def spread_batch_total(table: pd.DataFrame, column: str = "energy_kwh") -> pd.Series:
-    """Each batch's total (on its first row) spread evenly over the batch's images (the rows sharing its
-    `batch_end_ts`): a per-image sample for a paired interval. NaN without the columns."""
-    import math
-
-    import pandas as pd
-
-    if column not in table or "batch_end_ts" not in table:
-        return pd.Series(math.nan, index=table.index)
-    total = pd.to_numeric(table[column], errors="coerce").fillna(0.0)
-    batch = table["batch_end_ts"]
-    return total.groupby(batch).transform("sum") / batch.map(batch.value_counts())
 
 
 def _declared(table: Sequence[Column], name: str) -> Column | None:
@@ -328,14 +307,22 @@ def check_table(frame: pd.DataFrame, table: Sequence[Column]) -> list[str]:
 
 
 def columns_markdown() -> str:
-    """docs/columns.md: both tables, column by column."""
+    """docs/columns.md: the three tables, column by column, and how the batch table is read."""
     lines = ["# The sweep's tables", "",
              "Generated from `sweep/results/tables.py` by `python -m sweep.results.tables > docs/columns.md`"
              " (a test checks this page is up to date). *per*: image (a row's own), batch (a fact of the "
-             "batch the image was in, on each of its rows), batch total (on the batch's first row, 0 on the "
-             "others: a column sum is the cell's), cell. *when*: empty, always there.", ""]
+             "batch, once in the batch table), batch total (the batch's, once in the batch table: a column "
+             "sum is the cell's), cell. *when*: empty, always there.", "",
+             "A caption row names its batch (`batch_id`); `sweep.results.batches.per_image(captions, "
+             "batches)` joins each batch's facts onto its images (what `ResultStore.read_captions` returns: "
+             "the latency an image waited is its batch's `batch_latency_sec`) and, with `shares=True`, "
+             "gives each image an equal share of its batch's totals (`energy_per_image`, ...). A store "
+             "written before the batch table (batch facts on every caption row, totals on a batch's first "
+             "row) is converted when read (`sweep.results.batches.split_legacy`).", ""]
     for title, where, table in (("Caption table", "`cells/<cell_id>/captions.parquet`, a row per image",
                                  CAPTION_TABLE),
+                                ("Batch table", "`cells/<cell_id>/batches.parquet`, a row per batch a host "
+                                 "answered", BATCH_TABLE),
                                 ("Results table", "`results.csv`, a row per cell", RESULTS_TABLE)):
         lines += [f"## {title}", "", f"{where}.", "",
                   "| column | dtype | per | when | meaning | written by |",
@@ -351,7 +338,8 @@ if __name__ == "__main__":
 
 
 def check_output(out_dir: Path) -> list[str]:
-    """`check_table` over a sweep's output dir: results.csv and every cell's captions.parquet."""
+    """`check_table` over a sweep's output dir: results.csv, every cell's captions.parquet and
+    batches.parquet, and every caption row's batch in its cell's batch table."""
     import pandas as pd
 
     out_dir = Path(out_dir)
@@ -360,5 +348,16 @@ def check_output(out_dir: Path) -> list[str]:
         problems += [f"results.csv {p}" for p in check_table(pd.read_csv(out_dir / "results.csv"),
                                                              RESULTS_TABLE)]
     for path in sorted(out_dir.glob("cells/*/captions.parquet")):
-        problems += [f"{path.parent.name} {p}" for p in check_table(pd.read_parquet(path), CAPTION_TABLE)]
+        cell, captions = path.parent.name, pd.read_parquet(path)
+        problems += [f"{cell} {p}" for p in check_table(captions, CAPTION_TABLE)]
+        batches_path = path.with_name("batches.parquet")
+        if not batches_path.is_file():
+            problems.append(f"{cell}: batches.parquet missing")
+            continue
+        batches = pd.read_parquet(batches_path)
+        problems += [f"{cell} batches {p}" for p in check_table(batches, BATCH_TABLE)]
+        if "batch_id" in captions and "batch_id" in batches:
+            orphans = int((~captions["batch_id"].isin(batches["batch_id"])).sum())
+            problems += [f"{cell}: {orphans} caption rows whose batch is not in batches.parquet"] if orphans \
+                else []
     return problems

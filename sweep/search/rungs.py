@@ -10,8 +10,8 @@ from typing import Any
 import pandas as pd
 
 from sweep.quality.frontier import cell_memory
+from sweep.results.batches import of_rows, per_image
 from sweep.results.store import ResultStore
-from sweep.results.tables import spread_batch_total
 from sweep.search.halving import RungCell
 
 
@@ -39,12 +39,15 @@ class RungEvaluator:
     def __call__(self, rung: int, cell_ids: Sequence[str]) -> list[RungCell]:
         ids = set(self.order[:self.sizes[rung]])
         wanted = list(dict.fromkeys(cell_ids))
-        tables, costs = {}, {}
+        tables, batches, costs = {}, {}, {}
         for cid in wanted:
             if (cid, rung) in self._cells or not self.store.captions_path(cid).is_file():
                 continue  # known, or not consolidated at this rung (it failed): nothing to compare
-            table = self.store.read_captions(cid)
-            tables[cid] = table[table["sample_id"].isin(ids)].reset_index(drop=True)
+            table = self.store.read_caption_table(cid)
+            table = table[table["sample_id"].isin(ids)].reset_index(drop=True)
+            batches[cid] = of_rows(self.store.read_batches(cid), table)
+            # each image's share of its batch's energy over the rung's images (not measured: 0)
+            tables[cid] = per_image(table, batches[cid], shares=True)
             costs[cid] = self.store.covering_costs(cid, set(tables[cid]["sample_id"])) or {}
         predictions, references = {}, {}
         for cid, table in tables.items():
@@ -59,9 +62,10 @@ class RungEvaluator:
         fresh: dict[str, RungCell] = {}
         for cid, table in tables.items():
             cider = [self._cider.get(_key(cid, sid), math.nan) for sid in table["sample_id"]]
-            scored = table.assign(cider=cider, energy_per_image=spread_batch_total(table, "energy_kwh"))
-            energy = float(pd.to_numeric(table.get("energy_kwh"), errors="coerce").sum()) \
-                if "energy_kwh" in table else math.nan
+            share = table["energy_per_image"].fillna(0.0) if "energy_per_image" in table else math.nan
+            scored = table.assign(cider=cider, energy_per_image=share)
+            energy = float(pd.to_numeric(batches[cid]["energy_kwh"], errors="coerce").sum()) \
+                if "energy_kwh" in batches[cid] else math.nan
             # how memory was measured is a batch fact of the table (costs.json does not keep it)
             kind = table["peak_memory_kind"].iloc[0] if "peak_memory_kind" in table and len(table) else ""
             fresh[cid] = RungCell(cid, self.labels.get(cid, cid), scored,
