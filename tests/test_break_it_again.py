@@ -136,7 +136,7 @@ def test_exif_orientation_is_applied_before_resizing_and_the_size_recorded_after
     from actors.contract import GenerationSettings
 
     result = plain_host(PlainCaptioner()).caption(batch, GenerationSettings(prompt="", max_new_tokens=4), "c")
-    table = caption_rows(result)
+    table = caption_rows(result).images
     assert table.loc[0, "pixel_note"] == "EXIF orientation 6 applied"
     assert (table.loc[0, "image_width"], table.loc[0, "image_height"]) == (426, 640)
     assert pixel_counts(table["pixel_note"]) == {"n_images_exif_turned": 1.0}

@@ -86,6 +86,16 @@ def test_scheduler_stops_the_dominated_trial_at_the_first_rung_through_tune(loca
     assert last["bad"] == 2 and not state.stopped
 
 
+def one_batch(rows: pd.DataFrame):
+    """Rows of one batch with its facts on each (as a host's answer reads flat) as the pipeline hands
+    them on: caption rows and one batch row."""
+    from sweep.execute.pipeline import BatchRows
+    from sweep.results.batches import split_legacy
+
+    images, batches = split_legacy(rows)
+    return BatchRows(images, batches.iloc[0].to_dict())
+
+
 def test_resume_mid_rung_recomputes_nothing(tmp_path, monkeypatch) -> None:
     """A cell consolidated at rung 1 (8 images) and interrupted after 4 images of rung 2: the next
     attempt captions only the 4 images it lacks, and its table keeps the stored rows unchanged."""
@@ -106,17 +116,19 @@ def test_resume_mid_rung_recomputes_nothing(tmp_path, monkeypatch) -> None:
                              "error": "", "batch_latency_sec": 0.01, "processing_time_sec": 0.01,
                              "batch_end_ts": 1.0, "energy_kwh": 0.0, "emissions_kg": 0.0})
         for start in range(0, len(rows), 4):
-            save({None: rows.iloc[start:start + 4].reset_index(drop=True)})
+            save({None: one_batch(rows.iloc[start:start + 4].reset_index(drop=True))})
 
     monkeypatch.setattr(trials, "caption_samples", fake_caption)
-    monkeypatch.setattr(trials, "summarize_costs", lambda table, wall, reports: {"n_samples": len(table)})
+    monkeypatch.setattr(trials, "summarize_costs",
+                        lambda table, batches, wall, reports: {"n_samples": len(table)})
     trials.run_cell(cell, samples[:8], None, store, None, partial=True)
     first = store.read_captions(cell.cell_id)
     # an interrupted second rung: 4 of its 8 new images in a part, not consolidated
     interrupted = trials._rows_writer(cell, samples, store, "killed", set(first["sample_id"]))
-    interrupted(pd.DataFrame({"sample_id": [f"s{k:03d}" for k in range(8, 12)], "caption": "x", "error": "",
-                              "batch_latency_sec": 0.01, "processing_time_sec": 0.01, "batch_end_ts": 2.0,
-                              "energy_kwh": 0.0, "emissions_kg": 0.0}))
+    interrupted(one_batch(pd.DataFrame({
+        "sample_id": [f"s{k:03d}" for k in range(8, 12)], "caption": "x", "error": "",
+        "batch_latency_sec": 0.01, "processing_time_sec": 0.01, "batch_end_ts": 2.0,
+        "energy_kwh": 0.0, "emissions_kg": 0.0})))
     asked.clear()
     # rung 1 again (a retried trial starts over): answered from the store, nothing captioned
     assert trials.run_cell(cell, samples[:8], None, store, None, partial=True)["n_samples"] == 8

@@ -117,11 +117,16 @@ def test_caption_table_has_one_row_per_image(sweep_result, tmp_path):
     assert len(table) == 79
     assert sorted(table["image_id"]) == sorted(s.image_id for s in samples)
     for col in ("image_id", "model_name", "caption", "processing_time_sec", "image_width", "image_height",
-                "timestamp", "precision", "max_new_tokens"):
+                "batch_id", "precision", "max_new_tokens"):
         assert col in table, col
     assert (table["image_width"] > 0).all() and (table["error"] == "").all()
     names = {a.path for a in tracker.client.list_artifacts(run.info.run_id)}
-    assert {"captions.parquet", "cell.json"} <= names
+    assert {"captions.parquet", "batches.parquet", "cell.json"} <= names
+    # the images' batches beside them: each image's batch there once, with when it ended
+    batches = pd.read_parquet(tracker.client.download_artifacts(run.info.run_id, "batches.parquet",
+                                                                str(tmp_path)))
+    assert set(table["batch_id"]) == set(batches["batch_id"]) and batches["batch_id"].is_unique
+    assert "timestamp" in batches and "batch_latency_sec" not in table
     # every table the sweep wrote is as `sweep.results.tables` declares it
     from sweep.results.tables import CAPTION_TABLE, check_output, check_table
 

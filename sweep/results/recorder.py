@@ -155,6 +155,8 @@ class SweepRecorder:
         """A stored cell keeps its child run (new scores onto it when rescored); any other gets a new one."""
         cell_id = outcome.cell.cell_id
         artifacts = [self.store.captions_path(cell_id), self.store.config_path(cell_id)]
+        if self.store.batches_path(cell_id).is_file():  # the images' batches (latency, host, energy)
+            artifacts.insert(1, self.store.batches_path(cell_id))
         if from_store and self.tracker is not None:
             outcome.run_id = self.logger.existing_run(cell_id)
             if outcome.run_id is not None and rescored:
