@@ -100,18 +100,20 @@ def one_call(cell: Any, samples: list[Any], settings: Any, host_pool: Any) -> di
     from sweep.execute.pipeline import caption_samples
 
     tables: list[pd.DataFrame] = []
+    facts: list[dict] = []
     arrivals: list[float] = []
 
     def on_batch(t: dict) -> None:
         arrivals.append(time.perf_counter())
-        tables.append(t[None])
+        tables.append(t[None].images)
+        facts.append(t[None].batch)
 
     start, cpu = time.perf_counter(), time.process_time()
     caption_samples(cell, samples, settings, on_batch, host_pool)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     rows = pd.concat(tables)
-    batches = rows.drop_duplicates(["actor_id", "batch_start_ts"])
-    window = float(rows["batch_end_ts"].max() - rows["batch_start_ts"].min())
+    batches = pd.DataFrame(facts)
+    window = float(batches["batch_end_ts"].max() - batches["batch_start_ts"].min())
     host = float(batches["batch_latency_sec"].mean())
     return {
         "wall_seconds": wall,
