@@ -29,7 +29,8 @@ import pandas as pd
 # measured on the machine (timings, memory, energy) or derived from such a measurement: never compared
 MEASURED = re.compile(
     r"latency|ttft|e2e|_sec$|seconds|per_sec|wall|energy|emission|kwh|co2|peak_memory|memory_gb|"
-    r"cells_beside|pareto|node|actor|timestamp|_ts$|attempt|load_|model_reused|run_id"
+    r"cells_beside|pareto|node|actor|timestamp|_ts$|attempt|load_|model_reused|run_id|"
+    r"preprocess_share"  # processor seconds over the batches' wall time: a ratio of two timings
 )
 # what a caption row must keep, besides the per-image scores
 CAPTION_COLUMNS = ("caption", "generated_tokens", "error", "references", "prompt_sha256")
