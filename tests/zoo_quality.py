@@ -47,6 +47,19 @@ def mean(scores: list[float]) -> float:
     return sum(scores) / len(scores)
 
 
+def paired_gain(trained: list[float], error: list[float]) -> Any:
+    """trained - error CIDEr over the same images, with its paired 95% bootstrap interval (the sweep's own
+    ``paired_difference``: what the images share cancels, so a consistent gain is told from noise)."""
+    import pandas as pd
+
+    from sweep.quality.statistics import paired_difference
+
+    def table(scores: list[float]) -> Any:
+        return pd.DataFrame({"sample_id": range(len(scores)), "cider": scores})
+
+    return paired_difference(table(trained), table(error))
+
+
 def trained_interval(scores: list[float]) -> tuple[float, float]:
     """The 95% bootstrap interval of the mean over the images (the sweep's own resampling)."""
     import pandas as pd
