@@ -34,7 +34,7 @@ ZOO: dict[str, ZooSpec] = {
         # PaliGemma at base size stayed on the colour-only plateau (train loss 0.95 after 800 steps; LLaVA's
         # base did too from scratch), reading its image too little to tell it from a blank one
         ZooSpec("shapes-paligemma-small", RECIPES["paligemma"], SMALL, steps=1500, lr=3e-3, batch_size=16),
-        ZooSpec("shapes-florence2-small", RECIPES["florence2"], SMALL, steps=700, lr=2e-3, batch_size=16),
+        ZooSpec("shapes-florence2-small", RECIPES["florence2"], SMALL, steps=400, lr=2e-3, batch_size=16),
         # larger, a shorter budget: the "larger and worse" corner
         ZooSpec("shapes-smolvlm-base", RECIPES["smolvlm"], BASE, steps=400, lr=2e-3, batch_size=16),
     )
