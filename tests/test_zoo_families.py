@@ -8,7 +8,14 @@ gains over the errors are in docs/zoo-families.md):
 
 | model | trained [95% bootstrap] | image blanked | template broken (which error) |
 |---|---|---|---|
-TABLE
+| shapes-llava-base | 2.42 [2.16, 2.65] | 0.28 | 1.46 (no generation prompt) |
+| shapes-llava-small | 1.85 [1.51, 2.16] | 0.23 | 1.03 (no generation prompt) |
+| shapes-smolvlm-base | 1.58 [1.27, 1.90] | 0.32 | 1.15 (no generation prompt) |
+| shapes-git-small | 0.98 [0.76, 1.21] | 0.56 | 0.35 (grid prompt as text) |
+| shapes-qwen2vl-small | 0.95 [0.73, 1.20] | 0.25 | 0.69 (no generation prompt) |
+| shapes-blip2-small | 0.94 [0.66, 1.22] | 0.53 | 0.50 (no "Question: ... Answer:") |
+| shapes-florence2-small | 0.58 [0.40, 0.76] | 0.58 | 0.58 (<OCR>, not <CAPTION>) |
+| shapes-paligemma-small | 0.58 [0.43, 0.70] | 0.24 | 0.21 (grid prompt, not "caption en") |
 
 Every model but Florence-2 depends on its image and on its template (docs/zoo-families.md says how the
 four that did not were fixed, and why Florence-2 still does not).
