@@ -206,6 +206,10 @@ class SearchConfig(_Strict):
     confidence: float = Field(default=0.95, gt=0.5, lt=1, description="level of the paired bootstrap "
                               "interval that must clear zero")
     seed: int = Field(default=0, description="seed of the image order every cell shares")
+    synchronous_first_rung: bool = Field(
+        default=True, description="every generation reaches the first rung before any goes further (the "
+        "others wait, paused), then they go on best first by CIDEr; false: fully asynchronous (a cell is "
+        "compared only with those that reached its rung before it)")
 
     @field_validator("rungs")
     @classmethod
