@@ -114,6 +114,8 @@ def test_rung_sizes_and_counts() -> None:
     assert rung_sizes(50, first_rung=10, factor=2) == [10, 20, 40, 50]
     assert rung_sizes(50, rungs=[8, 25, 60]) == [8, 25, 50]
     assert rung_sizes(12) == [12]  # the default first rung (16) is the whole set: one rung
+    # the default first rung is an eighth of the images, at least 16: 25 of the families grid's 200
+    assert rung_sizes(200) == [25, 50, 100, 200] and rung_sizes(50) == [16, 32, 50]
     worst, expected = image_counts([10, 20, 40, 50], n_trials=8, factor=2)
     assert worst == 400
     assert expected == 8 * 10 + 4 * 10 + 2 * 20 + 1 * 10

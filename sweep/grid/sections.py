@@ -196,7 +196,7 @@ class SearchConfig(_Strict):
         "the last rung; default: first_rung and factor",
     )
     first_rung: StrictInt | None = Field(default=None, ge=2, description="images at the first rung "
-                                         "(default 16 when rungs is not given)")
+                                         "(default: 1/8 of the images, at least 16, when rungs is not given)")
     factor: float = Field(default=2.0, gt=1, description="each rung sees this many times the images of the "
                           "one before")
     objectives: list[Objective] = Field(
