@@ -12,6 +12,7 @@ fewest images any pruning that keeps the full run's fronts could caption."""
 from __future__ import annotations
 
 import shutil
+import sys
 from typing import Any
 
 import yaml
@@ -189,9 +190,46 @@ def _run(ctx: Context, grid: Any) -> Any:
     return run_engine(ctx, grid)
 
 
-def run(ctx: Context, models: tuple[str, ...] | None = None) -> dict[str, Any]:
+def run(ctx: Context, models: tuple[str, ...] | None = None,
+        precisions: list[str] | None = None) -> dict[str, Any]:
+    """`models`, `precisions`: a part of the grid (`python -m benchmarks.halving --models ...`)."""
     # the default first rung (sweep.search.halving.default_first_rung): 25 of the 200 images
     search = {"first_rung": 4, "factor": 2.0} if ctx.quick else {"factor": 2.0}
-    grids = {"zoo_families": one_grid(ctx, zoo_data(ctx.quick, models), search)}
+    data = zoo_data(ctx.quick, models)
+    if precisions:
+        data["precisions"] = precisions
+    grids = {"zoo_families": one_grid(ctx, data, search)}
     return {"grids": grids, "note": "one run each, side by side, halving first; the machine's 2 cores "
             "were shared"}
+
+
+def main() -> None:
+    """Section 8 alone on a part of the families grid (on a loaded machine the whole grid's two runs
+    take over an hour): `python -m benchmarks.halving --models shapes-llava-small,... --precisions
+    fp32,nf4 --out FILE.json` writes the section's result and its markdown beside it."""
+    import argparse
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from benchmarks import render
+    from benchmarks.common import COCO_MINI, machine_info
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--models", default="", help="comma list of zoo model names (default: all eight)")
+    p.add_argument("--precisions", default="", help="comma list (default: the grid's)")
+    p.add_argument("--limit", type=int, default=None, help="images (default: all 200)")
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args()
+    ctx = Context(coco=COCO_MINI, work=Path(tempfile.mkdtemp(prefix="vlm-bench-halving-")), quick=False,
+                  repeats=1, engine_repeats=1, limit=args.limit)
+    models = tuple(m for m in args.models.split(",") if m) or None
+    result = {"machine": machine_info(), "command": " ".join(sys.argv),
+              "halving": run(ctx, models, [x for x in args.precisions.split(",") if x] or None)}
+    args.out.write_text(json.dumps(result, indent=2, default=str))
+    args.out.with_suffix(".md").write_text("\n".join(render.halving_md(result["halving"])) + "\n")
+    shutil.rmtree(ctx.work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
