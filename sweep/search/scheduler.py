@@ -70,6 +70,7 @@ class ParetoHalvingScheduler(FIFOScheduler):
                  hold_first_rung: bool = False):
         super().__init__()
         self.hold_first_rung = hold_first_rung
+        self.slots = 1  # trials at once (trial_generator sets the sweep's)
         self.rungs = list(rungs)
         self.groups = {k: tuple(v) for k, v in groups.items()}
         self.objectives = tuple(objectives)
@@ -126,8 +127,9 @@ class ParetoHalvingScheduler(FIFOScheduler):
         if not self.first_rung_complete():
             return None  # the held trials wait for the last first rung
         paused = [t for t in trials if t.status == Trial.PAUSED]
-        if not paused:
-            return None
+        running = sum(t.status in (Trial.RUNNING, Trial.PENDING) for t in trials)
+        if not paused or running >= self.slots:
+            return None  # as many at once as the GPUs allow: Tune's own limit counts new trials only
         chosen = best_first([t.config["cell_id"] for t in paused], self.paused)[0]
         trial = next(t for t in paused if t.config["cell_id"] == chosen)
         if chosen not in self.state.resumed:
@@ -136,6 +138,7 @@ class ParetoHalvingScheduler(FIFOScheduler):
 
     def trial_generator(self, max_concurrent: int) -> BasicVariantGenerator:
         """Tune's grid generator for these trials, its concurrency limit not counting the held ones."""
+        self.slots = max_concurrent  # resumed held trials count against it too (choose_trial_to_run)
         return HeldAwareGenerator(self._key, max_concurrent)
 
     def decide(self, rung: int, cell_id: str) -> Domination | None:
