@@ -111,6 +111,38 @@ def test_best_first_resumes_the_highest_first_rung_cider_first() -> None:
     assert best_first(["a", "b", "c", "d"], {"a": 0.5, "b": 1.5, "c": 0.5}) == ["b", "a", "c", "d"]
 
 
+def test_held_trials_resume_best_first_and_no_more_at_once_than_the_slots() -> None:
+    """choose_trial_to_run: new trials first; the held ones only once every generation has its first
+    rung, the best first, and only while fewer trials than the slots run (on one GPU a second resumed
+    trial would wait for a host forever: the pool stops an idle model only for a new acquire)."""
+    from types import SimpleNamespace
+
+    from ray.tune.experiment import Trial
+
+    scheduler = ParetoHalvingScheduler(RUNGS, {c: (c,) for c in "abc"}, synthetic, ["memory"], 0.95,
+                                       HalvingState(), hold_first_rung=True)
+    scheduler.trial_generator(1)  # one slot, as on CPU
+    status = {"a": Trial.PAUSED, "b": Trial.PAUSED, "c": Trial.PENDING}
+    controller = SimpleNamespace(get_trials=lambda: [SimpleNamespace(status=status[c], config={"cell_id": c})
+                                                     for c in "abc"])
+
+    def chosen() -> str | None:
+        trial = scheduler.choose_trial_to_run(controller)
+        return trial and trial.config["cell_id"]
+
+    scheduler.reached, scheduler.paused = {"a": 0, "b": 0}, {"a": 0.5, "b": 1.5}
+    assert chosen() == "c"  # a generation not started yet goes first
+    status["c"] = Trial.RUNNING
+    assert chosen() is None  # c has not reached the first rung: the held ones wait
+    scheduler.reached["c"] = 0
+    assert chosen() is None  # c runs on: the one slot is taken
+    status["c"] = Trial.TERMINATED
+    assert chosen() == "b"  # best first
+    scheduler.slots = 2
+    status["c"] = Trial.RUNNING
+    assert chosen() == "b"
+
+
 def test_resume_mid_rung_recomputes_nothing(tmp_path, monkeypatch) -> None:
     """A cell consolidated at rung 1 (8 images) and interrupted after 4 images of rung 2: the next
     attempt captions only the 4 images it lacks, and its table keeps the stored rows unchanged."""
