@@ -4,7 +4,6 @@ what is loaded: `actors.contract.LoadSpec`). Decode errors pass through untouche
 
 from __future__ import annotations
 
-import io
 import math
 import operator
 import os
@@ -13,9 +12,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TypeVar
-
-import numpy as np
-from PIL import Image
 
 from actors.backends import load_captioner
 from actors.captioner import Captioner
@@ -35,6 +31,8 @@ from actors.contract import (
 )
 from actors.energy import EnergyMeter
 from actors.generation import BudgetCut, Generation, merge_cuts, preprocess_clock
+# INPUT_ERRORS: what a processor or model raises on an input it rejects (CUDA OOM is never one of them)
+from actors.prepare import INPUT_ERRORS, images_of, input_error
 
 Chunked = TypeVar("Chunked")
 NAN = float("nan")
@@ -86,11 +84,12 @@ def split_window(result: BatchResult, sizes: Sequence[int]) -> list[BatchResult]
     return out
 
 
-def images_of(batch: SampleBatch, i: int) -> list[Image.Image]:
-    """The sample's frames (video scenes, JPEG bytes) or its one decoded image."""
-    if batch.frames_jpeg is not None:
-        return [Image.open(io.BytesIO(bytes(b))).convert("RGB") for b in batch.frames_jpeg[i]]
-    return [Image.fromarray(np.asarray(batch.pixels[i], dtype=np.uint8))]
+def requests_of(batch: SampleBatch, rows: list[int], prompt: str) -> list[CaptionRequest]:
+    """The rows' requests: their images, or the processor outputs a decode task built for them."""
+    if batch.prepared is not None:
+        tensors = batch.prepared.tensors
+        return [CaptionRequest(batch.sample_ids[i], [], prompt, prepared=tensors[i]) for i in rows]
+    return [CaptionRequest(batch.sample_ids[i], images_of(batch, i), prompt) for i in rows]
 
 
 class ModelLoadFailed(RuntimeError):
@@ -120,14 +119,6 @@ def with_oom_retry(call: Callable[[list[CaptionRequest]], Chunked], requests: li
     except torch.cuda.OutOfMemoryError as err:
         raise CellOutOfMemory(f"oom: CUDA out of memory at batch size {len(requests)} and {half}") from err
 
-
-# What a processor or model raises on an input it rejects (Qwen2-VL: "absolute aspect ratio must be smaller
-# than 200", a ValueError). CUDA out of memory is a RuntimeError: never one of these.
-INPUT_ERRORS = (ValueError, TypeError, LookupError)
-
-
-def input_error(err: BaseException) -> str:
-    return f"{type(err).__name__}: {err}"
 
 
 def generate_per_image(call: Callable[[list[CaptionRequest]], Generation],
@@ -230,9 +221,10 @@ class ModelHost:
         self.warmups[cell_id] = measurement.warmup_batches
         before = self.cells_before.setdefault(cell_id, len(self.cells_before))
         rendered = self.captioner.rendered_prompt(settings.prompt)
+        offer = getattr(self.captioner, "preprocessor", lambda: None)()
         return CellStart(self.actor_id, self.node_id, self.captioner.report, self._kwargs(settings), before,
                          rendered, int(self.captioner.batches_per_call), policy,
-                         measurement.warmup_batches)
+                         measurement.warmup_batches, offer)
 
     def _reset_caches(self, measurement: Measurement) -> str:
         """Empty the captioner's caches if the measurement says so; the cell's `cache_policy` in words."""
@@ -252,7 +244,7 @@ class ModelHost:
         times = self.warmups.pop(cell_id, 0)
         if not times or not rows:
             return
-        requests = [CaptionRequest(batch.sample_ids[i], images_of(batch, i), settings.prompt) for i in rows]
+        requests = requests_of(batch, rows, settings.prompt)
         try:
             for _ in range(times):
                 self.captioner.generate_budgets(requests, self._kwargs(settings), budgets)
@@ -288,7 +280,7 @@ class ModelHost:
         start_ts = time.time()
         start = time.perf_counter()
         if ok:
-            requests = [CaptionRequest(batch.sample_ids[i], images_of(batch, i), settings.prompt) for i in ok]
+            requests = requests_of(batch, ok, settings.prompt)
         overhead = {"pixels": time.perf_counter() - start}
         preprocess = [math.nan]
         if ok:
@@ -329,8 +321,9 @@ class ModelHost:
             peak_memory_bytes=peak, peak_memory_kind=peak_kind, energy_kwh=kwh, emissions_kg=co2_kg,
             model_cells_before=self.cells_before.get(cell_id, 0), budgets=answered,
             latency_kind=latency_kind(self.captioner.latency_kind, samples),
-            preprocess_sec=preprocess[0], cache_policy=measuring[1],
-            warmup_batches=measuring[0].warmup_batches,
+            preprocess_sec=preprocess[0] if batch.prepared is None else batch.prepared.seconds,
+            cache_policy=measuring[1], warmup_batches=measuring[0].warmup_batches,
+            preprocess_where="host" if batch.prepared is None else "decode_task",
         )
 
     def caption_parts(self, settings: GenerationSettings, cell_id: str, *parts: SampleBatch) -> BatchResult:

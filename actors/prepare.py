@@ -1,0 +1,114 @@
+"""A family's processor run outside the model host: in the CPU decode tasks that already feed it, so the
+host's device only generates (`actors.contract.Preprocessor`).
+
+Each sample is processed alone (chat template, resize, patching, tokenization: the family's own
+`build_inputs`), so a task's output does not depend on which samples share its piece; the host pads a batch
+of them back into what the processor gives for the whole batch (`collate`: token-aligned tensors padded on
+the tokenizer's side with its pad id, the others concatenated), per length group and per OOM half alike.
+Nothing here imports the driver, Ray or MLflow."""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from dataclasses import replace
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from actors.contract import Preprocessor, PreparedInputs, SampleBatch
+
+# What a processor raises on an input it rejects (Qwen2-VL: "absolute aspect ratio must be smaller than
+# 200", a ValueError): that sample becomes an error row with the message, as on the host.
+INPUT_ERRORS = (ValueError, TypeError, LookupError)
+
+
+def input_error(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}"
+
+
+def images_of(batch: SampleBatch, i: int) -> list[Image.Image]:
+    """The sample's frames (video scenes, JPEG bytes) or its one decoded image."""
+    if batch.frames_jpeg is not None:
+        return [Image.open(io.BytesIO(bytes(b))).convert("RGB") for b in batch.frames_jpeg[i]]
+    if batch.pixels is None:
+        raise ValueError(f"sample {batch.sample_ids[i]} has no pixels: its batch was prepared in a decode "
+                         "task (SampleBatch.prepared), for a host that takes prepared inputs")
+    return [Image.fromarray(np.asarray(batch.pixels[i], dtype=np.uint8))]
+
+
+@lru_cache(maxsize=4)
+def load_preprocessor(spec: Preprocessor) -> tuple[Any, Any]:
+    """(family, processor) of the spec, loaded once per worker process: the processor's files only (the
+    model's local folder, or its hub id where this node lacks that folder), never the weights."""
+    from actors.registry import get_family
+
+    family = get_family(spec.family)
+    source = spec.path if os.path.isdir(spec.path) else spec.model_id
+    processor = family.load_processor(source, {"revision": spec.revision,
+                                               "trust_remote_code": spec.trust_remote_code})
+    return family, processor
+
+
+def prepare_batch(batch: SampleBatch, spec: Preprocessor, prompt: str) -> SampleBatch:
+    """The batch with each decoded sample's model inputs built by the spec's processor (`prepared`) and
+    its pixels dropped (the host needs only the tensors); a sample the processor rejects is an error row
+    with the processor's message, decode errors pass through."""
+    family, processor = load_preprocessor(spec)
+    errors = list(batch.errors)
+    tensors: list[dict[str, Any] | None] = []
+    start = time.perf_counter()
+    for i, error in enumerate(errors):
+        if error:
+            tensors.append(None)
+            continue
+        try:
+            inputs = family.build_inputs(processor, [prompt], [images_of(batch, i)])
+        except INPUT_ERRORS as err:
+            errors[i] = input_error(err)
+            tensors.append(None)
+            continue
+        tensors.append(dict(inputs.items()))
+    seconds = time.perf_counter() - start
+    return replace(batch, errors=errors, pixels=None if batch.frames_jpeg is None else batch.pixels,
+                   prepared=PreparedInputs(tensors, seconds))
+
+
+def collate(samples: list[dict[str, Any]], pad_token_id: int | None, padding_side: str = "left") -> Any:
+    """One batch of per-sample processor outputs, as the processor would have built it for the batch:
+    the tensors aligned with `input_ids` padded to the longest (`input_ids` with the pad id, the others,
+    attention mask included, with 0) on `padding_side`, every other tensor concatenated along its first
+    dimension (pixel values, image grids: per image, in sample order)."""
+    import torch
+    from transformers import BatchFeature
+
+    if not samples:
+        raise ValueError("collate needs at least one sample")
+    longest = max(int(s["input_ids"].shape[-1]) for s in samples)
+    out: dict[str, Any] = {}
+    for key in samples[0]:
+        values = [s[key] for s in samples]
+        if not all(torch.is_tensor(v) for v in values):
+            raise TypeError(f"prepared input {key!r} is not a tensor in every sample")
+        if all(v.shape == s["input_ids"].shape for v, s in zip(values, samples, strict=True)):
+            fill = pad_token_id if key == "input_ids" else 0
+            if fill is None:
+                raise ValueError("the tokenizer has no pad token id: cannot pad prepared inputs")
+            out[key] = torch.cat([pad(v, longest, fill, padding_side) for v in values])
+        else:
+            out[key] = torch.cat(values)
+    return BatchFeature(out)
+
+
+def pad(row: Any, length: int, fill: int, side: str) -> Any:
+    """A (1, n) tensor padded with `fill` to (1, length) on `side`."""
+    import torch
+
+    extra = length - int(row.shape[-1])
+    if extra <= 0:
+        return row
+    filler = torch.full((*row.shape[:-1], extra), fill, dtype=row.dtype)
+    return torch.cat([filler, row] if side == "left" else [row, filler], dim=-1)
