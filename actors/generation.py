@@ -272,8 +272,8 @@ def generate_prepared(model: Any, processor: Any, prepared: list[dict[str, Any]]
                       ) -> Generation:
     """`generate_grouped` over requests whose processor ran elsewhere (`actors.prepare`, one output per
     request, unpadded): the lengths are theirs, and each group is padded as the processor pads a batch
-    (`actors.prepare.collate`), so the inputs, and the captions, are those of the host-side path."""
-    from actors.prepare import collate
+    (`actors.collate`), so the inputs, and the captions, are those of the host-side path."""
+    from actors.collate import collate
 
     tokenizer = getattr(processor, "tokenizer", processor)
     side = getattr(tokenizer, "padding_side", "left")

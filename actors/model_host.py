@@ -31,6 +31,7 @@ from actors.contract import (
 )
 from actors.energy import EnergyMeter
 from actors.generation import BudgetCut, Generation, merge_cuts, preprocess_clock
+
 # INPUT_ERRORS: what a processor or model raises on an input it rejects (CUDA OOM is never one of them)
 from actors.prepare import INPUT_ERRORS, images_of, input_error
 

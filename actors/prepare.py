@@ -3,8 +3,9 @@ host's device only generates (`actors.contract.Preprocessor`).
 
 Each sample is processed alone (chat template, resize, patching, tokenization: the family's own
 `build_inputs`), so a task's output does not depend on which samples share its piece; the host pads a batch
-of them back into what the processor gives for the whole batch (`collate`: token-aligned tensors padded on
-the tokenizer's side with its pad id, the others concatenated), per length group and per OOM half alike.
+of them back into what the processor gives for the whole batch (`actors.collate`: token-aligned tensors
+padded on the tokenizer's side with its pad id, the others concatenated), per length group and per OOM half
+alike.
 Nothing here imports the driver, Ray or MLflow."""
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from actors.contract import Preprocessor, PreparedInputs, SampleBatch
+from actors.contract import PreparedInputs, Preprocessor, SampleBatch
 
 # What a processor raises on an input it rejects (Qwen2-VL: "absolute aspect ratio must be smaller than
 # 200", a ValueError): that sample becomes an error row with the message, as on the host.
@@ -75,40 +76,3 @@ def prepare_batch(batch: SampleBatch, spec: Preprocessor, prompt: str) -> Sample
     seconds = time.perf_counter() - start
     return replace(batch, errors=errors, pixels=None if batch.frames_jpeg is None else batch.pixels,
                    prepared=PreparedInputs(tensors, seconds))
-
-
-def collate(samples: list[dict[str, Any]], pad_token_id: int | None, padding_side: str = "left") -> Any:
-    """One batch of per-sample processor outputs, as the processor would have built it for the batch:
-    the tensors aligned with `input_ids` padded to the longest (`input_ids` with the pad id, the others,
-    attention mask included, with 0) on `padding_side`, every other tensor concatenated along its first
-    dimension (pixel values, image grids: per image, in sample order)."""
-    import torch
-    from transformers import BatchFeature
-
-    if not samples:
-        raise ValueError("collate needs at least one sample")
-    longest = max(int(s["input_ids"].shape[-1]) for s in samples)
-    out: dict[str, Any] = {}
-    for key in samples[0]:
-        values = [s[key] for s in samples]
-        if not all(torch.is_tensor(v) for v in values):
-            raise TypeError(f"prepared input {key!r} is not a tensor in every sample")
-        if all(v.shape == s["input_ids"].shape for v, s in zip(values, samples, strict=True)):
-            fill = pad_token_id if key == "input_ids" else 0
-            if fill is None:
-                raise ValueError("the tokenizer has no pad token id: cannot pad prepared inputs")
-            out[key] = torch.cat([pad(v, longest, fill, padding_side) for v in values])
-        else:
-            out[key] = torch.cat(values)
-    return BatchFeature(out)
-
-
-def pad(row: Any, length: int, fill: int, side: str) -> Any:
-    """A (1, n) tensor padded with `fill` to (1, length) on `side`."""
-    import torch
-
-    extra = length - int(row.shape[-1])
-    if extra <= 0:
-        return row
-    filler = torch.full((*row.shape[:-1], extra), fill, dtype=row.dtype)
-    return torch.cat([filler, row] if side == "left" else [row, filler], dim=-1)

@@ -12,13 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from actors.collate import collate
 from actors.contract import CellStart, GenerationSettings, LoadSpec, Measurement, ModelRef, SampleBatch
 from actors.model_host import ModelHost
-from actors.prepare import collate, load_preprocessor, prepare_batch
+from actors.prepare import load_preprocessor, prepare_batch
 from sweep.execute.pipeline import decode_task_preprocessor
 from sweep.execute.stages import decode_batch
 
 PROMPT = "Describe this image in one sentence."
+# ~10-25 s each on 2 shared cores (the widened processor's many patches): the slow loop's
+WIDE_QWEN = pytest.param("wide_qwen", marks=pytest.mark.slow)
 SETTINGS = GenerationSettings(PROMPT, 6, num_beams=1, min_new_tokens=1, budgets=(2, 4))
 
 
@@ -54,7 +57,7 @@ def outputs(result) -> list:
     return [(s.sample_id, s.caption, s.generated_tokens, s.error) for s in result.samples] + budgets
 
 
-@pytest.mark.parametrize("model", ["wide_qwen", "tiny:llava"])
+@pytest.mark.parametrize("model", [WIDE_QWEN, "tiny:llava"])
 def test_collate_rebuilds_the_processors_own_batch(model, coco_mini, request):
     """Per-sample processor outputs padded on the host are, tensor for tensor, what the processor builds
     for the whole batch (images of two sizes: different prompt lengths, so padding is exercised)."""
@@ -80,7 +83,7 @@ def test_collate_rebuilds_the_processors_own_batch(model, coco_mini, request):
         assert int((whole["attention_mask"] == 0).sum()) > 0  # the sizes do differ in tokens
 
 
-@pytest.mark.parametrize("model", ["wide_qwen", "tiny:llava"])
+@pytest.mark.parametrize("model", [WIDE_QWEN, "tiny:llava"])
 def test_captions_are_identical_with_the_processor_in_the_decode_tasks(model, coco_mini, request):
     """A batch of two pieces decoded at two sizes (Qwen2-VL: two length groups), a missing file between:
     the same captions, token counts, budget cuts and error rows both ways; the prepared batch reached the
@@ -104,6 +107,7 @@ def test_captions_are_identical_with_the_processor_in_the_decode_tasks(model, co
         assert len(length_groups(lengths, 6, host.captioner.family.length_group_slack)) == 2
 
 
+@pytest.mark.slow  # ~10 s
 def test_oom_half_batch_retry_works_on_prepared_inputs(coco_mini, monkeypatch):
     """CUDA out of memory at the batch's size: the host retries its two halves, each padded from the
     prepared inputs, and the captions are those of one batch generated whole."""
