@@ -38,6 +38,7 @@ class PipelineSettings:
             energy_country=grid.energy.country_iso_code if grid.energy.enabled else None,
             accelerator_type=grid.resources.accelerator_type,
             max_image_pixels=getattr(grid.dataset, "max_image_pixels", None),
+            preprocess_in_decode_tasks=grid.resources.preprocess_in_decode_tasks,
         )
 
 
