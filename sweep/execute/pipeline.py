@@ -177,10 +177,9 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
         # "DEFAULT": not the trial's placement group (Tune's, of 0.01 CPU), which a task launched from
         # the trial would otherwise be captured in and never fit
         prepare = decode_task_preprocessor(starts, generation.prompt, settings.preprocess_in_decode_tasks)
-        decode = ray.remote(decode_batch).options(num_cpus=settings.cpus_per_decode_task,
-                                                  scheduling_strategy="DEFAULT")
-        window = batches_in_flight(len(hosts), ray.cluster_resources().get("CPU", 1.0),
-                                   settings.cpus_per_decode_task)
+        cpus = decode_task_cpus(settings.cpus_per_decode_task, prepare is not None)
+        decode = ray.remote(decode_batch).options(num_cpus=cpus, scheduling_strategy="DEFAULT")
+        window = batches_in_flight(len(hosts), ray.cluster_resources().get("CPU", 1.0), cpus)
         size = cell.batch_size
         # a host whose engine schedules requests itself (vLLM) takes several batches per call
         per_call = max(1, min(s.batches_per_call for s in starts))
@@ -216,6 +215,15 @@ def decode_task_preprocessor(starts: list[CellStart], prompt: str, wanted: bool
     if not wanted or len(offers) != 1 or None in offers:
         return None
     return offers.pop(), prompt
+
+
+def decode_task_cpus(cpus_per_decode_task: float, preparing: bool) -> float:
+    """CPUs per decode task: the grid's, and at least 1 when the tasks run the processor. Ray keeps as
+    many idle workers as the node has CPUs and ends the others after a second idle; a worker that runs
+    the processor imports torch and transformers and loads the processor first (5 s to over a minute on
+    2 loaded cores, measured), so tasks that fit more workers than CPUs paid that again after every
+    pause in the feed."""
+    return max(1.0, cpus_per_decode_task) if preparing else cpus_per_decode_task
 
 
 # Images per decode task: a larger batch is decoded in pieces side by side, so its first batch is ready
