@@ -5,13 +5,10 @@ what is loaded: `actors.contract.LoadSpec`). Decode errors pass through untouche
 from __future__ import annotations
 
 import math
-import operator
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import replace
-from typing import TypeVar
+from collections.abc import Sequence
 
 from actors.backends import load_captioner
 from actors.captioner import Captioner
@@ -20,69 +17,33 @@ from actors.contract import (
     BatchResult,
     BudgetResult,
     CaptionRequest,
-    CaptionResult,
     CellStart,
     GenerationSettings,
     LoadSpec,
     Measurement,
     SampleBatch,
     SampleResult,
-    on_first,
 )
 from actors.energy import EnergyMeter
 from actors.generation import BudgetCut, Generation, merge_cuts, preprocess_clock
+from actors.generation_retry import (
+    INPUT_ERRORS,
+    CellOutOfMemory,
+    generate_per_image,
+    generate_with_oom_retry,
+    with_oom_retry,
+)
+from actors.host_window import latency_kind, split_window
+from actors.prepare import images_of
 
-# INPUT_ERRORS: what a processor or model raises on an input it rejects (CUDA OOM is never one of them)
-from actors.prepare import INPUT_ERRORS, images_of, input_error
-
-Chunked = TypeVar("Chunked")
+# what callers have imported from here since before the split into `generation_retry` and `host_window`
+__all__ = ["CellOutOfMemory", "ModelHost", "ModelLoadFailed", "checked_budgets", "effective_generation",
+           "generate_with_oom_retry", "latency_kind", "split_window"]
 NAN = float("nan")
 
 
 def engine_seconds(value: float | None) -> float:
     return NAN if value is None else float(value)
-
-
-def latency_kind(claimed: str, samples: list[SampleResult]) -> str:
-    """`request_e2e` only when the engine timed every captioned request (vLLM's beam search does not):
-    else the batch's wall time is what its latency is."""
-    if claimed != "request_e2e":
-        return claimed
-    timed = all(s.request_e2e_sec == s.request_e2e_sec for s in samples if not s.error)
-    return claimed if timed else "batch_wall"
-
-
-def split_window(result: BatchResult, sizes: Sequence[int]) -> list[BatchResult]:
-    """One result of consecutive batches (`sizes` samples each) as one result per batch, in order.
-
-    Each batch keeps the window's start/end and host facts, its own samples and budget rows, and the
-    window's energy on the first batch only (so sums stay right). Its latency: with `request_e2e` the
-    longest end-to-end latency the engine measured for the batch's requests (when each batch was done),
-    else the window's wall time, which every image of it waited. A batch with nothing captioned has 0."""
-    if sum(sizes) != len(result.samples) or any(n < 0 for n in sizes):
-        raise ValueError(f"window of {len(result.samples)} samples cannot be split into batches of {sizes}")
-    out: list[BatchResult] = []
-    start = 0
-    energy, emissions = on_first(result.energy_kwh, len(sizes)), on_first(result.emissions_kg, len(sizes))
-    preprocess = on_first(result.preprocess_sec, len(sizes))
-    for k, n in enumerate(sizes):
-        samples = result.samples[start:start + n]
-        captioned = sum(1 for s in samples if not s.error)
-        e2e = [s.request_e2e_sec for s in samples if not s.error and s.request_e2e_sec == s.request_e2e_sec]
-        if not captioned:
-            latency = 0.0
-        elif result.latency_kind == "request_e2e" and len(e2e) == captioned:
-            latency = max(e2e)
-        else:
-            latency = result.latency_sec
-        rows = slice(start, start + n)
-        budgets = {t: replace(b, captions=b.captions[rows], generated_tokens=b.generated_tokens[rows])
-                   for t, b in result.budgets.items()}
-        out.append(replace(result, samples=samples, captioned=captioned, latency_sec=latency,
-                           budgets=budgets, energy_kwh=energy[k], emissions_kg=emissions[k],
-                           preprocess_sec=preprocess[k]))
-        start += n
-    return out
 
 
 def requests_of(batch: SampleBatch, rows: list[int], prompt: str) -> list[CaptionRequest]:
@@ -95,58 +56,6 @@ def requests_of(batch: SampleBatch, rows: list[int], prompt: str) -> list[Captio
 
 class ModelLoadFailed(RuntimeError):
     """The host's model did not load: a deterministic error, raised by `begin_cell` (not retried by Ray)."""
-
-
-class CellOutOfMemory(RuntimeError):
-    """Raised as `oom: ...` so the cell's failure reason reads `oom`."""
-
-
-def with_oom_retry(call: Callable[[list[CaptionRequest]], Chunked], requests: list[CaptionRequest],
-                   merge: Callable[[Chunked, Chunked], Chunked]) -> Chunked:
-    """CUDA out of memory: retry once at half the batch size (two halves, `merge`d), then give up with
-    `oom`."""
-    import torch
-
-    try:
-        return call(requests)
-    except torch.cuda.OutOfMemoryError:
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    if len(requests) == 1:
-        raise CellOutOfMemory("oom: CUDA out of memory at batch size 1")
-    half = (len(requests) + 1) // 2
-    try:
-        return merge(call(requests[:half]), call(requests[half:]))
-    except torch.cuda.OutOfMemoryError as err:
-        raise CellOutOfMemory(f"oom: CUDA out of memory at batch size {len(requests)} and {half}") from err
-
-
-
-def generate_per_image(call: Callable[[list[CaptionRequest]], Generation],
-                       requests: list[CaptionRequest]) -> tuple[Generation, dict[int, str]]:
-    """The requests' generation (OOM retry included) and {position: error} of the requests that raise an
-    input error: a batch that raises one is retried image by image, so only the images that raise alone
-    are lost (their error, the processor's message), and the others are captioned."""
-    try:
-        return with_oom_retry(call, requests, Generation.merge), {}
-    except INPUT_ERRORS as err:
-        if len(requests) == 1:
-            return Generation([], 0.0), {0: input_error(err)}
-    generation: Generation | None = None
-    failed: dict[int, str] = {}
-    for j, request in enumerate(requests):
-        try:
-            one = with_oom_retry(call, [request], Generation.merge)
-        except INPUT_ERRORS as err:
-            failed[j] = input_error(err)
-            continue
-        generation = one if generation is None else generation.merge(one)
-    return generation or Generation([], 0.0), failed
-
-
-def generate_with_oom_retry(captioner: Captioner, requests: list[CaptionRequest],
-                            kwargs: dict) -> list[CaptionResult]:
-    return with_oom_retry(lambda chunk: captioner.generate(chunk, kwargs), requests, operator.add)
 
 
 def effective_generation(family_defaults: dict, cell_kwargs: dict) -> dict:

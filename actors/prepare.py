@@ -22,13 +22,9 @@ from PIL import Image
 
 from actors.contract import PreparedInputs, Preprocessor, SampleBatch
 
-# What a processor raises on an input it rejects (Qwen2-VL: "absolute aspect ratio must be smaller than
-# 200", a ValueError): that sample becomes an error row with the message, as on the host.
-INPUT_ERRORS = (ValueError, TypeError, LookupError)
-
-
-def input_error(err: BaseException) -> str:
-    return f"{type(err).__name__}: {err}"
+# INPUT_ERRORS: what a processor raises on an input it rejects; that sample becomes an error row with the
+# message, as on the host
+from actors.generation_retry import INPUT_ERRORS, input_error
 
 
 def images_of(batch: SampleBatch, i: int) -> list[Image.Image]:

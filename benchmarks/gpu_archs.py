@@ -27,6 +27,12 @@ class Sizes:
     image_side: int  # synthetic images are image_side x image_side
     first_special: int  # id of the first special token of the checkpoint's tokenizer
 
+    def shrunk(self, vocab_size: int, image_side: int, first_special: int, text: dict[str, Any],
+               vision: dict[str, Any]) -> Sizes:
+        """The same architecture at toy sizes: `text` and `vision` replace these sizes' numbers, what they
+        do not name (norm epsilon, tied embeddings, patch size, activation) stays the checkpoint's."""
+        return Sizes(vocab_size, {**self.text, **text}, {**self.vision, **vision}, image_side, first_special)
+
 
 # Qwen/Qwen2-VL-2B-Instruct config.json: Qwen2 decoder 1536 wide, 28 layers, 12 heads (head_dim 128, 2 KV
 # heads), ViT 1280 wide, 32 layers, 2x2 merger; vocabulary 151936, specials from 151643 (<|endoftext|>).
@@ -41,16 +47,12 @@ QWEN2_VL_2B = Sizes(
     image_side=448,
     first_special=151643,
 )
-QWEN2_VL_TINY = Sizes(
-    vocab_size=1024,
+QWEN2_VL_TINY = QWEN2_VL_2B.shrunk(
+    vocab_size=1024, image_side=112, first_special=1000,
     text=dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
-              num_key_value_heads=1, max_position_embeddings=2048, rms_norm_eps=1e-6,
-              tie_word_embeddings=True,
-              rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [8, 12, 12]}),
-    vision=dict(depth=2, embed_dim=32, mlp_ratio=2, num_heads=2, hidden_size=128, patch_size=14,
-                spatial_merge_size=2, temporal_patch_size=2),
-    image_side=112,
-    first_special=1000,
+              num_key_value_heads=1, max_position_embeddings=2048,
+              rope_parameters={**QWEN2_VL_2B.text["rope_parameters"], "mrope_section": [8, 12, 12]}),
+    vision=dict(depth=2, embed_dim=32, mlp_ratio=2, num_heads=2, hidden_size=128),
 )
 # llava-hf/llava-1.5-7b-hf config.json: CLIP ViT-L/14 at 336 px (576 image tokens) + Llama-2-7B (4096 wide,
 # 32 layers, 32 heads); vocabulary 32064, <image> 32000, <pad> 32001.
@@ -64,15 +66,12 @@ LLAVA_15_7B = Sizes(
     image_side=448,
     first_special=32000,
 )
-LLAVA_TINY = Sizes(
-    vocab_size=512,
+LLAVA_TINY = LLAVA_15_7B.shrunk(
+    vocab_size=512, image_side=112, first_special=480,
     text=dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
-              num_key_value_heads=2, max_position_embeddings=1024, rms_norm_eps=1e-5,
-              tie_word_embeddings=False),
+              num_key_value_heads=2, max_position_embeddings=1024),
     vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                image_size=56, patch_size=14, projection_dim=32, hidden_act="quick_gelu"),
-    image_side=112,
-    first_special=480,
+                image_size=56, projection_dim=32),
 )
 
 

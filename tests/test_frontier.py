@@ -52,3 +52,14 @@ def test_beats_needs_quality_with_confidence_and_falls_back_to_points_without_it
     assert not frontier.beats(better, None, (1.0, 2.0), (0.5, 1.0), frontier.NOT_DEARER)  # dearer point
     assert frontier.beats(None, None, (1.0, 1.0), (0.5, 1.0), frontier.AT_MOST_AS_DEAR)
     assert not frontier.beats(None, None, (1.0, 1.0), (1.0, 1.0), frontier.AT_MOST_AS_DEAR)
+
+
+def test_tied_is_an_interval_across_zero_and_the_one_rule_behind_difference_tie():
+    cases = {Difference("cider", 0.3, -0.1, 0.5, 50): True, Difference("cider", 0.3, 0.1, 0.5, 50): False,
+             Difference("cider", -0.3, -0.5, -0.1, 50): False, Difference("cider", 0.0, 0.0, 0.0, 50): True,
+             Difference("cider", math.nan, math.nan, math.nan, 0): True}
+    for diff, expected in cases.items():
+        assert frontier.tied(diff) is expected and diff.tie is expected
+        # tied is exactly "neither better nor worse with confidence"
+        assert frontier.tied(diff) is not (frontier.better_with_confidence(diff)
+                                           or frontier.better_with_confidence(diff.flipped()))

@@ -12,6 +12,11 @@ from actors.generation import Generation, generate_grouped
 from actors.length_groups import DEFAULT_SLACK
 
 MultiImage = Literal["native", "panorama"]
+# The vision side of the LLaVA layout: a vision tower and a projector into the language model.
+LLAVA_VISION = ("vision_tower", "multi_modal_projector")
+# A causal LM whose decoder sits at the model's root (`model.*`), the vision encoder beside it: the layout
+# of the Phi-3-vision, Phi-4-multimodal and MobileLLaMA ports.
+ROOT_DECODER = ("model.layers", "model.embed_tokens", "model.norm")
 
 
 def panorama(images: list[Image.Image], height: int | None = None) -> Image.Image:
@@ -37,13 +42,17 @@ class Family:
     """Adapter for one model family. Subclasses override class attributes and, rarely, a method."""
 
     name: ClassVar[str]
+    # config.json's model_type(s); a family that does not set them is named after its model_type
+    # (`__init_subclass__`).
     model_types: ClassVar[tuple[str, ...]]
     architectures: ClassVar[tuple[str, ...]] = ()
     auto_class: ClassVar[str] = "AutoModelForImageTextToText"
-    # Module-name fragments of the vision side (tower + projector/connector).
-    vision_modules: ClassVar[tuple[str, ...]]
-    # Module-name fragments of the language model (lm_head is always treated as language).
-    language_modules: ClassVar[tuple[str, ...]]
+    # Module-name fragments of the vision side (tower + projector/connector); by default the LLaVA layout
+    # that transformers' native VLM ports share.
+    vision_modules: ClassVar[tuple[str, ...]] = LLAVA_VISION
+    # Module-name fragments of the language model (lm_head is always treated as language); by default the
+    # wrapper's `language_model`, as in transformers' *ForConditionalGeneration classes.
+    language_modules: ClassVar[tuple[str, ...]] = ("language_model",)
     # The vocabulary projection when it is not called lm_head: kept in float under bitsandbytes, as
     # transformers keeps lm_head (bitsandbytes' packed AVX512-BF16 CPU kernel also needs out_features % 32
     # == 0, which vocabularies such as GIT's 30522 are not).
@@ -77,6 +86,8 @@ class Family:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__ and "model_types" not in cls.__dict__:
+            cls.model_types = (cls.name,)
         if "generate" in cls.__dict__ and "shares_token_budgets" not in cls.__dict__:
             cls.shares_token_budgets = False
         if "generate" in cls.__dict__ and "prepares_off_host" not in cls.__dict__:

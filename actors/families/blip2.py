@@ -8,7 +8,6 @@ class Blip2Family(Family):
     model_types = ("blip-2",)
     architectures = ("Blip2ForConditionalGeneration",)
     vision_modules = ("vision_model", "qformer", "language_projection")
-    language_modules = ("language_model",)
     multi_image = "panorama"
     vllm_supported = True
     uses_chat_template = False

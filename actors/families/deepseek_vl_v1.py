@@ -48,11 +48,7 @@ class DeepseekVLV1Family(Family):
     architectures = ("MultiModalityCausalLM",)
     auto_class = "AutoModelForCausalLM"
     vision_modules = ("vision_model", "aligner")
-    language_modules = ("language_model",)
-    multi_image = "native"
-    vllm_supported = False
     requires_remote_code = True
-    shares_token_budgets = False  # its own generate(): each budget is generated on its own
     uses_chat_template = False
 
     def user_content(self, prompt: str, n_images: int) -> str:

@@ -5,10 +5,7 @@ from actors.families.base import Family
 
 class Florence2Family(Family):
     name = "florence2"
-    model_types = ("florence2",)
     architectures = ("Florence2ForConditionalGeneration",)
-    vision_modules = ("vision_tower", "multi_modal_projector")
-    language_modules = ("language_model",)
     multi_image = "panorama"
     vllm_supported = True
     uses_chat_template = False

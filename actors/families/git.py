@@ -9,7 +9,6 @@ from actors.families.base import Family
 
 class GitFamily(Family):
     name = "git"
-    model_types = ("git",)
     architectures = ("GitForCausalLM",)
     vision_modules = ("image_encoder", "visual_projection")
     language_modules = ("git.embeddings", "git.encoder", "output")

@@ -71,15 +71,11 @@ def pixel_values(image: Image.Image, max_num: int, tile: int = TILE) -> Any:
 
 class InternVLChatFamily(Family):
     name = "internvl_chat"
-    model_types = ("internvl_chat",)
     architectures = ("InternVLChatModel",)
     auto_class = "AutoModel"
     vision_modules = ("vision_model", "mlp1")
-    language_modules = ("language_model",)
-    multi_image = "native"
     vllm_supported = True
     requires_remote_code = True
-    shares_token_budgets = False  # its own generate(): each budget is generated on its own
     uses_chat_template = False  # the model's chat()/batch_chat() apply its own conversation template
     max_tiles = 12  # the cards' load_image(..., max_num=12), for single and multi-image prompts alike
 

@@ -18,7 +18,7 @@ from typing import Any
 from PIL import Image
 
 from actors.contract import CaptionResult
-from actors.families.base import Family
+from actors.families.base import ROOT_DECODER, Family
 
 AUTHORS_REPO = "https://github.com/Meituan-AutoML/MobileVLM"
 SYSTEM = (
@@ -50,14 +50,11 @@ def authors_code() -> SimpleNamespace:
 
 class MobileVLMFamily(Family):
     name = "mobilevlm"
-    model_types = ("mobilevlm",)
     architectures = ("MobileLlamaForCausalLM",)
     vision_modules = ("vision_tower", "mm_projector")
-    language_modules = ("model.layers", "model.embed_tokens", "model.norm")
+    language_modules = ROOT_DECODER
     multi_image = "panorama"  # trained on one image per conversation
-    vllm_supported = False
     requires_remote_code = True
-    shares_token_budgets = False  # its own generate(): each budget is generated on its own
     uses_chat_template = False
     plain_template = SYSTEM + " USER: <image>\n{prompt} ASSISTANT:"
 

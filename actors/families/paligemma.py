@@ -5,10 +5,7 @@ from actors.families.base import Family
 
 class PaliGemmaFamily(Family):
     name = "paligemma"
-    model_types = ("paligemma",)
     architectures = ("PaliGemmaForConditionalGeneration",)
-    vision_modules = ("vision_tower", "multi_modal_projector")
-    language_modules = ("language_model",)
     multi_image = "panorama"
     vllm_supported = True
     uses_chat_template = False

@@ -14,7 +14,7 @@ from typing import Any
 from PIL import Image
 
 from actors.contract import CaptionResult
-from actors.families.base import Family
+from actors.families.base import ROOT_DECODER, Family
 
 
 def flash_attn_usable() -> bool:
@@ -27,15 +27,12 @@ def flash_attn_usable() -> bool:
 
 class Phi3VisionFamily(Family):
     name = "phi3_v"
-    model_types = ("phi3_v",)
     architectures = ("Phi3VForCausalLM",)
     auto_class = "AutoModelForCausalLM"
     vision_modules = ("vision_embed_tokens",)
-    language_modules = ("model.layers", "model.embed_tokens", "model.norm")
-    multi_image = "native"
+    language_modules = ROOT_DECODER
     vllm_supported = True
     requires_remote_code = True
-    shares_token_budgets = False  # its own generate(): each budget is generated on its own
     # HD crops per image (Phi3VImageProcessor.num_crops). The Phi-3.5-vision card: "for best performance, use
     # num_crops=4 for multi-frame, num_crops=16 for single-frame". 16 is also the Phi-3-vision-128k default.
     single_image_crops = 16

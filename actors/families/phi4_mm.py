@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from actors.families.base import Family
+from actors.families.base import ROOT_DECODER, Family
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +28,7 @@ class Phi4MultimodalFamily(Family):
     # The audio encoder (embed_tokens_extend.audio_embed) is on neither side: it never runs for captioning.
     vision_modules = ("image_embed",)
     # module_matches anchors whole name parts, so "model.embed_tokens" does not match "embed_tokens_extend".
-    language_modules = ("model.layers", "model.embed_tokens", "model.norm")
-    multi_image = "native"
+    language_modules = ROOT_DECODER
     vllm_supported = True
 
     def format_prompt(self, processor: Any, prompt: str, n_images: int) -> str:

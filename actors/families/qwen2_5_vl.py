@@ -5,7 +5,6 @@ from actors.families.qwen2_vl import Qwen2VLFamily
 
 class Qwen25VLFamily(Qwen2VLFamily):
     name = "qwen2_5_vl"
-    model_types = ("qwen2_5_vl",)
     architectures = ("Qwen2_5_VLForConditionalGeneration",)
 
 

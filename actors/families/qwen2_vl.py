@@ -5,11 +5,8 @@ from actors.families.base import Family
 
 class Qwen2VLFamily(Family):
     name = "qwen2_vl"
-    model_types = ("qwen2_vl",)
     architectures = ("Qwen2VLForConditionalGeneration",)
     vision_modules = ("visual",)
-    language_modules = ("language_model",)
-    multi_image = "native"
     vllm_supported = True
 
 

@@ -13,7 +13,6 @@ class SmolVLMFamily(Family):
     architectures = ("SmolVLMForConditionalGeneration", "Idefics3ForConditionalGeneration")
     vision_modules = ("vision_model", "connector")
     language_modules = ("text_model",)
-    multi_image = "native"
     vllm_supported = True
 
     def images_arg(self, images: list[list[Image.Image]]) -> Any:

@@ -75,12 +75,12 @@ def published(plan: SweepPlan, execution: Execution, timer: PhaseTimer) -> Publi
     from sweep.publish.report import (
         add_statistics,
         candidates,
-        degenerate_notes,
         front_pool,
         load_tables,
         mark_fronts,
         tie_summary,
     )
+    from sweep.publish.text_table import degenerate_notes
     from sweep.publish.ties import tied_with
     from sweep.quality.pick import gpu_picks, recommendation_sections
     from sweep.results.recorder import cells_beside

@@ -1,4 +1,5 @@
-"""The sweep's results: the cell table, Pareto fronts, plots (pure apart from writing files)."""
+"""The sweep's results: Pareto fronts, intervals and ties, plots, report.html (pure apart from writing files);
+the printed table is `sweep.publish.text_table`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sweep.publish.text_table import TABLE_COLUMNS, as_float, degenerate_notes, format_table
 from sweep.quality.frontier import (
     AT_MOST_AS_DEAR,
     OBJECTIVES,
@@ -16,13 +18,16 @@ from sweep.quality.frontier import (
     confident_front,
     cost_axes,
     pareto_front,
+    tied,
 )
 from sweep.quality.pareto import plot_front
 from sweep.quality.statistics import CI_METRICS, Comparisons, Difference, ci_columns
 from sweep.quality.statistics import COSTS as CI_COSTS
-from sweep.results.tables import RESULT_METRICS, shown
+from sweep.results.tables import RESULT_METRICS
 
-__all__ = ["cost_axes", "mark_fronts", "plot_fronts", "rebuild", "tie_summary"]
+# the printed table (`sweep.publish.text_table`) is part of what a report offers
+__all__ = ["TABLE_COLUMNS", "cost_axes", "format_table", "mark_fronts", "plot_fronts", "rebuild",
+           "tie_summary"]
 RANDOM_NOTE = "random weights: these quality numbers test the plumbing, they are not results"
 TOY_NOTE = "toy models trained on synthetic shapes: a real trade-off, on a toy task, not a VLM result"
 
@@ -104,7 +109,7 @@ def plot_fronts(results: pd.DataFrame, out_dir: Path) -> list[Path]:
         tied = [axis in str(r.get("pareto_tied") or "").split(",") for r in rows]
         cost_ci = ci_columns(cost) if cost in CI_COSTS else None
         notes = [note] if note else []
-        if any(math.isfinite(_as_float(r.get(QUALITY + "_ci_low"))) for r in rows):
+        if any(math.isfinite(as_float(r.get(QUALITY + "_ci_low"))) for r in rows):
             notes.append("bars: each cell's own 95% interval; ties are judged on paired differences over the "
                          "same images, which are narrower")
             if cost not in CI_COSTS:
@@ -113,13 +118,6 @@ def plot_fronts(results: pd.DataFrame, out_dir: Path) -> list[Path]:
                    note="; ".join(notes) or None, quality_ci=ci_columns(QUALITY), cost_ci=cost_ci, tied=tied)
         paths.append(path)
     return paths
-
-
-def _as_float(value: object) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def load_tables(out_dir: Path, results: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -153,7 +151,7 @@ def _signed(value: float) -> str:
 
 
 def _difference_text(diff: Difference) -> str:
-    verdict = "tie" if diff.tie else ("better" if diff.low > 0 else "worse")
+    verdict = "tie" if tied(diff) else ("better" if diff.low > 0 else "worse")
     interval = f"[{_signed(diff.low)}, {_signed(diff.high)}]"
     return f"CIDEr {_signed(diff.estimate)} {interval} over {diff.n} images: {verdict}"
 
@@ -176,125 +174,22 @@ def tie_summary(results: pd.DataFrame, comparisons: Comparisons | None) -> list[
         need = diff.images_to_separate()
         if math.isinf(need):
             size = "no number of images separates them (the same CIDEr)"
-        elif diff.tie:
+        elif tied(diff):
             size = f"about {math.ceil(need):,} images would separate them (n*(h/d)^2, h the half-width)"
         else:
             size = f"separated at {diff.n} images (about {math.ceil(need):,} would have sufficed)"
         lines.append(f"  top two: {labels[a]} vs {labels[b]}: {_difference_text(diff)}; {size}")
     for k, a in enumerate(ids):
-        tied = []
+        partners = []
         for b in ids[k + 1:]:
             diff = comparisons.difference(a, b)
-            if diff is not None and diff.tie:
-                tied.append(f"{labels[b]} ({_signed(diff.estimate)})")
-        if tied:
-            lines.append(f"  {labels[a]}: tie with " + ", ".join(tied))
+            if diff is not None and tied(diff):
+                partners.append(f"{labels[b]} ({_signed(diff.estimate)})")
+        if partners:
+            lines.append(f"  {labels[a]}: tie with " + ", ".join(partners))
     if len(lines) == 2:
         lines.append("  no tie: every pair of cells is separated at this sample size")
     return lines
-
-
-def _fmt(value: object, digits: int = 3) -> str:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "-"
-        if value != 0 and (abs(value) < 10 ** -digits or abs(value) >= 1e5):
-            return f"{value:.2e}"
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-#: the printed table's columns, headers from `sweep.results.tables.RESULTS_TABLE`
-TABLE_COLUMNS = shown(["label", "status", "backend", "weights", "cider", "bleu_4", "meteor", "rouge_l",
-                       "mean_caption_words", "latency_p50_s", "images_per_sec", "peak_memory_gb",
-                       "energy_kwh", "pareto", "pareto_tied", "degenerate_output"])
-#: metrics shown with their interval in the printed table
-TABLE_INTERVALS = ("cider",)
-DEGENERATE_MARK = "DEGENERATE"
-DEGENERATE_NOTE = ("DEGENERATE: (nearly) the same caption for every image ({share:.0%} or more of at least "
-                   "{n} images): the model may not see the images; its scores are not a result")
-
-
-def with_interval(row: pd.Series, key: str, digits: int = 2) -> str:
-    """`1.23 [1.10, 1.35]` when the row has the metric's interval, else the bare value."""
-    low, high = (row.get(c) for c in ci_columns(key))
-    value = _fmt(row[key], digits)
-    if isinstance(low, float) and isinstance(high, float) and math.isfinite(low) and math.isfinite(high):
-        return f"{value} [{low:.{digits}f}, {high:.{digits}f}]"
-    return value
-
-
-def degenerate_mark(value: object) -> str:
-    return DEGENERATE_MARK if isinstance(value, float) and value == 1.0 else ""
-
-
-def _table_value(row: pd.Series, key: str) -> str:
-    if key in TABLE_INTERVALS:
-        return with_interval(row, key)
-    if key == "degenerate_output":
-        return degenerate_mark(row[key])
-    if key == "n_errors":
-        value = _as_float(row[key])
-        return f"{value:.0f}" if math.isfinite(value) else "-"
-    return _fmt(row[key])
-
-
-def _has_error_rows(results: pd.DataFrame) -> pd.Series:
-    if "n_errors" not in results:
-        return pd.Series(False, index=results.index)
-    return pd.to_numeric(results["n_errors"], errors="coerce").fillna(0) > 0
-
-
-def format_table(results: pd.DataFrame) -> str:
-    """A plain-text table (no control characters: it reads the same in a terminal and a job log). An
-    `errors` column (each cell's error rows: images it could not caption) when any cell has one."""
-    cols = [(k, h) for k, h in TABLE_COLUMNS if k in results]
-    if _has_error_rows(results).any():
-        at = next((i + 1 for i, (k, _) in enumerate(cols) if k == "status"), len(cols))
-        cols.insert(at, *shown(["n_errors"]))
-    if "degenerate_output" in results and not (results["degenerate_output"] == 1.0).any():
-        cols = [(k, h) for k, h in cols if k != "degenerate_output"]  # the marker column only when needed
-    cells = [[h for _, h in cols]]
-    for _, row in results.iterrows():
-        cells.append([_table_value(row, k) if k in row else "" for k, _ in cols])
-    widths = [max(len(r[i]) for r in cells) for i in range(len(cols))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def error_row_lines(out_dir: Path, results: pd.DataFrame) -> list[str]:
-    """For each cell with error rows: how many, and the first error reason (from its caption table)."""
-    from sweep.results.store import ResultStore
-
-    store, lines = ResultStore(out_dir), []
-    for _, row in results[_has_error_rows(results)].iterrows():
-        first = ""
-        try:
-            errors = store.read_captions(row["cell_id"])["error"].astype(str)
-            first = next((e for e in errors if e), "")
-        except Exception:  # no table (failed cell) or an old one: the count alone
-            pass
-        total = _as_float(row.get("n_samples"))
-        of = f" of {total:.0f}" if math.isfinite(total) else ""
-        count = f"{_as_float(row['n_errors']):.0f}{of}"
-        lines.append(f"  {row['label']}: {count} images not captioned (error rows)"
-                     + (f"; the first: {first[:300]}" if first else ""))
-    return ([f"{len(lines)} cells have error rows (images they could not caption, not scored):", *lines]
-            if lines else [])
-
-
-def degenerate_notes(results: pd.DataFrame) -> list[str]:
-    """One note naming the cells flagged `degenerate_output`, or none."""
-    from sweep.quality.statistics import DEGENERATE_MIN_IMAGES, DEGENERATE_SHARE
-
-    if "degenerate_output" not in results:
-        return []
-    flagged = results[results["degenerate_output"] == 1.0]["label"].tolist()
-    if not flagged:
-        return []
-    note = DEGENERATE_NOTE.format(share=DEGENERATE_SHARE, n=DEGENERATE_MIN_IMAGES)
-    return [f"{note}: {', '.join(flagged)}"]
 
 
 def write_html_report(out_dir: Path, title: str, results: pd.DataFrame, plots: list[Path],

@@ -10,7 +10,7 @@ from typing import Any
 def print_summary(plan: Any, execution: Any, out: Any, notes: list[str], log_path: Path | None) -> None:
     """`plan` a SweepPlan, `execution` its Execution, `out` what `sweep.publish.publish` produced."""
     from sweep.grid.cells import prompt_legend
-    from sweep.publish.report import error_row_lines, format_table
+    from sweep.publish.text_table import error_row_lines, format_table
     from sweep.publish.ties import terminal_ties
 
     results, root = out.results, plan.output_dir

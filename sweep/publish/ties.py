@@ -7,6 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from sweep.publish.report import QUALITY, front_pool
+from sweep.quality.frontier import tied
 from sweep.quality.statistics import Comparisons
 
 SCREEN_LINES = 24  # a terminal's height: a longer tie list is grouped
@@ -23,7 +24,7 @@ def tied_with(results: pd.DataFrame, comparisons: Comparisons | None) -> dict[st
     for k, a in enumerate(ids):
         for b in ids[k + 1:]:
             diff = comparisons.difference(a, b)
-            if diff is not None and diff.tie:
+            if diff is not None and tied(diff):
                 out[a].append(labels[b])
                 out[b].append(labels[a])
     for cid in out:  # best first, as the pool is ordered

@@ -5,7 +5,7 @@ One home for
   per-image metric whose paired interval compares two cells (`sweep.quality.statistics.Comparisons`);
 - the memory axis rule: GPU peak where memory was measured on a GPU, else the weights' size (on CPU the
   peak is the process's RSS, mostly the framework: the same for every model and precision);
-- dominance (points) and "beats with confidence" (paired intervals), with its two cost rules.
+- dominance (points), "tied" and "beats with confidence" (paired intervals), with its two cost rules.
 
 The two cost rules. Quality is judged the same way everywhere: j beats i only when the paired interval
 of quality(j) - quality(i) lies above zero. On a cost with a paired interval (cost(j) - cost(i)):
@@ -122,6 +122,12 @@ def confident_front(n: int, beats: Callable[[int, int], bool]) -> list[int]:
 def better_with_confidence(quality: Interval | None) -> bool:
     """The paired quality difference j - i lies above zero (NaN: not known, so not better)."""
     return quality is not None and quality.low > 0
+
+
+def tied(difference: Interval) -> bool:
+    """The paired difference's interval includes zero: at this sample size neither cell is better with
+    confidence (NaN bounds: not known, so tied)."""
+    return not (difference.low > 0 or difference.high < 0)
 
 
 def at_most_as_dear(cost: Interval) -> bool:

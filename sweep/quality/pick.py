@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from sweep.quality.frontier import tied
 from sweep.quality.statistics import Comparisons, Difference
 
 #: the common GPU sizes the report and the MLflow parent run answer for (GB), beside no constraint
@@ -101,7 +102,7 @@ class Pick:
         if self.runner_up is None:
             return math.nan
         diff = self.runner_up[1]
-        return 0.0 if not diff.tie else max(0.0, diff.images_to_separate() - diff.n)
+        return 0.0 if not tied(diff) else max(0.0, diff.images_to_separate() - diff.n)
 
 
 def _broken(limits: list[Limit], costs: dict[str, float]) -> list[tuple[float, Limit]]:
@@ -142,7 +143,7 @@ def pick(rows: list[dict], comparisons: Comparisons | None, limits: list[Limit],
             continue
         if out.runner_up is None:
             out.runner_up = (str(row["label"]), diff.flipped())
-        if diff.tie:
+        if tied(diff):
             relative = {k: costs[k] / best_costs[k] if best_costs[k] else math.nan for k in costs}
             out.ties.append(Tie(str(row["label"]), str(row["cell_id"]), diff, relative))
     return out
@@ -219,7 +220,7 @@ def format_pick(result: Pick, max_excluded: int = 12) -> list[str]:
     if result.runner_up is not None:
         label, diff = result.runner_up
         more = result.more_images_to_separate
-        if diff.tie:
+        if tied(diff):
             text = ("no number of images separates them (the same score)" if math.isinf(more)
                     else f"about {math.ceil(more):,} more images would separate them")
         else:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from sweep.quality.frontier import OBJECTIVES
+from sweep.quality.frontier import OBJECTIVES, tied
 
 N_RESAMPLES = 1000
 SEED = 0
@@ -215,8 +215,9 @@ class Difference:
 
     @property
     def tie(self) -> bool:
-        """The interval includes zero: at this sample size the two cells cannot be told apart."""
-        return not (self.low > 0 or self.high < 0)
+        """The interval includes zero: at this sample size the two cells cannot be told apart
+        (`sweep.quality.frontier.tied`)."""
+        return tied(self)
 
     def flipped(self) -> Difference:
         return Difference(self.metric, -self.estimate, -self.high, -self.low, self.n)
