@@ -253,7 +253,8 @@ def warmup_md(w: dict[str, Any]) -> list[str]:
              f"{by_load[r['load']]['ratio']:.2f}" if r["load"] in by_load else ""] for r in off["loads"]]
     return [
         f"## 11. Cold cells: latency p50 (s) of the first cell of each load vs its siblings ({w['note']}; "
-        f"{len(w['prompts'])} prompts, {w['max_new_tokens']} tokens each)", "",
+        f"{len(w['prompts'])} prompts of {sorted(set((w.get('prompt_tokens') or {}).values()))} tokens "
+        f"(siblings of identical shape), {w['max_new_tokens']} new tokens each)", "",
         *table(["load", "first, no warm-up", "siblings", "ratio", "first, warm-up 1", "siblings", "ratio"],
                rows),
         f"Median first/siblings ratio: **{off['median_ratio']:.2f}** without the warm-up, "
