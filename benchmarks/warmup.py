@@ -23,10 +23,12 @@ PROMPTS = ["Describe this image in one sentence.", "Describe this picture in one
 TOKENS = 8
 
 
-def warmup_grid(out: Any, warmup_batches: int, quick: bool) -> Any:
+def warmup_grid(out: Any, warmup_batches: int, quick: bool, limit: int | None = None) -> Any:
     from sweep.grid.config import parse_grid
 
     data = quickstart_data(quick)
+    if limit:  # --quick: one batch of 8 images per cell
+        data["dataset"]["limit"] = limit
     data["name"] = f"warmup-{warmup_batches}"
     data["prompts"] = PROMPTS
     data["max_new_tokens"] = [TOKENS]
@@ -75,7 +77,7 @@ def run(ctx: Context) -> dict[str, Any]:
     for warmup in (0, 1):
         out = ctx.work / f"warmup-{warmup}"
         shutil.rmtree(out, ignore_errors=True)
-        sweep = run_engine(ctx, warmup_grid(out, warmup, ctx.quick))
+        sweep = run_engine(ctx, warmup_grid(out, warmup, ctx.quick, ctx.limit))
         loads = first_vs_siblings(sweep.results)
         policy = sorted(set(sweep.results["cache_policy"].dropna().astype(str)))
         variants[str(warmup)] = {"wall": sweep.wall, "loads": loads, "cache_policy": policy,
