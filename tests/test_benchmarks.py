@@ -116,6 +116,10 @@ def check_quick_result(out_dir: Path) -> None:
         assert gpu == {"skipped": "no GPU"}
     else:
         assert gpu["rows"]
+    prep = result["preprocess"]  # section 12: the processor on the host vs in the decode tasks
+    assert prep["identical_captions"] == prep["compared_captions"] == 16
+    assert all(prep["summary"][where]["images_per_sec"] > 0 for where in ("host", "decode_task"))
+    assert {r["preprocess_where"] for r in prep["runs"]["decode_task"]} == {"decode_task"}
     padding = result["padding"]  # section 10: mixed image sizes, grouped by prompt length
     assert 0 <= padding["pad_tokens_grouped"] < padding["pad_tokens_padded"]
     assert padding["identical_captions"] == padding["compared_captions"] == 8

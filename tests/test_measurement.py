@@ -163,8 +163,13 @@ def test_preprocess_costs_per_cell():
     # a host that could not measure it (vLLM), or a table stored before it was recorded: NaN, not 0
     assert all(math.isnan(v) for v in preprocess_costs(table([math.nan] * 2, [2, 2], ["", ""])).values())
     assert all(math.isnan(v) for v in preprocess_costs(pd.DataFrame({"error": [""]})).values())
-    assert measurement_kinds(table([0.1], [1], [""])) == {"cache_policy": "cold: x"}
-    assert measurement_kinds(pd.DataFrame({"error": [""]})) == {"cache_policy": ""}
+    assert measurement_kinds(table([0.1], [1], [""])) == {"cache_policy": "cold: x", "preprocess_where": ""}
+    assert measurement_kinds(pd.DataFrame({"error": [""]})) == {"cache_policy": "", "preprocess_where": ""}
+    # the processor ran in the decode tasks: its seconds are not in the batches' wall time, so the share
+    # is over both (0.3 s of processor beside 1.5 s of generate())
+    off_host = table([0.2, 0.0, 0.1], [2, 2, 1], ["", "", ""]).assign(preprocess_where="decode_task")
+    assert preprocess_costs(off_host)["preprocess_share"] == pytest.approx(0.3 / 1.8)
+    assert measurement_kinds(off_host)["preprocess_where"] == "decode_task"
 
 
 def grid(coco_mini, **fields) -> dict:

@@ -119,6 +119,9 @@ class ResourcesConfig(_Strict):
         description="memory of one GPU for the fit check (default: known from accelerator_type)",
     )
     vllm: VllmEngineConfig = VllmEngineConfig()
+    preprocess_in_decode_tasks: StrictBool = Field(
+        default=True, description="run the family's processor in the CPU decode tasks where the backend and "
+        "family allow it (HF), so the model host only generates; false: on the model host")
 
 
 class MeasurementConfig(_Strict):
