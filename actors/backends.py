@@ -154,7 +154,8 @@ def make_captioner(model_id: str, family_override: str | None, revision: str | N
     refuse_precision(precision, name, path, revision, dummy)
     if dummy:
         weights = "random"
-    model = ResolvedModel(path, family, precision, revision, trust_remote_code, weights, reason, dummy)
+    model = ResolvedModel(path, family, precision, revision, trust_remote_code, weights, reason, dummy,
+                          model_id)
     if name == "vllm":
         from actors.vllm_backend import VLLMCaptioner
 

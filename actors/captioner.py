@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from actors.contract import CaptionRequest, CaptionResult, LoadReport
+from actors.contract import CaptionRequest, CaptionResult, LoadReport, Preprocessor
 from actors.families.base import Family
 from actors.generation import BudgetCut, Generation
 
@@ -35,6 +35,7 @@ class ResolvedModel:
     weights: str  # what the report logs: real | random | toy
     backend_reason: str
     dummy_weights: bool = False  # random weights at the real architecture size
+    model_id: str = ""  # the grid's id of the model (a hub id, `tiny:<family>`, a folder): "" when unknown
 
     @property
     def hub_kwargs(self) -> dict[str, Any]:
@@ -101,6 +102,11 @@ class Captioner(ABC):
             return str(self.family.format_prompt(getattr(self, "processor", None), prompt, 1))
         except Exception:  # a family that renders only inside generate(): not known here
             return ""
+
+    def preprocessor(self) -> Preprocessor | None:
+        """The processor a decode task can run for this captioner (`actors.prepare`), so that requests reach
+        `generate` with `CaptionRequest.prepared`; None (the default): the processor runs here, on images."""
+        return None
 
     def reset_caches(self) -> str:
         """Empty every cache that outlives a generate() call, so that a cell does not start on an earlier

@@ -94,11 +94,38 @@ class GenerationSettings:
 
 @dataclass
 class CaptionRequest:
-    """One sample as a captioner sees it."""
+    """One sample as a captioner sees it: its images, or (`prepared`) the processor's output for it alone,
+    built in a decode task (`Preprocessor`; `images` is then empty)."""
 
     sample_id: str
     images: list[Image.Image]
     prompt: str
+    prepared: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    """How a decode task builds a family's model inputs off the host (`actors.prepare`): the family's own
+    processor, loaded from the model's files without its weights (cached per worker process), run on each
+    sample alone; the host then only pads, moves the tensors to its device and generates. A host offers one
+    in `CellStart.preprocessor` when its backend and family can take prepared inputs (HF, a family whose
+    generate() is the shared one); None: the processor runs on the host."""
+
+    family: str
+    path: str  # the model's local folder on the host; `model_id` where the task's node lacks it
+    model_id: str
+    revision: str | None = None
+    trust_remote_code: bool = False
+
+
+@dataclass
+class PreparedInputs:
+    """A decode task's processor output for the samples of its piece: per sample, the processor's tensors
+    for that sample alone (unpadded: the host pads a batch as the processor would), None for a decode error
+    or a sample the processor rejected (its error is the sample's error); and the processor's seconds."""
+
+    tensors: list[dict[str, Any] | None]
+    seconds: float
 
 
 @dataclass
@@ -124,6 +151,8 @@ class SampleBatch:
     # per sample, what decoding changed so the pixels mean what the file means ("mode I;16 scaled ...
     # to 8 bits", "EXIF orientation 6 applied"), "" when nothing; None from a decoder that says nothing
     notes: list[str] | None = None
+    # the processor's output per sample, built in the decode task (`Preprocessor`); `pixels` is then None
+    prepared: PreparedInputs | None = None
 
     def __len__(self) -> int:
         return len(self.sample_ids)
@@ -139,9 +168,12 @@ class SampleBatch:
             errors=[e for p in parts for e in p.errors],
             widths=[w for p in parts for w in p.widths],
             heights=[h for p in parts for h in p.heights],
-            pixels=None if video else [x for p in parts for x in (p.pixels or [])],
+            pixels=None if video or parts[0].pixels is None else [x for p in parts for x in (p.pixels or [])],
             frames_jpeg=[f for p in parts for f in (p.frames_jpeg or [])] if video else None,
             notes=[n for p in parts for n in (p.notes or [""] * len(p.sample_ids))],
+            prepared=PreparedInputs([t for p in parts for t in p.prepared.tensors],
+                                    sum(p.prepared.seconds for p in parts))
+            if all(p.prepared is not None for p in parts) else None,
         )
 
 
@@ -200,6 +232,9 @@ class BatchResult:
     preprocess_sec: float = float("nan")
     cache_policy: str = ""  # the cell's `CellStart.cache_policy`
     warmup_batches: int = 0  # unmeasured warm-up generations before the cell's first batch on this host
+    # where the processor ran: "host" (inside latency_sec) or "decode_task" (`Preprocessor`: before the
+    # batch reached the host, so not in latency_sec; preprocess_sec is then the decode tasks' seconds)
+    preprocess_where: str = "host"
 
 
 @dataclass(frozen=True)
@@ -246,6 +281,8 @@ class CellStart:
     batches_per_call: int = 1
     cache_policy: str = ""  # what `Measurement.reset_caches` did on this host, in words
     warmup_batches: int = 0
+    # the host's offer to have its processor run in the decode tasks (None: it runs on the host)
+    preprocessor: Preprocessor | None = None
 
 
 def share_of_total(total: float, part: int, whole: int) -> float:

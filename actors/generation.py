@@ -237,13 +237,17 @@ def prompt_lengths(inputs: Any) -> list[int] | None:
 def generate_grouped(
     family: Any, model: Any, processor: Any, prompts: list[str], images: list[list[Image.Image]],
     generate_kwargs: dict, device: Any, budgets: tuple[int, ...] = (), slack: float | None = DEFAULT_SLACK,
+    prepared: list[dict[str, Any]] | None = None,
 ) -> Generation:
     """`generate_batch` over the requests grouped by prompt length (`actors.length_groups`): one
     generate() per group, one after the other, results in request order; latencies and budget cuts summed
     as for the OOM retry's halves, so a batch's latency stays the wall time of the generate() calls it was
     in. One group (similar lengths, or `slack` None): exactly one `generate_batch` on the inputs already
     built. The lengths come from one processor call on the whole batch; a split builds each group's inputs
-    again (the processor runs twice for those images, only when splitting saves padding)."""
+    again (the processor runs twice for those images, only when splitting saves padding). `prepared`: the
+    requests' processor outputs built elsewhere, one per request (`generate_prepared`)."""
+    if prepared is not None:  # built in the decode tasks (`actors.prepare`): padded here, per group
+        return generate_prepared(model, processor, prepared, generate_kwargs, device, budgets, slack)
     inputs = build_inputs_timed(family, processor, prompts, images)
     lengths = prompt_lengths(inputs) if slack is not None else None
     groups = length_groups(lengths, len(prompts), slack) if lengths else [list(range(len(prompts)))]
@@ -252,7 +256,38 @@ def generate_grouped(
                               inputs=inputs)
     parts = [generate_batch(family, model, processor, [prompts[i] for i in g], [images[i] for i in g],
                             generate_kwargs, device, budgets) for g in groups]
+    return merged_groups(parts, groups)
+
+
+def merged_groups(parts: list[Generation], groups: list[list[int]]) -> Generation:
+    """The groups' generations, one after the other, as one generation in request order."""
     merged = parts[0]
     for part in parts[1:]:
         merged = merged.merge(part)
     return merged.reordered(groups)
+
+
+def generate_prepared(model: Any, processor: Any, prepared: list[dict[str, Any]], generate_kwargs: dict,
+                      device: Any, budgets: tuple[int, ...] = (), slack: float | None = DEFAULT_SLACK
+                      ) -> Generation:
+    """`generate_grouped` over requests whose processor ran elsewhere (`actors.prepare`, one output per
+    request, unpadded): the lengths are theirs, and each group is padded as the processor pads a batch
+    (`actors.collate`), so the inputs, and the captions, are those of the host-side path."""
+    from actors.collate import collate
+
+    tokenizer = getattr(processor, "tokenizer", processor)
+    side = getattr(tokenizer, "padding_side", "left")
+
+    def inputs_of(group: list[int]) -> Any:
+        return collate([prepared[i] for i in group], tokenizer.pad_token_id, side)
+
+    everyone = list(range(len(prepared)))
+    groups = [everyone]
+    if slack is not None and all("attention_mask" in p for p in prepared):  # as `prompt_lengths` reads them
+        groups = length_groups([int(p["attention_mask"].sum()) for p in prepared], len(prepared), slack)
+    if len(groups) == 1:  # one batch in request order, as the host-side path generates it
+        return generate_batch(None, model, processor, [], [], generate_kwargs, device, budgets,
+                              inputs=inputs_of(everyone))
+    parts = [generate_batch(None, model, processor, [], [], generate_kwargs, device, budgets,
+                            inputs=inputs_of(g)) for g in groups]
+    return merged_groups(parts, groups)

@@ -8,7 +8,7 @@ import warnings
 from typing import Any
 
 from actors.captioner import Captioner, ResolvedModel
-from actors.contract import CaptionRequest, CaptionResult
+from actors.contract import CaptionRequest, CaptionResult, Preprocessor
 from actors.families.base import Family
 from actors.generation import Generation, sharing_blocker
 from actors.module_formats import model_bytes
@@ -73,6 +73,7 @@ class HFCaptioner(Captioner):
 
         family, precision = model.family, model.precision
         self.family = family
+        self.resolved = model
         on_cuda = torch.cuda.is_available()
         self.device = torch.device("cuda:0" if on_cuda else "cpu")
         start = time.perf_counter()
@@ -92,7 +93,17 @@ class HFCaptioner(Captioner):
             model_bytes(self.model), module_precisions(self.model, family), library_versions(),
         )
 
+    def preprocessor(self) -> Preprocessor | None:
+        """The family's processor for the decode tasks, where the family takes prepared inputs."""
+        if not self.family.prepares_off_host:
+            return None
+        model = self.resolved
+        return Preprocessor(self.family.name, model.path, model.model_id or model.path, model.revision,
+                            model.trust_remote_code)
+
     def generate(self, requests: list[CaptionRequest], generate_kwargs: dict) -> list[CaptionResult]:
+        if prepared_all(requests):
+            return self._generate_prepared(requests, generate_kwargs, ()).results
         return self.family.generate(
             self.model, self.processor, [r.prompt for r in requests], [r.images for r in requests],
             generate_kwargs, self.device,
@@ -113,7 +124,22 @@ class HFCaptioner(Captioner):
         when the family and the settings allow (else the base class: the budgets are generated apart)."""
         if not budgets or not self.can_share_budgets(generate_kwargs, budgets):
             return super().generate_budgets(requests, generate_kwargs, budgets)
+        if prepared_all(requests):
+            return self._generate_prepared(requests, generate_kwargs, budgets)
         return self.family.generate_budgets(
             self.model, self.processor, [r.prompt for r in requests], [r.images for r in requests],
             generate_kwargs, self.device, budgets,
         )
+
+    def _generate_prepared(self, requests: list[CaptionRequest], generate_kwargs: dict,
+                           budgets: tuple[int, ...]) -> Generation:
+        return self.family.generate_prepared(self.model, self.processor, [r.prepared for r in requests],
+                                             generate_kwargs, self.device, budgets)
+
+
+def prepared_all(requests: list[CaptionRequest]) -> bool:
+    """Whether the requests carry their processor outputs (built in a decode task); all or none do."""
+    prepared = [r.prepared is not None for r in requests]
+    if any(prepared) and not all(prepared):
+        raise ValueError("a batch mixes prepared and unprepared requests")
+    return bool(prepared) and all(prepared)

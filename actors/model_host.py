@@ -4,15 +4,11 @@ what is loaded: `actors.contract.LoadSpec`). Decode errors pass through untouche
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import socket
 import time
 from collections.abc import Sequence
-
-import numpy as np
-from PIL import Image
 
 from actors.backends import load_captioner
 from actors.captioner import Captioner
@@ -38,6 +34,7 @@ from actors.generation_retry import (
     with_oom_retry,
 )
 from actors.host_window import latency_kind, split_window
+from actors.prepare import images_of
 
 # what callers have imported from here since before the split into `generation_retry` and `host_window`
 __all__ = ["CellOutOfMemory", "ModelHost", "ModelLoadFailed", "checked_budgets", "effective_generation",
@@ -49,11 +46,12 @@ def engine_seconds(value: float | None) -> float:
     return NAN if value is None else float(value)
 
 
-def images_of(batch: SampleBatch, i: int) -> list[Image.Image]:
-    """The sample's frames (video scenes, JPEG bytes) or its one decoded image."""
-    if batch.frames_jpeg is not None:
-        return [Image.open(io.BytesIO(bytes(b))).convert("RGB") for b in batch.frames_jpeg[i]]
-    return [Image.fromarray(np.asarray(batch.pixels[i], dtype=np.uint8))]
+def requests_of(batch: SampleBatch, rows: list[int], prompt: str) -> list[CaptionRequest]:
+    """The rows' requests: their images, or the processor outputs a decode task built for them."""
+    if batch.prepared is not None:
+        tensors = batch.prepared.tensors
+        return [CaptionRequest(batch.sample_ids[i], [], prompt, prepared=tensors[i]) for i in rows]
+    return [CaptionRequest(batch.sample_ids[i], images_of(batch, i), prompt) for i in rows]
 
 
 class ModelLoadFailed(RuntimeError):
@@ -133,9 +131,10 @@ class ModelHost:
         self.warmups[cell_id] = measurement.warmup_batches
         before = self.cells_before.setdefault(cell_id, len(self.cells_before))
         rendered = self.captioner.rendered_prompt(settings.prompt)
+        offer = getattr(self.captioner, "preprocessor", lambda: None)()
         return CellStart(self.actor_id, self.node_id, self.captioner.report, self._kwargs(settings), before,
                          rendered, int(self.captioner.batches_per_call), policy,
-                         measurement.warmup_batches)
+                         measurement.warmup_batches, offer)
 
     def _reset_caches(self, measurement: Measurement) -> str:
         """Empty the captioner's caches if the measurement says so; the cell's `cache_policy` in words."""
@@ -155,7 +154,7 @@ class ModelHost:
         times = self.warmups.pop(cell_id, 0)
         if not times or not rows:
             return
-        requests = [CaptionRequest(batch.sample_ids[i], images_of(batch, i), settings.prompt) for i in rows]
+        requests = requests_of(batch, rows, settings.prompt)
         try:
             for _ in range(times):
                 self.captioner.generate_budgets(requests, self._kwargs(settings), budgets)
@@ -191,7 +190,7 @@ class ModelHost:
         start_ts = time.time()
         start = time.perf_counter()
         if ok:
-            requests = [CaptionRequest(batch.sample_ids[i], images_of(batch, i), settings.prompt) for i in ok]
+            requests = requests_of(batch, ok, settings.prompt)
         overhead = {"pixels": time.perf_counter() - start}
         preprocess = [math.nan]
         if ok:
@@ -232,8 +231,9 @@ class ModelHost:
             peak_memory_bytes=peak, peak_memory_kind=peak_kind, energy_kwh=kwh, emissions_kg=co2_kg,
             model_cells_before=self.cells_before.get(cell_id, 0), budgets=answered,
             latency_kind=latency_kind(self.captioner.latency_kind, samples),
-            preprocess_sec=preprocess[0], cache_policy=measuring[1],
-            warmup_batches=measuring[0].warmup_batches,
+            preprocess_sec=preprocess[0] if batch.prepared is None else batch.prepared.seconds,
+            cache_policy=measuring[1], warmup_batches=measuring[0].warmup_batches,
+            preprocess_where="host" if batch.prepared is None else "decode_task",
         )
 
     def caption_parts(self, settings: GenerationSettings, cell_id: str, *parts: SampleBatch) -> BatchResult:

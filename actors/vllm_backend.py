@@ -42,6 +42,7 @@ from actors.checkpoint_quant import CheckpointQuant
 from actors.contract import CaptionRequest, CaptionResult
 from actors.families.base import Family, module_matches
 from actors.precision import FLOAT_PRECISIONS, PRECISIONS, VLLM_PRECISIONS, module_precisions
+from actors.vllm_tokens import image_token_floor, with_token_floor
 
 VLLM_DTYPES = {p: str(PRECISIONS[p].float_dtype) for p in FLOAT_PRECISIONS}
 
@@ -165,11 +166,15 @@ def window_batches() -> int:
     return n
 
 
-def engine_args_logged(kwargs: dict[str, Any]) -> str:
+def engine_args_logged(kwargs: dict[str, Any], tokens_reason: str = "") -> str:
     """The engine arguments a cell's engine was built with, as JSON (the model path and hub arguments
-    are logged elsewhere), for the cell's `vllm_engine_args` param."""
+    are logged elsewhere), for the cell's `vllm_engine_args` param; with why `max_num_batched_tokens`
+    is not the grid's (`actors.vllm_tokens`), when it is not."""
     skip = {"model", "tokenizer", "revision", "trust_remote_code"}
-    return json.dumps({k: v for k, v in sorted(kwargs.items()) if k not in skip}, default=str)
+    logged = {k: v for k, v in sorted(kwargs.items()) if k not in skip}
+    if tokens_reason:
+        logged["max_num_batched_tokens_reason"] = tokens_reason
+    return json.dumps(logged, default=str)
 
 
 class VLLMCaptioner(Captioner):
@@ -212,6 +217,8 @@ class VLLMCaptioner(Captioner):
         # a JSON object in VLM_SWEEP_VLLM_ENGINE_ARGS; explicit engine_kwargs win.
         kwargs.update(json.loads(os.environ.get("VLM_SWEEP_VLLM_ENGINE_ARGS") or "{}"))
         kwargs.update(engine_kwargs or {})
+        # at least the model's largest image per engine step, else vLLM rejects large images (#34040)
+        kwargs, tokens_reason = with_token_floor(kwargs, image_token_floor(self.processor))
         self.llm = LLM(**kwargs)
         load_seconds = time.perf_counter() - start
         weight_bytes, formats = estimate_weights(model.path, family, estimate_dtype(precision),
@@ -222,7 +229,7 @@ class VLLMCaptioner(Captioner):
             "vllm", torch.cuda.get_device_name(0) if on_cuda else "cpu", load_seconds, weight_bytes,
             formats, {**library_versions(), "vllm": vllm_version()},
             vllm_load_format=kwargs["load_format"], vllm_limit_mm_per_prompt=max_images_per_prompt,
-            vllm_engine_args=engine_args_logged(kwargs),
+            vllm_engine_args=engine_args_logged(kwargs, tokens_reason),
             weight_bytes_kind="estimate from config at the vLLM dtype (quantized language linears at their "
                               "format)",
         )

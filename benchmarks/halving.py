@@ -1,40 +1,55 @@
-"""8. Pareto-aware successive halving (issue 17): `search.strategy: pareto_halving` against `full`, side by
-side in one run, on `search_spaces/quickstart_trained.yaml` and on a larger toy grid (both zoo models x
-fp32/int8/nf4 x max_new_tokens [4, 8, 16, 32] x two prompts, the 50 test images), and the larger grid
-again with `objectives: [latency, energy]` (then only those two fronts are compared and bound).
+"""8. Pareto-aware successive halving (issues 17, 28): `search.strategy: pareto_halving` against `full`,
+side by side in one run, on `search_spaces/zoo_families.yaml` (the eight zoo captioners of eight families x
+fp32/int8/nf4 x 8/16/32 tokens over the 200-image test split: 72 cells, 24 generations). --quick: two of
+its models at fp32 over the first 8 images. The two-model grids this section measured before (the
+quickstart and a larger toy grid) could not save (docs/halving.md says why); their numbers stay there.
 
 Per grid: the cells on each Pareto front of both runs (identical, or which differ and whether each
 difference is a CIDEr tie in the full run), the images captioned (each generation's images: a cell cut
-from a larger budget's generation captions none of its own), and the whole sweep's wall."""
+from a larger budget's generation captions none of its own), the whole sweep's wall, and the bound: the
+fewest images any pruning that keeps the full run's fronts could caption."""
 
 from __future__ import annotations
 
 import shutil
+import sys
 from typing import Any
 
-from benchmarks.common import QUICKSTART_GRID, Context, log, quickstart_data
+import yaml
+
+from benchmarks.common import REPO, Context, log
 
 TITLE = "8. Pareto-aware successive halving vs the full grid"
-GRID = QUICKSTART_GRID
-SECOND_PROMPT = "What is in this picture?"
-LARGE_TOKENS = [4, 8, 16, 32]
-TARGETS = {"images": 0.4, "wall": 0.5}  # halving / full (issue 17)
+GRID = REPO / "search_spaces" / "zoo_families.yaml"
+QUICK_MODELS = ("shapes-llava-small", "shapes-blip2-small")
+TARGETS = {"images": 0.4, "wall": 0.5}  # halving / full (issue 28)
 AXES = ("latency", "memory", "energy")
 
 
-def halving_grid(out: Any, strategy: str, large: bool, limit: int | None, search: dict,
-                 quick: bool = False) -> Any:
-    """The quickstart grid (or the larger one) with absolute paths, into `out`, with `search`; --quick:
-    the small model at fp32 only."""
+def zoo_data(quick: bool = False, models: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The families grid as a dict, its repository-relative paths made absolute; `models`: only the zoo
+    models whose id ends with one of these names (--quick: two of them, fp32 only)."""
+    data = yaml.safe_load(GRID.read_text())
+    for key in ("captions", "images"):
+        data["dataset"][key] = str(REPO / data["dataset"][key])
+    for model in data["models"]:
+        model["id"] = str(REPO / model["id"])
+    models = QUICK_MODELS if quick and models is None else models
+    if models:
+        data["models"] = [m for m in data["models"] if m["id"].endswith(models)]
+    if quick:
+        data["precisions"] = ["fp32"]
+    return data
+
+
+def halving_grid(out: Any, strategy: str, data: dict[str, Any], limit: int | None, search: dict) -> Any:
+    """The grid `data` under one strategy, into `out`, with `search` (halving's settings)."""
     from sweep.grid.config import parse_grid
 
-    data = quickstart_data(quick)
-    if large:
-        data["max_new_tokens"] = LARGE_TOKENS
-        data["prompts"] = [*data["prompts"], SECOND_PROMPT]
+    data = {**data, "dataset": dict(data["dataset"])}
     if limit:
         data["dataset"]["limit"] = limit
-    data["name"] = f"halving-{'large' if large else 'quickstart'}-{strategy}"
+    data["name"] = f"halving-{data['name']}-{strategy}"
     data["search"] = {"strategy": strategy, **(search if strategy == "pareto_halving" else {})}
     data["output_dir"] = str(out)
     data["tracking"] = {"experiment": "bench-halving"}
@@ -98,17 +113,15 @@ def explain(full_store: Any, cell: str, other_front: list[str], label: dict[str,
     return ("CIDEr tie with " + ", ".join(ties)) if ties else "no CIDEr tie with the other front"
 
 
-def one_grid(ctx: Context, large: bool, search: dict) -> dict[str, Any]:
+def one_grid(ctx: Context, data: dict[str, Any], search: dict, halving_first: bool = True) -> dict[str, Any]:
     from sweep.results.store import ResultStore
 
     runs: dict[str, Any] = {}
-    name = "large" if large else "quickstart"
-    # the order alternates with the grid (a noisy shared machine hits both)
-    for strategy in (("pareto_halving", "full") if large else ("full", "pareto_halving")):
+    name = data["name"]
+    for strategy in (("pareto_halving", "full") if halving_first else ("full", "pareto_halving")):
         out = ctx.work / f"halving-{name}-{strategy}"
         shutil.rmtree(out, ignore_errors=True)
-        grid = halving_grid(out, strategy, large, ctx.limit or (12 if ctx.quick else None), search,
-                            ctx.quick)
+        grid = halving_grid(out, strategy, data, ctx.limit, search)
         runs["grid"] = grid
         if strategy == "pareto_halving":
             runs["halving_grid"] = grid
@@ -141,8 +154,8 @@ def one_grid(ctx: Context, large: bool, search: dict) -> dict[str, Any]:
     ratio_wall = halv["wall"] / full["wall"] if full["wall"] else float("nan")
     explained = all(d["why"].startswith("CIDEr tie") for d in lost)
     return {
-        "grid": GRID.name + (f" with max_new_tokens {LARGE_TOKENS} and prompts +{SECOND_PROMPT!r}" if large
-                             else ""),
+        "grid": GRID.name + ("" if len(data["models"]) == 8 and not ctx.quick else
+                             f" ({len(data['models'])} models, precisions {data['precisions']})"),
         "cells": len(full["results"]),
         "images": int(full["results"]["n_samples"].max()) if "n_samples" in full["results"] else 0,
         "search": search,
@@ -177,11 +190,46 @@ def _run(ctx: Context, grid: Any) -> Any:
     return run_engine(ctx, grid)
 
 
-def run(ctx: Context) -> dict[str, Any]:
-    search = {"first_rung": 6 if ctx.quick else 10, "factor": 2.0}
-    grids = {"quickstart": one_grid(ctx, False, search)}
-    if not ctx.quick:
-        grids["large"] = one_grid(ctx, True, search)
-        # without memory among the objectives, only the latency and energy fronts must be kept
-        grids["large_latency_energy"] = one_grid(ctx, True, {**search, "objectives": ["latency", "energy"]})
-    return {"grids": grids, "note": "one run each, side by side; the machine's 2 cores were shared"}
+def run(ctx: Context, models: tuple[str, ...] | None = None,
+        precisions: list[str] | None = None) -> dict[str, Any]:
+    """`models`, `precisions`: a part of the grid (`python -m benchmarks.halving --models ...`)."""
+    # the default first rung (sweep.search.halving.default_first_rung): 25 of the 200 images
+    search = {"first_rung": 4, "factor": 2.0} if ctx.quick else {"factor": 2.0}
+    data = zoo_data(ctx.quick, models)
+    if precisions:
+        data["precisions"] = precisions
+    grids = {"zoo_families": one_grid(ctx, data, search)}
+    return {"grids": grids, "note": "one run each, side by side, halving first; the machine's 2 cores "
+            "were shared"}
+
+
+def main() -> None:
+    """Section 8 alone on a part of the families grid (on a loaded machine the whole grid's two runs
+    take over an hour): `python -m benchmarks.halving --models shapes-llava-small,... --precisions
+    fp32,nf4 --out FILE.json` writes the section's result and its markdown beside it."""
+    import argparse
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from benchmarks import render
+    from benchmarks.common import COCO_MINI, machine_info
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--models", default="", help="comma list of zoo model names (default: all eight)")
+    p.add_argument("--precisions", default="", help="comma list (default: the grid's)")
+    p.add_argument("--limit", type=int, default=None, help="images (default: all 200)")
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args()
+    ctx = Context(coco=COCO_MINI, work=Path(tempfile.mkdtemp(prefix="vlm-bench-halving-")), quick=False,
+                  repeats=1, engine_repeats=1, limit=args.limit)
+    models = tuple(m for m in args.models.split(",") if m) or None
+    result = {"machine": machine_info(), "command": " ".join(sys.argv),
+              "halving": run(ctx, models, [x for x in args.precisions.split(",") if x] or None)}
+    args.out.write_text(json.dumps(result, indent=2, default=str))
+    args.out.with_suffix(".md").write_text("\n".join(render.halving_md(result["halving"])) + "\n")
+    shutil.rmtree(ctx.work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -2,7 +2,8 @@
 when the model side's names move, this file is the one edit.
 
 Imported: `actors.contract` (`ModelRef`, `LoadSpec`, `GenerationSettings`, `CaptionRequest`),
-`actors.backends.load_captioner`, `actors.model_host.effective_generation`, `actors.resolve.resolve_model`;
+`actors.backends.load_captioner` and `resolve_family`, `actors.model_host.effective_generation`,
+`actors.resolve.resolve_model`;
 used of a captioner: `generate(requests, kwargs)`, `.family.generation_defaults`, `.report`.
 """
 
@@ -68,3 +69,16 @@ def generate_padding(captioner: Any, images: list[Any], prompt: str, kwargs: dic
     else:
         out = generate_batch(family, model, processor, prompts, per_request, kwargs, captioner.device)
     return [r.caption for r in out.results], out.padding_tokens
+
+
+def prompt_tokens(model_id: str, prompt: str) -> int:
+    """The prompt's length in tokens as the model's tokenizer reads it after its family's template (one
+    image placeholder); the processor only, no weights."""
+    from actors.backends import resolve_family
+    from actors.resolve import resolve_model
+
+    path = resolve_model(model_id)[0]
+    family = resolve_family(path, None, None)
+    processor = family.load_processor(path, {"revision": None, "trust_remote_code": False})
+    tokenizer = getattr(processor, "tokenizer", processor)
+    return len(tokenizer(family.format_prompt(processor, prompt, 1))["input_ids"])

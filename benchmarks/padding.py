@@ -12,6 +12,7 @@ tokens (zeros of the attention masks of every generate() call), seconds per batc
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from benchmarks import model_side
@@ -29,6 +30,22 @@ MAX_NEW_TOKENS = 12
 def widen_pixels(processor: Any, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS) -> None:
     """Give a Qwen2-VL processor the pixel range of a real checkpoint (the tiny one's is 1-6 tokens)."""
     processor.image_processor.size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
+
+
+def widened_copy(model_path: str, dest: Path, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS
+                 ) -> Path:
+    """A copy of a Qwen2-VL folder whose saved processor has `widen_pixels`'s range: for processors loaded
+    in other processes (the decode tasks) from the files, where widening one object in memory does not
+    reach."""
+    import json
+    import shutil
+
+    shutil.copytree(model_path, dest, dirs_exist_ok=True)
+    config = dest / "processor_config.json"
+    data = json.loads(config.read_text())
+    data["image_processor"]["size"] = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
+    config.write_text(json.dumps(data, indent=2))
+    return dest
 
 
 def mixed_images(coco: Any, n: int) -> list[Any]:

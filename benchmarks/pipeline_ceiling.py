@@ -151,7 +151,8 @@ def host_overhead(batch_size: int, energy_country: str | None, calls: int = 30) 
 
 
 def bench_ceiling(coco: Path, work: Path, copies: int, batch_sizes: list[int],
-                  repeats: int) -> dict[str, Any]:
+                  repeats: int, images: int | None = None, host_calls: int = 30) -> dict[str, Any]:
+    """`images`: the first so many of the copies (--quick: one batch of the largest size)."""
     import ray
 
     from sweep.data.sources import dataset_fingerprint
@@ -160,7 +161,7 @@ def bench_ceiling(coco: Path, work: Path, copies: int, batch_sizes: list[int],
     from sweep.execute.pipeline import PipelineSettings
     from sweep.grid.cells import expand_cells
 
-    samples = replicated_samples(coco, copies)
+    samples = replicated_samples(coco, copies)[:images]
     cores = os.cpu_count() or 1
     floors = {"1": [], str(cores): []}
     cells_by_bs = {}
@@ -188,10 +189,10 @@ def bench_ceiling(coco: Path, work: Path, copies: int, batch_sizes: list[int],
                 finally:
                     ray.get(pool.shutdown.remote())
                     ray.kill(pool)
-                host = host_overhead(bs, settings.energy_country)
+                host = host_overhead(bs, settings.energy_country, host_calls)
                 rows.append({"batch_size": bs, "repeat": rep, "first_call": first, **loaded,
                              "host_seconds_per_call": host,
-                             "host_seconds_per_call_no_energy": host_overhead(bs, None)})
+                             "host_seconds_per_call_no_energy": host_overhead(bs, None, host_calls)})
                 log(f"  batch {bs}: {loaded['images_per_sec_window']:.0f} img/s over the window "
                     f"({loaded['images_per_sec_wall']:.0f} over the call), first batch "
                     f"{loaded['first_batch_seconds']:.2f} s with the model loaded; per batch: host call "
@@ -230,7 +231,9 @@ def bench_ceiling(coco: Path, work: Path, copies: int, batch_sizes: list[int],
 
 
 def run(ctx: Context) -> dict[str, Any]:
-    return bench_ceiling(ctx.coco, ctx.work, 1 if ctx.quick else 13, [8, 32], 1 if ctx.quick else ctx.repeats)
+    if ctx.quick:  # the suite's smoke run: one batch of 32, 5 timed host calls
+        return bench_ceiling(ctx.coco, ctx.work, 1, [8, 32], 1, images=32, host_calls=5)
+    return bench_ceiling(ctx.coco, ctx.work, 13, [8, 32], ctx.repeats)
 
 
 if __name__ == "__main__":  # python -m benchmarks.pipeline_ceiling [copies] [repeats]: this section alone

@@ -253,12 +253,31 @@ def warmup_md(w: dict[str, Any]) -> list[str]:
              f"{by_load[r['load']]['ratio']:.2f}" if r["load"] in by_load else ""] for r in off["loads"]]
     return [
         f"## 11. Cold cells: latency p50 (s) of the first cell of each load vs its siblings ({w['note']}; "
-        f"{len(w['prompts'])} prompts, {w['max_new_tokens']} tokens each)", "",
+        f"{len(w['prompts'])} prompts of {sorted(set((w.get('prompt_tokens') or {}).values()))} tokens "
+        f"(siblings of identical shape), {w['max_new_tokens']} new tokens each)", "",
         *table(["load", "first, no warm-up", "siblings", "ratio", "first, warm-up 1", "siblings", "ratio"],
                rows),
         f"Median first/siblings ratio: **{off['median_ratio']:.2f}** without the warm-up, "
         f"**{on['median_ratio']:.2f}** with it. Whole sweep: {off['wall']:.1f} s and {on['wall']:.1f} s. "
         f"Cache policy: {', '.join(on['cache_policy'])}.",
+    ]
+
+
+def preprocess_md(p: dict[str, Any]) -> list[str]:
+    host, task = p["summary"]["host"], p["summary"]["decode_task"]
+    rows = [[label, f"{host[key] * scale:.{digits}f}", f"{task[key] * scale:.{digits}f}"]
+            for label, key, scale, digits in (
+                ("images/s (generation window)", "images_per_sec", 1, 2),
+                ("host busy s per batch", "host_busy_seconds_per_batch", 1, 3),
+                ("host idle s per batch", "host_idle_seconds_per_batch", 1, 3),
+                ("processor ms per image (where it ran)", "preprocess_seconds_per_image", 1000, 1))]
+    return [
+        f"## 12. Processor on the host vs in the decode tasks: {p['model']} {p['precision']}, {p['images']} "
+        f"images at {p['image_max_side']} px, batch {p['batch_size']}, {p['max_new_tokens']} new tokens, "
+        f"median of {p['repeats']} alternated runs", "",
+        *table(["", "processor on the host", "in the decode tasks"], rows), "",
+        f"Images/s in the decode tasks / on the host: **{p['ratio_images_per_sec_task_vs_host']:.2f}**. "
+        f"Identical captions: {p['identical_captions']}/{p['compared_captions']}.",
     ]
 
 
@@ -270,7 +289,7 @@ def precisions_md(p: dict[str, Any]) -> list[str]:
 MARKDOWN = {"batching": batching_md, "engine": engine_md, "rerun": rerun_md, "scaling": scaling_md,
             "gpu": gpu_md, "token_budgets": token_budgets_md, "scoring": scoring_md,
             "halving": halving_md, "pipeline_ceiling": pipeline_ceiling_md, "padding": padding_md,
-            "precisions": precisions_md, "warmup": warmup_md}
+            "precisions": precisions_md, "warmup": warmup_md, "preprocess": preprocess_md}
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -339,6 +358,13 @@ def console(name: str, data: dict[str, Any]) -> list[str]:
                 f"warm-up, {data['variants']['1']['median_ratio']:.2f}x with"]
     if name == "precisions":
         return precisions.console(data)
+    if name == "preprocess":
+        host, task = data["summary"]["host"], data["summary"]["decode_task"]
+        return [f"   images/s {host['images_per_sec']:.2f} (processor on the host) -> "
+                f"{task['images_per_sec']:.2f} (in the decode tasks) = "
+                f"{data['ratio_images_per_sec_task_vs_host']:.2f}x; host idle per batch "
+                f"{host['host_idle_seconds_per_batch']:.3f} -> {task['host_idle_seconds_per_batch']:.3f} s; "
+                f"identical captions {data['identical_captions']}/{data['compared_captions']}"]
     if name == "padding":
         return [f"   pad tokens {data['pad_tokens_padded']} -> {data['pad_tokens_grouped']} "
                 f"({data['ratio_pad_tokens']:.2f}x); seconds grouped / padded "

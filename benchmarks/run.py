@@ -1,15 +1,16 @@
 """Benchmarks of the sweep engine: batching, engine overhead, re-run, replica sharding, GPU throughput,
 token-budget sharing, scoring, successive halving, the pipeline's ceiling, HF padding, precisions on CPU,
-cold cells.
+cold cells, the processor in the decode tasks.
 
     python benchmarks/run.py [--quick] [--repeats N]
                              [--sections batching,engine,rerun,scaling,gpu,token_budgets,scoring,
-                                         halving,pipeline_ceiling,padding,precisions,warmup]
+                                         halving,pipeline_ceiling,padding,precisions,warmup,
+                                         preprocess]
 
 Prints every number (medians over repeats) and writes benchmarks/results/<date>-<machine>.json and .md
 (or under --out-dir). See benchmarks/README.md for what each number means. One module per section
 (batching, engine, rerun, scaling, gpu, token_budgets, scoring, halving, pipeline_ceiling, padding,
-precisions, warmup),
+precisions, warmup, preprocess),
 `common` for what they share, `model_side` for every name taken from `actors`, `render` for the markdown;
 this file is the CLI.
 """
@@ -39,6 +40,7 @@ from benchmarks import (  # noqa: E402
     padding,
     pipeline_ceiling,
     precisions,
+    preprocess,
     render,
     rerun,
     scaling,
@@ -59,7 +61,7 @@ from benchmarks.common import (  # noqa: E402
 SECTIONS = {"batching": batching, "engine": engine, "rerun": rerun, "scaling": scaling, "gpu": gpu,
             "token_budgets": token_budgets, "scoring": scoring, "halving": halving,
             "pipeline_ceiling": pipeline_ceiling, "padding": padding, "precisions": precisions,
-            "warmup": warmup}
+            "warmup": warmup, "preprocess": preprocess}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

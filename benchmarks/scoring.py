@@ -28,7 +28,7 @@ def run(ctx: Context) -> dict[str, Any]:
     from sweep.quality.scoring import CaptionScorer, reference_set_frequencies
     from sweep.quality.statistics import cell_intervals
 
-    n_images = 500 if ctx.quick else None
+    n_images = 200 if ctx.quick else None
     predictions, references = leave_one_out_cell(n_images)
     df = reference_set_frequencies(VAL2017, ctx.work / "df-cache")
     before, after, intervals = [], [], []

@@ -18,7 +18,8 @@ import pytest
 pytestmark = pytest.mark.slow  # the quick benchmark runs a dozen sweeps
 
 REPO = Path(__file__).resolve().parents[1]
-SECTIONS = ("batching", "engine", "rerun", "scaling", "gpu")
+SECTIONS = ("batching", "engine", "rerun", "scaling", "gpu", "token_budgets", "scoring", "halving",
+            "pipeline_ceiling", "padding", "precisions", "warmup")  # benchmarks/run.py's, all of them
 
 
 def numbers(obj: object) -> list[float]:
@@ -62,8 +63,13 @@ def test_quick_benchmark_writes_every_section(
         timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    files = sorted(tmp_path.glob("*-quick.json"))
-    assert len(files) == 1, list(tmp_path.iterdir())
+    check_quick_result(tmp_path)
+
+
+def check_quick_result(out_dir: Path) -> None:
+    """What a --quick run must have written in `out_dir` (also usable on a run made by hand)."""
+    files = sorted(out_dir.glob("*-quick.json"))
+    assert len(files) == 1, list(out_dir.iterdir())
     assert files[0].with_suffix(".md").is_file()
     result = json.loads(files[0].read_text())
 
@@ -77,10 +83,16 @@ def test_quick_benchmark_writes_every_section(
     assert "shared by every section" in result["ray"]  # one Ray start for the whole quick run
     for section in SECTIONS:
         assert section in result, section
-    for section in ("batching", "engine", "rerun", "scaling"):
+    assert set(result["section_seconds"]) == set(SECTIONS)  # each one ran and was written
+    for section in (s for s in SECTIONS if s not in ("gpu", "warmup")):
         values = numbers(result[section])
         assert values, section
         assert all(math.isfinite(v) for v in values), (section, result[section])
+    # cold cells: on the quick run's 2 logical GPUs a load's cells may run on two hosts, leaving no
+    # first-vs-siblings pair (its median ratio is then NaN over 0 loads, as the section prints)
+    for variant in result["warmup"]["variants"].values():
+        assert variant["wall"] > 0 and variant["cache_policy"], variant
+        assert all(math.isfinite(r["ratio"]) and r["ratio"] > 0 for r in variant["loads"]), variant
 
     batching = result["batching"]
     assert [r["batch_size"] for r in batching["batches"]] == [1, 4, 8, 16]
@@ -104,6 +116,10 @@ def test_quick_benchmark_writes_every_section(
         assert gpu == {"skipped": "no GPU"}
     else:
         assert gpu["rows"]
+    prep = result["preprocess"]  # section 12: the processor on the host vs in the decode tasks
+    assert prep["identical_captions"] == prep["compared_captions"] == 16
+    assert all(prep["summary"][where]["images_per_sec"] > 0 for where in ("host", "decode_task"))
+    assert {r["preprocess_where"] for r in prep["runs"]["decode_task"]} == {"decode_task"}
     padding = result["padding"]  # section 10: mixed image sizes, grouped by prompt length
     assert 0 <= padding["pad_tokens_grouped"] < padding["pad_tokens_padded"]
     assert padding["identical_captions"] == padding["compared_captions"] == 8

@@ -205,7 +205,8 @@ def test_cost_kinds_say_what_was_measured_and_what_apportioned():
     results = [batch()]
     own = cost_kinds(_table(results, None))
     assert own == {"shared_generation": "", "energy_kind": "measured per batch",
-                   "latency_kind": "batch_wall", "peak_memory_kind": "cpu_rss", "cache_policy": ""}
+                   "latency_kind": "batch_wall", "peak_memory_kind": "cpu_rss", "cache_policy": "",
+                   "preprocess_where": "host"}
     derived = cost_kinds(_table(results, 4))
     assert derived["shared_generation"] == "lead-id" and derived["latency_kind"] == "decode_step_times"
     assert derived["energy_kind"] == "apportioned by decode-step time of a shared generation"

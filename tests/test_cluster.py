@@ -69,9 +69,10 @@ def test_sweep_spreads_cells_over_four_l4_nodes(coco_mini, tmp_path, monkeypatch
 
     ray_tmp = short_tmp("rcl")
     monkeypatch.setenv("RAY_TMPDIR", str(ray_tmp))
-    # node processes inherit the environment: the stand-in model and its sleep
+    # node processes inherit the environment: the stand-in model and its sleep (each load holds its L4
+    # while its cell runs and while it idles in the pool, so the next model's load takes another node)
     monkeypatch.setenv("VLM_SWEEP_FAULT_DIR", str(tmp_path / "faults"))
-    monkeypatch.setenv("VLM_SWEEP_FAULT_SLEEP", "2")
+    monkeypatch.setenv("VLM_SWEEP_FAULT_SLEEP", "0.5")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     start = time.perf_counter()
     # a free dashboard port: the default 8265 may belong to another Ray on this machine

@@ -32,6 +32,7 @@ def test_custom_model_runs_through_a_sweep_cell(coco_mini, tmp_path):
         max_new_tokens=[6],
         dataset={"captions": str(coco_mini / "captions_val2017.json"), "images": str(coco_mini / "val2017"),
                  "limit": 10},
+        energy={"enabled": False},  # codecarbon adds seconds per actor; not what this test is about
     ))
     samples = load_coco_samples(grid.dataset)
     cells = expand_cells(grid, dataset_fingerprint(samples, grid.dataset.image_max_side))

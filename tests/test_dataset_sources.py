@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import grid_dict
+from sweep_fixtures import fault_dir_fixture  # noqa: F401  (the fault_dir fixture)
 
 from sweep.data.load import load_image_samples, reference_captions_file
 from sweep.data.sources import DatasetError, dataset_fingerprint
@@ -205,20 +206,21 @@ def test_grid_errors_name_the_dataset_fields(coco_mini, tmp_path):
 
 
 @pytest.mark.slow
-def test_three_kinds_caption_and_score_the_same(sources, coco_mini, tmp_path, monkeypatch):
+@pytest.mark.shared_ray  # three sweeps, one Ray
+def test_three_kinds_caption_and_score_the_same(sources, coco_mini, tmp_path, fault_dir):
     """A captioner whose caption is a function of the decoded pixels: the same captions and CIDEr (its
     document frequencies from every reference of each source) whatever the source."""
     from sweep.engine import run_sweep
     from sweep.grid.cells import expand_cells
 
-    monkeypatch.setenv("VLM_SWEEP_FAULT_DIR", str(tmp_path / "faults"))
     tables, cider = {}, {}
     for kind in sources:
         grid = _grid(sources, kind, tmp_path / kind, coco_mini, limit=8)
         data = grid.model_dump(mode="json")
         data["models"] = [{"id": "pixels", "loader": "fault_models:pixels"}]
-        data["resources"] = {"local_gpus": 1, "batch_size": 4}
+        data["resources"] = {"local_gpus": 2, "batch_size": 4}  # the shared Ray's (one cell: alone)
         data["max_new_tokens"] = [8]
+        data["energy"] = {"enabled": False}  # codecarbon adds seconds per actor; not what this test is about
         grid = parse_grid(data)
         samples = load_image_samples(grid.dataset)
         cells = expand_cells(grid, dataset_fingerprint(samples, 128))

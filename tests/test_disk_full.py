@@ -7,10 +7,12 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
 from conftest import grid_dict
+from sweep_fixtures import own_ray
 
 from sweep.execute.callbacks import StopCallback
 from sweep.execute.stopping import StopSignals, SweepHalted
@@ -72,14 +74,9 @@ def small_disk(tmp_path):
 
 @pytest.mark.slow
 def test_a_disk_that_fills_mid_run_stops_the_sweep_naming_the_path_and_keeping_what_is_on_disk(
-        coco_mini, tmp_path, small_disk, monkeypatch, capfd):
-    from sweep.results.store import ResultStore
-    from sweep.run import main
-
+        coco_mini, tmp_path, small_disk, capfd):
     fault_dir = tmp_path / "faults"
     ballast = small_disk / "ballast"
-    monkeypatch.setenv("VLM_SWEEP_FAULT_DIR", str(fault_dir))
-    monkeypatch.setenv("VLM_SWEEP_FAULT_FILL", str(ballast))
     out = small_disk / "out"
     data = grid_dict(coco_mini, out, models=[{"id": "fills", "loader": "fault_models:fill_disk_once"},
                                              {"id": "after", "loader": "fault_models:counting"}],
@@ -87,8 +84,18 @@ def test_a_disk_that_fills_mid_run_stops_the_sweep_naming_the_path_and_keeping_w
     data["dataset"]["limit"] = 12
     data["resources"] = {"local_gpus": 1, "batch_size": 4}  # one cell at a time: "fills" runs first
     data["measurement"] = {"warmup_batches": 0}  # the call counts below are the measured images only
+    data["energy"] = {"enabled": False}  # codecarbon adds seconds per actor; not what this test is about
     grid = tmp_path / "grid.yaml"
     grid.write_text(yaml.safe_dump(data))
+
+    # one Ray for both runs (one cell at a time), its workers told where the faults and the ballast go
+    with own_ray(1, VLM_SWEEP_FAULT_DIR=str(fault_dir), VLM_SWEEP_FAULT_FILL=str(ballast)):
+        _fill_then_resume(grid, out, fault_dir, ballast, capfd)
+
+
+def _fill_then_resume(grid: Path, out: Path, fault_dir: Path, ballast: Path, capfd) -> None:
+    from sweep.results.store import ResultStore
+    from sweep.run import main
 
     code = main([str(grid)])
     printed = capfd.readouterr()

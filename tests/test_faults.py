@@ -15,6 +15,7 @@ import psutil
 import pytest
 import yaml
 from conftest import grid_dict, ray_processes
+from sweep_fixtures import fault_dir_fixture  # noqa: F401  (the fault_dir fixture)
 
 from sweep.data.sources import dataset_fingerprint, load_coco_samples
 from sweep.engine import run_sweep
@@ -22,7 +23,8 @@ from sweep.grid.cells import expand_cells
 from sweep.grid.config import parse_grid
 from sweep.results.store import ResultStore
 
-pytestmark = pytest.mark.slow  # every test runs a sweep on Ray
+# every test runs a sweep on Ray: all on the shared one (the fault models' folder is the session's)
+pytestmark = [pytest.mark.slow, pytest.mark.shared_ray]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,6 +35,7 @@ def make_grid(coco: Path, out: Path, models: list[dict], limit: int = 12, **kw) 
     data["resources"] = {"local_gpus": 2, "batch_size": 4}
     # These tests count the images each model call sees: no unmeasured warm-up batch in the counts.
     data["measurement"] = {"warmup_batches": 0}
+    data["energy"] = {"enabled": False}  # codecarbon adds seconds per actor; not what this test is about
     return data
 
 
@@ -57,8 +60,7 @@ def calls(fault_dir: Path) -> list[int]:
     return [int(line.split()[-1]) for line in log.read_text().splitlines()] if log.exists() else []
 
 
-def test_interrupted_sweep_resumes_only_missing_samples(coco_mini, tmp_path, monkeypatch):
-    fault_dir = tmp_path / "faults"
+def test_interrupted_sweep_resumes_only_missing_samples(coco_mini, tmp_path, fault_dir):
     model = [{"id": "slow-model", "loader": "fault_models:slow"}]
     data = make_grid(coco_mini, tmp_path / "out", model, limit=24)
     path = tmp_path / "grid.yaml"
@@ -95,9 +97,7 @@ def test_interrupted_sweep_resumes_only_missing_samples(coco_mini, tmp_path, mon
     assert 0 < done_before < 24, done_before
 
     (fault_dir / "calls.log").unlink()
-    monkeypatch.setenv("VLM_SWEEP_FAULT_DIR", str(fault_dir))
-    monkeypatch.setenv("VLM_SWEEP_FAULT_SLEEP", "0")
-    code, info, _ = sweep(data)
+    code, info, _ = sweep(data)  # on the shared Ray: its workers sleep the default 0.5 s per batch
     assert code == 0
     assert sum(calls(fault_dir)) == 24 - done_before  # only the missing samples were generated
     resumed = store.read_captions(cell.cell_id)
@@ -110,8 +110,7 @@ def test_interrupted_sweep_resumes_only_missing_samples(coco_mini, tmp_path, mon
                                         for s in samples]
 
 
-def test_oom_on_every_batch_fails_only_that_cell(coco_mini, tmp_path, monkeypatch):
-    monkeypatch.setenv("VLM_SWEEP_FAULT_DIR", str(tmp_path / "faults"))
+def test_oom_on_every_batch_fails_only_that_cell(coco_mini, tmp_path, fault_dir):
     models = [{"id": "too-big", "loader": "fault_models:oom"},
               {"id": "fits", "loader": "fault_models:counting"}]
     code, info, _ = sweep(make_grid(coco_mini, tmp_path / "out", models))
@@ -131,8 +130,7 @@ def test_oom_on_every_batch_fails_only_that_cell(coco_mini, tmp_path, monkeypatc
     assert results.loc["too-big", "pareto"] == ""
 
 
-def test_truncated_jpeg_is_one_error_row(coco_mini, tmp_path, monkeypatch):
-    monkeypatch.setenv("VLM_SWEEP_FAULT_DIR", str(tmp_path / "faults"))
+def test_truncated_jpeg_is_one_error_row(coco_mini, tmp_path, fault_dir):
     data_dir = tmp_path / "data"
     (data_dir / "images").mkdir(parents=True)
     coco = json.loads((coco_mini / "captions_val2017.json").read_text())
@@ -154,25 +152,22 @@ def test_truncated_jpeg_is_one_error_row(coco_mini, tmp_path, monkeypatch):
     errors = table[table["error"] != ""]
     assert list(errors["image_id"]) == [images[2]["id"]]
     assert "truncated" in errors["error"].iloc[0].lower()
-    assert sum(calls(tmp_path / "faults")) == 5  # the broken image never reached the model
+    assert sum(calls(fault_dir)) == 5  # the broken image never reached the model
     assert row["cider"] >= 0 and row["bleu_4"] >= 0
 
 
-def test_actor_death_mid_cell_still_captions_every_sample_once(coco_mini, tmp_path, monkeypatch):
-    monkeypatch.setenv("VLM_SWEEP_FAULT_DIR", str(tmp_path / "faults"))
+def test_actor_death_mid_cell_still_captions_every_sample_once(coco_mini, tmp_path, fault_dir):
     fragile = [{"id": "fragile", "loader": "fault_models:die_once"}]
     data = make_grid(coco_mini, tmp_path / "out", fragile, limit=20)
     code, info, cells = sweep(data)
     assert code == 0, info.results["reason"].tolist()
-    assert (tmp_path / "faults" / "died").exists()
+    assert (fault_dir / "died").exists()
     table = ResultStore(tmp_path / "out").read_captions(cells[0].cell_id)
     assert len(table) == 20 and table["sample_id"].is_unique
     assert (table["error"] == "").all()
 
 
-def test_rerun_generates_nothing_and_a_new_precision_runs_alone(coco_mini, tmp_path, monkeypatch):
-    fault_dir = tmp_path / "faults"
-    monkeypatch.setenv("VLM_SWEEP_FAULT_DIR", str(fault_dir))
+def test_rerun_generates_nothing_and_a_new_precision_runs_alone(coco_mini, tmp_path, fault_dir):
     model = [{"id": "m", "loader": "fault_models:counting"}]
     start = time.perf_counter()
     sweep(make_grid(coco_mini, tmp_path / "out", model))
@@ -192,9 +187,7 @@ def test_rerun_generates_nothing_and_a_new_precision_runs_alone(coco_mini, tmp_p
     assert sorted(info.results["reused"].tolist()) == [False, True]
 
 
-def test_unreachable_mlflow_keeps_results_and_next_run_logs_them(coco_mini, tmp_path, monkeypatch):
-    fault_dir = tmp_path / "faults"
-    monkeypatch.setenv("VLM_SWEEP_FAULT_DIR", str(fault_dir))
+def test_unreachable_mlflow_keeps_results_and_next_run_logs_them(coco_mini, tmp_path, fault_dir):
     model = [{"id": "m", "loader": "fault_models:counting"}]
     data = make_grid(coco_mini, tmp_path / "out", model)
     data["tracking"] = {"uri": "http://127.0.0.1:9"}  # nothing listens there

@@ -114,6 +114,8 @@ def test_rung_sizes_and_counts() -> None:
     assert rung_sizes(50, first_rung=10, factor=2) == [10, 20, 40, 50]
     assert rung_sizes(50, rungs=[8, 25, 60]) == [8, 25, 50]
     assert rung_sizes(12) == [12]  # the default first rung (16) is the whole set: one rung
+    # the default first rung is an eighth of the images, at least 16: 25 of the families grid's 200
+    assert rung_sizes(200) == [25, 50, 100, 200] and rung_sizes(50) == [16, 32, 50]
     worst, expected = image_counts([10, 20, 40, 50], n_trials=8, factor=2)
     assert worst == 400
     assert expected == 8 * 10 + 4 * 10 + 2 * 20 + 1 * 10
@@ -148,6 +150,10 @@ def test_dry_run_shows_rungs_and_worst_and_expected_images() -> None:
     # 2 generations (the shared cell is cut from one): worst 2 x 50, expected 2x10 + 1x10 + 1x20 + 1x10
     assert lines[1].startswith("images captioned by 2 generations: worst case 100 (none stopped), expected "
                                "about 60 ")
+    assert lines[2] == ("order: every generation captions the first rung (10 images) before any goes "
+                        "further, then the best CIDEr there goes on first")
+    asynchronous = SearchConfig(strategy="pareto_halving", first_rung=10, synchronous_first_rung=False)
+    assert len(format_search(asynchronous, plans, 50)) == 2
     assert format_search(SearchConfig(), plans, 50) == ["search: full (every cell captions all 50 images)"]
 
 

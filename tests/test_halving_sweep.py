@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from sweep_fixtures import own_ray
 
 from sweep.data.sources import dataset_fingerprint, load_coco_samples
 from sweep.engine import run_sweep
@@ -17,7 +18,7 @@ from sweep.grid.cells import expand_cells
 from sweep.grid.config import parse_grid
 from sweep.results.store import ResultStore
 
-pytestmark = pytest.mark.slow  # two sweeps on Ray
+pytestmark = pytest.mark.slow  # two sweeps on Ray (one Ray: sweep_fixtures.own_ray)
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES = REPO / "zoo" / "shapes-data" / "test"
@@ -48,6 +49,11 @@ def sweep(out: Path, strategy: str):
 
 
 def test_dominated_cell_pruned_at_the_first_rung_then_completed_by_a_full_rerun(tmp_path):
+    with own_ray(1):  # the grids' one GPU (one cell at a time), one start for the halving and the full run
+        _prune_then_complete(tmp_path)
+
+
+def _prune_then_complete(tmp_path: Path) -> None:
     halving, cells = sweep(tmp_path, "pareto_halving")
     assert halving.exit_code == 0  # a pruned cell is a result, not a failure
     results = pd.read_csv(tmp_path / "results.csv").set_index("max_new_tokens")

@@ -49,19 +49,22 @@ def local_ray():
     ray.shutdown()
 
 
-def run_through_tune(order: list[str], tmp_path) -> tuple[HalvingState, dict[str, int], list[str]]:
+def run_through_tune(order: list[str], tmp_path,
+                     hold: bool = False) -> tuple[HalvingState, dict[str, int], list[str]]:
     """The cells as trials in `order`, one at a time (one GPU): the state, the last rung of each trial
-    in Tune's own results, and the functions' starts."""
+    in Tune's own results, and the functions' starts. `hold`: a synchronous first rung."""
     from ray import tune
 
     state = HalvingState()
     scheduler = ParetoHalvingScheduler(RUNGS, {c: (c,) for c in CELLS}, synthetic, ["latency", "memory"],
-                                       0.95, state)
+                                       0.95, state, hold_first_rung=hold)
     starts = tmp_path / "starts.txt"
+    # as sweep.execute.trials.run_trials does: one trial at a time, not counting the held ones
+    limit = {"search_alg": scheduler.trial_generator(1)} if hold else {"max_concurrent_trials": 1}
     tuner = tune.Tuner(
         tune.with_resources(reporter, {"cpu": 0.01}),
         param_space={"cell_id": tune.grid_search(order), "starts": str(starts)},
-        tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=1, reuse_actors=True),
+        tune_config=tune.TuneConfig(scheduler=scheduler, reuse_actors=True, **limit),
         run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
     )
     results = tuner.fit()
@@ -94,6 +97,60 @@ def one_batch(rows: pd.DataFrame):
 
     images, batches = split_legacy(rows)
     return BatchRows(images, batches.iloc[0].to_dict())
+
+
+@pytest.mark.slow  # ~10 s idle: one Tune run of 4 trials, 3 of them paused and resumed
+def test_synchronous_first_rung_stops_the_dominated_cell_that_ran_first(local_ray, tmp_path) -> None:
+    """The order the asynchronous rule loses on (the dominated cell first, it ran to the end above):
+    with the first rung held, every trial reaches it, then the held ones resume best first and the
+    dominated one is stopped there, by a cell that came after it."""
+    state, last, starts = run_through_tune(["bad", "fast", "tied", "good"], tmp_path, hold=True)
+    assert last == {"good": 2, "tied": 2, "fast": 2, "bad": 0}
+    # the last to reach the first rung goes straight on; the held ones resume by first-rung CIDEr
+    assert state.resumed == ["tied", "fast", "bad"]
+    assert starts == ["bad", "fast", "tied", "good", "tied", "fast", "bad"]  # each held trial once more
+    assert list(state.stopped) == ["bad"] and state.stopped["bad"].by in {"good", "tied"}
+    assert state.stopped["bad"].rung == 0 and not state.held
+    assert state.lines(RUNGS) == ["rung 1 (8 images): 1 of 4 generations stopped",
+                                  "rung 2 (16 images): 0 of 3 generations stopped"]
+
+
+def test_best_first_resumes_the_highest_first_rung_cider_first() -> None:
+    from sweep.search.scheduler import best_first
+
+    assert best_first(["a", "b", "c", "d"], {"a": 0.5, "b": 1.5, "c": 0.5}) == ["b", "a", "c", "d"]
+
+
+def test_held_trials_resume_best_first_and_no_more_at_once_than_the_slots() -> None:
+    """choose_trial_to_run: new trials first; the held ones only once every generation has its first
+    rung, the best first, and only while fewer trials than the slots run (on one GPU a second resumed
+    trial would wait for a host forever: the pool stops an idle model only for a new acquire)."""
+    from types import SimpleNamespace
+
+    from ray.tune.experiment import Trial
+
+    scheduler = ParetoHalvingScheduler(RUNGS, {c: (c,) for c in "abc"}, synthetic, ["memory"], 0.95,
+                                       HalvingState(), hold_first_rung=True)
+    scheduler.trial_generator(1)  # one slot, as on CPU
+    status = {"a": Trial.PAUSED, "b": Trial.PAUSED, "c": Trial.PENDING}
+    controller = SimpleNamespace(get_trials=lambda: [SimpleNamespace(status=status[c], config={"cell_id": c})
+                                                     for c in "abc"])
+
+    def chosen() -> str | None:
+        trial = scheduler.choose_trial_to_run(controller)
+        return trial and trial.config["cell_id"]
+
+    scheduler.reached, scheduler.paused = {"a": 0, "b": 0}, {"a": 0.5, "b": 1.5}
+    assert chosen() == "c"  # a generation not started yet goes first
+    status["c"] = Trial.RUNNING
+    assert chosen() is None  # c has not reached the first rung: the held ones wait
+    scheduler.reached["c"] = 0
+    assert chosen() is None  # c runs on: the one slot is taken
+    status["c"] = Trial.TERMINATED
+    assert chosen() == "b"  # best first
+    scheduler.slots = 2
+    status["c"] = Trial.RUNNING
+    assert chosen() == "b"
 
 
 def test_resume_mid_rung_recomputes_nothing(tmp_path, monkeypatch) -> None:

@@ -145,6 +145,7 @@ def test_a_sweep_cell_feeds_a_self_batching_host_windows_of_batches(coco_mini, t
         max_new_tokens=[4], resources={"batch_size": 2},
         dataset={"captions": str(coco_mini / "captions_val2017.json"), "images": str(coco_mini / "val2017"),
                  "limit": 10},
+        energy={"enabled": False},  # codecarbon adds seconds per actor; not what this test is about
     ))
     samples = load_coco_samples(grid.dataset)
     cells = expand_cells(grid, dataset_fingerprint(samples, grid.dataset.image_max_side))

@@ -166,8 +166,15 @@ def test_preprocess_costs_per_cell():
     assert all(math.isnan(v) for v in preprocess_costs(*tables([math.nan] * 2, [2, 2], ["", ""])).values())
     unmeasured = preprocess_costs(pd.DataFrame({"error": [""]}), pd.DataFrame())
     assert all(math.isnan(v) for v in unmeasured.values())
-    assert measurement_kinds(tables([0.1], [1], [""])[1]) == {"cache_policy": "cold: x"}
-    assert measurement_kinds(pd.DataFrame({"error": [""]})) == {"cache_policy": ""}
+    kinds = {"cache_policy": "cold: x", "preprocess_where": ""}
+    assert measurement_kinds(tables([0.1], [1], [""])[1]) == kinds
+    assert measurement_kinds(pd.DataFrame({"error": [""]})) == {"cache_policy": "", "preprocess_where": ""}
+    # the processor ran in the decode tasks: its seconds are not in the batches' wall time, so the share
+    # is over both (0.3 s of processor beside 1.5 s of generate())
+    images, batches = tables([0.2, 0.1], [2, 1], ["", "", ""])
+    off_host = batches.assign(preprocess_where="decode_task")
+    assert preprocess_costs(images, off_host)["preprocess_share"] == pytest.approx(0.3 / 1.8)
+    assert measurement_kinds(off_host)["preprocess_where"] == "decode_task"
 
 
 def grid(coco_mini, **fields) -> dict:

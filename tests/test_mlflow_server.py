@@ -69,6 +69,7 @@ def test_sweep_logs_to_the_tracking_server_over_http(coco_mini, tmp_path, monkey
                          tracking={"uri": uri, "experiment": "server-sweep"})
         data["dataset"]["limit"] = 4
         data["resources"] = {"local_gpus": 2, "batch_size": 4}
+        data["energy"] = {"enabled": False}  # codecarbon adds seconds per actor; not what this test is about
         grid = parse_grid(data)
         samples = load_coco_samples(grid.dataset)
         cells = expand_cells(grid, dataset_fingerprint(samples, grid.dataset.image_max_side))

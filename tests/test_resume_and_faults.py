@@ -20,6 +20,7 @@ def _sweep(coco, out, models, **kw):
         dataset={"captions": str(coco / "captions_val2017.json"), "images": str(coco / "val2017"),
                  "limit": 12, "image_max_side": 96},
         resources={"local_gpus": 2, "batch_size": 4},
+        energy={"enabled": False},  # codecarbon adds seconds per actor; not what these tests are about
     ))
     samples = load_coco_samples(grid.dataset)
     cells = expand_cells(grid, dataset_fingerprint(samples, grid.dataset.image_max_side))
@@ -33,23 +34,34 @@ def _children(info):
     return t.client.search_runs([t.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{t.parent_id}'")
 
 
+@pytest.fixture(scope="module")
+def llava_and_broken(coco_mini, tmp_path_factory):
+    """One sweep for both tests below: tiny llava beside a model that fails to load (its output dir is then
+    the earlier run that --fresh archives)."""
+    root = tmp_path_factory.mktemp("resume")
+    broken = root / "no-such-model"  # a folder that says llava but holds no processor nor weights
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "llava"}')
+    out = root / "out"
+    code, info, cells = _sweep(coco_mini, out, [{"id": "tiny:llava"}, {"id": str(broken)}])
+    return out, code, info, cells
+
+
 @pytest.mark.slow  # sweeps on Ray
 @pytest.mark.shared_ray
-def test_fresh_archives_instead_of_deleting(coco_mini, tmp_path):
-    _sweep(coco_mini, tmp_path, [{"id": "tiny:llava"}])
-    code, info, cells = _sweep(coco_mini, tmp_path, [{"id": "tiny:llava"}], fresh=True)
+def test_fresh_archives_instead_of_deleting(coco_mini, llava_and_broken):
+    out, _, _, earlier = llava_and_broken  # its tiny llava cell is finished there
+    code, info, cells = _sweep(coco_mini, out, [{"id": "tiny:llava"}], fresh=True)
+    assert cells[0].cell_id == earlier[0].cell_id
     assert code == 0 and not info.results.iloc[0]["reused"]
-    archived = list((tmp_path / "cells-archive").glob(f"*/{cells[0].cell_id}/captions.parquet"))
+    archived = list((out / "cells-archive").glob(f"*/{cells[0].cell_id}/captions.parquet"))
     assert len(archived) == 1
 
 
 @pytest.mark.slow  # a sweep on Ray
 @pytest.mark.shared_ray
-def test_a_model_that_fails_to_load_fails_only_its_cell(coco_mini, tmp_path):
-    broken = tmp_path / "no-such-model"  # a folder that says llava but holds no processor nor weights
-    broken.mkdir()
-    (broken / "config.json").write_text('{"model_type": "llava"}')
-    code, info, _ = _sweep(coco_mini, tmp_path / "out", [{"id": "tiny:llava"}, {"id": str(broken)}])
+def test_a_model_that_fails_to_load_fails_only_its_cell(llava_and_broken):
+    _, code, info, _ = llava_and_broken  # (what it reads, --fresh of the other test leaves as it was)
     assert code == 1
     results = info.results.set_index("model")
     assert results.loc["llava", "status"] == "ok"

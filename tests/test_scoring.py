@@ -145,3 +145,25 @@ def test_mean_caption_length():
     assert mean_caption_length(["a dog", "a big red bus", ""]) == pytest.approx(2.0)
     assert mean_caption_length(iter(["one  two\tthree"])) == 3.0
     assert math.isnan(mean_caption_length([]))
+
+
+@pytest.mark.slow  # METEOR's JVM
+def test_scorers_of_one_process_share_one_meteor_jvm_and_a_dead_one_is_replaced():
+    from sweep.quality.scoring import meteor
+
+    def pid(s: CaptionScorer) -> int:
+        return s._meteor._meteor.meteor_p.pid
+
+    refs = {1: ["a dog on the grass", "a brown dog"]}
+    with CaptionScorer(spice=False) as first:
+        first.score({1: "a dog"}, refs)
+        jvm = pid(first)
+    with CaptionScorer(spice=False) as second:  # the closed scorer's JVM, not a second start
+        assert second.score({1: "a dog"}, refs)["meteor"] > 0 and pid(second) == jvm
+    meteor._idle[0].meteor_p.kill()  # the idle JVM dies: the next scorer starts a fresh one
+    meteor._idle[0].meteor_p.wait()
+    with CaptionScorer(spice=False) as third:
+        assert third.score({1: "a dog"}, refs)["meteor"] > 0 and pid(third) != jvm
+        idle = third._meteor._meteor.meteor_p
+    meteor.stop_idle_meteor()
+    assert idle.poll() is not None and not meteor._idle

@@ -58,6 +58,7 @@ def _start(coco: Path, tmp_path: Path, limit: int = 8) -> tuple[subprocess.Popen
     data["dataset"]["limit"] = limit
     data["resources"] = {"local_gpus": 2, "batch_size": 4}
     data["generation"] = {"share_token_budgets": False}
+    data["energy"] = {"enabled": False}  # codecarbon adds seconds per actor; not what this test is about
     path = tmp_path / "grid.yaml"
     path.write_text(yaml.safe_dump(data))
     env = {**os.environ, "VLM_SWEEP_FAULT_DIR": str(tmp_path / "faults"), "VLM_SWEEP_FAULT_SLEEP": "1.5",

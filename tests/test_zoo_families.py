@@ -2,26 +2,23 @@
 every shipped model is a small real checkpoint of its family, and each family's prompt path keeps its
 trained quality (a template or image-token regression makes the CIDEr drop, and fails here).
 
-Measured once (``zoo_quality.measure``, beside this file: the first 24 images of
-``zoo/shapes-data/test-200``, fp32, greedy, 32 tokens; CIDEr-D with document frequencies from the
-split's 1,000 references):
+Measured (``zoo_quality.measure``, beside this file: the first 24 images of ``zoo/shapes-data/test-200``,
+fp32, greedy, 32 tokens; CIDEr-D with document frequencies from the split's 1,000 references; the paired
+gains over the errors are in docs/zoo-families.md):
 
-| model | trained | image blanked | template broken (which error) |
+| model | trained [95% bootstrap] | image blanked | template broken (which error) |
 |---|---|---|---|
-| shapes-llava-small | 1.85 | 0.22 | 1.03 (no generation prompt) |
-| shapes-llava-base | 2.42 | 0.28 | 1.46 (no generation prompt) |
-| shapes-smolvlm-base | 1.58 | 0.32 | 1.15 (no generation prompt) |
-| shapes-git-small | 0.98 | 0.56 | 0.35 (grid prompt fed as text after [CLS]) |
-| shapes-blip2-small | 0.79 | 0.79 | 0.00 (no "Question: ... Answer:") |
-| shapes-paligemma-base | 0.45 | 0.28 | 0.67 (grid prompt instead of "caption en") |
-| shapes-qwen2vl-small | 0.45 | 0.36 | 0.71 (no generation prompt) |
-| shapes-florence2-small | 0.58 | 0.58 | 0.58 (<OCR> instead of <CAPTION>) |
+| shapes-llava-base | 2.42 [2.16, 2.65] | 0.28 | 1.46 (no generation prompt) |
+| shapes-llava-small | 1.85 [1.51, 2.16] | 0.23 | 1.03 (no generation prompt) |
+| shapes-smolvlm-base | 1.58 [1.27, 1.90] | 0.32 | 1.15 (no generation prompt) |
+| shapes-git-small | 0.98 [0.76, 1.21] | 0.56 | 0.35 (grid prompt as text) |
+| shapes-qwen2vl-small | 0.95 [0.73, 1.20] | 0.25 | 0.69 (no generation prompt) |
+| shapes-blip2-small | 0.94 [0.66, 1.22] | 0.53 | 0.50 (no "Question: ... Answer:") |
+| shapes-florence2-small | 0.58 [0.40, 0.76] | 0.58 | 0.58 (<OCR>, not <CAPTION>) |
+| shapes-paligemma-small | 0.58 [0.43, 0.70] | 0.24 | 0.21 (grid prompt, not "caption en") |
 
-LLaVA, SmolVLM and GIT broke through the colour-only loss plateau (train loss < 0.9) and depend on both
-their image and their template; BLIP-2 learned its prompt but not its image (same captions for a blank
-image), PaliGemma its image but not its task prefix, Qwen2-VL and Florence-2 neither, within the training
-budgets the shared CPU allowed (ZOO_MODEL.json). The test guards each model against the errors it shows a
-clear drop for.
+Every model but Florence-2 depends on its image and on its template (docs/zoo-families.md says how the
+four that did not were fixed, and why Florence-2 still does not).
 """
 
 import json
@@ -36,23 +33,23 @@ from zoo.trainer.loop import caption_ids, training_batch
 from zoo.trainer.parts import TRAIN_PROMPT, Size
 
 N_IMAGES = 24
-LLAVA = {"shapes-llava-small": "llava", "shapes-llava-base": "llava"}
-FAMILY_OF = {**{name: spec.recipe.family for name, spec in ZOO.items()}, **LLAVA}
-# Per model: the CIDEr it must reach on the first N_IMAGES test images (about 70% of what it measured), and
-# the errors it must beat by MARGIN, those whose measured drop was clear (see the table above; a model that
-# did not learn to depend on its prompt text, or on its image, has no drop to guard there).
-BOTH = ("blank_image", "broken_template")
-EXPECT: dict[str, tuple[float, tuple[str, ...]]] = {
-    "shapes-llava-small": (1.3, BOTH),
-    "shapes-llava-base": (1.7, BOTH),
-    "shapes-git-small": (0.69, BOTH),
-    "shapes-smolvlm-base": (1.1, BOTH),
-    "shapes-blip2-small": (0.55, ("broken_template",)),  # image-blind: its captions ignore the image
-    "shapes-paligemma-base": (0.31, ("blank_image",)),  # reads better without "caption en" (undertrained)
-    "shapes-qwen2vl-small": (0.32, ()),  # on the colour-only plateau: no clear drop either way
-    "shapes-florence2-small": (0.4, ()),  # image- and prompt-blind: the same caption for every input
+FAMILY_OF = {name: spec.recipe.family for name, spec in ZOO.items()}
+# Per model: the CIDEr it must reach on the first N_IMAGES test images, about 80% of what it measured (the
+# table above). Every model must also beat both errors: the lower bound of its trained CIDEr's 95% bootstrap
+# interval above the error run's mean, and the error costing at least MIN_GAIN of it, so losing the image or
+# breaking the template fails here.
+ERRORS = ("blank_image", "broken_template")
+MIN_GAIN = 0.15  # each error costs at least this share of the trained CIDEr
+FLOOR: dict[str, float] = {
+    "shapes-llava-small": 1.5,
+    "shapes-llava-base": 1.9,
+    "shapes-git-small": 0.78,
+    "shapes-smolvlm-base": 1.25,
+    "shapes-blip2-small": 0.75,
+    "shapes-paligemma-small": 0.46,
+    "shapes-qwen2vl-small": 0.76,
+    "shapes-florence2-small": 0.46,
 }
-MARGIN = 1.3
 
 
 @pytest.mark.parametrize("family", sorted(RECIPES))
@@ -105,12 +102,23 @@ def test_shipped_model_is_a_small_checkpoint_of_its_family(name):
     assert max(sizes.values()) < 2_000_000 and sum(sizes.values()) < 3_000_000
 
 
-@pytest.mark.slow  # one model load and 3 x 24 captions per model: ~15 s each on a quiet 2-core machine
-@pytest.mark.parametrize("name", sorted(FAMILY_OF))
+# Florence-2 still writes the same caption for every image and prompt (0.58 / 0.58 / 0.58): a finer image
+# grid, no dropout and a fan-in cross-attention did not change it at 700 steps (0.25 / 0.25 / 0.27), so the
+# shipped model is the earlier one and its check is an expected failure until the family trains.
+BLIND = pytest.mark.xfail(strict=True, reason="shapes-florence2-small ignores its image and prompt")
+
+
+@pytest.mark.slow  # one model load and 3 x 24 captions per model
+@pytest.mark.parametrize("name", [pytest.param(n, marks=BLIND) if n == "shapes-florence2-small" else n
+                                  for n in sorted(ZOO)])
 def test_family_prompt_path_keeps_the_trained_quality(name):
-    floor, guarded = EXPECT[name]
     scores = zoo_quality.measure(ZOO_DIR / name, FAMILY_OF[name], N_IMAGES)
-    print(name, {k: round(v, 3) for k, v in scores.items()})
-    assert scores["trained"] >= floor
-    for error in guarded:
-        assert scores["trained"] >= MARGIN * scores[error], f"{name}: {error} {scores[error]:.3f}"
+    means = {k: zoo_quality.mean(v) for k, v in scores.items()}
+    low, high = zoo_quality.trained_interval(scores["trained"])
+    gains = {e: zoo_quality.paired_gain(scores["trained"], scores[e]) for e in ERRORS}
+    print(name, {k: round(v, 3) for k, v in means.items()}, f"trained 95% [{low:.3f}, {high:.3f}]",
+          {e: f"{g.estimate:.3f} [{g.low:.3f}, {g.high:.3f}]" for e, g in gains.items()})
+    assert means["trained"] >= FLOOR[name]
+    for error in ERRORS:
+        assert low > means[error], f"{name}: {error} {means[error]:.3f} within the trained interval"
+        assert means["trained"] - means[error] >= MIN_GAIN * means["trained"], f"{name}: {error}"

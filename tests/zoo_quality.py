@@ -35,23 +35,53 @@ def samples(n: int | None = None) -> list[Any]:
     return found[:n] if n else found
 
 
-def cider(predictions: list[str], refs: list[list[str]], all_refs: list[list[str]]) -> float:
-    """Mean CIDEr-D of the predictions, document frequencies from every reference of the split."""
+def cider(predictions: list[str], refs: list[list[str]], all_refs: list[list[str]]) -> list[float]:
+    """Per-image CIDEr-D of the predictions, document frequencies from every reference of the split."""
     from sweep.quality.scoring import DocumentFrequencies, cider_d
 
     df = DocumentFrequencies.from_tokenized([[words(r) for r in rs] for rs in all_refs])
-    scores = cider_d([words(p) for p in predictions], [[words(r) for r in rs] for rs in refs], df)
+    return list(cider_d([words(p) for p in predictions], [[words(r) for r in rs] for rs in refs], df))
+
+
+def mean(scores: list[float]) -> float:
     return sum(scores) / len(scores)
 
 
-def caption(captioner: Any, items: list[Any], blank: bool = False, max_new_tokens: int = 32) -> list[str]:
-    """Greedy captions of the samples, 16 per generate call; ``blank``: every image a plain grey one."""
+def paired_gain(trained: list[float], error: list[float]) -> Any:
+    """trained - error CIDEr over the same images, with its paired 95% bootstrap interval (the sweep's own
+    ``paired_difference``: what the images share cancels, so a consistent gain is told from noise)."""
+    import pandas as pd
+
+    from sweep.quality.statistics import paired_difference
+
+    def table(scores: list[float]) -> Any:
+        return pd.DataFrame({"sample_id": range(len(scores)), "cider": scores})
+
+    return paired_difference(table(trained), table(error))
+
+
+def trained_interval(scores: list[float]) -> tuple[float, float]:
+    """The 95% bootstrap interval of the mean over the images (the sweep's own resampling)."""
+    import pandas as pd
+
+    from sweep.quality.statistics import cell_intervals, ci_columns
+
+    table = pd.DataFrame({"sample_id": range(len(scores)), "cider": scores})
+    found = cell_intervals(table, metrics=("cider",))
+    low, high = ci_columns("cider")
+    return found[low], found[high]
+
+
+def caption(captioner: Any, items: list[Any], blank: bool = False, max_new_tokens: int = 32,
+            batch_size: int = 24) -> list[str]:
+    """Greedy captions of the samples, ``batch_size`` per generate call; ``blank``: every image a plain grey
+    one."""
     from actors.contract import CaptionRequest
 
     out: list[str] = []
     kwargs = {"max_new_tokens": max_new_tokens, "num_beams": 1, "do_sample": False}
-    for start in range(0, len(items), 16):
-        batch = items[start : start + 16]
+    for start in range(0, len(items), batch_size):
+        batch = items[start : start + batch_size]
         images = [Image.open(s.path).convert("RGB") for s in batch]
         if blank:
             images = [Image.new("RGB", im.size, (128, 128, 128)) for im in images]
@@ -97,8 +127,9 @@ def broken_template(family: Any) -> Iterator[str]:
         yield what
 
 
-def measure(model_dir: Path, family: str, n: int = 32, max_new_tokens: int = 32) -> dict[str, float]:
-    """CIDEr of one zoo model on the first ``n`` test images: trained, image blanked, template broken."""
+def measure(model_dir: Path, family: str, n: int = 32, max_new_tokens: int = 32) -> dict[str, list[float]]:
+    """Per-image CIDEr of one zoo model on the first ``n`` test images: trained, image blanked, template
+    broken."""
     from actors.backends import make_captioner
 
     everything = samples()

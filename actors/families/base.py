@@ -78,6 +78,11 @@ class Family:
     # splits off where a prompt is more than this fraction longer than the group's shortest; None: one
     # generate() per call, however the lengths differ.
     length_group_slack: ClassVar[float | None] = DEFAULT_SLACK
+    # The processor can run in the decode tasks (`actors.prepare`): `build_inputs` on one sample at a time
+    # with a processor loaded without the weights, the host padding the batch (`generate_prepared`). False
+    # where `generate` is the family's own (it needs the PIL images); a subclass that overrides `generate`
+    # without saying otherwise is marked False (`__init_subclass__`).
+    prepares_off_host: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -85,6 +90,8 @@ class Family:
             cls.model_types = (cls.name,)
         if "generate" in cls.__dict__ and "shares_token_budgets" not in cls.__dict__:
             cls.shares_token_budgets = False
+        if "generate" in cls.__dict__ and "prepares_off_host" not in cls.__dict__:
+            cls.prepares_off_host = False
 
     def prompt_for(self, grid_prompt: str) -> str:
         if self.task_prompt is None or grid_prompt.startswith(self.task_prefixes or (self.task_prompt,)):
@@ -151,6 +158,13 @@ class Family:
         return generate_grouped(self, model, processor, prompts, images, generate_kwargs, device, budgets,
                                 slack=self.length_group_slack)
 
+    def generate_prepared(self, model: Any, processor: Any, prepared: list[dict[str, Any]],
+                          generate_kwargs: dict[str, Any], device: Any, budgets: tuple[int, ...] = ()
+                          ) -> Generation:
+        """`generate_budgets` for requests whose processor ran in a decode task (`prepares_off_host`)."""
+        return generate_grouped(self, model, processor, [], [], generate_kwargs, device, budgets,
+                                slack=self.length_group_slack, prepared=prepared)
+
     def describe(self) -> dict[str, Any]:
         """What the family does, for logs and the dry-run plan."""
         return {
@@ -160,6 +174,7 @@ class Family:
             "vllm_supported": self.vllm_supported,
             "requires_remote_code": self.requires_remote_code,
             "shares_token_budgets": self.shares_token_budgets,
+            "prepares_off_host": self.prepares_off_host,
         }
 
     def __repr__(self) -> str:

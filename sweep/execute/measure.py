@@ -66,10 +66,11 @@ def summarize_costs(table: pd.DataFrame, batches: pd.DataFrame, cell_wall_second
 
 def preprocess_costs(table: pd.DataFrame, batches: pd.DataFrame) -> dict[str, float]:
     """`preprocess_seconds_per_image`: the processor's seconds (chat template, resize, patching,
-    tokenization) per captioned image; `preprocess_share`: their share of the hosts' busy time (the
-    batches' wall time, processor and generate() together). NaN when a host did not measure it (vLLM
-    processes inside its engine; tables stored before it was recorded). `table`: the cell's images,
-    `batches`: their batches."""
+    tokenization) per captioned image; `preprocess_share`: their share of the batches' work, processor
+    and generate() together: the hosts' busy time (the batches' wall time) holds the processor's seconds
+    that ran on a host, and the seconds that ran in decode tasks (`preprocess_where`) are added to it. NaN
+    when a host did not measure it (vLLM processes inside its engine; tables stored before it was
+    recorded). `table`: the cell's images, `batches`: their batches."""
     nan = {"preprocess_seconds_per_image": math.nan, "preprocess_share": math.nan}
     if "preprocess_sec" not in batches or "batch_images" not in batches:
         return nan
@@ -80,16 +81,17 @@ def preprocess_costs(table: pd.DataFrame, batches: pd.DataFrame) -> dict[str, fl
     if not len(ok) or pre.isna().any() or busy <= 0:
         return nan
     total = float(pre.sum())
-    return {"preprocess_seconds_per_image": total / len(ok), "preprocess_share": total / busy}
+    off_host = float(pre[captioned["preprocess_where"] == "decode_task"].sum()) \
+        if "preprocess_where" in captioned else 0.0
+    return {"preprocess_seconds_per_image": total / len(ok), "preprocess_share": total / (busy + off_host)}
 
 
 def measurement_kinds(table: pd.DataFrame) -> dict[str, str]:
-    """How the cell was measured (docs/measurement.md): its hosts' `cache_policy` ("" for tables stored
-    before it was recorded); `warmup_batches` is a metric (`summarize_costs`)."""
-    if "cache_policy" not in table:
-        return {"cache_policy": ""}
-    values = table["cache_policy"].dropna().astype(str)
-    return {"cache_policy": ",".join(sorted(set(values) - {""}))}
+    """How the cell was measured (docs/measurement.md): its hosts' `cache_policy` and where their processor
+    ran (`preprocess_where`), "" for tables stored before they were recorded; `warmup_batches` is a metric
+    (`summarize_costs`)."""
+    return {key: ",".join(sorted(set(table[key].dropna().astype(str)) - {""})) if key in table else ""
+            for key in ("cache_policy", "preprocess_where")}
 
 
 def generation_window(rows: pd.DataFrame) -> float:

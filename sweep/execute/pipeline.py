@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from actors.contract import BatchResult, BudgetResult, CellStart, ModelHostApi, SampleResult
+from actors.contract import BatchResult, BudgetResult, CellStart, ModelHostApi, Preprocessor, SampleResult
 from sweep.data.sources import Sample
 from sweep.execute.hosts import call_host
 from sweep.execute.stages import decode_batch
@@ -28,6 +28,8 @@ class PipelineSettings:
     energy_country: str | None
     accelerator_type: str | None = None  # e.g. "L4": model actors only on nodes with that accelerator
     max_image_pixels: int | None = 89_478_485  # dataset.max_image_pixels: larger images are error rows
+    # run the family's processor in the decode tasks where the hosts offer it (`CellStart.preprocessor`)
+    preprocess_in_decode_tasks: bool = True
 
     @classmethod
     def from_grid(cls, grid: GridConfig) -> PipelineSettings:
@@ -37,6 +39,7 @@ class PipelineSettings:
             energy_country=grid.energy.country_iso_code if grid.energy.enabled else None,
             accelerator_type=grid.resources.accelerator_type,
             max_image_pixels=getattr(grid.dataset, "max_image_pixels", None),
+            preprocess_in_decode_tasks=grid.resources.preprocess_in_decode_tasks,
         )
 
 
@@ -180,10 +183,10 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
             on_start(starts)
         # "DEFAULT": not the trial's placement group (Tune's, of 0.01 CPU), which a task launched from
         # the trial would otherwise be captured in and never fit
-        decode = ray.remote(decode_batch).options(num_cpus=settings.cpus_per_decode_task,
-                                                  scheduling_strategy="DEFAULT")
-        window = batches_in_flight(len(hosts), ray.cluster_resources().get("CPU", 1.0),
-                                   settings.cpus_per_decode_task)
+        prepare = decode_task_preprocessor(starts, generation.prompt, settings.preprocess_in_decode_tasks)
+        cpus = decode_task_cpus(settings.cpus_per_decode_task, prepare is not None)
+        decode = ray.remote(decode_batch).options(num_cpus=cpus, scheduling_strategy="DEFAULT")
+        window = batches_in_flight(len(hosts), ray.cluster_resources().get("CPU", 1.0), cpus)
         size = cell.batch_size
         # a host whose engine schedules requests itself (vLLM) takes several batches per call
         per_call = max(1, min(s.batches_per_call for s in starts))
@@ -193,7 +196,7 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
         for i, first in enumerate(range(0, len(batches), per_call)):
             group = batches[first:first + per_call]
             pieces = [decode.remote(batch[j:j + DECODE_PIECE], video, settings.image_max_side,
-                                    settings.max_image_pixels)
+                                    settings.max_image_pixels, prepare)
                       for batch in group for j in range(0, len(batch), DECODE_PIECE)]
             host = hosts[i % len(hosts)]
             if per_call == 1:
@@ -209,6 +212,25 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
         return produced
     finally:
         ray.get(host_pool.release.remote(set_id, healthy))
+
+
+def decode_task_preprocessor(starts: list[CellStart], prompt: str, wanted: bool
+                             ) -> tuple[Preprocessor, str] | None:
+    """What the decode tasks prepare with (`stages.decode_batch`): the hosts' one offer and the prompt,
+    when every host of the cell makes the same one; else None (the processor runs on the hosts)."""
+    offers = {s.preprocessor for s in starts}
+    if not wanted or len(offers) != 1 or None in offers:
+        return None
+    return offers.pop(), prompt
+
+
+def decode_task_cpus(cpus_per_decode_task: float, preparing: bool) -> float:
+    """CPUs per decode task: the grid's, and at least 1 when the tasks run the processor. Ray keeps as
+    many idle workers as the node has CPUs and ends the others after a second idle; a worker that runs
+    the processor imports torch and transformers and loads the processor first (5 s to over a minute on
+    2 loaded cores, measured), so tasks that fit more workers than CPUs paid that again after every
+    pause in the feed."""
+    return max(1.0, cpus_per_decode_task) if preparing else cpus_per_decode_task
 
 
 # Images per decode task: a larger batch is decoded in pieces side by side, so its first batch is ready

@@ -85,7 +85,8 @@ def halving_setup(plan: SweepPlan, trial_cells: list[Cell],
     recorder.search_stamp = search_stamp(search)  # what a pruned cell is stored under (read back later)
     # cells finished earlier dominate at every rung too (their stored images include every rung's)
     scheduler = ParetoHalvingScheduler(sizes, groups, evaluate, search.objectives, search.confidence, state,
-                                       comparators=list(plan.finished))
+                                       comparators=list(plan.finished),
+                                       hold_first_rung=search.synchronous_first_rung and len(sizes) > 1)
     return [by_id[i] for i in order], sizes, scheduler
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from actors.contract import SampleBatch
+from actors.contract import Preprocessor, SampleBatch
 from sweep.data.files import read_regular, sha1_bytes
 
 PIL_MAX_IMAGE_PIXELS = 89_478_485  # PIL's own default decompression-bomb limit
@@ -178,9 +178,22 @@ class DecodeFrames:
 
 
 def decode_batch(rows: list[dict[str, Any]], video: bool, max_side: int,
-                 max_pixels: int | None = PIL_MAX_IMAGE_PIXELS) -> SampleBatch:
+                 max_pixels: int | None = PIL_MAX_IMAGE_PIXELS,
+                 prepare: tuple[Preprocessor, str] | None = None) -> SampleBatch:
     """One batch of samples decoded (images, or a scene's frames) into the hosts' typed input: what one
-    decode task of the pipeline returns. Failed samples are error rows of the batch, never an exception."""
+    decode task of the pipeline returns. Failed samples are error rows of the batch, never an exception.
+    `prepare` (the hosts' `CellStart.preprocessor` and the cell's prompt): the family's processor runs
+    here too (`actors.prepare`), so the host only generates."""
+    batch = decoded_batch(rows, video, max_side, max_pixels)
+    if prepare is None:
+        return batch
+    from actors.prepare import prepare_batch
+
+    return prepare_batch(batch, *prepare)
+
+
+def decoded_batch(rows: list[dict[str, Any]], video: bool, max_side: int,
+                  max_pixels: int | None = PIL_MAX_IMAGE_PIXELS) -> SampleBatch:
     decode = DecodeFrames(max_side) if video else DecodeImage(max_side, max_pixels)
     outs = [decode(row) for row in rows]
     return SampleBatch(

@@ -235,6 +235,14 @@ def order_for_reuse(cells: list[Cell], slots: int,
     return ordered
 
 
+def _concurrency(scheduler: Any, slots: int) -> dict[str, Any]:
+    """Tune's limit of trials at once: `slots`, not counting the trials a synchronous first rung holds
+    (paused, they would count until they complete: `sweep.search.scheduler.HeldAwareGenerator`)."""
+    if getattr(scheduler, "hold_first_rung", False):
+        return {"search_alg": scheduler.trial_generator(slots)}
+    return {"max_concurrent_trials": slots}
+
+
 def concurrent_cells(total_gpus: float, cells: list[Cell]) -> int:
     """How many cells fit on the cluster's GPUs at once (at least one)."""
     need = max(c.gpus_per_actor * c.replicas for c in cells)
@@ -278,8 +286,7 @@ def run_trials(cells: list[Cell], samples: list[Sample], settings: PipelineSetti
         trainable,
         param_space={"cell_id": tune.grid_search(order)},
         # trial processes are reused: a fresh one per cell costs seconds of imports (ray.data, pandas)
-        tune_config=tune.TuneConfig(max_concurrent_trials=slots, reuse_actors=True,
-                                    scheduler=scheduler),
+        tune_config=tune.TuneConfig(reuse_actors=True, scheduler=scheduler, **_concurrency(scheduler, slots)),
         run_config=tune.RunConfig(
             name=run_name,
             storage_path=str(storage_path.resolve()),

@@ -119,6 +119,9 @@ class ResourcesConfig(_Strict):
         description="memory of one GPU for the fit check (default: known from accelerator_type)",
     )
     vllm: VllmEngineConfig = VllmEngineConfig()
+    preprocess_in_decode_tasks: StrictBool = Field(
+        default=True, description="run the family's processor in the CPU decode tasks where the backend and "
+        "family allow it (HF), so the model host only generates; false: on the model host")
 
 
 class MeasurementConfig(_Strict):
@@ -196,7 +199,7 @@ class SearchConfig(_Strict):
         "the last rung; default: first_rung and factor",
     )
     first_rung: StrictInt | None = Field(default=None, ge=2, description="images at the first rung "
-                                         "(default 16 when rungs is not given)")
+                                         "(default: 1/8 of the images, at least 16, when rungs is not given)")
     factor: float = Field(default=2.0, gt=1, description="each rung sees this many times the images of the "
                           "one before")
     objectives: list[Objective] = Field(
@@ -206,6 +209,10 @@ class SearchConfig(_Strict):
     confidence: float = Field(default=0.95, gt=0.5, lt=1, description="level of the paired bootstrap "
                               "interval that must clear zero")
     seed: int = Field(default=0, description="seed of the image order every cell shares")
+    synchronous_first_rung: bool = Field(
+        default=True, description="every generation reaches the first rung before any goes further (the "
+        "others wait, paused), then they go on best first by CIDEr; false: fully asynchronous (a cell is "
+        "compared only with those that reached its rung before it)")
 
     @field_validator("rungs")
     @classmethod

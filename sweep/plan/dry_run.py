@@ -75,6 +75,9 @@ def format_search(search: SearchConfig, plans: list[CellPlan], n_images: int,
     runs = [p for p in plans if p.sharing.startswith(("shares", "generates itself"))]
     generations = sum(not p.sharing.startswith("shares") for p in runs)
     worst, expected = image_counts(sizes, generations, search.factor)
+    held = search.synchronous_first_rung and len(sizes) > 1
+    order = [f"order: every generation captions the first rung ({sizes[0]} images) before any goes further, "
+             "then the best CIDEr there goes on first"] if held else []
     return [
         f"search: pareto_halving over rungs {sizes} (images of one order, seed {search.seed}); a cell stops "
         f"when another is better on CIDEr at {search.confidence:.0%} and at least as cheap on "
@@ -82,4 +85,5 @@ def format_search(search: SearchConfig, plans: list[CellPlan], n_images: int,
         f"images captioned by {generations} generations: worst case {worst:,} (none stopped), expected "
         f"about {expected:,.0f} if 1/{search.factor:g} survive each rung (the real share depends on the "
         "cells)",
+        *order,
     ]

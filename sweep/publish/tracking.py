@@ -62,6 +62,9 @@ class SweepTracker:
                  parent_params: dict[str, Any]):
         from mlflow.tracking import MlflowClient
 
+        from sweep.publish.sqlite_store import start_from_migrated_copy
+
+        start_from_migrated_copy(uri)  # a new sqlite store: copied, not migrated (~1.3 CPU-s)
         self.uri = uri
         self.client = MlflowClient(tracking_uri=uri)
         exp = self.client.get_experiment_by_name(experiment)

@@ -41,6 +41,7 @@ class CellOutcome:
             "energy_kind": self.params.get("energy_kind", ""),
             "latency_kind": self.params.get("latency_kind", ""),
             "cache_policy": self.params.get("cache_policy", ""),
+            "preprocess_where": self.params.get("preprocess_where", ""),
             "cider_document_frequencies": self.params.get("cider_document_frequencies", ""),
             **dict.fromkeys(RESULT_METRICS, math.nan),
             **self.metrics,

@@ -122,6 +122,8 @@ BATCH_TABLE: tuple[Column, ...] = (
     _batch("latency_kind", "str", "batch_wall | request_e2e: how batch_latency_sec was taken"),
     _batch("preprocess_sec", "float", "the batch's seconds in the processor apart from generate() (NaN: "
            "not measured, e.g. vLLM)", share="preprocess_sec_per_image"),
+    _batch("preprocess_where", "str", "where the processor ran: host (inside the batch's latency) | "
+           "decode_task (before the batch reached the host; docs/measurement.md)"),
     _batch("cache_policy", "str", "what the host did to its caches at the cell's start "
            "(docs/measurement.md)"),
     _batch("warmup_batches", "int", "unmeasured warm-up generations before the cell's first batch"),
@@ -181,6 +183,8 @@ RESULTS_TABLE: tuple[Column, ...] = (
     Column("latency_kind", "str", "how latency was taken", RECORDER, "cell", title="latency kind"),
     Column("cache_policy", "str", "what the hosts did to their caches at the cell's start "
            "(docs/measurement.md)", RECORDER, "cell", title="caches"),
+    Column("preprocess_where", "str", "where the processor ran: host | decode_task (docs/measurement.md)",
+           RECORDER, "cell", title="processor on"),
     Column("cider_document_frequencies", "str", "reference_set | scored_subset", RECORDER, "cell"),
     *_quality(),
     Column("latency_p50_s", "float", "median latency an image waited (s)", COSTS, "cell",

@@ -8,7 +8,16 @@ its trial is stopped (Tune's STOP: the result is Tune's), else it goes on withou
 pauses, so none is restarted and no model is loaded twice: the trials run in the sweep's order, as many
 at once as the GPUs allow, exactly as without halving. What asynchrony costs: a trial is only compared
 with the cells that reached its rung before it, so the first generations of a sweep run further than a
-synchronous rung would let them (the order of the trials matters: `sweep.execute.trials.order_for_reuse`)."""
+synchronous rung would let them (the order of the trials matters: `sweep.execute.trials.order_for_reuse`).
+
+`hold_first_rung` (the grid's `search.synchronous_first_rung`) removes that cost where it is largest: a
+trial that reaches the first rung before every generation has is paused there (Tune's PAUSE; its images
+stay in the store). Once every generation has its first rung, the paused trials resume best first (the
+highest CIDEr at the first rung first, `best_first`), so the likely dominators run on while the others
+wait; a resumed trial answers its first rung from the store at once and is decided against every
+generation's first rung. The price: each held trial starts once more (its model is loaded again only
+where the GPUs could not keep it), and Tune's grid generator must not count the paused trials against
+`max_concurrent_trials` (`HeldAwareGenerator`)."""
 
 from __future__ import annotations
 
@@ -18,6 +27,7 @@ from typing import Any
 
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.search import BasicVariantGenerator
 
 from sweep.search.halving import Domination, RungCell, decide_rung, trials_to_stop
 
@@ -36,6 +46,8 @@ class HalvingState:
         self.stopped: dict[str, Domination] = {}
         self.reached: dict[int, int] = {}  # rung index -> generations that reported it
         self.stops: dict[int, int] = {}  # rung index -> generations stopped there
+        self.held: set[str] = set()  # Tune trial ids paused at the first rung now
+        self.resumed: list[str] = []  # trial cell ids in the order they resumed after the first rung
 
     def lines(self, rungs: Sequence[int]) -> list[str]:
         """One line per decided rung, e.g. `rung 1 (10 images): 3 of 12 generations stopped`."""
@@ -54,8 +66,11 @@ class ParetoHalvingScheduler(FIFOScheduler):
 
     def __init__(self, rungs: Sequence[int], groups: dict[str, Sequence[str]],
                  evaluate: Callable[[int, Sequence[str]], list[RungCell]], objectives: Sequence[str],
-                 confidence: float, state: HalvingState | None = None, comparators: Sequence[str] = ()):
+                 confidence: float, state: HalvingState | None = None, comparators: Sequence[str] = (),
+                 hold_first_rung: bool = False):
         super().__init__()
+        self.hold_first_rung = hold_first_rung
+        self.slots = 1  # trials at once (trial_generator sets the sweep's)
         self.rungs = list(rungs)
         self.groups = {k: tuple(v) for k, v in groups.items()}
         self.objectives = tuple(objectives)
@@ -65,6 +80,9 @@ class ParetoHalvingScheduler(FIFOScheduler):
         _EVALUATORS[self._key] = evaluate
         _STATES[self._key] = state or HalvingState()
         self.reached: dict[str, int] = {}  # trial cell id -> the highest rung its stored images cover
+        self.failed: set[str] = set()
+        self.paused: dict[str, float] = {}  # trial cell id -> its best CIDEr at the first rung (held)
+        self._counted: set[tuple[str, int]] = set()
 
     @property
     def state(self) -> HalvingState:
@@ -80,8 +98,48 @@ class ParetoHalvingScheduler(FIFOScheduler):
         self.reached[cell_id] = max(rung, self.reached.get(cell_id, -1))
         if rung >= len(self.rungs) - 1:
             return TrialScheduler.CONTINUE  # the whole dataset: nothing left to decide
+        resumed = self.paused.pop(cell_id, None) is not None  # held, restarted: its rung from the store
+        self.state.held.discard(trial.trial_id)
         stop = self.decide(rung, cell_id)
-        return TrialScheduler.STOP if stop is not None else TrialScheduler.CONTINUE
+        if stop is not None:
+            return TrialScheduler.STOP
+        if self.hold_first_rung and rung == 0 and not resumed and not self.first_rung_complete():
+            self.paused[cell_id] = self._best_cider(cell_id)
+            self.state.held.add(trial.trial_id)
+            return TrialScheduler.PAUSE  # until every generation has its first rung
+        return TrialScheduler.CONTINUE
+
+    def first_rung_complete(self) -> bool:
+        """Every generation reached the first rung (or failed): the held trials may go on."""
+        return all(cid in self.reached or cid in self.failed for cid in self.groups)
+
+    def _best_cider(self, cell_id: str) -> float:
+        """The best mean CIDEr at the first rung among the cells the trial's generation serves."""
+        cells = _EVALUATORS[self._key](0, self._members(cell_id))
+        means = [float(c.cider_by_image.mean()) for c in cells if len(c.cider_by_image)]
+        return max(means, default=float("-inf"))
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
+        trials = tune_controller.get_trials()
+        pending = next((t for t in trials if t.status == Trial.PENDING), None)
+        if pending is not None or not self.hold_first_rung:
+            return pending or super().choose_trial_to_run(tune_controller)
+        if not self.first_rung_complete():
+            return None  # the held trials wait for the last first rung
+        paused = [t for t in trials if t.status == Trial.PAUSED]
+        running = sum(t.status in (Trial.RUNNING, Trial.PENDING) for t in trials)
+        if not paused or running >= self.slots:
+            return None  # as many at once as the GPUs allow: Tune's own limit counts new trials only
+        chosen = best_first([t.config["cell_id"] for t in paused], self.paused)[0]
+        trial = next(t for t in paused if t.config["cell_id"] == chosen)
+        if chosen not in self.state.resumed:
+            self.state.resumed.append(chosen)
+        return trial
+
+    def trial_generator(self, max_concurrent: int) -> BasicVariantGenerator:
+        """Tune's grid generator for these trials, its concurrency limit not counting the held ones."""
+        self.slots = max_concurrent  # resumed held trials count against it too (choose_trial_to_run)
+        return HeldAwareGenerator(self._key, max_concurrent)
 
     def decide(self, rung: int, cell_id: str) -> Domination | None:
         """Compare the trial's cells at the rung with every cell that reached it; record a stop."""
@@ -89,7 +147,9 @@ class ParetoHalvingScheduler(FIFOScheduler):
         others = [m for other, reached in self.reached.items() if other != cell_id and reached >= rung
                   for m in self._members(other)]
         state = self.state
-        state.reached[rung] = state.reached.get(rung, 0) + 1
+        if (cell_id, rung) not in self._counted:  # a held trial reports its first rung twice
+            self._counted.add((cell_id, rung))
+            state.reached[rung] = state.reached.get(rung, 0) + 1
         if not others and not self.comparators:
             return None  # nothing reached this rung before it: it goes on
         cells = _EVALUATORS[self._key](rung, [*members, *others, *self.comparators])
@@ -113,6 +173,34 @@ class ParetoHalvingScheduler(FIFOScheduler):
     def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
         # a failed cell is on no front: it must not stop another one
         self.reached.pop(trial.config["cell_id"], None)
+        self.failed.add(trial.config["cell_id"])
+        self.paused.pop(trial.config["cell_id"], None)
+        self.state.held.discard(trial.trial_id)
 
     def debug_string(self) -> str:
-        return f"Pareto-aware successive halving (asynchronous) over rungs {self.rungs}"
+        how = "a synchronous first rung, then asynchronous" if self.hold_first_rung else "asynchronous"
+        return f"Pareto-aware successive halving ({how}) over rungs {self.rungs}"
+
+
+def best_first(cell_ids: Sequence[str], cider: dict[str, float]) -> list[str]:
+    """The held trials in the order they resume: the highest CIDEr at the first rung first (the likely
+    dominators, so the rest are compared with them at the later rungs); ties keep the given order."""
+    return sorted(cell_ids, key=lambda c: -cider.get(c, float("-inf")))
+
+
+class HeldAwareGenerator(BasicVariantGenerator):
+    """Tune's grid generator whose `max_concurrent` counts the running trials only: a trial paused at the
+    first rung stays "live" to Tune until it completes, and would otherwise keep the next generation
+    from ever starting (with one slot, the sweep would wait forever)."""
+
+    def __init__(self, key: int, max_concurrent: int):
+        super().__init__(max_concurrent=max_concurrent)
+        self._key = key
+
+    def next_trial(self) -> Trial | None:
+        live = self._live_trials
+        self._live_trials = live - _STATES[self._key].held
+        try:
+            return super().next_trial()
+        finally:
+            self._live_trials = live | self._live_trials

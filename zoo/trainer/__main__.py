@@ -1,5 +1,6 @@
-"""``python -m zoo.trainer data --out DIR`` | ``python -m zoo.trainer train [--out zoo]`` (LLaVA) |
-``python -m zoo.trainer train-zoo NAME...`` (the other families, ``zoo.trainer.catalog``)."""
+"""``python -m zoo.trainer data --out DIR`` | ``python -m zoo.trainer train-zoo NAME...`` (any zoo model,
+``zoo.trainer.catalog``; ``all``: every one) | ``python -m zoo.trainer train [--sizes small base]`` (the two
+LLaVA models, the quickstart's: ``train-zoo shapes-llava-small shapes-llava-base``)."""
 
 from __future__ import annotations
 
@@ -19,13 +20,13 @@ def main(argv: list[str] | None = None) -> int:
     splits = list(shapes.SPLIT_SIZES)
     data.add_argument("--splits", nargs="+", default=splits, choices=splits)
     data.add_argument("--n", type=int, default=None, help="images per split (default: each split's size)")
-    train = sub.add_parser("train", help="retrain the zoo's tiny LLaVA captioners on CPU")
+    train = sub.add_parser("train", help="retrain the quickstart's two LLaVA captioners on CPU")
     train.add_argument("--out", type=Path, default=None, help="default: zoo/ at the repository root")
     train.add_argument("--seed", type=int, default=shapes.DEFAULT_SEED)
     train.add_argument("--sizes", nargs="+", default=None, help="small, base (default: both)")
     train.add_argument("--steps", type=int, default=None, help="override every size's step count")
     train.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
-    zoo = sub.add_parser("train-zoo", help="retrain zoo models of the other families, one after the other")
+    zoo = sub.add_parser("train-zoo", help="retrain zoo models, one after the other")
     zoo.add_argument("names", nargs="+", help="zoo model names (zoo.trainer.catalog.ZOO), or 'all'")
     zoo.add_argument("--out", type=Path, default=None, help="default: zoo/ at the repository root")
     zoo.add_argument("--seed", type=int, default=shapes.DEFAULT_SEED)
@@ -33,12 +34,6 @@ def main(argv: list[str] | None = None) -> int:
     zoo.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     args = parser.parse_args(argv)
 
-    if args.command == "train-zoo":
-        from zoo.trainer import catalog
-
-        names = list(catalog.ZOO) if args.names == ["all"] else args.names
-        catalog.train_zoo(names, args.out or catalog.ZOO_DIR, args.seed, args.steps, args.threads)
-        return 0
     if args.command == "data":
         start = time.perf_counter()
         sizes = {s: args.n for s in args.splits} if args.n else None
@@ -46,13 +41,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {folder}/captions.json and {folder}/images")
         print(f"done in {time.perf_counter() - start:.1f} s")
         return 0
-    from zoo.trainer import train as trainer
+    from zoo.trainer import catalog
 
-    sizes = tuple(args.sizes or trainer.SIZES)
-    unknown = [s for s in sizes if s not in trainer.SIZES]
+    if args.command == "train":
+        names = [f"shapes-llava-{size}" for size in args.sizes or ("small", "base")]
+    else:
+        names = list(catalog.ZOO) if args.names == ["all"] else args.names
+    unknown = [n for n in names if n not in catalog.ZOO]
     if unknown:
-        parser.error(f"unknown sizes {unknown}; expected {sorted(trainer.SIZES)}")
-    trainer.train_all(args.out or trainer.ZOO_DIR, args.seed, sizes, args.steps, args.threads)
+        parser.error(f"unknown zoo models {unknown}; expected {sorted(catalog.ZOO)}")
+    catalog.train_zoo(names, args.out or catalog.ZOO_DIR, args.seed, args.steps, args.threads)
     return 0
 
 

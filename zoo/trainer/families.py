@@ -15,6 +15,7 @@ from zoo.trainer.parts import Recipe, Size, ids, seeded, word_tokenizer
 
 IMAGE = shapes.IMAGE_SIZE  # 64
 PATCH = 16  # 4x4 patches: short image sequences keep CPU training short
+QWEN_PATCH = 8  # Qwen2-VL merges 2x2 patches into one token: 8-px patches give its 16 tokens
 
 
 def vit(size: Size, **extra: Any) -> dict[str, Any]:
@@ -48,8 +49,11 @@ def build_qwen2_vl(size: Size, seed: int) -> tuple[Any, Any]:
     tok = word_tokenizer(("<unk>", "<|endoftext|>", "<|im_start|>", "<|im_end|>", *named.values()), named,
                          bos=None, eos="<|im_end|>", pad="<|endoftext|>", unk="<unk>", add_bos=False,
                          chat_template=QWEN2_VL_CHAT_TEMPLATE)
-    pixels = 56 * 56  # 64 px -> 56 px: 4x4 patches of 14 px, merged 2x2 into 4 image tokens
-    kw = dict(size={"shortest_edge": pixels, "longest_edge": pixels}, patch_size=14, merge_size=2)
+    # 64 px as they are: 8x8 patches of 8 px, merged 2x2 into 16 image tokens (each 16 px wide, as LLaVA's).
+    # The first model's 14-px patches (64 px cut to 56, 4 tokens of 28 px) put the centre shape on the
+    # corner of all four tokens, and it learned the background colour only.
+    pixels = IMAGE * IMAGE
+    kw = dict(size={"shortest_edge": pixels, "longest_edge": pixels}, patch_size=QWEN_PATCH, merge_size=2)
     processor = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(**kw),
                                  video_processor=Qwen2VLVideoProcessor(**kw), tokenizer=tok,
                                  chat_template=QWEN2_VL_CHAT_TEMPLATE)
@@ -59,7 +63,7 @@ def build_qwen2_vl(size: Size, seed: int) -> tuple[Any, Any]:
     config = Qwen2VLConfig(
         text_config=decoder(size, tok, rope_parameters=rope),
         vision_config=dict(depth=size.vision_layers, embed_dim=size.vision_hidden, num_heads=2, mlp_ratio=2,
-                           hidden_size=size.lm_hidden, patch_size=14, spatial_merge_size=2,
+                           hidden_size=size.lm_hidden, patch_size=QWEN_PATCH, spatial_merge_size=2,
                            temporal_patch_size=2),
         **{f"{k}_id": tok.convert_tokens_to_ids(v) for k, v in named.items()},
     )
@@ -114,7 +118,8 @@ def build_blip2(size: Size, seed: int) -> tuple[Any, Any]:
                                tokenizer=tok, num_query_tokens=queries)
     v = size.vision_hidden
     qformer = dict(hidden_size=v, intermediate_size=2 * v, num_hidden_layers=1, num_attention_heads=2,
-                   cross_attention_frequency=1, encoder_hidden_size=v, max_position_embeddings=128)
+                   cross_attention_frequency=1, encoder_hidden_size=v, max_position_embeddings=128,
+                   hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     text = OPTConfig(vocab_size=len(tok), hidden_size=size.lm_hidden, num_hidden_layers=size.lm_layers,
                      num_attention_heads=size.lm_heads, ffn_dim=size.lm_intermediate,
                      word_embed_proj_dim=size.lm_hidden, max_position_embeddings=256, **ids(tok))
@@ -125,8 +130,16 @@ def build_blip2(size: Size, seed: int) -> tuple[Any, Any]:
     # transformers 5.20 starts the query tokens at zero: identical queries stay identical under training
     # (no query position embedding breaks the tie) and the first trained model ignored its images (its
     # captions were the same for a blank image). Drawn as BLIP-2's own recipe does, N(0, 0.02).
+    generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        model.query_tokens.normal_(0.0, 0.02, generator=torch.Generator().manual_seed(seed))
+        model.query_tokens.normal_(0.0, 0.02, generator=generator)
+        # The Q-Former is the image's only road to the LM, and BLIP-2 starts it from BERT's trained weights.
+        # Drawn at N(0, 0.02) at width 32, its value and output projections pass ~1% of the image's
+        # variation (the rest is the constant queries), and the LM learned to ignore it: the image features
+        # of the first model differed by 0.2% between images. At fan-in scale they pass it whole.
+        for layer in model.qformer.modules():
+            if isinstance(layer, torch.nn.Linear):
+                layer.weight.normal_(0.0, layer.in_features**-0.5, generator=generator)
     return model, processor
 
 
@@ -199,7 +212,49 @@ def build_florence2(size: Size, seed: int) -> tuple[Any, Any]:
     return seeded(Florence2ForConditionalGeneration, config, seed), processor
 
 
+def build_llava(size: Size, seed: int) -> tuple[Any, Any]:
+    """LLaVA-1.5's classes: CLIP tower (16 image tokens, CLS dropped) + projector + Llama; its template."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+        PreTrainedTokenizerFast,
+    )
+
+    from actors.families.llava import LLAVA_CHAT_TEMPLATE
+
+    # The shapes vocabulary only (no TEMPLATE_WORDS): the shipped LLaVA models' tokenizer.
+    vocab = {t: i for i, t in enumerate(["<unk>", "<s>", "</s>", "<pad>", "<image>", *shapes.vocabulary()])}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>",
+                                  pad_token="<pad>", unk_token="<unk>",
+                                  extra_special_tokens={"image_token": "<image>"}, add_bos_token=True,
+                                  add_eos_token=False, padding_side="left", model_max_length=512,
+                                  clean_up_tokenization_spaces=False, chat_template=LLAVA_CHAT_TEMPLATE)
+    square = {"height": IMAGE, "width": IMAGE}
+    image_processor = CLIPImageProcessor(size={"shortest_edge": IMAGE}, crop_size=square)
+    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tok, patch_size=PATCH,
+                               vision_feature_select_strategy="default",
+                               num_additional_image_tokens=1,  # CLIP's CLS token, dropped by "default"
+                               chat_template=LLAVA_CHAT_TEMPLATE, image_token="<image>")
+    vision = CLIPVisionConfig(hidden_size=size.vision_hidden, intermediate_size=2 * size.vision_hidden,
+                              num_hidden_layers=size.vision_layers, num_attention_heads=2, image_size=IMAGE,
+                              patch_size=PATCH, projection_dim=size.vision_hidden)
+    text = LlamaConfig(**decoder(size, tok, head_dim=size.head_dim, tie_word_embeddings=False))
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tok.image_token_id,
+                         image_seq_length=(IMAGE // PATCH) ** 2, vision_feature_select_strategy="default",
+                         vision_feature_layer=-1,  # the last layer: a 1-layer tower would see only embeddings
+                         **ids(tok))
+    return seeded(LlavaForConditionalGeneration, config, seed), processor
+
+
 RECIPES: dict[str, Recipe] = {
+    "llava": Recipe("llava", "LlavaForConditionalGeneration (CLIP vision tower + Llama LM)", build_llava),
     "qwen2_vl": Recipe("qwen2_vl", "Qwen2VLForConditionalGeneration (ViT + 2x2 merger + Qwen2 LM, M-RoPE)",
                        build_qwen2_vl, extra_eos=("<|endoftext|>",)),
     "smolvlm": Recipe("smolvlm", "SmolVLMForConditionalGeneration (SigLIP + pixel-shuffle connector + Llama)",

@@ -100,6 +100,10 @@ def train_spec(spec: ZooSpec, out_dir: Path, seed: int = shapes.DEFAULT_SEED, st
     steps = steps or spec.steps
     start = time.perf_counter()
     model, processor = recipe.build(spec.size, seed)
+    if spec.vision_from:
+        tower = model.get_submodule(recipe.vision_tower)
+        tower.load_state_dict(trained_vision_tower(type(model), Path(out_dir).parent / spec.vision_from,
+                                                   recipe.vision_tower))
     eos = recipe.eos_id(processor.tokenizer)
     scenes, val_scenes = shapes.make_split("train", seed, n_train), shapes.make_split("val", seed)
     images, val_images = [shapes.render(s) for s in scenes], [shapes.render(s) for s in val_scenes]
@@ -128,12 +132,23 @@ def train_spec(spec: ZooSpec, out_dir: Path, seed: int = shapes.DEFAULT_SEED, st
     model.to(torch.float16).save_pretrained(out_dir)  # fp16 on disk halves the size; loads at any dtype
     processor.save_pretrained(out_dir)
     meta = zoo_card(spec.name, {"family": recipe.family, "architecture": recipe.architecture,
-                                "parameters": n_params, "size": asdict(spec.size)},
+                                "parameters": n_params, "size": asdict(spec.size),
+                                "vision_tower_from": spec.vision_from},
                     run_facts(seed, len(scenes), len(val_scenes), steps, spec.batch_size, spec.lr, recent,
                               val_loss, train_seconds),
                     f"python -m zoo.trainer train-zoo {spec.name}")
     (out_dir / "ZOO_MODEL.json").write_text(json.dumps(meta, indent=1) + "\n")
     return meta
+
+
+def trained_vision_tower(model_class: type, model_dir: Path, module: str) -> dict:
+    """The vision tower weights (float32) of a trained zoo model, to start another one from."""
+    import torch
+
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{model_dir}: no trained model to start the vision tower from")
+    source = model_class.from_pretrained(model_dir, dtype=torch.float32)
+    return {k: v.clone() for k, v in source.get_submodule(module).state_dict().items()}
 
 
 def optimizer_step(loss: Any, model: Any, opt: Any, sched: Any) -> float:

@@ -52,6 +52,8 @@ class Recipe:
     # Where the tokenizer keeps the sequence's start and stop ids (GIT's BERT tokenizer: [CLS] and [SEP]).
     bos_attr: str = "bos_token_id"
     eos_attr: str = "eos_token_id"
+    # The vision tower's module path: what a ZooSpec's ``vision_from`` copies from another zoo model.
+    vision_tower: str = "model.vision_tower"
 
     def eos_id(self, tokenizer: Any) -> int:
         return getattr(tokenizer, self.eos_attr)
@@ -79,6 +81,9 @@ class ZooSpec:
     steps: int
     lr: float
     batch_size: int = 32
+    # LLaVA's recipe: start from the trained vision tower of this zoo model (same family and tower size, read
+    # from its folder beside this one's), as LLaVA starts from a pretrained CLIP.
+    vision_from: str | None = None
 
 
 def word_tokenizer(specials: tuple[str, ...], named: Mapping[str, str] | None = None, *,

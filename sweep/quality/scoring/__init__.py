@@ -16,7 +16,8 @@ statistics BLEU needs (`PER_IMAGE_COLUMNS`), and the corpus scores recomputed fr
   (pycocoevalcap's corpus METEOR aggregates the matching statistics first and reads a little different.)
 - ROUGE-L per image (pycocoevalcap); the cell's value is their mean, as in pycocoevalcap.
 
-CaptionScorer reuses one METEOR JVM across calls (starting it costs ~8 s). SPICE (a corpus score only)
+CaptionScorer reuses one METEOR JVM across calls (starting it costs ~8 s), and the scorers of one process
+across sweeps (`meteor.stop_idle_meteor` stops the idle one; exit does). SPICE (a corpus score only)
 runs only when its Stanford CoreNLP jars are already on disk: pycocoevalcap would otherwise download them
 at first use, which fails offline, so this module never lets it try.
 

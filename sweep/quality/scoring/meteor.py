@@ -1,8 +1,13 @@
 """METEOR per image from one reused METEOR JVM (starting it costs ~8 s): pycocoevalcap's `Meteor`, kept
-well-formed (empty captions, stray field separators), drained, and killed after a deadline."""
+well-formed (empty captions, stray field separators), drained, and killed after a deadline.
+
+A closed `MeteorJVM` leaves its live JVM idle for the next one of the same process (stopped at exit,
+or by `stop_idle_meteor`): a process that runs several sweeps (a notebook, the benchmarks, the test suite)
+starts METEOR once, not once per sweep (each start is about 10 CPU-seconds: its paraphrase tables)."""
 
 from __future__ import annotations
 
+import atexit
 import threading
 from typing import Any
 
@@ -22,9 +27,9 @@ class MeteorJVM:
         self._meteor: Meteor | None = None
 
     def close(self) -> None:
-        """Stops the JVM if one is running."""
+        """Gives a running JVM back as this process's idle one (or stops it if there is one already)."""
         meteor, self._meteor = self._meteor, None
-        if meteor is not None:
+        if meteor is not None and not _park(meteor):
             _stop_meteor(meteor)
 
     def scores(self, gts: dict[int, list[str]], res: dict[int, list[str]]) -> tuple[float, list[float]]:
@@ -34,7 +39,7 @@ class MeteorJVM:
             _stop_meteor(self._meteor)  # the JVM died between calls (e.g. killed): start afresh
             self._meteor = None
         if self._meteor is None:
-            self._meteor = _start_meteor()
+            self._meteor = _take_idle() or _start_meteor()
         meteor = self._meteor
         # A METEOR answer that never comes would block readline() forever: kill the JVM after a
         # deadline so the read returns EOF and this call fails instead of hanging the sweep.
@@ -81,6 +86,41 @@ def _start_meteor() -> Meteor:
     if stderr is not None:
         threading.Thread(target=_drain, args=(stderr,), daemon=True, name="meteor-stderr").start()
     return meteor
+
+
+#: at most one idle METEOR JVM per process, handed to the next MeteorJVM that needs one
+_idle: list[Meteor] = []
+_idle_lock = threading.Lock()
+
+
+def _park(meteor: Meteor) -> bool:
+    """Keeps a healthy JVM (alive, no request half-done) as the idle one; False: the caller stops it."""
+    with _idle_lock:
+        if _idle or meteor.meteor_p.poll() is not None or meteor.lock.locked():
+            return False
+        _idle.append(meteor)
+        return True
+
+
+def _take_idle() -> Meteor | None:
+    with _idle_lock:
+        meteor = _idle.pop() if _idle else None
+    if meteor is not None and meteor.meteor_p.poll() is not None:  # died while idle (killed)
+        _stop_meteor(meteor)
+        return None
+    return meteor
+
+
+def stop_idle_meteor() -> None:
+    """Stops this process's idle METEOR JVM, if any (at exit; or to give its memory back earlier)."""
+    with _idle_lock:
+        idle = list(_idle)
+        _idle.clear()
+    for meteor in idle:
+        _stop_meteor(meteor)
+
+
+atexit.register(stop_idle_meteor)
 
 
 def _drain(stream: Any) -> None:

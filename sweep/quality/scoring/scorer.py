@@ -34,8 +34,9 @@ class CaptionScorer:
     """Scores predicted captions against references, per image and as a corpus: CIDEr-D, BLEU-1..4,
     METEOR, ROUGE-L (+ a corpus SPICE if present).
 
-    Holds one METEOR process, started at the first score and reused until close(); a later score
-    starts a new one. Calls are serialised by a lock, so sharing one scorer between threads is safe
+    Holds one METEOR process, taken at the first score (the process's idle one, else a new one) and
+    reused until close(), which leaves it idle for the next scorer of the process; a later score takes
+    one again. Calls are serialised by a lock, so sharing one scorer between threads is safe
     but not parallel.
     """
 
@@ -53,7 +54,7 @@ class CaptionScorer:
         self.close()
 
     def close(self) -> None:
-        """Stops the METEOR JVM if one is running."""
+        """Gives the METEOR JVM back (idle for the next scorer of this process, stopped at exit)."""
         with self._lock:
             self._meteor.close()
 
