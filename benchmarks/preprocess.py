@@ -46,11 +46,12 @@ def one_call(cell: Any, samples: list[Any], settings: Any, pool: Any) -> tuple[d
     import pandas as pd
 
     from sweep.execute.pipeline import caption_samples
+    from sweep.results.batches import per_image
 
-    tables: list[pd.DataFrame] = []
-    caption_samples(cell, samples, settings, lambda t: tables.append(t[None]), pool)
-    rows = pd.concat(tables)
-    batches = rows.drop_duplicates(["actor_id", "batch_start_ts"])
+    parts: list[Any] = []  # sweep.execute.pipeline.BatchRows: caption rows + the batch's row
+    caption_samples(cell, samples, settings, lambda t: parts.append(t[None]), pool)
+    batches = pd.DataFrame([part.batch for part in parts])
+    rows = per_image(pd.concat([part.images for part in parts]), batches)
     window = float(rows["batch_end_ts"].max() - rows["batch_start_ts"].min())
     busy = float(batches["batch_latency_sec"].sum())
     ok = rows[rows["error"] == ""]
@@ -58,8 +59,8 @@ def one_call(cell: Any, samples: list[Any], settings: Any, pool: Any) -> tuple[d
         "images_per_sec": len(ok) / window,
         "host_busy_seconds_per_batch": busy / len(batches),
         "host_idle_seconds_per_batch": max(0.0, window - busy) / len(batches),
-        "preprocess_seconds_per_image": float(rows["preprocess_sec"].sum()) / len(ok),
-        "preprocess_where": ",".join(sorted(set(rows["preprocess_where"]))),
+        "preprocess_seconds_per_image": float(batches["preprocess_sec"].sum()) / len(ok),
+        "preprocess_where": ",".join(sorted(set(batches["preprocess_where"]))),
     }, dict(zip(ok["sample_id"], ok["caption"], strict=True))
 
 

@@ -183,7 +183,9 @@ def test_the_cli_prints_only_the_sweeps_own_lines(tmp_path):
     path = tmp_path / "grid.yaml"
     path.write_text(yaml.safe_dump(grid))
     paths = [str(REPO), os.environ.get("PYTHONPATH")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
+    # a user's first run: an empty cache, so MLflow migrates its template store (sweep.publish.sqlite_store)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths)),
+           "VLM_SWEEP_CACHE": str(tmp_path / "cache")}
     proc = subprocess.run([sys.executable, "-m", "sweep.run", str(path)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
     shown = proc.stdout + proc.stderr
