@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow  # the quick benchmark runs a dozen sweeps
 
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = ("batching", "engine", "rerun", "scaling", "gpu", "token_budgets", "scoring", "halving",
-            "pipeline_ceiling", "padding", "precisions", "warmup")  # benchmarks/run.py's, all of them
+            "pipeline_ceiling", "padding", "precisions", "warmup", "preprocess")  # benchmarks/run.py's, all of them
 
 
 def numbers(obj: object) -> list[float]:
