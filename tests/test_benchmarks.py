@@ -18,8 +18,9 @@ import pytest
 pytestmark = pytest.mark.slow  # the quick benchmark runs a dozen sweeps
 
 REPO = Path(__file__).resolve().parents[1]
+# benchmarks/run.py's sections, all of them
 SECTIONS = ("batching", "engine", "rerun", "scaling", "gpu", "token_budgets", "scoring", "halving",
-            "pipeline_ceiling", "padding", "precisions", "warmup", "preprocess")  # benchmarks/run.py's, all of them
+            "pipeline_ceiling", "padding", "precisions", "warmup", "preprocess")
 
 
 def numbers(obj: object) -> list[float]:

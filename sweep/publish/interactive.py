@@ -7,6 +7,8 @@ from __future__ import annotations
 import html
 import math
 
+from sweep.publish.text_table import as_float
+
 WIDTH, HEIGHT = 560, 380
 LEFT, RIGHT, TOP, BOTTOM = 64, 36, 28, 48
 COLOURS = {"front": "#d62728", "tied": "#ff7f0e", "": "#999999"}
@@ -32,13 +34,6 @@ STYLE = ("#plot-tip{position:absolute;display:none;background:#fff;border:1px so
          "svg.pareto{border:1px solid #ddd;margin:4px;background:#fff}svg.pareto text{font-size:11px}")
 
 
-def _num(value: object) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def _ticks(low: float, high: float, n: int = 5) -> list[float]:
     if high <= low:
         return [low]
@@ -52,25 +47,25 @@ def _kind(row: dict, axis: str) -> str:
 
 
 def _tip(row: dict, quality: str, costs: dict[str, str]) -> str:
-    low, high = _num(row.get(f"{quality}_ci_low")), _num(row.get(f"{quality}_ci_high"))
+    low, high = as_float(row.get(f"{quality}_ci_low")), as_float(row.get(f"{quality}_ci_high"))
     interval = f" [{low:.3f}, {high:.3f}]" if math.isfinite(low) and math.isfinite(high) else ""
     lines = [f"<b>{html.escape(str(row.get('label')))}</b>",
-             f"{quality}: {_num(row.get(quality)):.3f}{interval} (95% interval)"]
+             f"{quality}: {as_float(row.get(quality)):.3f}{interval} (95% interval)"]
     for column in dict.fromkeys([*costs.values(), "images_per_sec"]):
-        value = _num(row.get(column))
+        value = as_float(row.get(column))
         if math.isfinite(value):
             lines.append(f"{html.escape(column)}: {value:.4g}")
     return "<br>".join(lines)
 
 
 def _svg(rows: list[dict], quality: str, axis: str, cost: str, costs: dict[str, str]) -> str:
-    points = [(r, _num(r.get(cost)), _num(r.get(quality))) for r in rows]
+    points = [(r, as_float(r.get(cost)), as_float(r.get(quality))) for r in rows]
     points = [(r, x, y) for r, x, y in points if math.isfinite(x) and math.isfinite(y)]
     if not points:
         return f"<p>{html.escape(quality)} vs {html.escape(cost)}: no cell has both values</p>"
     xs = [p[1] for p in points]
     bounds = (f"{quality}_ci_low", f"{quality}_ci_high")  # the interval bars stay inside the plot too
-    ys = [v for r, _, y in points for v in (y, *(_num(r.get(b)) for b in bounds)) if math.isfinite(v)]
+    ys = [v for r, _, y in points for v in (y, *(as_float(r.get(b)) for b in bounds)) if math.isfinite(v)]
     x0, x1 = min(xs), max(xs)
     y0, y1 = min(ys), max(ys)
     pad_x, pad_y = (x1 - x0) * 0.05 or abs(x0) * 0.05 or 1.0, (y1 - y0) * 0.08 or abs(y0) * 0.05 or 1.0
@@ -106,7 +101,7 @@ def _svg(rows: list[dict], quality: str, axis: str, cost: str, costs: dict[str, 
         parts.append(f"<path d='{''.join(path)}' fill='none' stroke='{COLOURS['front']}' "
                      "stroke-width='1.5'/>")
     for row, x, y in sorted(points, key=lambda p: ("", "tied", "front").index(_kind(p[0], axis))):
-        low, high = _num(row.get(f"{quality}_ci_low")), _num(row.get(f"{quality}_ci_high"))
+        low, high = as_float(row.get(f"{quality}_ci_low")), as_float(row.get(f"{quality}_ci_high"))
         if math.isfinite(low) and math.isfinite(high):
             parts.append(f"<line x1='{sx(x):.1f}' x2='{sx(x):.1f}' y1='{sy(low):.1f}' y2='{sy(high):.1f}' "
                          "stroke='#bbb'/>")
