@@ -8,11 +8,13 @@ import pytest
 
 from sweep.grid.config import GridError, parse_grid
 from sweep.search.halving import (
+    MemoryEstimate,
     RungCell,
     decide_rung,
     dominator,
     image_counts,
     image_order,
+    may_be_dominated_later,
     rung_sizes,
     trials_to_stop,
 )
@@ -169,3 +171,37 @@ def test_fewest_images_a_front_keeping_pruning_can_caption() -> None:
     })
     assert fewest_images(results, n_images=50, first_rung=10) == {
         "images": 2 * 50 + 1 * 10, "generations": 3, "front_generations": 2}
+
+
+def test_a_generation_still_to_come_may_dominate_only_with_no_more_memory() -> None:
+    """The synchronous first rung holds a trial only while a waiting generation may have at most its
+    memory: its estimate, scaled by what the reached generations of its precision measured."""
+    nf4, fp32 = MemoryEstimate("nf4", 0.12e6), MemoryEstimate("fp32", 0.36e6)
+    memory = 0.000218  # GB: a reached nf4 generation's measured weights
+    assert may_be_dominated_later(memory, [nf4], [])  # the bare estimate (0.12 MB) is below it
+    # a reached nf4 generation measured 1.8x its estimate: the waiting one's 0.12 MB is ~0.22 MB
+    measured = [(MemoryEstimate("nf4", 0.11e6), 0.000198)]
+    assert not may_be_dominated_later(memory - 0.00001, [nf4], measured)
+    assert may_be_dominated_later(memory + 0.00001, [nf4], measured)
+    assert not may_be_dominated_later(memory, [fp32], measured)  # more memory: it cannot dominate
+    assert not may_be_dominated_later(memory, [], measured)  # nothing waits
+    # unknown estimates or memory: anything may
+    assert may_be_dominated_later(memory, [fp32, MemoryEstimate("int8", float("inf"))], measured)
+    assert may_be_dominated_later(float("nan"), [fp32], measured)
+
+
+def test_fastest_wall_takes_off_only_the_prunable_generations_captioning_past_the_first_rung() -> None:
+    """The benchmark's wall bound: generation b (no front cell) captioned 100 images in 10 s, of which
+    pruning could save the 80 past a first rung of 20 (8 s); the front generation a saves nothing."""
+    from benchmarks.halving import fastest_wall
+
+    class Store:
+        def read_batches(self, cell_id: str) -> pd.DataFrame:
+            start = {"a32": 100.0, "b32": 200.0}[cell_id]
+            return pd.DataFrame({"batch_start_ts": [start, start + 5],
+                                 "batch_end_ts": [start + 5, start + 10]})
+
+    results = pd.DataFrame({"cell_id": ["a32", "a8", "b32"], "shared_generation": [None, "a32", None],
+                            "pareto": [None, "latency", None], "n_samples": [100, 100, 100]})
+    bound = fastest_wall(Store(), results, wall=50.0, first_rung=20)
+    assert bound == {"wall": pytest.approx(42.0), "captioning_saved": pytest.approx(8.0)}

@@ -241,3 +241,39 @@ def trials_to_stop(groups: Mapping[str, Sequence[str]],
         if found and all(d is not None for d in found):
             stop[trial] = decisions.get(trial) or found[0]
     return stop
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """A generation's weights before it runs: its precision and `sweep.plan.cell_facts.estimated_weight_bytes`
+    (+inf when unknown)."""
+
+    precision: str
+    weight_bytes: float
+
+
+def may_be_dominated_later(memory: float, waiting: Sequence[MemoryEstimate],
+                           measured: Sequence[tuple[MemoryEstimate, float]]) -> bool:
+    """Could a generation that has not reached the first rung yet (`waiting`) dominate a cell of
+    `memory` (measured, as RungCell.costs["memory"])? With memory an objective, a dominating cell has at
+    most its memory, so only a waiting generation whose memory may be that low could. Its memory is not
+    measured yet: its estimate, scaled by the smallest measured / estimated ratio among the generations
+    of its precision that reached the first rung (`measured`: (estimate, measured memory) pairs; the
+    estimate misses what quantization leaves unquantized, e.g. the nf4 toy models measure 1.8-2.5x it), or
+    the bare estimate where none did. Unknown (NaN memory, an estimate of +inf) may always dominate.
+
+    A cell that no waiting generation can dominate has been compared at its first rung with every cell
+    that could stop it there: holding it for a synchronous first rung would only cost a reload."""
+    if not math.isfinite(memory):
+        return bool(waiting)
+    ratios: dict[str, float] = {}
+    for estimate, value in measured:
+        if estimate.weight_bytes > 0 and math.isfinite(estimate.weight_bytes) and math.isfinite(value):
+            ratio = value / (estimate.weight_bytes / 1e9)
+            ratios[estimate.precision] = min(ratio, ratios.get(estimate.precision, ratio))
+    for other in waiting:
+        if not math.isfinite(other.weight_bytes):
+            return True
+        if other.weight_bytes / 1e9 * ratios.get(other.precision, 1.0) <= memory:
+            return True
+    return False
