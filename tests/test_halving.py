@@ -205,3 +205,18 @@ def test_fastest_wall_takes_off_only_the_prunable_generations_captioning_past_th
                             "pareto": [None, "latency", None], "n_samples": [100, 100, 100]})
     bound = fastest_wall(Store(), results, wall=50.0, first_rung=20)
     assert bound == {"wall": pytest.approx(42.0), "captioning_saved": pytest.approx(8.0)}
+
+
+def test_a_cell_faster_by_its_point_estimate_is_not_stopped_inside_a_latency_tie(images: np.ndarray) -> None:
+    """The point-front cell of a rung is kept: a better cell whose latency interval includes zero (not
+    dearer with confidence) but whose p50 is higher does not stop it; the same pair the other way
+    round (the better cell the faster by its point too) does."""
+    rng = np.random.default_rng(2)  # latency p50 difference +0.007, its interval [-0.009, +0.029]
+    noise = rng.normal(0, 0.03, 32)
+    better = _cell("better", images + 1.0, np.full(32, 0.055) + rng.normal(0, 0.03, 32))
+    fast = _cell("fast", images, np.full(32, 0.05) + noise)
+    assert np.median(better.table["batch_latency_sec"]) > np.median(fast.table["batch_latency_sec"])
+    assert decide_rung([better, fast], OBJECTIVES, 0.95, 0)["fast"] is None
+    slow = _cell("slow", images, np.full(32, 0.07) + noise)
+    why = decide_rung([better, slow], OBJECTIVES, 0.95, 0)["slow"]
+    assert why is not None and why.by == "better"

@@ -7,15 +7,17 @@ every cell and two cells at a rung are compared image by image. At a rung, cell 
 - quality: the paired bootstrap interval of CIDEr(b) - CIDEr(a) at the grid's `confidence` lies above 0;
 - every objective of the grid: b is at least as cheap. The noisy costs are compared with their paired
   intervals, and b counts as at least as cheap unless it is dearer with confidence (the rule NOT_DEARER
-  of `sweep.quality.frontier`, which says why it is not the report's): latency, the
+  of `sweep.quality.frontier`, which says why it is not the report's) or dearer by its point estimate
+  (a cell on the rung's point front of a cost is never stopped): latency, the
   interval of p50(b) - p50(a) (per-image batch latencies); energy, the interval of the mean energy per
   image (each batch's energy spread over its images). Memory (weights or GPU peak: one number per cell,
   not noisy) as points: b's value at most a's.
 
-So a stopped cell is worse on quality with confidence than a cell that is not dearer with confidence on
-any cost. What this does not guarantee: a stopped cell whose cost is within a tie of its dominator's
-(same latency within the noise) could, at the full image count, land on a front by a point estimate
-inside that tie; the stop reason prints the cost ratios so such a case can be seen.
+So a stopped cell is worse on quality with confidence than a cell that is not dearer on any cost, by
+its point estimate nor with confidence. What this does not guarantee: a stopped cell whose cost is
+within a tie of its dominator's (same latency within the noise) could, at the full image count, land on
+a front by a point estimate inside that tie; the stop reason prints the cost ratios (each at least 1
+now) so such a case can be seen.
 
 A trial (one generation, possibly serving several token budgets: `sweep.plan.budgets`) stops only when every
 cell it serves is dominated: a live member keeps the generation running, and the members cut from it
@@ -154,10 +156,16 @@ def _cost(cell: RungCell, objective: str) -> float:
 
 
 def _cheap_enough(b: RungCell, a: RungCell, objective: str, comparisons: Comparisons) -> bool:
-    """b at least as cheap as a on the objective (see the module docstring); unknown costs never are."""
+    """b at least as cheap as a on the objective (see the module docstring); unknown costs never are.
+    Never when b is the dearer by its point estimate: a is then on the rung's (point) front of that cost
+    beside b, and would likely be on the full run's too (a latency tie at a rung is no reason to lose it:
+    the families grid lost its fastest cell that way, `latency ×0.89`)."""
     paired = OBJECTIVES[objective].paired
+    cost_b, cost_a = _cost(b, objective), _cost(a, objective)
+    if cost_b > cost_a:  # (NaN compares False: left to cheap_enough, which refuses unknown costs)
+        return False
     diff = comparisons.difference(b.cell_id, a.cell_id, paired) if paired else None
-    return cheap_enough(diff, _cost(b, objective), _cost(a, objective), NOT_DEARER)
+    return cheap_enough(diff, cost_b, cost_a, NOT_DEARER)
 
 
 def _ratio(a: RungCell, b: RungCell, objective: str) -> float:
