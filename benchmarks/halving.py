@@ -137,24 +137,33 @@ def explain(full_store: Any, cell: str, other_front: list[str], label: dict[str,
 
 
 def one_grid(ctx: Context, data: dict[str, Any], search: dict, halving_first: bool = True) -> dict[str, Any]:
+    runs: dict[str, Any] = {}
+    for strategy in (("pareto_halving", "full") if halving_first else ("full", "pareto_halving")):
+        runs[strategy] = one_run(ctx, data, search, strategy)
+    return compare(ctx, data, search, runs["full"], runs["pareto_halving"])
+
+
+def one_run(ctx: Context, data: dict[str, Any], search: dict, strategy: str, tag: str = "") -> dict[str, Any]:
+    """One sweep of the grid under `strategy` (`tag`: a name for its folder beside the strategy)."""
     from sweep.results.store import ResultStore
 
-    runs: dict[str, Any] = {}
     name = data["name"]
-    for strategy in (("pareto_halving", "full") if halving_first else ("full", "pareto_halving")):
-        out = ctx.work / f"halving-{name}-{strategy}"
-        shutil.rmtree(out, ignore_errors=True)
-        grid = halving_grid(out, strategy, data, ctx.limit, search)
-        runs["grid"] = grid
-        if strategy == "pareto_halving":
-            runs["halving_grid"] = grid
-        sweep = _run(ctx, grid)
-        store = ResultStore(out)
-        runs[strategy] = {"wall": sweep.wall, "results": sweep.results, "store": store,
-                          "images": images_captioned(store, sweep.results)}
-        log(f"  {name} {strategy}: wall {sweep.wall:.1f}s, {runs[strategy]['images']} images captioned, "
-            f"{int((sweep.results['status'] == 'pruned').sum())} cells pruned")
-    full, halv, grid = runs["full"], runs["pareto_halving"], runs["grid"]
+    out = ctx.work / f"halving-{name}-{strategy}{tag}"
+    shutil.rmtree(out, ignore_errors=True)
+    grid = halving_grid(out, strategy, data, ctx.limit, search)
+    sweep = _run(ctx, grid)
+    store = ResultStore(out)
+    run = {"wall": sweep.wall, "results": sweep.results, "store": store, "grid": grid, "phases": sweep.phases,
+           "images": images_captioned(store, sweep.results)}
+    log(f"  {name} {strategy}{tag}: wall {sweep.wall:.1f}s, {run['images']} images captioned, "
+        f"{int((sweep.results['status'] == 'pruned').sum())} cells pruned")
+    return run
+
+
+def compare(ctx: Context, data: dict[str, Any], search: dict, full: dict[str, Any],
+            halv: dict[str, Any]) -> dict[str, Any]:
+    """The halving run against the full one: images, wall, their bounds, the fronts (section 8's row)."""
+    grid = full["grid"]
     label = names(full["store"], full["results"], list(grid.prompts))
     axes = tuple(search.get("objectives", AXES))  # the fronts of the objectives the search keeps
     f_full, f_halv = fronts(full["results"], axes), fronts(halv["results"], axes)
@@ -172,7 +181,7 @@ def one_grid(ctx: Context, data: dict[str, Any], search: dict, halving_first: bo
     lost = [d for d in differences if d["cause"] == "pruned"]
     ratio_images = halv["images"] / full["images"] if full["images"] else float("nan")
     n_images = int(full["results"]["n_samples"].max())
-    rungs = halving_rungs(runs["halving_grid"], n_images)
+    rungs = halving_rungs(halv["grid"], n_images)
     bound = fewest_images(full["results"], n_images, rungs[0], axes)
     ratio_wall = halv["wall"] / full["wall"] if full["wall"] else float("nan")
     wall_bound = fastest_wall(full["store"], full["results"], full["wall"], rungs[0], axes)

@@ -152,8 +152,13 @@ def test_dry_run_shows_rungs_and_worst_and_expected_images() -> None:
     # 2 generations (the shared cell is cut from one): worst 2 x 50, expected 2x10 + 1x10 + 1x20 + 1x10
     assert lines[1].startswith("images captioned by 2 generations: worst case 100 (none stopped), expected "
                                "about 60 ")
-    assert lines[2] == ("order: every generation captions the first rung (10 images) before any goes "
-                        "further, then the best CIDEr there goes on first")
+    assert lines[2] == ("order: ascending estimated weights; a generation waits at the first rung (10 "
+                        "images) only while one still to come may have no more memory, then the best CIDEr "
+                        "there goes on first")
+    latency = SearchConfig(strategy="pareto_halving", first_rung=10, objectives=["latency"])
+    assert format_search(latency, plans, 50)[2] == ("order: every generation captions the first rung (10 "
+                                                    "images) before any goes further, then the best CIDEr "
+                                                    "there goes on first")
     asynchronous = SearchConfig(strategy="pareto_halving", first_rung=10, synchronous_first_rung=False)
     assert len(format_search(asynchronous, plans, 50)) == 2
     assert format_search(SearchConfig(), plans, 50) == ["search: full (every cell captions all 50 images)"]

@@ -211,7 +211,8 @@ class SearchConfig(_Strict):
     seed: int = Field(default=0, description="seed of the image order every cell shares")
     synchronous_first_rung: bool = Field(
         default=True, description="every generation reaches the first rung before any goes further (the "
-        "others wait, paused), then they go on best first by CIDEr; false: fully asynchronous (a cell is "
+        "others wait, paused), then they go on best first by CIDEr; with memory an objective, a generation "
+        "waits only while one still to come may have no more memory; false: fully asynchronous (a cell is "
         "compared only with those that reached its rung before it)")
 
     @field_validator("rungs")
