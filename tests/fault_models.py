@@ -69,13 +69,16 @@ class ScriptedCaptioner(Captioner):
 
 
 def _die_once_in_a_reused_process(fault_dir: Path, model_id: str) -> None:
-    """The process dies at its first generate() for a model that is not the first this process loaded (a
-    host process kept from an earlier load), once: Ray restarts it with its first load's arguments."""
+    """The process dies at its second generate() for a model that is not the first this process loaded (a
+    host process kept from an earlier load), once: Ray restarts it with its first load's arguments and
+    retries the batch. (At the second: the cell's first batch came from the process that began it.)"""
     pid = str(os.getpid())
     firsts = [line.split()[0] for line in (fault_dir / "loads.log").read_text().splitlines()
               if line.split()[1] == pid]
+    calls = (fault_dir / "calls.log").read_text().splitlines()
+    mine = [line for line in calls if line.split()[0] == model_id]
     marker = fault_dir / "died"
-    if firsts and firsts[0] != model_id and not marker.exists():
+    if firsts and firsts[0] != model_id and len(mine) == 2 and not marker.exists():
         marker.write_text(f"{model_id} {pid}")
         os._exit(1)
 
