@@ -28,17 +28,12 @@ from actors.energy import EnergyMeter
 from actors.generation import BudgetCut, Generation, merge_cuts, preprocess_clock
 from actors.generation_retry import (
     INPUT_ERRORS,
-    CellOutOfMemory,
     generate_per_image,
-    generate_with_oom_retry,
     with_oom_retry,
 )
 from actors.host_window import latency_kind, split_window
 from actors.prepare import images_of
 
-# what callers have imported from here since before the split into `generation_retry` and `host_window`
-__all__ = ["CellOutOfMemory", "ModelHost", "ModelLoadFailed", "checked_budgets", "effective_generation",
-           "generate_with_oom_retry", "latency_kind", "split_window"]
 NAN = float("nan")
 
 
