@@ -220,7 +220,8 @@ def _run_trials(plan: SweepPlan, recorder: Any, timer: PhaseTimer, stop: Any) ->
     if scheduler is not None:
         recorder.notes += [f"successive halving: {line}" for line in scheduler.state.lines(rungs)]
     recorder.notes.append(f"{hosts['loads']} model loads for {len(plan.todo)} cells (a loaded "
-                          "model serves every cell of its model and precision)")
+                          "model serves every cell of its model and precision) in "
+                          f"{hosts.get('processes', hosts['loads'])} host processes")
     if plan.sharing.lead_of:
         recorder.notes.append(
             f"{len(plan.sharing.lead_of)} cells were cut from the generation of a larger budget "

@@ -277,7 +277,7 @@ def run_trials(cells: list[Cell], samples: list[Sample], settings: PipelineSetti
     gpus = ray.cluster_resources().get("GPU", 0)
     slots = concurrent_cells(gpus, cells)
     host_pool = ray.remote(HostPool).options(num_cpus=0).remote(
-        gpus, settings.energy_country, settings.accelerator_type
+        gpus, settings.energy_country, settings.accelerator_type, settings.reuse_host_processes
     )
     trainable = tune.with_parameters(
         cell_trainable,

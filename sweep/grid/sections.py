@@ -122,6 +122,10 @@ class ResourcesConfig(_Strict):
     preprocess_in_decode_tasks: StrictBool = Field(
         default=True, description="run the family's processor in the CPU decode tasks where the backend and "
         "family allow it (HF), so the model host only generates; false: on the model host")
+    reuse_host_processes: StrictBool = Field(
+        default=True, description="a model host process whose model is no longer needed loads the next "
+        "model of the same placement in place of a fresh process (HF and user loaders; vLLM always gets a "
+        "fresh one); false: a fresh process per load (docs/measurement.md)")
 
 
 class MeasurementConfig(_Strict):

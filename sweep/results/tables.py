@@ -203,6 +203,9 @@ RESULTS_TABLE: tuple[Column, ...] = (
     Column("mean_generated_tokens", "float", "mean tokens per caption", COSTS, "cell", when="ran"),
     Column("peak_memory_bytes", "float", "peak memory (bytes)", COSTS, "cell", when="ran"),
     Column("load_seconds", "float", "model load time (mean over hosts)", COSTS, "cell", when="ran"),
+    Column("fresh_process", "float", "1: every host loaded the model in a fresh process (load_seconds then "
+           "holds the imports a first load triggers); 0: a host process of an earlier load was reused",
+           COSTS, "cell", when="ran"),
     Column("weight_bytes_<part>", "float", "weight bytes of one part (language, vision, ...)", COSTS,
            "cell", when="ran"),
     Column("n_actors", "float", "model hosts that served it", COSTS, "cell", when="ran"),
