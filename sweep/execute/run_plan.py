@@ -219,9 +219,10 @@ def _run_trials(plan: SweepPlan, recorder: Any, timer: PhaseTimer, stop: Any) ->
                            rungs=rungs, scheduler=scheduler)
     if scheduler is not None:
         recorder.notes += [f"successive halving: {line}" for line in scheduler.state.lines(rungs)]
+    processes = hosts.get("processes", hosts["loads"])
     recorder.notes.append(f"{hosts['loads']} model loads for {len(plan.todo)} cells (a loaded "
                           "model serves every cell of its model and precision) in "
-                          f"{hosts.get('processes', hosts['loads'])} host processes")
+                          f"{processes} host process{'' if processes == 1 else 'es'}")
     if plan.sharing.lead_of:
         recorder.notes.append(
             f"{len(plan.sharing.lead_of)} cells were cut from the generation of a larger budget "
