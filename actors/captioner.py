@@ -67,6 +67,10 @@ class Captioner(ABC):
     # Batches a host hands over per generate() call (`ModelHost.caption_window`): 1, one batch per call;
     # a backend that schedules requests itself (vLLM) takes a window of them, so it can batch as designed.
     batches_per_call: int = 1
+    # Whether a host process may drop this captioner and load another in its place (`ModelHost.load`):
+    # true when dropping the references frees it (HF, most user loaders); false for an engine that keeps
+    # memory or processes of its own past that (vLLM): its next load gets a fresh process.
+    unloads_in_process: bool = True
 
     @abstractmethod
     def generate(self, requests: list[CaptionRequest], generate_kwargs: dict) -> list[CaptionResult]:

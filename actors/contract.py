@@ -264,6 +264,10 @@ class LoadReport:
     family_info: dict[str, object] = field(default_factory=dict)
     weights: str = "real"  # "random" for tiny test models and dummy-weight runs, "toy" for the zoo
     library_versions: dict[str, str] = field(default_factory=dict)
+    # loads the host's process has run, this one included: 1, a fresh process (its load_seconds includes
+    # the library imports a first load triggers); >1, a process kept from earlier loads
+    # (`resources.reuse_host_processes`, docs/measurement.md)
+    host_process_loads: int = 1
 
 
 @dataclass
@@ -283,6 +287,11 @@ class CellStart:
     warmup_batches: int = 0
     # the host's offer to have its processor run in the decode tasks (None: it runs on the host)
     preprocessor: Preprocessor | None = None
+    # whether the host's process may drop this load and take another in place (`ModelHostApi.load`):
+    # HF and user loaders yes, vLLM no (its engine does not free reliably in-process)
+    unloads_in_process: bool = False
+    # whether backend auto may pick vLLM on this host's machine (CUDA and vLLM importable)
+    vllm_here: bool = False
 
 
 def share_of_total(total: float, part: int, whole: int) -> float:
@@ -297,20 +306,33 @@ def share_of_total(total: float, part: int, whole: int) -> float:
 class ModelHostApi(Protocol):
     """The methods the driver calls on a model host (`actors.model_host.ModelHost`, run as a Ray actor:
     the driver calls each as `host.<method>.remote(...)`, through `sweep.execute.hosts.call_host`, which
-    is typed against this). A host serves the cells of one load in turn: `begin_cell` once per cell,
-    then one call per batch (or per window of batches, for an engine that schedules requests itself)."""
+    is typed against this). A host serves the cells of one load in turn: `load` (a no-op when that load is
+    already there), `begin_cell` once per cell, then one call per batch (or per window of batches, for an
+    engine that schedules requests itself).
+
+    `load`: every call that starts or captions a cell names the load it expects. A host process can serve
+    successive loads (`load` swaps them), but Ray restarts a dead actor with its constructor's arguments,
+    i.e. its first load: a host whose model is not the expected one loads it before it answers, so a batch
+    is never captioned by another model. None (a host used outside Ray, with one load): whatever is loaded."""
+
+    def load(self, spec: LoadSpec) -> None:
+        """Make `spec` this host's load: a no-op when it is loaded; else the current model is dropped (its
+        memory freed: garbage collected, CUDA cache emptied, peak statistics reset) and `spec` loaded. A
+        load error is kept and raised by `begin_cell`, as at construction."""
+        ...
 
     def begin_cell(self, cell_id: str, settings: GenerationSettings,
-                   measurement: Measurement | None = None) -> CellStart:
+                   measurement: Measurement | None = None, *, load: LoadSpec | None = None) -> CellStart:
         """A cell starts on this host: waits for the load (a load error surfaces here), starts the cell
         cold (`Measurement`) and says what serves the cell (`CellStart`, its `batches_per_call` included)."""
         ...
 
-    def caption_parts(self, settings: GenerationSettings, cell_id: str, *parts: SampleBatch) -> BatchResult:
+    def caption_parts(self, settings: GenerationSettings, cell_id: str, *parts: SampleBatch,
+                      load: LoadSpec | None = None) -> BatchResult:
         """One batch, arriving in pieces (decoded by several tasks)."""
         ...
 
     def caption_window(self, settings: GenerationSettings, cell_id: str, sizes: Sequence[int],
-                       *parts: SampleBatch) -> list[BatchResult]:
+                       *parts: SampleBatch, load: LoadSpec | None = None) -> list[BatchResult]:
         """Consecutive batches of `sizes` samples in one call, answered per batch, in order."""
         ...

@@ -28,17 +28,12 @@ from actors.energy import EnergyMeter
 from actors.generation import BudgetCut, Generation, merge_cuts, preprocess_clock
 from actors.generation_retry import (
     INPUT_ERRORS,
-    CellOutOfMemory,
     generate_per_image,
-    generate_with_oom_retry,
     with_oom_retry,
 )
 from actors.host_window import latency_kind, split_window
 from actors.prepare import images_of
 
-# what callers have imported from here since before the split into `generation_retry` and `host_window`
-__all__ = ["CellOutOfMemory", "ModelHost", "ModelLoadFailed", "checked_budgets", "effective_generation",
-           "generate_with_oom_retry", "latency_kind", "split_window"]
 NAN = float("nan")
 
 
@@ -52,6 +47,25 @@ def requests_of(batch: SampleBatch, rows: list[int], prompt: str) -> list[Captio
         tensors = batch.prepared.tensors
         return [CaptionRequest(batch.sample_ids[i], [], prompt, prepared=tensors[i]) for i in rows]
     return [CaptionRequest(batch.sample_ids[i], images_of(batch, i), prompt) for i in rows]
+
+
+def free_memory() -> None:
+    """What a dropped model held, given back before the next load of this process: its cycles collected,
+    the heap trimmed (glibc keeps freed pages otherwise, and the next cell's peak RSS would hold them), and
+    on CUDA the allocator's cache emptied and its peak statistics reset."""
+    import ctypes
+    import gc
+
+    import torch
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
 
 
 class ModelLoadFailed(RuntimeError):
@@ -98,30 +112,60 @@ class ModelHost:
         `max_task_retries`: meant for a process or node that died): the same load would run three times
         to fail the same way. Raised by a method, it is an application error, which Ray does not retry."""
         self.spec = spec
+        self.defer_load_error = defer_load_error
         self.load_error: str = ""
-        if captioner is None:
-            if spec is None:
-                raise ValueError("ModelHost needs a LoadSpec or a loaded captioner")
-            try:
-                captioner = load_captioner(spec)
-            except Exception as err:
-                if not defer_load_error:
-                    raise
-                self.load_error = f"{type(err).__name__}: {err}".splitlines()[0][:1000]
+        self.process_loads = 0  # loads this process has run (`LoadReport.host_process_loads`)
         self.captioner = captioner
         self.actor_id = f"{socket.gethostname()}:{os.getpid()}"
         self.node_id = ray_node_id()
         self.energy = EnergyMeter(energy_country)
+        self._forget_cells()
+        self._vllm_here: bool | None = None
+        if captioner is None:
+            if spec is None:
+                raise ValueError("ModelHost needs a LoadSpec or a loaded captioner")
+            self._load(spec)
+
+    def _forget_cells(self) -> None:
+        """The per-cell state of one load (a new load starts with none)."""
         self.generation: dict[GenerationSettings, dict] = {}  # cell settings -> effective kwargs
         self.cells_before: dict[str, int] = {}  # cell id -> cells this load had begun before it
         self.measuring: dict[str, tuple[Measurement, str]] = {}  # cell id -> its measurement, cache policy
         self.warmups: dict[str, int] = {}  # cell id -> warm-up generations still due before its first batch
 
+    def _load(self, spec: LoadSpec) -> None:
+        self.load_error = ""
+        self.process_loads += 1
+        try:
+            self.captioner = load_captioner(spec)
+        except Exception as err:
+            if not self.defer_load_error:
+                raise
+            self.load_error = f"{type(err).__name__}: {err}".splitlines()[0][:1000]
+            return
+        self.captioner.report.host_process_loads = self.process_loads
+
+    def load(self, spec: LoadSpec | None) -> None:
+        """`ModelHostApi.load`: make `spec` this host's load (None: keep what is loaded)."""
+        if spec is None or spec == self.spec:
+            return
+        if self.captioner is not None and not self.captioner.unloads_in_process:
+            raise RuntimeError(
+                f"this host's {self.captioner.report.backend} model does not unload in-process, so it cannot "
+                f"load {spec.model.id} ({spec.precision}) in its place: that load needs a fresh host process")
+        self.captioner = None
+        self._forget_cells()
+        free_memory()
+        self.spec = spec
+        self._load(spec)
+
     def begin_cell(self, cell_id: str, settings: GenerationSettings,
-                   measurement: Measurement | None = None) -> CellStart:
+                   measurement: Measurement | None = None, *, load: LoadSpec | None = None) -> CellStart:
         """A new cell starts on this model: its peak memory is its own (unless another cell shares the
         host meanwhile), and it starts cold (`Measurement`): caches emptied, a warm-up due before its first
-        batch. Waits for the load: a load error surfaces here, before any image is read."""
+        batch. Waits for the load: a load error surfaces here, before any image is read. `load`: the load
+        the cell expects (`ModelHostApi`), loaded first when it is not this host's."""
+        self.load(load)
         if getattr(self, "load_error", ""):  # (a host built without __init__, in tests, has none)
             raise ModelLoadFailed(f"{LOAD_FAILED}: {self.load_error}")
         measurement = measurement or Measurement()
@@ -134,7 +178,18 @@ class ModelHost:
         offer = getattr(self.captioner, "preprocessor", lambda: None)()
         return CellStart(self.actor_id, self.node_id, self.captioner.report, self._kwargs(settings), before,
                          rendered, int(self.captioner.batches_per_call), policy,
-                         measurement.warmup_batches, offer)
+                         measurement.warmup_batches, offer,
+                         unloads_in_process=bool(getattr(self.captioner, "unloads_in_process", False)),
+                         vllm_here=self.vllm_here())
+
+    def vllm_here(self) -> bool:
+        """Whether backend auto may pick vLLM on this machine (CUDA and vLLM importable): asked once."""
+        if getattr(self, "_vllm_here", None) is None:
+            from actors.backends import detect_machine
+
+            machine = detect_machine()
+            self._vllm_here = machine["cuda"] and machine["vllm_importable"]
+        return bool(self._vllm_here)
 
     def _reset_caches(self, measurement: Measurement) -> str:
         """Empty the captioner's caches if the measurement says so; the cell's `cache_policy` in words."""
@@ -171,14 +226,16 @@ class ModelHost:
         return self.generation[settings]
 
     def caption(self, batch: SampleBatch, settings: GenerationSettings, cell_id: str,
-                first_batch: int | None = None) -> BatchResult:
+                first_batch: int | None = None, load: LoadSpec | None = None) -> BatchResult:
         """Caption the batch at the cell's max_new_tokens, and answer each of its smaller `budgets`: cut
         from that same generation where the captioner can (`decode_step_times`), else generated on its own
         after it (`own_generation`). The batch's latency, energy, peak memory and timestamps are those of
         the generation at max_new_tokens only: own-budget generations run after the energy meter stops.
         A batch whose generation raises on its input (`INPUT_ERRORS`, not CUDA OOM) is generated image by
         image: an image rejected alone is an error row with the processor's message, in every budget too.
-        A cell's first batch on this host is preceded by its warm-up (`first_batch`: of that many images)."""
+        A cell's first batch on this host is preceded by its warm-up (`first_batch`: of that many images).
+        `load`: the load the batch expects (`ModelHostApi`), loaded first when it is not this host's."""
+        self.load(load)
         errors = list(batch.errors)
         ok = [i for i, err in enumerate(errors) if not err]
         budgets = checked_budgets(settings)
@@ -236,18 +293,20 @@ class ModelHost:
             preprocess_where="host" if batch.prepared is None else "decode_task",
         )
 
-    def caption_parts(self, settings: GenerationSettings, cell_id: str, *parts: SampleBatch) -> BatchResult:
+    def caption_parts(self, settings: GenerationSettings, cell_id: str, *parts: SampleBatch,
+                      load: LoadSpec | None = None) -> BatchResult:
         """`caption` of one batch that arrives in pieces (decoded by several tasks, passed as separate
         arguments so that Ray hands each one over as soon as it is ready)."""
         batch = SampleBatch.concat(list(parts))
-        return self.caption_window(settings, cell_id, [len(batch.sample_ids)], batch)[0]
+        return self.caption_window(settings, cell_id, [len(batch.sample_ids)], batch, load=load)[0]
 
     def caption_window(self, settings: GenerationSettings, cell_id: str, sizes: Sequence[int],
-                       *parts: SampleBatch) -> list[BatchResult]:
+                       *parts: SampleBatch, load: LoadSpec | None = None) -> list[BatchResult]:
         """Several batches (of `sizes` samples, their pieces in order) captioned in one generate() call, for
         a backend that schedules requests itself (`Captioner.batches_per_call`); answered per batch, in
         order, as `split_window` cuts the one result."""
-        merged = self.caption(SampleBatch.concat(list(parts)), settings, cell_id, first_batch=sizes[0])
+        merged = self.caption(SampleBatch.concat(list(parts)), settings, cell_id, first_batch=sizes[0],
+                              load=load)
         return split_window(merged, sizes)
 
     def _budget(self, t: int, batch: SampleBatch, ok: list[int], requests: list[CaptionRequest],

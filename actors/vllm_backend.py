@@ -180,6 +180,8 @@ def engine_args_logged(kwargs: dict[str, Any], tokens_reason: str = "") -> str:
 class VLLMCaptioner(Captioner):
     # each request timed by vLLM's metrics (`request_timings`); a beam search has none: batch_wall then
     latency_kind = "request_e2e"
+    # its engine (worker processes, CUDA graphs, the KV cache) is not freed reliably by dropping it
+    unloads_in_process = False
 
     def __init__(self, model: ResolvedModel, max_images_per_prompt: int | None = None,
                  engine_kwargs: dict[str, Any] | None = None):

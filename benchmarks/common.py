@@ -241,11 +241,12 @@ def same_sweep(a: Any, b: Any) -> bool:
 
 
 def run_engine_once(ctx: Context, grid: Any) -> EngineRun:
-    """`run_engine` into a fresh `grid.output_dir`, once per output dir in this invocation: a section that
-    asks again for that dir (--quick: the halving section's full run is the token-budget section's shared
-    run) gets the run already made, its store left in place. The grids must run the same sweep (checked)."""
+    """`run_engine` into a fresh `grid.output_dir`; --quick: once per output dir in this invocation, a
+    section that asks again for that dir (the halving section's full run is the token-budget section's
+    shared run) gets the run already made, its store left in place. The grids must run the same sweep
+    (checked)."""
     out = Path(grid.output_dir)
-    if out in ctx.runs:
+    if ctx.quick and out in ctx.runs:  # a full run runs every grid asked for, as before
         made, run = ctx.runs[out]
         if not same_sweep(made, grid):
             raise ValueError(f"two different grids asked for one run in {out}")

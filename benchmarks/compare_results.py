@@ -30,7 +30,8 @@ import pandas as pd
 MEASURED = re.compile(
     r"latency|ttft|e2e|_sec$|seconds|per_sec|wall|energy|emission|kwh|co2|peak_memory|memory_gb|"
     r"cells_beside|pareto|node|actor|timestamp|_ts$|attempt|load_|model_reused|run_id|"
-    r"preprocess_share"  # processor seconds over the batches' wall time: a ratio of two timings
+    r"preprocess_share|"  # processor seconds over the batches' wall time: a ratio of two timings
+    r"fresh_process"  # whether a host process was reused (resources.reuse_host_processes), like model_reused
 )
 # what a caption row must keep, besides the per-image scores
 CAPTION_COLUMNS = ("caption", "generated_tokens", "error", "references", "prompt_sha256")

@@ -76,14 +76,37 @@ def fewest_images(results: Any, n_images: int, first_rung: int,
     that serves a cell on one of them to the end, every other one at least its first rung. The bound says
     how far below the full grid pruning can go on this grid, whatever the rule; `generations` the count
     of each kind."""
+    generations, front_generations = _generations(results, axes)
+    images = len(front_generations) * n_images + (len(generations) - len(front_generations)) * first_rung
+    return {"images": images, "generations": len(generations), "front_generations": len(front_generations)}
+
+
+def _generations(results: Any, axes: tuple[str, ...]) -> tuple[set[str], set[str]]:
+    """(every generation, those serving a cell on a front of `axes`), each by its lead cell id."""
     gen = results["shared_generation"].fillna("").astype(str)
     lead = gen.where(gen != "", results["cell_id"])  # the generation each cell belongs to
     on = results["pareto"].fillna("").astype(str).str.split(",")
     on_front = on.map(lambda fronts: any(axis in fronts for axis in axes))
-    front_generations = set(lead[on_front])
-    generations = set(lead)
-    images = len(front_generations) * n_images + (len(generations) - len(front_generations)) * first_rung
-    return {"images": images, "generations": len(generations), "front_generations": len(front_generations)}
+    return set(lead), set(lead[on_front])
+
+
+def fastest_wall(store: Any, results: Any, wall: float, first_rung: int,
+                 axes: tuple[str, ...] = AXES) -> dict[str, float]:
+    """The wall bound beside the images' one: pruning saves at most the captioning of the generations
+    that serve no front cell beyond their first rung. Their captioning window in the full run (first
+    batch start to last batch end), scaled to the images past the first rung, is the most the full
+    run's `wall` can lose; a model's load, the sweep's start, scoring and publishing are paid either
+    way (and halving adds its decisions and any reload)."""
+    generations, front = _generations(results, axes)
+    saved = 0.0
+    for lead in generations - front:
+        batches = store.read_batches(lead)
+        if batches.empty:
+            continue
+        window = float(batches["batch_end_ts"].max() - batches["batch_start_ts"].min())
+        n = int(results.loc[results["cell_id"] == lead, "n_samples"].max())
+        saved += window * max(0.0, 1 - first_rung / n) if n else 0.0
+    return {"wall": wall - saved, "captioning_saved": saved}
 
 
 def fronts(results: Any, axes: tuple[str, ...] = AXES) -> dict[str, list[str]]:
@@ -122,23 +145,32 @@ def explain(full_store: Any, cell: str, other_front: list[str], label: dict[str,
 
 
 def one_grid(ctx: Context, data: dict[str, Any], search: dict, halving_first: bool = True) -> dict[str, Any]:
+    runs: dict[str, Any] = {}
+    for strategy in (("pareto_halving", "full") if halving_first else ("full", "pareto_halving")):
+        runs[strategy] = one_run(ctx, data, search, strategy)
+    return compare(ctx, data, search, runs["full"], runs["pareto_halving"])
+
+
+def one_run(ctx: Context, data: dict[str, Any], search: dict, strategy: str, tag: str = "") -> dict[str, Any]:
+    """One sweep of the grid under `strategy` (`tag`: a name for its folder beside the strategy)."""
     from sweep.results.store import ResultStore
 
-    runs: dict[str, Any] = {}
     name = data["name"]
-    for strategy in (("pareto_halving", "full") if halving_first else ("full", "pareto_halving")):
-        out = run_dir(ctx, name, strategy)
-        grid = halving_grid(out, strategy, data, ctx.limit, search)
-        runs["grid"] = grid
-        if strategy == "pareto_halving":
-            runs["halving_grid"] = grid
-        sweep = _run(ctx, grid)
-        store = ResultStore(out)
-        runs[strategy] = {"wall": sweep.wall, "results": sweep.results, "store": store,
-                          "images": images_captioned(store, sweep.results)}
-        log(f"  {name} {strategy}: wall {sweep.wall:.1f}s, {runs[strategy]['images']} images captioned, "
-            f"{int((sweep.results['status'] == 'pruned').sum())} cells pruned")
-    full, halv, grid = runs["full"], runs["pareto_halving"], runs["grid"]
+    out = run_dir(ctx, name, f"{strategy}{tag}")
+    grid = halving_grid(out, strategy, data, ctx.limit, search)
+    sweep = _run(ctx, grid)
+    store = ResultStore(out)
+    run = {"wall": sweep.wall, "results": sweep.results, "store": store, "grid": grid, "phases": sweep.phases,
+           "images": images_captioned(store, sweep.results)}
+    log(f"  {name} {strategy}{tag}: wall {sweep.wall:.1f}s, {run['images']} images captioned, "
+        f"{int((sweep.results['status'] == 'pruned').sum())} cells pruned")
+    return run
+
+
+def compare(ctx: Context, data: dict[str, Any], search: dict, full: dict[str, Any],
+            halv: dict[str, Any]) -> dict[str, Any]:
+    """The halving run against the full one: images, wall, their bounds, the fronts (section 8's row)."""
+    grid = full["grid"]
     label = names(full["store"], full["results"], list(grid.prompts))
     axes = tuple(search.get("objectives", AXES))  # the fronts of the objectives the search keeps
     f_full, f_halv = fronts(full["results"], axes), fronts(halv["results"], axes)
@@ -156,9 +188,10 @@ def one_grid(ctx: Context, data: dict[str, Any], search: dict, halving_first: bo
     lost = [d for d in differences if d["cause"] == "pruned"]
     ratio_images = halv["images"] / full["images"] if full["images"] else float("nan")
     n_images = int(full["results"]["n_samples"].max())
-    rungs = halving_rungs(runs["halving_grid"], n_images)
+    rungs = halving_rungs(halv["grid"], n_images)
     bound = fewest_images(full["results"], n_images, rungs[0], axes)
     ratio_wall = halv["wall"] / full["wall"] if full["wall"] else float("nan")
+    wall_bound = fastest_wall(full["store"], full["results"], full["wall"], rungs[0], axes)
     explained = all(d["why"].startswith("CIDEr tie") for d in lost)
     return {
         "grid": GRID.name + ("" if len(data["models"]) == 8 and not ctx.quick else
@@ -172,6 +205,8 @@ def one_grid(ctx: Context, data: dict[str, Any], search: dict, halving_first: bo
         "ratio_bound": bound["images"] / full["images"] if full["images"] else float("nan"),
         "generations": bound["generations"], "front_generations": bound["front_generations"],
         "wall_full": full["wall"], "wall_halving": halv["wall"], "ratio_wall": ratio_wall,
+        "wall_bound": wall_bound["wall"], "ratio_wall_bound": wall_bound["wall"] / full["wall"],
+        "captioning_saved_at_most": wall_bound["captioning_saved"],
         "pruned": [f"{label[r['cell_id']]}: {r['reason']}" for _, r in pruned.iterrows()],
         "front_cells_pruned": [f"{d['axis']}: {d['cell']}" for d in lost],
         "fronts_full": f_full, "fronts_halving": f_halv,

@@ -193,6 +193,10 @@ def halving_md(h: dict[str, Any]) -> list[str]:
                  f"**{g['ratio_wall']:.2f}**", f"{g['targets']['wall']}: {met(met_['wall'])}"],
                 ["fewest images any pruning keeping the full run's fronts can caption", g["images_full"],
                  g["images_bound"], f"{g['ratio_bound']:.2f}", ""],
+                *([["least wall that pruning them could leave (the full run's wall less the captioning "
+                    "of the prunable generations past the first rung)", f"{g['wall_full']:.1f}",
+                    f"{g['wall_bound']:.1f}", f"{g['ratio_wall_bound']:.2f}", ""]]
+                  if "wall_bound" in g else []),
             ]),
             f"Rungs {g['rungs']}; {g['front_generations']} of the {g['generations']} generations serve a "
             "cell on a front of the full run (they must caption every image; the others at least the first "

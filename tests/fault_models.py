@@ -55,6 +55,10 @@ class ScriptedCaptioner(Captioner):
                 while not list(ballast.parent.glob(written)) and time.time() < deadline:
                     time.sleep(0.05)
                 _fill(ballast)
+        if self.mode == "named-die-reused":
+            _die_once_in_a_reused_process(fault_dir, self.model_id)
+        if self.mode.startswith("named"):  # the caption says which model answered
+            return [CaptionResult(f"{self.model_id} saw {r.sample_id}", 3) for r in requests]
         if self.mode == "slow":
             time.sleep(float(os.environ.get("VLM_SWEEP_FAULT_SLEEP", "0.5")))
         if self.mode == "pixels":  # the caption is a function of the decoded image alone
@@ -62,6 +66,21 @@ class ScriptedCaptioner(Captioner):
         words = max(1, generate_kwargs["max_new_tokens"] // 2)
         return [CaptionResult(" ".join(["a", "photo", "of", r.sample_id, "with", "things"][:words]), words)
                 for r in requests]
+
+
+def _die_once_in_a_reused_process(fault_dir: Path, model_id: str) -> None:
+    """The process dies at its second generate() for a model that is not the first this process loaded (a
+    host process kept from an earlier load), once: Ray restarts it with its first load's arguments and
+    retries the batch. (At the second: the cell's first batch came from the process that began it.)"""
+    pid = str(os.getpid())
+    firsts = [line.split()[0] for line in (fault_dir / "loads.log").read_text().splitlines()
+              if line.split()[1] == pid]
+    calls = (fault_dir / "calls.log").read_text().splitlines()
+    mine = [line for line in calls if line.split()[0] == model_id]
+    marker = fault_dir / "died"
+    if firsts and firsts[0] != model_id and len(mine) == 2 and not marker.exists():
+        marker.write_text(f"{model_id} {pid}")
+        os._exit(1)
 
 
 def _describe(image) -> str:
@@ -96,6 +115,14 @@ def pixels(model_id: str, precision: str) -> Captioner:
 
 def counting(model_id: str, precision: str) -> Captioner:
     return ScriptedCaptioner(model_id, "count")
+
+
+def named(model_id: str, precision: str) -> Captioner:
+    return ScriptedCaptioner(model_id, "named")
+
+
+def named_die_reused(model_id: str, precision: str) -> Captioner:
+    return ScriptedCaptioner(model_id, "named-die-reused")
 
 
 def slow(model_id: str, precision: str) -> Captioner:

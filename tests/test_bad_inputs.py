@@ -162,7 +162,7 @@ def test_a_batch_whose_every_image_is_rejected_is_all_error_rows():
 
 
 def test_out_of_memory_is_not_taken_for_a_bad_input():
-    from actors.model_host import CellOutOfMemory
+    from actors.generation_retry import CellOutOfMemory
 
     with pytest.raises(CellOutOfMemory, match="oom"):
         run(plain_host(Rejecting("none", fits=1)), sample_batch(4), 8, (4,))

@@ -103,7 +103,7 @@ def test_one_trial_and_a_third_of_the_generations(shared_and_own):
     root, cells, _, _ = shared_and_own
     assert trials(root / "shared") == 1 and trials(root / "own") == 3
     assert batches(root / "shared", cells) == 2 and batches(root / "own", cells) == 6  # 16 images, batch 8
-    from sweep.results.tables import check_output
+    from sweep.results.table_check import check_output
 
     assert check_output(root / "shared") == [] and check_output(root / "own") == []
 

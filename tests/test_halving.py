@@ -8,11 +8,13 @@ import pytest
 
 from sweep.grid.config import GridError, parse_grid
 from sweep.search.halving import (
+    MemoryEstimate,
     RungCell,
     decide_rung,
     dominator,
     image_counts,
     image_order,
+    may_be_dominated_later,
     rung_sizes,
     trials_to_stop,
 )
@@ -150,8 +152,13 @@ def test_dry_run_shows_rungs_and_worst_and_expected_images() -> None:
     # 2 generations (the shared cell is cut from one): worst 2 x 50, expected 2x10 + 1x10 + 1x20 + 1x10
     assert lines[1].startswith("images captioned by 2 generations: worst case 100 (none stopped), expected "
                                "about 60 ")
-    assert lines[2] == ("order: every generation captions the first rung (10 images) before any goes "
-                        "further, then the best CIDEr there goes on first")
+    assert lines[2] == ("order: ascending estimated weights; a generation waits at the first rung (10 "
+                        "images) only while one still to come may have no more memory, then the best CIDEr "
+                        "there goes on first")
+    latency = SearchConfig(strategy="pareto_halving", first_rung=10, objectives=["latency"])
+    assert format_search(latency, plans, 50)[2] == ("order: every generation captions the first rung (10 "
+                                                    "images) before any goes further, then the best CIDEr "
+                                                    "there goes on first")
     asynchronous = SearchConfig(strategy="pareto_halving", first_rung=10, synchronous_first_rung=False)
     assert len(format_search(asynchronous, plans, 50)) == 2
     assert format_search(SearchConfig(), plans, 50) == ["search: full (every cell captions all 50 images)"]
@@ -169,3 +176,52 @@ def test_fewest_images_a_front_keeping_pruning_can_caption() -> None:
     })
     assert fewest_images(results, n_images=50, first_rung=10) == {
         "images": 2 * 50 + 1 * 10, "generations": 3, "front_generations": 2}
+
+
+def test_a_generation_still_to_come_may_dominate_only_with_no_more_memory() -> None:
+    """The synchronous first rung holds a trial only while a waiting generation may have at most its
+    memory: its estimate, scaled by what the reached generations of its precision measured."""
+    nf4, fp32 = MemoryEstimate("nf4", 0.12e6), MemoryEstimate("fp32", 0.36e6)
+    memory = 0.000218  # GB: a reached nf4 generation's measured weights
+    assert may_be_dominated_later(memory, [nf4], [])  # the bare estimate (0.12 MB) is below it
+    # a reached nf4 generation measured 1.8x its estimate: the waiting one's 0.12 MB is ~0.22 MB
+    measured = [(MemoryEstimate("nf4", 0.11e6), 0.000198)]
+    assert not may_be_dominated_later(memory - 0.00001, [nf4], measured)
+    assert may_be_dominated_later(memory + 0.00001, [nf4], measured)
+    assert not may_be_dominated_later(memory, [fp32], measured)  # more memory: it cannot dominate
+    assert not may_be_dominated_later(memory, [], measured)  # nothing waits
+    # unknown estimates or memory: anything may
+    assert may_be_dominated_later(memory, [fp32, MemoryEstimate("int8", float("inf"))], measured)
+    assert may_be_dominated_later(float("nan"), [fp32], measured)
+
+
+def test_fastest_wall_takes_off_only_the_prunable_generations_captioning_past_the_first_rung() -> None:
+    """The benchmark's wall bound: generation b (no front cell) captioned 100 images in 10 s, of which
+    pruning could save the 80 past a first rung of 20 (8 s); the front generation a saves nothing."""
+    from benchmarks.halving import fastest_wall
+
+    class Store:
+        def read_batches(self, cell_id: str) -> pd.DataFrame:
+            start = {"a32": 100.0, "b32": 200.0}[cell_id]
+            return pd.DataFrame({"batch_start_ts": [start, start + 5],
+                                 "batch_end_ts": [start + 5, start + 10]})
+
+    results = pd.DataFrame({"cell_id": ["a32", "a8", "b32"], "shared_generation": [None, "a32", None],
+                            "pareto": [None, "latency", None], "n_samples": [100, 100, 100]})
+    bound = fastest_wall(Store(), results, wall=50.0, first_rung=20)
+    assert bound == {"wall": pytest.approx(42.0), "captioning_saved": pytest.approx(8.0)}
+
+
+def test_a_cell_faster_by_its_point_estimate_is_not_stopped_inside_a_latency_tie(images: np.ndarray) -> None:
+    """The point-front cell of a rung is kept: a better cell whose latency interval includes zero (not
+    dearer with confidence) but whose p50 is higher does not stop it; the same pair the other way
+    round (the better cell the faster by its point too) does."""
+    rng = np.random.default_rng(2)  # latency p50 difference +0.007, its interval [-0.009, +0.029]
+    noise = rng.normal(0, 0.03, 32)
+    better = _cell("better", images + 1.0, np.full(32, 0.055) + rng.normal(0, 0.03, 32))
+    fast = _cell("fast", images, np.full(32, 0.05) + noise)
+    assert np.median(better.table["batch_latency_sec"]) > np.median(fast.table["batch_latency_sec"])
+    assert decide_rung([better, fast], OBJECTIVES, 0.95, 0)["fast"] is None
+    slow = _cell("slow", images, np.full(32, 0.07) + noise)
+    why = decide_rung([better, slow], OBJECTIVES, 0.95, 0)["slow"]
+    assert why is not None and why.by == "better"

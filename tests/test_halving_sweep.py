@@ -68,7 +68,7 @@ def _prune_then_complete(tmp_path: Path) -> None:
     assert len(first) == 8 and len(store.read_captions(cells[16].cell_id)) == 16
     report = (tmp_path / "report.html").read_text()
     assert "class='pruned'" in report and "dominated by small/fp32/t16" in report
-    from sweep.results.tables import check_output
+    from sweep.results.table_check import check_output
 
     assert check_output(tmp_path) == []  # a pruned cell's rows and results are as declared
 

@@ -121,6 +121,61 @@ def test_best_first_resumes_the_highest_first_rung_cider_first() -> None:
     assert best_first(["a", "b", "c", "d"], {"a": 0.5, "b": 1.5, "c": 0.5}) == ["b", "a", "c", "d"]
 
 
+MEMORY_GB = {"small": 1.0, "mid": 2.0, "large": 3.0}
+
+
+def tied_by_memory(rung: int, cell_ids: list[str]) -> list[RungCell]:
+    """Cells tied on CIDEr and latency (none stops another), their memory from MEMORY_GB."""
+    n = RUNGS[rung]
+    return [RungCell(cid, cid, pd.DataFrame({"sample_id": [f"s{k:03d}" for k in range(n)],
+                                             "cider": _DIFFICULTY[:n], "batch_latency_sec": 0.05,
+                                             "error": ""}), {"memory": MEMORY_GB[cid]})
+            for cid in cell_ids]
+
+
+def first_rung_answers(order: list[str], estimates: dict | None) -> list[str]:
+    """What the scheduler answers each trial's first rung report, the trials reporting in `order`."""
+    from types import SimpleNamespace
+
+    from sweep.search.halving import MemoryEstimate
+
+    scheduler = ParetoHalvingScheduler(
+        RUNGS, {c: (c,) for c in MEMORY_GB}, tied_by_memory, ["latency", "memory"], 0.95, HalvingState(),
+        hold_first_rung=True,
+        estimates=estimates and {c: MemoryEstimate("fp32", gb * 1e9) for c, gb in estimates.items()})
+    return [scheduler.on_trial_result(None, SimpleNamespace(trial_id=c, config={"cell_id": c}), {"rung": 0})
+            for c in order]
+
+
+def test_first_rung_holds_only_while_a_generation_to_come_may_have_no_more_memory() -> None:
+    """In ascending memory (the halving order) no trial is held: nothing still to come could stop it, so
+    it is not paused (and loaded again) for nothing. A trial reaching the first rung before a cheaper
+    one is held, as is every trial where nothing is estimated."""
+    from ray.tune.schedulers import TrialScheduler
+
+    go, hold = TrialScheduler.CONTINUE, TrialScheduler.PAUSE
+    assert first_rung_answers(["small", "mid", "large"], MEMORY_GB) == [go, go, go]
+    assert first_rung_answers(["large", "mid", "small"], MEMORY_GB) == [hold, hold, go]
+    assert first_rung_answers(["small", "large", "mid"], MEMORY_GB) == [go, hold, go]
+    assert first_rung_answers(["small", "mid", "large"], None) == [hold, hold, go]
+    # an estimate that misses (the waiting "mid" estimated below what "small" measured): held
+    assert first_rung_answers(["small", "mid", "large"], {**MEMORY_GB, "mid": 0.5}) == [hold, go, go]
+
+
+def test_halving_order_measures_the_unestimated_loads_first_when_the_first_rung_is_held(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from sweep.execute.trials import halving_order
+    from sweep.plan import cell_facts
+
+    weights = {"a": 2.0, "b": float("inf"), "c": 1.0}
+    monkeypatch.setattr(cell_facts, "estimated_weight_bytes", lambda cell: weights[cell.cell_id])
+    cells = [SimpleNamespace(cell_id=c) for c in weights]
+    held = SimpleNamespace(hold_first_rung=True)
+    assert [c.cell_id for c in sorted(cells, key=halving_order(held))] == ["b", "c", "a"]
+    assert [c.cell_id for c in sorted(cells, key=halving_order(None))] == ["c", "a", "b"]
+
+
 def test_held_trials_resume_best_first_and_no_more_at_once_than_the_slots() -> None:
     """choose_trial_to_run: new trials first; the held ones only once every generation has its first
     rung, the best first, and only while fewer trials than the slots run (on one GPU a second resumed

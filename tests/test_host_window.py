@@ -19,7 +19,8 @@ from actors.contract import (
     SampleResult,
 )
 from actors.families.llava import LlavaFamily
-from actors.model_host import ModelHost, latency_kind, split_window
+from actors.host_window import latency_kind, split_window
+from actors.model_host import ModelHost
 
 PROMPT = "Describe this image in one sentence."
 

@@ -73,6 +73,7 @@ class CountingPool(HostPool):
 
     def _start(self, spec):
         self.loads += 1
+        self.processes += spec.replicas
         self.started.append(f"{spec.model.id}/{spec.precision}")
         host_set = HostSet(self.loads, spec, spec.gpus_per_actor * spec.replicas, [f"host{self.loads}"])
         self.sets[host_set.set_id] = host_set
@@ -100,7 +101,7 @@ def test_pool_reuses_idle_loads_shares_busy_ones_and_evicts_least_recently_used(
     pool.release(sb2, healthy=True)
     pool.acquire(c4.load_spec())  # a new model: the least recently used idle load (a) makes room
     assert pool.loads == 3 and pool.stopped == [sa]
-    assert pool.stats() == {"loads": 3, "alive": 2}
+    assert pool.stats() == {"loads": 3, "processes": 3, "alive": 2}
 
 
 def test_pool_loads_a_second_copy_where_gpus_are_free_and_drops_failed_loads(coco_mini):

@@ -6,7 +6,7 @@ from conftest import grid_dict
 
 from actors.captioner import Captioner
 from actors.contract import CaptionRequest, CaptionResult
-from actors.model_host import CellOutOfMemory, generate_with_oom_retry
+from actors.generation_retry import CellOutOfMemory, generate_with_oom_retry
 from sweep.data.sources import dataset_fingerprint, load_coco_samples
 from sweep.engine import run_sweep
 from sweep.execute.trials import root_cause

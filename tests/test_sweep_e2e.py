@@ -128,7 +128,8 @@ def test_caption_table_has_one_row_per_image(sweep_result, tmp_path):
     assert set(table["batch_id"]) == set(batches["batch_id"]) and batches["batch_id"].is_unique
     assert "timestamp" in batches and "batch_latency_sec" not in table
     # every table the sweep wrote is as `sweep.results.tables` declares it
-    from sweep.results.tables import CAPTION_TABLE, check_output, check_table
+    from sweep.results.table_check import check_output, check_table
+    from sweep.results.tables import CAPTION_TABLE
 
     assert check_table(table, CAPTION_TABLE) == []
     assert check_output(info.output_dir) == []

@@ -14,11 +14,12 @@ import pandas as pd
 import pytest
 
 from actors.contract import BatchResult, BudgetResult, SampleResult, share_of_total
-from actors.model_host import split_window
+from actors.host_window import split_window
 from sweep.execute.pipeline import caption_rows, derived_rows
 from sweep.results import tables
 from sweep.results.batches import of_rows, per_image
 from sweep.results.store import ResultStore
+from sweep.results.table_check import check_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,18 +39,18 @@ def test_rows_built_from_a_host_answer_are_as_declared_with_the_batch_once():
     built = caption_rows(answer())
     declared = [c.name for c in tables.CAPTION_TABLE]
     assert list(built.images.columns) == [n for n in declared if n in built.images]  # the declared order
-    assert tables.check_table(built.images, tables.CAPTION_TABLE) == [
+    assert check_table(built.images, tables.CAPTION_TABLE) == [
         f"{c.name}: missing" for c in tables.CAPTION_TABLE if not c.when and c.name not in built.images]
     batch = pd.DataFrame([built.batch])
     assert list(batch.columns) == [c.name for c in tables.BATCH_TABLE if c.name in batch]
-    assert tables.check_table(batch, tables.BATCH_TABLE) == ["timestamp: missing", "attempt: missing"]
+    assert check_table(batch, tables.BATCH_TABLE) == ["timestamp: missing", "attempt: missing"]
     assert not set(batch.columns) - {"batch_id"} & set(built.images.columns)  # no batch fact on a row
     assert (built.images["batch_id"] == built.batch["batch_id"]).all()
     assert built.batch["energy_kwh"] == 0.3 and built.batch["batch_latency_sec"] == 2.0
     derived = derived_rows(answer(), 1, "lead")
     assert math.isclose(derived.batch["energy_kwh"], 0.15)  # apportioned by latency
-    assert tables.check_table(derived.images, tables.CAPTION_TABLE) == \
-        tables.check_table(built.images, tables.CAPTION_TABLE)
+    assert check_table(derived.images, tables.CAPTION_TABLE) == \
+        check_table(built.images, tables.CAPTION_TABLE)
 
 
 def test_per_image_joins_a_batchs_facts_and_shares_its_totals_over_its_images():
@@ -92,9 +93,9 @@ def test_a_store_of_the_older_layout_is_read_as_todays(tmp_path):
     assert "batch_latency_sec" not in captions and captions["batch_id"].nunique() == 2
     assert len(batches) == 2 and math.isclose(batches["energy_kwh"].iloc[0], 0.3)
     assert math.isnan(batches["energy_kwh"].iloc[1])  # not measured stays not measured
-    assert tables.check_table(batches, tables.BATCH_TABLE) == []
+    assert check_table(batches, tables.BATCH_TABLE) == []
     # the cell's own columns (cell_id, ...) this synthetic table never had aside, it is as declared
-    problems = tables.check_table(store.read_caption_table("c"), tables.CAPTION_TABLE)
+    problems = check_table(store.read_caption_table("c"), tables.CAPTION_TABLE)
     assert problems and all(p.endswith("missing") for p in problems)
     view = store.read_captions("c")
     assert list(view["batch_latency_sec"]) == list(old.iloc[:3]["batch_latency_sec"])
@@ -105,7 +106,7 @@ def test_a_store_of_the_older_layout_is_read_as_todays(tmp_path):
 
 def test_check_table_names_what_disagrees():
     frame = pd.DataFrame({"cell_id": ["c"], "status": [3], "mystery": [1.0], "weight_bytes_vision": [2.0]})
-    problems = tables.check_table(frame, tables.RESULTS_TABLE)
+    problems = check_table(frame, tables.RESULTS_TABLE)
     assert "mystery: not declared" in problems and "status: int64, declared str" in problems
     assert "label: missing" in problems and not any("weight_bytes_vision" in p for p in problems)
 

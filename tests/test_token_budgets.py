@@ -22,7 +22,8 @@ from actors.contract import (
 )
 from actors.families.llava import LlavaFamily
 from actors.generation import Generation, cut_budget, sharing_blocker
-from actors.model_host import CellOutOfMemory, ModelHost, checked_budgets
+from actors.generation_retry import CellOutOfMemory
+from actors.model_host import ModelHost, checked_budgets
 from actors.registry import get_family
 
 REPO = Path(__file__).resolve().parents[1]

@@ -91,7 +91,7 @@ def test_sweep_captions_each_scene_of_bikes_with_both_strategies(coco_mini, tmp_
     code = info.exit_code
     assert code == 0, info.results[["label", "reason"]]
     store = ResultStore(info.output_dir)
-    from sweep.results.tables import check_output
+    from sweep.results.table_check import check_output
 
     assert check_output(info.output_dir) == []  # the per-scene tables are as declared
     tracker = info.tracker

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,10 +32,19 @@ pytestmark = [
 ]
 
 
-def test_vllm_cpu_captions_tiny_llava(coco_mini, tiny_model_cache, tmp_path):
+@pytest.fixture(name="short_tmp")
+def short_tmp_fixture() -> Iterator[Path]:
+    """A temp dir with a short path: vLLM binds ZeroMQ ipc sockets under TMPDIR, named by a uuid, and a
+    socket path is at most 107 bytes; pytest's tmp_path (longer still under xdist's per-worker dirs) is
+    not."""
+    tmp = Path(tempfile.mkdtemp(prefix="vllm-"))
+    yield tmp
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_vllm_cpu_captions_tiny_llava(coco_mini, tiny_model_cache, tmp_path, short_tmp):
     out = tmp_path / "result.json"
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
+    tmp = short_tmp
     env = {
         **os.environ,
         "TMPDIR": str(tmp),  # vLLM leaves sockets behind

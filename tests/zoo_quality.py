@@ -111,6 +111,7 @@ BREAKS: dict[str, tuple[str, Callable[[Any], Any], str]] = {
     # chat families: the assistant turn never opened (add_generation_prompt lost)
     "llava": ("format_prompt", _no_generation_prompt, "chat template without the generation prompt"),
     "qwen2_vl": ("format_prompt", _no_generation_prompt, "chat template without the generation prompt"),
+    "qwen2_5_vl": ("format_prompt", _no_generation_prompt, "chat template without the generation prompt"),
     "smolvlm": ("format_prompt", _no_generation_prompt, "chat template without the generation prompt"),
     "blip2": ("plain_template", lambda f: "{prompt}", "the grid prompt without 'Question: ... Answer:'"),
     "paligemma": ("task_prompt", lambda f: None, "the grid prompt instead of the 'caption en' task prefix"),

@@ -50,6 +50,9 @@ def summarize_costs(table: pd.DataFrame, batches: pd.DataFrame, cell_wall_second
     out["peak_memory_bytes"] = float(batches["peak_memory_bytes"].max())
     out["peak_memory_gb"] = out["peak_memory_bytes"] / 1e9
     out["load_seconds"] = float(np.mean([r["load_seconds"] for r in used]))
+    # 1: every host loaded the model in a fresh process (its load_seconds holds the imports a first load
+    # triggers); 0: one reused a process of an earlier load (docs/measurement.md)
+    out["fresh_process"] = float(all(r.get("host_process_loads", 1) == 1 for r in used))
     out["weight_bytes"] = float(used[0]["weight_bytes"])
     for side, nbytes in used[0].get("module_weight_bytes", {}).items():
         out[f"weight_bytes_{side}"] = float(nbytes)

@@ -28,6 +28,7 @@ class PipelineSettings:
     energy_country: str | None
     accelerator_type: str | None = None  # e.g. "L4": model actors only on nodes with that accelerator
     max_image_pixels: int | None = 89_478_485  # dataset.max_image_pixels: larger images are error rows
+    reuse_host_processes: bool = True  # resources.reuse_host_processes (`sweep.execute.hosts.HostPool`)
     # run the family's processor in the decode tasks where the hosts offer it (`CellStart.preprocessor`)
     preprocess_in_decode_tasks: bool = True
 
@@ -40,6 +41,7 @@ class PipelineSettings:
             accelerator_type=grid.resources.accelerator_type,
             max_image_pixels=getattr(grid.dataset, "max_image_pixels", None),
             preprocess_in_decode_tasks=grid.resources.preprocess_in_decode_tasks,
+            reuse_host_processes=grid.resources.reuse_host_processes,
         )
 
 
@@ -158,8 +160,10 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
     video = any(s.video_id for s in samples)
     rows = decode_rows(samples)
     generation = replace(cell.generation(), budgets=tuple(sorted(budgets)))
-    set_id, hosts = ray.get(host_pool.acquire.remote(cell.load_spec()))
+    spec = cell.load_spec()
+    set_id, hosts = ray.get(host_pool.acquire.remote(spec))
     healthy = False
+    starts: list[CellStart] = []
     produced = 0
     in_flight: list[Any] = []
 
@@ -177,8 +181,11 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
     try:
         # waits for the model to load; a load error surfaces here, before any image is read
         measurement = cell.measurement()
-        starts = ray.get([call_host(host, ModelHostApi.begin_cell, cell.cell_id, generation, measurement)
-                          for host in hosts])
+        for host in hosts:  # a host kept from another load swaps to this one (a no-op on a fresh host)
+            call_host(host, ModelHostApi.load, spec)
+        # every call names the load it expects: a host restarted by Ray comes back with its first load
+        starts = ray.get([call_host(host, ModelHostApi.begin_cell, cell.cell_id, generation, measurement,
+                                    load=spec) for host in hosts])
         if on_start:
             on_start(starts)
         # "DEFAULT": not the trial's placement group (Tune's, of 0.01 CPU), which a task launched from
@@ -201,17 +208,17 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
             host = hosts[i % len(hosts)]
             if per_call == 1:
                 in_flight.append(call_host(host, ModelHostApi.caption_parts, generation, cell.cell_id,
-                                           *pieces))
+                                           *pieces, load=spec))
             else:
                 sizes = [len(batch) for batch in group]
                 in_flight.append(call_host(host, ModelHostApi.caption_window, generation, cell.cell_id, sizes,
-                                           *pieces))
+                                           *pieces, load=spec))
             collect(keep=window)
         collect(keep=0)
         healthy = True
         return produced
     finally:
-        ray.get(host_pool.release.remote(set_id, healthy))
+        ray.get(host_pool.release.remote(set_id, healthy, starts))
 
 
 def decode_task_preprocessor(starts: list[CellStart], prompt: str, wanted: bool

@@ -67,8 +67,9 @@ def halving_setup(plan: SweepPlan, trial_cells: list[Cell],
     """Pareto-aware successive halving (`search.strategy: pareto_halving`): the samples in the shared
     seeded order, the plan's rungs (image counts), and the Tune scheduler that decides at each rung (its
     stopped cells go to the recorder, which records them as pruned)."""
+    from sweep.plan.cell_facts import estimated_weight_bytes
     from sweep.results.pruned import search_stamp
-    from sweep.search.halving import image_order
+    from sweep.search.halving import MemoryEstimate, image_order
     from sweep.search.rungs import RungEvaluator, cider_scores
     from sweep.search.scheduler import HalvingState, ParetoHalvingScheduler
 
@@ -83,10 +84,12 @@ def halving_setup(plan: SweepPlan, trial_cells: list[Cell],
     state = HalvingState()
     state.stopped = recorder.pruned  # one dict: the scheduler's stops are the recorder's pruned cells
     recorder.search_stamp = search_stamp(search)  # what a pruned cell is stored under (read back later)
+    estimates = {c.cell_id: MemoryEstimate(c.precision, estimated_weight_bytes(c)) for c in trial_cells}
     # cells finished earlier dominate at every rung too (their stored images include every rung's)
     scheduler = ParetoHalvingScheduler(sizes, groups, evaluate, search.objectives, search.confidence, state,
                                        comparators=list(plan.finished),
-                                       hold_first_rung=search.synchronous_first_rung and len(sizes) > 1)
+                                       hold_first_rung=search.synchronous_first_rung and len(sizes) > 1,
+                                       estimates=estimates)
     return [by_id[i] for i in order], sizes, scheduler
 
 
@@ -217,7 +220,8 @@ def _run_trials(plan: SweepPlan, recorder: Any, timer: PhaseTimer, stop: Any) ->
     if scheduler is not None:
         recorder.notes += [f"successive halving: {line}" for line in scheduler.state.lines(rungs)]
     recorder.notes.append(f"{hosts['loads']} model loads for {len(plan.todo)} cells (a loaded "
-                          "model serves every cell of its model and precision)")
+                          "model serves every cell of its model and precision) in "
+                          f"{hosts.get('processes', hosts['loads'])} host processes")
     if plan.sharing.lead_of:
         recorder.notes.append(
             f"{len(plan.sharing.lead_of)} cells were cut from the generation of a larger budget "

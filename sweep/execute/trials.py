@@ -235,6 +235,18 @@ def order_for_reuse(cells: list[Cell], slots: int,
     return ordered
 
 
+def halving_order(scheduler: Any) -> Callable[[Cell], float]:
+    """The loads' order under successive halving: ascending estimated weight bytes. With a synchronous
+    first rung the loads whose weights are not estimated go first: measured early, they no longer hold
+    every later trial at the first rung as a generation to come that might dominate it
+    (`sweep.search.scheduler`; asynchronous, last: compared with everything before them)."""
+    from sweep.plan.cell_facts import estimated_weight_bytes
+
+    if not getattr(scheduler, "hold_first_rung", False):
+        return estimated_weight_bytes
+    return lambda cell: -1.0 if math.isinf(estimated_weight_bytes(cell)) else estimated_weight_bytes(cell)
+
+
 def _concurrency(scheduler: Any, slots: int) -> dict[str, Any]:
     """Tune's limit of trials at once: `slots`, not counting the trials a synchronous first rung holds
     (paused, they would count until they complete: `sweep.search.scheduler.HeldAwareGenerator`)."""
@@ -265,7 +277,7 @@ def run_trials(cells: list[Cell], samples: list[Sample], settings: PipelineSetti
     gpus = ray.cluster_resources().get("GPU", 0)
     slots = concurrent_cells(gpus, cells)
     host_pool = ray.remote(HostPool).options(num_cpus=0).remote(
-        gpus, settings.energy_country, settings.accelerator_type
+        gpus, settings.energy_country, settings.accelerator_type, settings.reuse_host_processes
     )
     trainable = tune.with_parameters(
         cell_trainable,
@@ -279,9 +291,7 @@ def run_trials(cells: list[Cell], samples: list[Sample], settings: PipelineSetti
     )
     # The trial itself only coordinates; its GPUs are held by the model hosts it borrows.
     trainable = tune.with_resources(trainable, {"cpu": 0.01})
-    from sweep.plan.cell_facts import estimated_weight_bytes
-
-    order = [c.cell_id for c in order_for_reuse(cells, slots, estimated_weight_bytes if rungs else None)]
+    order = [c.cell_id for c in order_for_reuse(cells, slots, halving_order(scheduler) if rungs else None)]
     tuner = tune.Tuner(
         trainable,
         param_space={"cell_id": tune.grid_search(order)},

@@ -122,6 +122,10 @@ class ResourcesConfig(_Strict):
     preprocess_in_decode_tasks: StrictBool = Field(
         default=True, description="run the family's processor in the CPU decode tasks where the backend and "
         "family allow it (HF), so the model host only generates; false: on the model host")
+    reuse_host_processes: StrictBool = Field(
+        default=True, description="a model host process whose model is no longer needed loads the next "
+        "model of the same placement in place of a fresh process (HF and user loaders; vLLM always gets a "
+        "fresh one); false: a fresh process per load (docs/measurement.md)")
 
 
 class MeasurementConfig(_Strict):
@@ -211,7 +215,8 @@ class SearchConfig(_Strict):
     seed: int = Field(default=0, description="seed of the image order every cell shares")
     synchronous_first_rung: bool = Field(
         default=True, description="every generation reaches the first rung before any goes further (the "
-        "others wait, paused), then they go on best first by CIDEr; false: fully asynchronous (a cell is "
+        "others wait, paused), then they go on best first by CIDEr; with memory an objective, a generation "
+        "waits only while one still to come may have no more memory; false: fully asynchronous (a cell is "
         "compared only with those that reached its rung before it)")
 
     @field_validator("rungs")

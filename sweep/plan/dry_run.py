@@ -78,6 +78,10 @@ def format_search(search: SearchConfig, plans: list[CellPlan], n_images: int,
     held = search.synchronous_first_rung and len(sizes) > 1
     order = [f"order: every generation captions the first rung ({sizes[0]} images) before any goes further, "
              "then the best CIDEr there goes on first"] if held else []
+    if held and "memory" in search.objectives:  # sweep.search.scheduler: only a cheaper one can stop it
+        order = [f"order: ascending estimated weights; a generation waits at the first rung ({sizes[0]} "
+                 "images) only while one still to come may have no more memory, then the best CIDEr there "
+                 "goes on first"]
     return [
         f"search: pareto_halving over rungs {sizes} (images of one order, seed {search.seed}); a cell stops "
         f"when another is better on CIDEr at {search.confidence:.0%} and at least as cheap on "

@@ -7,15 +7,17 @@ every cell and two cells at a rung are compared image by image. At a rung, cell 
 - quality: the paired bootstrap interval of CIDEr(b) - CIDEr(a) at the grid's `confidence` lies above 0;
 - every objective of the grid: b is at least as cheap. The noisy costs are compared with their paired
   intervals, and b counts as at least as cheap unless it is dearer with confidence (the rule NOT_DEARER
-  of `sweep.quality.frontier`, which says why it is not the report's): latency, the
+  of `sweep.quality.frontier`, which says why it is not the report's) or dearer by its point estimate
+  (a cell on the rung's point front of a cost is never stopped): latency, the
   interval of p50(b) - p50(a) (per-image batch latencies); energy, the interval of the mean energy per
   image (each batch's energy spread over its images). Memory (weights or GPU peak: one number per cell,
   not noisy) as points: b's value at most a's.
 
-So a stopped cell is worse on quality with confidence than a cell that is not dearer with confidence on
-any cost. What this does not guarantee: a stopped cell whose cost is within a tie of its dominator's
-(same latency within the noise) could, at the full image count, land on a front by a point estimate
-inside that tie; the stop reason prints the cost ratios so such a case can be seen.
+So a stopped cell is worse on quality with confidence than a cell that is not dearer on any cost, by
+its point estimate nor with confidence. What this does not guarantee: a stopped cell whose cost is
+within a tie of its dominator's (same latency within the noise) could, at the full image count, land on
+a front by a point estimate inside that tie; the stop reason prints the cost ratios (each at least 1
+now) so such a case can be seen.
 
 A trial (one generation, possibly serving several token budgets: `sweep.plan.budgets`) stops only when every
 cell it serves is dominated: a live member keeps the generation running, and the members cut from it
@@ -154,10 +156,16 @@ def _cost(cell: RungCell, objective: str) -> float:
 
 
 def _cheap_enough(b: RungCell, a: RungCell, objective: str, comparisons: Comparisons) -> bool:
-    """b at least as cheap as a on the objective (see the module docstring); unknown costs never are."""
+    """b at least as cheap as a on the objective (see the module docstring); unknown costs never are.
+    Never when b is the dearer by its point estimate: a is then on the rung's (point) front of that cost
+    beside b, and would likely be on the full run's too (a latency tie at a rung is no reason to lose it:
+    the families grid lost its fastest cell that way, `latency ×0.89`)."""
     paired = OBJECTIVES[objective].paired
+    cost_b, cost_a = _cost(b, objective), _cost(a, objective)
+    if cost_b > cost_a:  # (NaN compares False: left to cheap_enough, which refuses unknown costs)
+        return False
     diff = comparisons.difference(b.cell_id, a.cell_id, paired) if paired else None
-    return cheap_enough(diff, _cost(b, objective), _cost(a, objective), NOT_DEARER)
+    return cheap_enough(diff, cost_b, cost_a, NOT_DEARER)
 
 
 def _ratio(a: RungCell, b: RungCell, objective: str) -> float:
@@ -241,3 +249,39 @@ def trials_to_stop(groups: Mapping[str, Sequence[str]],
         if found and all(d is not None for d in found):
             stop[trial] = decisions.get(trial) or found[0]
     return stop
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """A generation's weights before it runs: its precision and `sweep.plan.cell_facts.estimated_weight_bytes`
+    (+inf when unknown)."""
+
+    precision: str
+    weight_bytes: float
+
+
+def may_be_dominated_later(memory: float, waiting: Sequence[MemoryEstimate],
+                           measured: Sequence[tuple[MemoryEstimate, float]]) -> bool:
+    """Could a generation that has not reached the first rung yet (`waiting`) dominate a cell of
+    `memory` (measured, as RungCell.costs["memory"])? With memory an objective, a dominating cell has at
+    most its memory, so only a waiting generation whose memory may be that low could. Its memory is not
+    measured yet: its estimate, scaled by the smallest measured / estimated ratio among the generations
+    of its precision that reached the first rung (`measured`: (estimate, measured memory) pairs; the
+    estimate misses what quantization leaves unquantized, e.g. the nf4 toy models measure 1.8-2.5x it), or
+    the bare estimate where none did. Unknown (NaN memory, an estimate of +inf) may always dominate.
+
+    A cell that no waiting generation can dominate has been compared at its first rung with every cell
+    that could stop it there: holding it for a synchronous first rung would only cost a reload."""
+    if not math.isfinite(memory):
+        return bool(waiting)
+    ratios: dict[str, float] = {}
+    for estimate, value in measured:
+        if estimate.weight_bytes > 0 and math.isfinite(estimate.weight_bytes) and math.isfinite(value):
+            ratio = value / (estimate.weight_bytes / 1e9)
+            ratios[estimate.precision] = min(ratio, ratios.get(estimate.precision, ratio))
+    for other in waiting:
+        if not math.isfinite(other.weight_bytes):
+            return True
+        if other.weight_bytes / 1e9 * ratios.get(other.precision, 1.0) <= memory:
+            return True
+    return False

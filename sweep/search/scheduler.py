@@ -17,11 +17,16 @@ highest CIDEr at the first rung first, `best_first`), so the likely dominators r
 wait; a resumed trial answers its first rung from the store at once and is decided against every
 generation's first rung. The price: each held trial starts once more (its model is loaded again only
 where the GPUs could not keep it), and Tune's grid generator must not count the paused trials against
-`max_concurrent_trials` (`HeldAwareGenerator`)."""
+`max_concurrent_trials` (`HeldAwareGenerator`). With memory among the objectives only a generation of at
+most a trial's memory can stop it, and the trials run in ascending estimated weights: a trial is held
+only while a generation still to come may have that little memory (`may_be_dominated_later`), so in
+that order most trials go straight on, decided at the first rung against every cell that could stop
+them there, and are never loaded twice."""
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,7 +34,14 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import BasicVariantGenerator
 
-from sweep.search.halving import Domination, RungCell, decide_rung, trials_to_stop
+from sweep.search.halving import (
+    Domination,
+    MemoryEstimate,
+    RungCell,
+    decide_rung,
+    may_be_dominated_later,
+    trials_to_stop,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +74,16 @@ class ParetoHalvingScheduler(FIFOScheduler):
     """`rungs`: image counts (the last one the whole dataset). `groups`: trial cell id -> the cells its
     generation serves (itself first). `evaluate(rung_index, cell_ids)`: the RungCells of those cells over
     the rung's images. `comparators`: cells finished before (read back from the store, not trials) that
-    the trials are compared with at every rung, on the same first images."""
+    the trials are compared with at every rung, on the same first images. `estimates`: trial cell id ->
+    its MemoryEstimate; with them (and memory an objective) a trial is held at the first rung only while
+    a generation still to come may dominate it (`may_be_dominated_later`), not until every one came."""
 
     def __init__(self, rungs: Sequence[int], groups: dict[str, Sequence[str]],
                  evaluate: Callable[[int, Sequence[str]], list[RungCell]], objectives: Sequence[str],
                  confidence: float, state: HalvingState | None = None, comparators: Sequence[str] = (),
-                 hold_first_rung: bool = False):
+                 hold_first_rung: bool = False, estimates: dict[str, MemoryEstimate] | None = None):
         super().__init__()
+        self.estimates = dict(estimates or {})
         self.hold_first_rung = hold_first_rung
         self.slots = 1  # trials at once (trial_generator sets the sweep's)
         self.rungs = list(rungs)
@@ -83,6 +98,7 @@ class ParetoHalvingScheduler(FIFOScheduler):
         self.failed: set[str] = set()
         self.paused: dict[str, float] = {}  # trial cell id -> its best CIDEr at the first rung (held)
         self._counted: set[tuple[str, int]] = set()
+        self._memory: dict[str, float] = {}  # trial cell id -> its memory measured at the first rung
 
     @property
     def state(self) -> HalvingState:
@@ -103,7 +119,8 @@ class ParetoHalvingScheduler(FIFOScheduler):
         stop = self.decide(rung, cell_id)
         if stop is not None:
             return TrialScheduler.STOP
-        if self.hold_first_rung and rung == 0 and not resumed and not self.first_rung_complete():
+        if (self.hold_first_rung and rung == 0 and not resumed and not self.first_rung_complete()
+                and self.may_be_dominated_later(cell_id)):
             self.paused[cell_id] = self._best_cider(cell_id)
             self.state.held.add(trial.trial_id)
             return TrialScheduler.PAUSE  # until every generation has its first rung
@@ -112,6 +129,27 @@ class ParetoHalvingScheduler(FIFOScheduler):
     def first_rung_complete(self) -> bool:
         """Every generation reached the first rung (or failed): the held trials may go on."""
         return all(cid in self.reached or cid in self.failed for cid in self.groups)
+
+    def may_be_dominated_later(self, cell_id: str) -> bool:
+        """Could a generation that has not reached the first rung yet dominate the trial's cells there?
+        Without estimates, or without memory among the objectives, any may."""
+        if "memory" not in self.objectives or not self.estimates:
+            return True
+        waiting = [c for c in self.groups if c not in self.reached and c not in self.failed]
+        if any(c not in self.estimates for c in waiting):
+            return True
+        measured = [(self.estimates[c], self.first_rung_memory(c)) for c in self.reached
+                    if c in self.estimates]
+        return may_be_dominated_later(self.first_rung_memory(cell_id), [self.estimates[c] for c in waiting],
+                                      measured)
+
+    def first_rung_memory(self, cell_id: str) -> float:
+        """The memory of the trial's generation (its cells share one load), as the decisions compare it."""
+        if cell_id not in self._memory:
+            cells = _EVALUATORS[self._key](0, self._members(cell_id))
+            values = [float(c.costs.get("memory", math.nan)) for c in cells]
+            self._memory[cell_id] = min(values) if values and not any(map(math.isnan, values)) else math.nan
+        return self._memory[cell_id]
 
     def _best_cider(self, cell_id: str) -> float:
         """The best mean CIDEr at the first rung among the cells the trial's generation serves."""

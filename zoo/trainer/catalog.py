@@ -18,6 +18,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 ZOO_DIR = REPO_ROOT / "zoo"
 
 SMALL = Size(vision_hidden=32, vision_layers=1, lm_hidden=64, lm_layers=1, lm_heads=2)
+# Qwen2.5-VL's tower interleaves windowed and full-attention blocks: two, so both kinds are trained.
+SMALL_2V = Size(vision_hidden=32, vision_layers=2, lm_hidden=64, lm_layers=1, lm_heads=2)
 BASE = Size(vision_hidden=32, vision_layers=1, lm_hidden=128, lm_layers=2, lm_heads=2)
 
 ZOO: dict[str, ZooSpec] = {
@@ -30,6 +32,7 @@ ZOO: dict[str, ZooSpec] = {
                 vision_from="shapes-llava-small"),
         ZooSpec("shapes-git-small", RECIPES["git"], SMALL, steps=1500, lr=3e-3),
         ZooSpec("shapes-qwen2vl-small", RECIPES["qwen2_vl"], SMALL, steps=1500, lr=3e-3, batch_size=16),
+        ZooSpec("shapes-qwen25vl-small", RECIPES["qwen2_5_vl"], SMALL_2V, steps=2400, lr=3e-3, batch_size=16),
         ZooSpec("shapes-blip2-small", RECIPES["blip2"], SMALL, steps=1000, lr=3e-3, batch_size=16),
         # PaliGemma at base size stayed on the colour-only plateau (train loss 0.95 after 800 steps; LLaVA's
         # base did too from scratch), reading its image too little to tell it from a blank one

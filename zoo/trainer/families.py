@@ -33,17 +33,14 @@ def decoder(size: Size, tokenizer: Any, **extra: Any) -> dict[str, Any]:
             "max_position_embeddings": 256, **ids(tokenizer), **extra}
 
 
-def build_qwen2_vl(size: Size, seed: int) -> tuple[Any, Any]:
-    from transformers import (
-        Qwen2VLConfig,
-        Qwen2VLForConditionalGeneration,
-        Qwen2VLImageProcessor,
-        Qwen2VLProcessor,
-        Qwen2VLVideoProcessor,
-    )
+def qwen_vl(size: Size, seed: int, classes: tuple[type, type, type], **vision: Any) -> tuple[Any, Any]:
+    """Qwen2-VL and Qwen2.5-VL: ``classes`` (config, model, processor) over one tokenizer, chat template and
+    image processor; ``vision`` is the family's own vision sub-config."""
+    from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
     from actors.tiny.common import QWEN2_VL_CHAT_TEMPLATE
 
+    config_class, model_class, processor_class = classes
     named = {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
              "vision_start_token": "<|vision_start|>", "vision_end_token": "<|vision_end|>"}
     tok = word_tokenizer(("<unk>", "<|endoftext|>", "<|im_start|>", "<|im_end|>", *named.values()), named,
@@ -54,20 +51,38 @@ def build_qwen2_vl(size: Size, seed: int) -> tuple[Any, Any]:
     # corner of all four tokens, and it learned the background colour only.
     pixels = IMAGE * IMAGE
     kw = dict(size={"shortest_edge": pixels, "longest_edge": pixels}, patch_size=QWEN_PATCH, merge_size=2)
-    processor = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(**kw),
-                                 video_processor=Qwen2VLVideoProcessor(**kw), tokenizer=tok,
-                                 chat_template=QWEN2_VL_CHAT_TEMPLATE)
+    processor = processor_class(image_processor=Qwen2VLImageProcessor(**kw),
+                                video_processor=Qwen2VLVideoProcessor(**kw), tokenizer=tok,
+                                chat_template=QWEN2_VL_CHAT_TEMPLATE)
     half = size.head_dim // 2  # M-RoPE's sections (time, height, width) cover half the head
     section = [half // 4, (half - half // 4) // 2, half - half // 4 - (half - half // 4) // 2]
     rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": section}
-    config = Qwen2VLConfig(
+    config = config_class(
         text_config=decoder(size, tok, rope_parameters=rope),
-        vision_config=dict(depth=size.vision_layers, embed_dim=size.vision_hidden, num_heads=2, mlp_ratio=2,
-                           hidden_size=size.lm_hidden, patch_size=QWEN_PATCH, spatial_merge_size=2,
-                           temporal_patch_size=2),
+        vision_config=dict(depth=size.vision_layers, num_heads=2, patch_size=QWEN_PATCH, spatial_merge_size=2,
+                           temporal_patch_size=2, **vision),
         **{f"{k}_id": tok.convert_tokens_to_ids(v) for k, v in named.items()},
     )
-    return seeded(Qwen2VLForConditionalGeneration, config, seed), processor
+    return seeded(model_class, config, seed), processor
+
+
+def build_qwen2_vl(size: Size, seed: int) -> tuple[Any, Any]:
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
+
+    return qwen_vl(size, seed, (Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor),
+                   embed_dim=size.vision_hidden, mlp_ratio=2, hidden_size=size.lm_hidden)
+
+
+def build_qwen2_5_vl(size: Size, seed: int) -> tuple[Any, Any]:
+    """Qwen2.5-VL's own tower: SwiGLU blocks, RMSNorm, windowed attention with full-attention blocks."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
+
+    # Windows of 32 px (2x2 merged tokens, a quadrant); the last block attends over the whole image, as the
+    # checkpoints interleave windowed blocks with full ones (fullatt_block_indexes).
+    return qwen_vl(size, seed, (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor),
+                   hidden_size=size.vision_hidden, intermediate_size=2 * size.vision_hidden,
+                   out_hidden_size=size.lm_hidden, window_size=IMAGE // 2,
+                   fullatt_block_indexes=[size.vision_layers - 1])
 
 
 def build_smolvlm(size: Size, seed: int) -> tuple[Any, Any]:
@@ -257,6 +272,9 @@ RECIPES: dict[str, Recipe] = {
     "llava": Recipe("llava", "LlavaForConditionalGeneration (CLIP vision tower + Llama LM)", build_llava),
     "qwen2_vl": Recipe("qwen2_vl", "Qwen2VLForConditionalGeneration (ViT + 2x2 merger + Qwen2 LM, M-RoPE)",
                        build_qwen2_vl, extra_eos=("<|endoftext|>",)),
+    "qwen2_5_vl": Recipe("qwen2_5_vl", "Qwen2_5_VLForConditionalGeneration (windowed ViT + 2x2 merger + "
+                         "Qwen2 LM, M-RoPE)", build_qwen2_5_vl, extra_eos=("<|endoftext|>",),
+                         vision_tower="model.visual"),
     "smolvlm": Recipe("smolvlm", "SmolVLMForConditionalGeneration (SigLIP + pixel-shuffle connector + Llama)",
                       build_smolvlm),
     "blip2": Recipe("blip2", "Blip2ForConditionalGeneration (ViT + Q-Former + OPT)", build_blip2),
