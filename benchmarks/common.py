@@ -8,6 +8,7 @@ import math
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -52,6 +53,8 @@ class Context:
     limit: int | None  # images per sweep
     failures: list[str] = field(default_factory=list)  # failed engine cells (label: reason)
     first_runs: list[Any] = field(default_factory=list)  # engine section's runs, which the re-run reads
+    #: output dir -> (grid, run): the sweeps `run_engine_once` ran, which a later section may read
+    runs: dict[Path, tuple[Any, EngineRun]] = field(default_factory=dict)
 
 
 @dataclass
@@ -204,9 +207,11 @@ def make_grid(
     )
 
 
-#: logical GPUs of the one Ray a --quick run shares: the most a quick section uses at once (the engine
-#: section's two cells side by side, the scaling section's two replicas)
-QUICK_RAY_GPUS = 2
+#: logical GPUs of the one Ray a --quick run shares: one, so that a sweep runs its cells one at a time and
+#: every cell of a load reuses one model host (with two, a second trial of the same model starts a second
+#: host: ~10 CPU-s of process start, torch import and load, for 8 images); the scaling section's two
+#: replicas take half a GPU each
+QUICK_RAY_GPUS = 1
 
 
 def start_shared_ray() -> str:
@@ -220,8 +225,37 @@ def start_shared_ray() -> str:
     _loopback_only(True)  # on loopback alone, as the embedded Ray a sweep starts
     ray.init(num_gpus=QUICK_RAY_GPUS, include_dashboard=False, log_to_driver=False,
              _node_ip_address="127.0.0.1")
-    return (f"one embedded Ray with {QUICK_RAY_GPUS} logical GPUs shared by every section (--quick): "
-            "Ray start seconds read ~0")
+    return (f"one embedded Ray with {QUICK_RAY_GPUS} logical GPU shared by every section (--quick): "
+            "Ray start seconds read ~0, cells run one at a time")
+
+
+def same_sweep(a: Any, b: Any) -> bool:
+    """Two grids that run the same cells the same way: equal but for their output dirs and the embedded
+    Ray's `local_gpus` (a Ray already running, as in --quick, is used as it is)."""
+    def key(grid: Any) -> dict[str, Any]:
+        data = grid.model_dump(mode="json", exclude={"output_dir"})
+        data["resources"].pop("local_gpus", None)
+        return data
+
+    return key(a) == key(b)
+
+
+def run_engine_once(ctx: Context, grid: Any) -> EngineRun:
+    """`run_engine` into a fresh `grid.output_dir`; --quick: once per output dir in this invocation, a
+    section that asks again for that dir (the halving section's full run is the token-budget section's
+    shared run) gets the run already made, its store left in place. The grids must run the same sweep
+    (checked)."""
+    out = Path(grid.output_dir)
+    if ctx.quick and out in ctx.runs:  # a full run runs every grid asked for, as before
+        made, run = ctx.runs[out]
+        if not same_sweep(made, grid):
+            raise ValueError(f"two different grids asked for one run in {out}")
+        log(f"  the run in {out.name} made by an earlier section: read, not run again")
+        return run
+    shutil.rmtree(out, ignore_errors=True)
+    run = run_engine(ctx, grid)
+    ctx.runs[out] = (grid, run)
+    return run
 
 
 def run_engine(ctx: Context, grid: Any) -> EngineRun:

@@ -39,9 +39,14 @@ class FirstRun:
     split: dict[str, Any]
 
 
+#: --quick: one cell, the scaling section's (`scaling.MAX_NEW_TOKENS`), whose replicas-1 row reads this run
+QUICK_AXES = (["tiny:llava"], ["fp32"], [12])
+
+
 def grid_axes(ctx: Context) -> tuple[list[str], list[str], list[int]]:
-    models = ["tiny:llava"] if ctx.quick else ["tiny:llava", "tiny:qwen2_vl"]
-    return models, PRECISIONS, [4] if ctx.quick else [4, 12]
+    if ctx.quick:
+        return QUICK_AXES
+    return ["tiny:llava", "tiny:qwen2_vl"], PRECISIONS, [4, 12]
 
 
 def engine_split(run: EngineRun) -> dict[str, Any]:

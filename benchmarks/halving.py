@@ -1,7 +1,8 @@
 """8. Pareto-aware successive halving (issues 17, 28): `search.strategy: pareto_halving` against `full`,
 side by side in one run, on `search_spaces/zoo_families.yaml` (the eight zoo captioners of eight families x
-fp32/int8/nf4 x 8/16/32 tokens over the 200-image test split: 72 cells, 24 generations). --quick: two of
-its models at fp32 over the first 8 images. The two-model grids this section measured before (the
+fp32/int8/nf4 x 8/16/32 tokens over the 200-image test split: 72 cells, 24 generations). --quick: one of
+its models at fp32 under two prompts (two generations on one model host) over the first 8 images; its
+full run is the token-budget section's shared run. The two-model grids this section measured before (the
 quickstart and a larger toy grid) could not save (docs/halving.md says why); their numbers stay there.
 
 Per grid: the cells on each Pareto front of both runs (identical, or which differ and whether each
@@ -21,14 +22,16 @@ from benchmarks.common import REPO, Context, log
 
 TITLE = "8. Pareto-aware successive halving vs the full grid"
 GRID = REPO / "search_spaces" / "zoo_families.yaml"
-QUICK_MODELS = ("shapes-llava-small", "shapes-blip2-small")
+QUICK_MODELS = ("shapes-llava-small",)
+#: --quick: the grid's prompt and a second one, so that two generations compete on one model host
+QUICK_PROMPTS = ["Describe this image in one sentence.", "Describe this picture in one sentence."]
 TARGETS = {"images": 0.4, "wall": 0.5}  # halving / full (issue 28)
 AXES = ("latency", "memory", "energy")
 
 
 def zoo_data(quick: bool = False, models: tuple[str, ...] | None = None) -> dict[str, Any]:
     """The families grid as a dict, its repository-relative paths made absolute; `models`: only the zoo
-    models whose id ends with one of these names (--quick: two of them, fp32 only)."""
+    models whose id ends with one of these names (--quick: one of them, fp32, `QUICK_PROMPTS`)."""
     data = yaml.safe_load(GRID.read_text())
     for key in ("captions", "images"):
         data["dataset"][key] = str(REPO / data["dataset"][key])
@@ -38,8 +41,13 @@ def zoo_data(quick: bool = False, models: tuple[str, ...] | None = None) -> dict
     if models:
         data["models"] = [m for m in data["models"] if m["id"].endswith(models)]
     if quick:
-        data["precisions"] = ["fp32"]
+        data["precisions"], data["prompts"] = ["fp32"], QUICK_PROMPTS
     return data
+
+
+def run_dir(ctx: Context, name: str, strategy: str) -> Any:
+    """The output dir of the grid `name`'s run under `strategy`."""
+    return ctx.work / f"halving-{name}-{strategy}"
 
 
 def halving_grid(out: Any, strategy: str, data: dict[str, Any], limit: int | None, search: dict) -> Any:
@@ -148,8 +156,7 @@ def one_run(ctx: Context, data: dict[str, Any], search: dict, strategy: str, tag
     from sweep.results.store import ResultStore
 
     name = data["name"]
-    out = ctx.work / f"halving-{name}-{strategy}{tag}"
-    shutil.rmtree(out, ignore_errors=True)
+    out = run_dir(ctx, name, f"{strategy}{tag}")
     grid = halving_grid(out, strategy, data, ctx.limit, search)
     sweep = _run(ctx, grid)
     store = ResultStore(out)
@@ -220,9 +227,9 @@ def halving_rungs(grid: Any, n_images: int) -> list[int]:
 
 
 def _run(ctx: Context, grid: Any) -> Any:
-    from benchmarks.common import run_engine
+    from benchmarks.common import run_engine_once
 
-    return run_engine(ctx, grid)
+    return run_engine_once(ctx, grid)  # a fresh output dir, or the run another section made there
 
 
 def run(ctx: Context, models: tuple[str, ...] | None = None,
@@ -233,9 +240,11 @@ def run(ctx: Context, models: tuple[str, ...] | None = None,
     data = zoo_data(ctx.quick, models)
     if precisions:
         data["precisions"] = precisions
+    made = run_dir(ctx, data["name"], "full") in ctx.runs  # --quick: by the token-budget section
     grids = {"zoo_families": one_grid(ctx, data, search)}
+    quick = "; the full run is the token-budget section's shared run, made before" if made else ""
     return {"grids": grids, "note": "one run each, side by side, halving first; the machine's 2 cores "
-            "were shared"}
+            "were shared" + quick}
 
 
 def main() -> None:

@@ -121,5 +121,6 @@ def bench_preprocess(coco: Path, work: Path, repeats: int, limit: int | None) ->
 
 
 def run(ctx: Context) -> dict[str, Any]:
-    return bench_preprocess(ctx.coco, ctx.work, 2 if ctx.quick else max(2, ctx.repeats),
+    # --quick (the suite's smoke run): 16 images, each variant once
+    return bench_preprocess(ctx.coco, ctx.work, 1 if ctx.quick else max(2, ctx.repeats),
                             16 if ctx.quick else ctx.limit)

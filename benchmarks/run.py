@@ -67,8 +67,8 @@ SECTIONS = {"batching": batching, "engine": engine, "rerun": rerun, "scaling": s
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
-                   help="8 images, 1 repeat, a 2-cell grid, replicas 1 and 2, one Ray shared by every "
-                   "section (for the test)")
+                   help="8 images, 1 repeat, a 1-cell engine grid, replicas 1 and 2, one Ray (1 logical GPU) "
+                   "shared by every section, sections sharing sweeps (for the test)")
     p.add_argument("--repeats", type=int, default=None, help="repeats of the batching section (default 3)")
     p.add_argument("--engine-repeats", type=int, default=1, help="repeats of the engine/scaling sections")
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}")

@@ -4,14 +4,14 @@ side in one run, and the same zoo models over max_new_tokens [16, 32, 64, 128].
 Per grid: how many cells' captions are identical string for string between the two runs, the summed
 generation seconds (what the model hosts spent in generate(): each distinct batch's latency once, plus
 the budgets a backend had to generate on its own), and the whole sweep's wall (Ray start to report).
-The shared and unshared sweeps alternate which goes first on every repeat (a shared, noisy machine)."""
+The shared and unshared sweeps alternate which goes first on every repeat (a shared, noisy machine).
+--quick: the halving section's quick grid instead (`quick_grid`), whose shared run that section reads."""
 
 from __future__ import annotations
 
-import shutil
 from typing import Any
 
-from benchmarks.common import QUICKSTART_GRID, Context, log, median, quickstart_data, run_engine
+from benchmarks.common import QUICKSTART_GRID, Context, log, median, quickstart_data, run_engine_once
 
 TITLE = "6. token-budget sharing: one generation per largest budget vs one per cell"
 GRID = QUICKSTART_GRID
@@ -33,6 +33,20 @@ def quickstart_grid(out: Any, share: bool, tokens: list[int] | None, limit: int 
     data["output_dir"] = str(out)
     data["tracking"] = {"experiment": "bench-budgets"}
     return parse_grid(data, str(GRID))
+
+
+def quick_grid(ctx: Context, share: bool) -> Any:
+    """--quick: the halving section's quick grid (one zoo model, two prompts, three budgets: two
+    generations shared, six unshared), whose shared run is that section's full run, into the dir that
+    section reads it from (`run_engine_once`): one sweep fewer."""
+    from benchmarks import halving
+
+    data = halving.zoo_data(quick=True)
+    out = halving.run_dir(ctx, data["name"], "full")
+    if not share:
+        data = {**data, "generation": {**data.get("generation", {}), "share_token_budgets": False}}
+        out = ctx.work / "budgets-quick-own"
+    return halving.halving_grid(out, "full", data, ctx.limit, {})
 
 
 def generation_seconds(store: Any, cell_ids: list[str]) -> float:
@@ -66,10 +80,10 @@ def one_grid(ctx: Context, name: str, tokens: list[int] | None) -> dict[str, Any
     for r in range(ctx.engine_repeats):
         for share in ((True, False) if r % 2 == 0 else (False, True)):
             out = ctx.work / f"budgets-{name}-{'shared' if share else 'own'}-{r}"
-            shutil.rmtree(out, ignore_errors=True)
-            grid = quickstart_grid(out, share, tokens, ctx.limit or (8 if ctx.quick else None), ctx.quick)
-            sweep = run_engine(ctx, grid)
-            store = ResultStore(out)
+            grid = (quick_grid(ctx, share) if ctx.quick else
+                    quickstart_grid(out, share, tokens, ctx.limit, quick=False))
+            sweep = run_engine_once(ctx, grid)
+            store = ResultStore(grid.output_dir)
             ok = sweep.results[sweep.results["status"] == "ok"]
             gen = generation_seconds(store, list(ok["cell_id"]))
             generating = int((ok["shared_generation"] == "").sum())
@@ -90,7 +104,8 @@ def one_grid(ctx: Context, name: str, tokens: list[int] | None) -> dict[str, Any
     wall_s, wall_o = median(seen[True]["wall"]), median(seen[False]["wall"])
     target = TARGETS["long" if tokens else "quickstart"]
     return {
-        "grid": f"{GRID.name}" + (f" with max_new_tokens {tokens}" if tokens else ""),
+        "grid": (f"{GRID.name}" if not ctx.quick else f"{grid.name} (--quick: the halving section's grid)")
+        + (f" with max_new_tokens {tokens}" if tokens else ""),
         "max_new_tokens": tokens or sorted(set(int(t) for t in res_s["max_new_tokens"])),
         "cells": len(ids),
         "images": int(res_s["n_samples"].max()) if "n_samples" in res_s else 0,
@@ -114,7 +129,8 @@ def one_grid(ctx: Context, name: str, tokens: list[int] | None) -> dict[str, Any
 
 
 def run(ctx: Context) -> dict[str, Any]:
-    grids = {"quickstart": one_grid(ctx, "quickstart", None)}
+    name = "quick" if ctx.quick else "quickstart"  # --quick: not the quickstart's grid (`quick_grid`)
+    grids = {name: one_grid(ctx, name, None)}
     if not ctx.quick:
         grids["long"] = one_grid(ctx, "long", LONG_BUDGETS)
     return {"grids": grids, "note": "toy zoo models on CPU: generation is milliseconds per batch, so the "

@@ -89,10 +89,11 @@ def check_quick_result(out_dir: Path) -> None:
         values = numbers(result[section])
         assert values, section
         assert all(math.isfinite(v) for v in values), (section, result[section])
-    # cold cells: on the quick run's 2 logical GPUs a load's cells may run on two hosts, leaving no
-    # first-vs-siblings pair (its median ratio is then NaN over 0 loads, as the section prints)
+    # cold cells: the quick run's one logical GPU runs a load's three cells one after another on one host,
+    # so each variant has its first-vs-siblings pair
     for variant in result["warmup"]["variants"].values():
         assert variant["wall"] > 0 and variant["cache_policy"], variant
+        assert len(variant["loads"]) == 1, variant
         assert all(math.isfinite(r["ratio"]) and r["ratio"] > 0 for r in variant["loads"]), variant
 
     batching = result["batching"]
@@ -112,6 +113,15 @@ def check_quick_result(out_dir: Path) -> None:
     assert result["rerun"]["ratio_rerun_vs_first"] > 0
     assert [r["replicas"] for r in result["scaling"]["rows"]] == [1, 2]
     assert all(r["wall_seconds"] > 0 for r in result["scaling"]["rows"])
+    # the sweeps the quick run shares between sections (one run each, read by both): the engine section's
+    # run is the scaling section's replicas-1 row, the token-budget section's shared run the halving
+    # section's full run
+    assert result["scaling"]["rows"][0]["wall_seconds"] == engine["engine_wall_seconds"]
+    budgets = result["token_budgets"]["grids"]["quick"]
+    halving = result["halving"]["grids"]["zoo_families"]
+    assert halving["wall_full"] == budgets["wall_seconds_shared"]
+    assert budgets["generating_cells_shared"] < budgets["generating_cells_unshared"] == budgets["cells"]
+    assert halving["rungs"] == [4, 8] and halving["generations"] == 2
     gpu = result["gpu"]
     if machine["gpu"] == "none":
         assert gpu == {"skipped": "no GPU"}
