@@ -126,13 +126,15 @@ def _ray_of_the_test(request: pytest.FixtureRequest):
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
     """Modules in the order that keeps the suite short, each module's tests together and in their order:
-    first the modules with `shared_ray` tests (one after another they keep the shared Ray running: a
-    module in between that is not marked stops it), then the other modules with `slow` tests, then the
-    rest. Under `pytest -n 2 --dist loadfile` (the README's command) the two workers take whole modules
-    in this order: the long ones start first and the short ones fill the end, so both finish together."""
+    first the `heavy` modules (minutes each), then the modules with `shared_ray` tests (one after another
+    they keep the shared Ray running: a module in between that is not marked stops it), then the other
+    modules with `slow` tests, then the rest. Under the README's command (`-n 2 --dist loadfile
+    --no-loadscope-reorder`) the two workers take whole modules in this order (xdist's default reorders
+    them by test count, which put the one-test quick benchmark last): the long ones start first and the
+    short ones fill the end, so both workers finish together."""
     def rank(item: pytest.Item) -> int:
         markers = {m.name for it in by_module[getattr(item, "module", None)] for m in it.iter_markers()}
-        return 0 if "shared_ray" in markers else 1 if "slow" in markers else 2
+        return 0 if "heavy" in markers else 1 if "shared_ray" in markers else 2 if "slow" in markers else 3
 
     by_module: dict[object, list[pytest.Item]] = {}
     for item in items:

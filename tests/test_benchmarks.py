@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow  # the quick benchmark runs a dozen sweeps
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]  # the quick benchmark runs seven sweeps
 
 REPO = Path(__file__).resolve().parents[1]
 # benchmarks/run.py's sections, all of them

@@ -22,6 +22,8 @@ from sweep.grid.cells import expand_cells
 from sweep.grid.config import parse_grid
 from sweep.results.store import ResultStore
 
+pytestmark = pytest.mark.heavy  # minutes of CPU in all: started first (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 

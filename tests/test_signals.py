@@ -16,6 +16,8 @@ from conftest import grid_dict
 
 from sweep.publish.tracking import SweepTracker
 
+pytestmark = pytest.mark.heavy  # minutes of CPU in all: started first (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

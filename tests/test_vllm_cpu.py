@@ -24,6 +24,7 @@ VLLM_PYTHON = os.environ.get("VLM_SWEEP_VLLM_PYTHON")
 
 pytestmark = [
     pytest.mark.slow,  # a vLLM engine on CPU: minutes
+    pytest.mark.heavy,
     pytest.mark.skipif(
         not VLLM_PYTHON,
         reason="real vLLM test: run `bash .ci/vllm_venv.sh` and set "
