@@ -44,6 +44,14 @@ def test_the_two_cost_rules_differ_only_on_an_interval_across_zero():
     assert not frontier.cheap_enough(None, math.nan, 2.0, frontier.NOT_DEARER)
 
 
+def test_pruning_also_refuses_a_cell_dearer_by_its_point_estimate_inside_a_tie():
+    straddles = Difference("latency_p50_s", 0.01, -0.1, 0.2, 50)
+    assert frontier.cheap_enough(straddles, 1.1, 1.0, frontier.NOT_DEARER)
+    assert not frontier.cheap_enough_to_prune(straddles, 1.1, 1.0)  # the dearer point of a tied pair
+    assert frontier.cheap_enough_to_prune(straddles, 0.9, 1.0)
+    assert not frontier.cheap_enough_to_prune(None, math.nan, 1.0)  # unknown: never cheap enough
+
+
 def test_beats_needs_quality_with_confidence_and_falls_back_to_points_without_it():
     better = Difference("cider", 0.3, 0.1, 0.5, 50)
     tie = Difference("cider", 0.3, -0.1, 0.5, 50)

@@ -16,7 +16,10 @@ of quality(j) - quality(i) lies above zero. On a cost with a paired interval (co
 - `NOT_DEARER` (successive halving's stop, `sweep.search.halving`): j must not be dearer with confidence
   (interval low <= 0). A rung sees few images, so a cost interval there is wide: demanding confident
   cheapness would almost never stop a cell, and what halving guards is quality (a stopped cell is worse
-  with confidence); a stop inside a cost tie is named in its reason with the cost ratios.
+  with confidence); a stop inside a cost tie is named in its reason with the cost ratios. Pruning adds
+  one condition (`cheap_enough_to_prune`): j must not be dearer by its point estimate either, so the
+  cheaper cell of a tied pair (on the rung's point front of that cost, and likely on the full run's)
+  is never stopped by it.
 
 A cost without a paired interval (memory: one number per cell) is compared as points under both rules.
 """
@@ -151,6 +154,13 @@ def cheap_enough(paired: Interval | None, cost_j: float, cost_i: float, rule: Co
     if paired is not None and not (math.isnan(paired.low) or math.isnan(paired.high)):
         return rule(paired)
     return not (math.isnan(cost_j) or math.isnan(cost_i)) and cost_j <= cost_i
+
+
+def cheap_enough_to_prune(paired: Interval | None, cost_j: float, cost_i: float) -> bool:
+    """Halving's cost condition (`sweep.search.halving`): `cheap_enough` by NOT_DEARER, and j not the
+    dearer by its point estimate (the families grid lost its fastest cell to a better one at `latency
+    ×0.89` inside a latency tie before this). A NaN point is left to `cheap_enough`."""
+    return not cost_j > cost_i and cheap_enough(paired, cost_j, cost_i, NOT_DEARER)
 
 
 def beats(quality: Interval | None, cost: Interval | None, point_j: tuple[float, float],

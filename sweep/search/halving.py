@@ -6,9 +6,9 @@ every cell and two cells at a rung are compared image by image. At a rung, cell 
 
 - quality: the paired bootstrap interval of CIDEr(b) - CIDEr(a) at the grid's `confidence` lies above 0;
 - every objective of the grid: b is at least as cheap. The noisy costs are compared with their paired
-  intervals, and b counts as at least as cheap unless it is dearer with confidence (the rule NOT_DEARER
-  of `sweep.quality.frontier`, which says why it is not the report's) or dearer by its point estimate
-  (a cell on the rung's point front of a cost is never stopped): latency, the
+  intervals, and b counts as at least as cheap unless it is dearer with confidence or by its point
+  estimate (`sweep.quality.frontier.cheap_enough_to_prune`, which says why it is not the report's rule):
+  latency, the
   interval of p50(b) - p50(a) (per-image batch latencies); energy, the interval of the mean energy per
   image (each batch's energy spread over its images). Memory (weights or GPU peak: one number per cell,
   not noisy) as points: b's value at most a's.
@@ -34,7 +34,7 @@ from functools import cached_property
 
 import pandas as pd
 
-from sweep.quality.frontier import NOT_DEARER, OBJECTIVES, QUALITY, better_with_confidence, cheap_enough
+from sweep.quality.frontier import OBJECTIVES, QUALITY, better_with_confidence, cheap_enough_to_prune
 from sweep.quality.statistics import Comparisons, Difference
 
 DEFAULT_FIRST_RUNG = 16
@@ -156,16 +156,11 @@ def _cost(cell: RungCell, objective: str) -> float:
 
 
 def _cheap_enough(b: RungCell, a: RungCell, objective: str, comparisons: Comparisons) -> bool:
-    """b at least as cheap as a on the objective (see the module docstring); unknown costs never are.
-    Never when b is the dearer by its point estimate: a is then on the rung's (point) front of that cost
-    beside b, and would likely be on the full run's too (a latency tie at a rung is no reason to lose it:
-    the families grid lost its fastest cell that way, `latency ×0.89`)."""
+    """b at least as cheap as a on the objective, by pruning's rule (`frontier.cheap_enough_to_prune`:
+    not dearer with confidence nor by its point estimate); unknown costs never are."""
     paired = OBJECTIVES[objective].paired
-    cost_b, cost_a = _cost(b, objective), _cost(a, objective)
-    if cost_b > cost_a:  # (NaN compares False: left to cheap_enough, which refuses unknown costs)
-        return False
     diff = comparisons.difference(b.cell_id, a.cell_id, paired) if paired else None
-    return cheap_enough(diff, cost_b, cost_a, NOT_DEARER)
+    return cheap_enough_to_prune(diff, _cost(b, objective), _cost(a, objective))
 
 
 def _ratio(a: RungCell, b: RungCell, objective: str) -> float:
