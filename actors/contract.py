@@ -287,7 +287,7 @@ class CellStart:
     warmup_batches: int = 0
     # the host's offer to have its processor run in the decode tasks (None: it runs on the host)
     preprocessor: Preprocessor | None = None
-    # whether the host's process may drop this load and take another in place (`ModelHostApi.load`):
+    # whether the host's process may drop this load and take another in place (`ModelHost.load`):
     # HF and user loaders yes, vLLM no (its engine does not free reliably in-process)
     unloads_in_process: bool = False
     # whether backend auto may pick vLLM on this host's machine (CUDA and vLLM importable)
@@ -306,20 +306,15 @@ def share_of_total(total: float, part: int, whole: int) -> float:
 class ModelHostApi(Protocol):
     """The methods the driver calls on a model host (`actors.model_host.ModelHost`, run as a Ray actor:
     the driver calls each as `host.<method>.remote(...)`, through `sweep.execute.hosts.call_host`, which
-    is typed against this). A host serves the cells of one load in turn: `load` (a no-op when that load is
-    already there), `begin_cell` once per cell, then one call per batch (or per window of batches, for an
-    engine that schedules requests itself).
+    is typed against this). A host serves the cells of one load in turn: `begin_cell` once per cell, then
+    one call per batch (or per window of batches, for an engine that schedules requests itself).
 
-    `load`: every call that starts or captions a cell names the load it expects. A host process can serve
-    successive loads (`load` swaps them), but Ray restarts a dead actor with its constructor's arguments,
-    i.e. its first load: a host whose model is not the expected one loads it before it answers, so a batch
-    is never captioned by another model. None (a host used outside Ray, with one load): whatever is loaded."""
-
-    def load(self, spec: LoadSpec) -> None:
-        """Make `spec` this host's load: a no-op when it is loaded; else the current model is dropped (its
-        memory freed: garbage collected, CUDA cache emptied, peak statistics reset) and `spec` loaded. A
-        load error is kept and raised by `begin_cell`, as at construction."""
-        ...
+    `load=`: every call that starts or captions a cell names the load it expects. A host process can serve
+    successive loads (a host whose load is another drops its model, frees its memory and loads this one:
+    `ModelHost.load`), and Ray restarts a dead actor with its constructor's arguments, i.e. its first load:
+    a host whose model is not the expected one loads it before it answers, so a batch is never captioned
+    by another model. A load error is kept and raised by `begin_cell`. None (a host used outside Ray, with
+    one load): whatever is loaded."""
 
     def begin_cell(self, cell_id: str, settings: GenerationSettings,
                    measurement: Measurement | None = None, *, load: LoadSpec | None = None) -> CellStart:

@@ -146,7 +146,9 @@ class ModelHost:
         self.captioner.report.host_process_loads = self.process_loads
 
     def load(self, spec: LoadSpec | None) -> None:
-        """`ModelHostApi.load`: make `spec` this host's load (None: keep what is loaded)."""
+        """Make `spec` this host's load (None: keep what is loaded): a no-op when it is loaded; else the
+        current model is dropped, its memory freed (`free_memory`) and `spec` loaded; a load error is kept
+        for `begin_cell` (`actors.contract.ModelHostApi`: every driver call names its load)."""
         if spec is None or spec == self.spec:
             return
         if self.captioner is not None and not self.captioner.unloads_in_process:

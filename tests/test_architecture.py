@@ -154,7 +154,7 @@ def test_the_host_methods_the_driver_calls_are_the_contracts_protocol():
     from actors.model_host import ModelHost
 
     declared = [n for n, v in vars(ModelHostApi).items() if inspect.isfunction(v) and not n.startswith("_")]
-    assert sorted(declared) == ["begin_cell", "caption_parts", "caption_window", "load"]
+    assert sorted(declared) == ["begin_cell", "caption_parts", "caption_window"]
     for name in declared:
         want = list(inspect.signature(getattr(ModelHostApi, name)).parameters)
         assert list(inspect.signature(getattr(ModelHost, name)).parameters) == want, name

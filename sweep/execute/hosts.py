@@ -68,7 +68,7 @@ class HostPool:
     else shares a busy set of the same model (the cells' batches then take turns on the same actors, and
     their peak memory is the set's); else stops idle sets of other models, least recently used first,
     until the new set fits; with `reuse_processes`, an idle set that `may_take` the new load is handed the
-    new load instead (the trial's first call asks its hosts for it: `ModelHostApi.load`). A set whose cell
+    new load instead (the trial's first call names it: `ModelHostApi`'s `load=`). A set whose cell
     failed is stopped: the next cell gets a fresh load in a fresh process.
     """
 

@@ -181,9 +181,8 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
     try:
         # waits for the model to load; a load error surfaces here, before any image is read
         measurement = cell.measurement()
-        for host in hosts:  # a host kept from another load swaps to this one (a no-op on a fresh host)
-            call_host(host, ModelHostApi.load, spec)
-        # every call names the load it expects: a host restarted by Ray comes back with its first load
+        # every call names the load it expects: a host kept from another load swaps to this one first, and
+        # a host restarted by Ray (it comes back with its first load) loads it again
         starts = ray.get([call_host(host, ModelHostApi.begin_cell, cell.cell_id, generation, measurement,
                                     load=spec) for host in hosts])
         if on_start:
