@@ -244,7 +244,11 @@ def halving_order(scheduler: Any) -> Callable[[Cell], float]:
 
     if not getattr(scheduler, "hold_first_rung", False):
         return estimated_weight_bytes
-    return lambda cell: -1.0 if math.isinf(estimated_weight_bytes(cell)) else estimated_weight_bytes(cell)
+    def unestimated_first(cell: Cell) -> float:
+        weight = estimated_weight_bytes(cell)
+        return -1.0 if math.isinf(weight) else weight
+
+    return unestimated_first
 
 
 def _concurrency(scheduler: Any, slots: int) -> dict[str, Any]:

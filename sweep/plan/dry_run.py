@@ -76,12 +76,11 @@ def format_search(search: SearchConfig, plans: list[CellPlan], n_images: int,
     generations = sum(not p.sharing.startswith("shares") for p in runs)
     worst, expected = image_counts(sizes, generations, search.factor)
     held = search.synchronous_first_rung and len(sizes) > 1
-    order = [f"order: every generation captions the first rung ({sizes[0]} images) before any goes further, "
-             "then the best CIDEr there goes on first"] if held else []
-    if held and "memory" in search.objectives:  # sweep.search.scheduler: only a cheaper one can stop it
-        order = [f"order: ascending estimated weights; a generation waits at the first rung ({sizes[0]} "
-                 "images) only while one still to come may have no more memory, then the best CIDEr there "
-                 "goes on first"]
+    # sweep.search.scheduler: with memory an objective, only a generation of no more memory can stop one
+    waits = (f"ascending estimated weights; a generation waits at the first rung ({sizes[0]} images) only "
+             "while one still to come may have no more memory" if "memory" in search.objectives else
+             f"every generation captions the first rung ({sizes[0]} images) before any goes further")
+    order = [f"order: {waits}, then the best CIDEr there goes on first"] if held else []
     return [
         f"search: pareto_halving over rungs {sizes} (images of one order, seed {search.seed}); a cell stops "
         f"when another is better on CIDEr at {search.confidence:.0%} and at least as cheap on "
