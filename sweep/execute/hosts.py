@@ -109,7 +109,8 @@ class HostPool:
             # Ray's own accelerator label: requires the node resource "accelerator_type:<name>"
             accelerator_type=self.accelerator_type,
         )
-        hosts = [host_class.remote(spec, self.energy_country, None, True) for _ in range(spec.replicas)]
+        hosts = [host_class.remote(spec, self.energy_country, defer_load_error=True, own_process=True)
+                 for _ in range(spec.replicas)]
         self.loads += 1
         self.processes += spec.replicas
         host_set = HostSet(self.loads, spec, spec.gpus_per_actor * spec.replicas, hosts)
