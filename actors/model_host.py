@@ -32,7 +32,7 @@ from actors.generation_retry import (
     with_oom_retry,
 )
 from actors.host_window import latency_kind, split_window
-from actors.lean_process import leave_out_unused_modules
+from actors.lean_process import spare_unused_imports
 from actors.prepare import images_of
 
 NAN = float("nan")
@@ -107,8 +107,8 @@ class ModelHost:
                  defer_load_error: bool = False, own_process: bool = False):
         """`captioner`: one already loaded (benchmarks and CI checks outside Ray); else loaded from `spec`.
 
-        `own_process`: the process is this host's alone (a Ray actor), so it may leave out what
-        transformers would import for nothing (`actors.lean_process`).
+        `own_process`: the process is this host's alone (a Ray actor), so transformers may be spared what it
+        would import for nothing (`actors.lean_process`).
 
         `defer_load_error` (a Ray actor): a load that raises (an import, a missing file, a configuration
         or refusal, out of memory at load time) is kept and raised by `begin_cell` instead. Raised here it
@@ -116,7 +116,7 @@ class ModelHost:
         `max_task_retries`: meant for a process or node that died): the same load would run three times
         to fail the same way. Raised by a method, it is an application error, which Ray does not retry."""
         if own_process:
-            leave_out_unused_modules()
+            spare_unused_imports()
         self.spec = spec
         self.defer_load_error = defer_load_error
         self.load_error: str = ""

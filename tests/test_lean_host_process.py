@@ -1,12 +1,13 @@
-"""A model host in a process of its own leaves scikit-learn out of transformers' imports; a shared process
-keeps it (actors/lean_process.py)."""
+"""A model host in a process of its own, and a decode task that loads a processor, spare transformers'
+import of scikit-learn; scikit-learn stays importable, and a shared process is left as it is
+(actors/lean_process.py)."""
 
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-from actors.lean_process import leave_out_unused_modules
+from actors.lean_process import spare_unused_imports
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,13 +27,33 @@ host.begin_cell("cell", settings)
 image = np.zeros((32, 32, 3), dtype=np.uint8)
 result = host.caption(SampleBatch(["s1"], [""], [32], [32], pixels=[image]), settings, "cell")
 from transformers.utils import is_sklearn_available
+imported = "sklearn" in sys.modules
 try:
     from sklearn.metrics import roc_curve
     importable = callable(roc_curve)
 except ModuleNotFoundError:
     importable = False
 print(json.dumps({"caption": result.samples[0].caption, "transformers_sees": is_sklearn_available(),
-                  "importable": importable, "scipy_stats": "scipy.stats" in sys.modules}))
+                  "importable": importable, "imported_by_transformers": imported}))
+"""
+
+
+PREPARE = r"""
+import json, sys
+from PIL import Image
+import tempfile, os
+from actors.contract import Preprocessor
+from sweep.execute.stages import decode_task
+
+folder = tempfile.mkdtemp()
+Image.new("RGB", (40, 30), "red").save(os.path.join(folder, "a.png"))
+rows = [{"sample_id": "a", "path": os.path.join(folder, "a.png"), "error": ""}]
+decode_task(rows, False, 32)
+decoded_only = ["transformers" in sys.modules, "torch" in sys.modules]
+spec = Preprocessor(family="llava", path="ZOO", model_id="ZOO", revision=None, trust_remote_code=False)
+batch = decode_task(rows, False, 32, prepare=(spec, "Describe the image."))
+print(json.dumps({"decoded_only": decoded_only, "prepared": batch.prepared is not None,
+                  "sklearn": "sklearn" in sys.modules}))
 """
 
 
@@ -45,24 +66,32 @@ def _host_process(first: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_a_host_in_its_own_process_captions_without_sklearn():
+def test_a_host_in_its_own_process_captions_without_transformers_importing_sklearn():
     out = _host_process("host first")
     assert out["caption"]
-    assert out == {**out, "transformers_sees": False, "importable": False, "scipy_stats": False}
+    assert out == {**out, "transformers_sees": False, "imported_by_transformers": False, "importable": True}
 
 
-def test_a_process_that_imported_sklearn_first_keeps_it():
-    out = _host_process("sklearn first")
-    assert out["caption"] and out["transformers_sees"] is True and out["importable"] is True
+def test_too_late_once_transformers_generation_is_imported():
+    """The pytest process has imported transformers' generation module (a tiny model built above, or
+    here): nothing is changed there."""
+    import transformers.generation.candidate_generator  # noqa: F401
+    import transformers.utils
+
+    before = transformers.utils.is_sklearn_available
+    assert spare_unused_imports() is False and transformers.utils.is_sklearn_available is before
 
 
-def test_nothing_is_left_out_once_transformers_is_imported(monkeypatch):
-    modules = {name: mod for name, mod in sys.modules.items() if name not in ("sklearn", "transformers")}
-    monkeypatch.setattr(sys, "modules", modules)  # the function's view of sys.modules, not the importer's
-    assert leave_out_unused_modules() == ["sklearn"] and modules["sklearn"] is None
-    del modules["sklearn"]
-    modules["transformers"] = object()
-    assert leave_out_unused_modules() == [] and "sklearn" not in modules
+def test_a_decode_task_that_prepares_spares_sklearn_and_one_that_only_decodes_imports_nothing():
+    from sweep.execute.stages import decode_task
+
+    code = PREPARE.replace("ZOO", str(REPO / "zoo" / "shapes-llava-small"))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={"PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out == {"decoded_only": [False, False], "prepared": True, "sklearn": False}
+    assert decode_task.__doc__ and "Ray task" in decode_task.__doc__
 
 
 def test_the_host_pool_starts_hosts_in_their_own_processes(monkeypatch):

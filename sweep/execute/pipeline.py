@@ -13,7 +13,7 @@ import pandas as pd
 from actors.contract import BatchResult, BudgetResult, CellStart, ModelHostApi, Preprocessor, SampleResult
 from sweep.data.sources import Sample
 from sweep.execute.hosts import call_host
-from sweep.execute.stages import decode_batch
+from sweep.execute.stages import decode_task
 from sweep.grid.cells import Cell
 from sweep.grid.config import GridConfig
 from sweep.results.batches import batch_row
@@ -191,7 +191,7 @@ def caption_samples(cell: Cell, samples: list[Sample], settings: PipelineSetting
         # the trial would otherwise be captured in and never fit
         prepare = decode_task_preprocessor(starts, generation.prompt, settings.preprocess_in_decode_tasks)
         cpus = decode_task_cpus(settings.cpus_per_decode_task, prepare is not None)
-        decode = ray.remote(decode_batch).options(num_cpus=cpus, scheduling_strategy="DEFAULT")
+        decode = ray.remote(decode_task).options(num_cpus=cpus, scheduling_strategy="DEFAULT")
         window = batches_in_flight(len(hosts), ray.cluster_resources().get("CPU", 1.0), cpus)
         size = cell.batch_size
         # a host whose engine schedules requests itself (vLLM) takes several batches per call

@@ -192,6 +192,18 @@ def decode_batch(rows: list[dict[str, Any]], video: bool, max_side: int,
     return prepare_batch(batch, *prepare)
 
 
+def decode_task(rows: list[dict[str, Any]], video: bool, max_side: int,
+                max_pixels: int | None = PIL_MAX_IMAGE_PIXELS,
+                prepare: tuple[Preprocessor, str] | None = None) -> SampleBatch:
+    """`decode_batch` as a Ray task, in a worker process that runs only the sweep's tasks: one that loads a
+    processor spares transformers' import of scikit-learn first (`actors.lean_process`)."""
+    if prepare is not None:
+        from actors.lean_process import spare_unused_imports
+
+        spare_unused_imports()
+    return decode_batch(rows, video, max_side, max_pixels, prepare)
+
+
 def decoded_batch(rows: list[dict[str, Any]], video: bool, max_side: int,
                   max_pixels: int | None = PIL_MAX_IMAGE_PIXELS) -> SampleBatch:
     decode = DecodeFrames(max_side) if video else DecodeImage(max_side, max_pixels)
