@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from conftest import grid_dict
+from sweep_fixtures import fault_dir_fixture  # noqa: F401  (the fault_dir fixture)
 
 from sweep.data.sources import dataset_fingerprint, load_coco_samples
 from sweep.engine import run_sweep
@@ -149,9 +150,8 @@ def test_a_shared_host_labels_each_cell_with_its_own_turn(coco_mini):
 
 
 @pytest.mark.slow  # a sweep on Ray
-def test_sweep_loads_each_model_once_and_cells_report_reuse(coco_mini, tmp_path, monkeypatch):
-    fault_dir = tmp_path / "faults"
-    monkeypatch.setenv("VLM_SWEEP_FAULT_DIR", str(fault_dir))
+@pytest.mark.shared_ray
+def test_sweep_loads_each_model_once_and_cells_report_reuse(coco_mini, tmp_path, fault_dir):
     models = [{"id": m, "loader": "fault_models:counting"} for m in ("m1", "m2")]
     data = grid_dict(coco_mini, tmp_path / "out", models=models, max_new_tokens=[4, 8])
     data["dataset"]["limit"] = 8

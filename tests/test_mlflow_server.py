@@ -9,13 +9,14 @@ from pathlib import Path
 import psutil
 import pytest
 from conftest import grid_dict
+from sweep_fixtures import fault_dir_fixture  # noqa: F401  (the fault_dir fixture)
 
 from sweep.data.sources import dataset_fingerprint, load_coco_samples
 from sweep.engine import run_sweep
 from sweep.grid.cells import expand_cells
 from sweep.grid.config import parse_grid
 
-pytestmark = pytest.mark.slow  # a tracking server and a sweep on Ray
+pytestmark = [pytest.mark.slow, pytest.mark.shared_ray]  # a tracking server and a sweep on Ray
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "mlflow" / "server.sh"
@@ -39,7 +40,7 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def test_sweep_logs_to_the_tracking_server_over_http(coco_mini, tmp_path, monkeypatch):
+def test_sweep_logs_to_the_tracking_server_over_http(coco_mini, tmp_path, fault_dir):
     from mlflow.tracking import MlflowClient
 
     assert not (ROOT / "mlflow" / "__init__.py").exists()  # it would shadow the real mlflow package
@@ -63,7 +64,6 @@ def test_sweep_logs_to_the_tracking_server_over_http(coco_mini, tmp_path, monkey
         assert "already running" in server("start", env).stdout  # idempotent
 
         uri = f"http://127.0.0.1:{port}"
-        monkeypatch.setenv("VLM_SWEEP_FAULT_DIR", str(tmp_path / "faults"))
         model = {"id": "count", "loader": "fault_models:counting"}
         data = grid_dict(coco_mini, tmp_path / "out", models=[model], max_new_tokens=[4, 8],
                          tracking={"uri": uri, "experiment": "server-sweep"})

@@ -9,10 +9,15 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import grid_dict
+from sweep_fixtures import FAULT_DIR
 
 from sweep.execute.progress import SweepProgress
 from sweep.publish.report import main as report_main
 from sweep.run import main as run_main
+
+# the module's sweep (finished_sweep, a module fixture) runs on the shared Ray: the module is marked, so the
+# Ray is up before the module's fixtures (tests/conftest.py)
+pytestmark = pytest.mark.shared_ray
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,9 +85,9 @@ def finished_sweep(coco_mini, tmp_path_factory):
                      max_new_tokens=[4, 12])
     data["dataset"]["limit"] = 8
     data["resources"] = {"local_gpus": 2, "batch_size": 4}
-    with pytest.MonkeyPatch.context() as mp:  # module scope: restored when the sweep is done
-        mp.setenv("VLM_SWEEP_FAULT_DIR", str(tmp / "faults"))
-        code = run_main([str(write_grid(tmp, data))])
+    # the fault models' folder is the session's (tests/sweep_fixtures.py), which the shared Ray's workers know
+    FAULT_DIR.mkdir(parents=True, exist_ok=True)
+    code = run_main([str(write_grid(tmp, data))])
     return code, tmp / "out"
 
 

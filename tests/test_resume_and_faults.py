@@ -13,6 +13,10 @@ from sweep.execute.trials import root_cause
 from sweep.grid.cells import expand_cells
 from sweep.grid.config import parse_grid
 
+# the module's sweep (llava_and_broken, a module fixture) and the tests' run on the shared Ray: the module is
+# marked, so the Ray is up before the module's fixtures (tests/conftest.py)
+pytestmark = pytest.mark.shared_ray
+
 
 def _sweep(coco, out, models, **kw):
     grid = parse_grid(grid_dict(
@@ -48,7 +52,6 @@ def llava_and_broken(coco_mini, tmp_path_factory):
 
 
 @pytest.mark.slow  # sweeps on Ray
-@pytest.mark.shared_ray
 def test_fresh_archives_instead_of_deleting(coco_mini, llava_and_broken):
     out, _, _, earlier = llava_and_broken  # its tiny llava cell is finished there
     code, info, cells = _sweep(coco_mini, out, [{"id": "tiny:llava"}], fresh=True)
@@ -59,7 +62,6 @@ def test_fresh_archives_instead_of_deleting(coco_mini, llava_and_broken):
 
 
 @pytest.mark.slow  # a sweep on Ray
-@pytest.mark.shared_ray
 def test_a_model_that_fails_to_load_fails_only_its_cell(llava_and_broken):
     _, code, info, _ = llava_and_broken  # (what it reads, --fresh of the other test leaves as it was)
     assert code == 1
