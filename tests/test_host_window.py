@@ -177,3 +177,8 @@ def test_vllm_window_size_comes_from_the_environment_and_is_checked(monkeypatch)
     stats = type("Stats", (), {"first_token_latency": 0.25, "first_token_ts": 10.0, "last_token_ts": 10.5})()
     assert request_timings(stats) == (0.25, 0.75)
     assert request_timings(None) == (None, None)
+    # a frontend late on the first token would make the sum outlast the generate() call: capped by it
+    assert request_timings(stats, call_seconds=0.6) == (0.25, 0.6)
+    late = type("Stats", (), {"first_token_latency": 0.7, "first_token_ts": 10.0, "last_token_ts": 10.5})()
+    assert request_timings(late, call_seconds=0.6) == (0.6, 0.6)
+    assert request_timings(stats, call_seconds=2.0) == (0.25, 0.75)
