@@ -15,8 +15,6 @@ OWN_PROCESS = r"""
 import json, sys
 
 import numpy as np
-if sys.argv[2] == "sklearn first":
-    import sklearn.metrics  # noqa: F401
 
 from actors.contract import GenerationSettings, LoadSpec, ModelRef, SampleBatch
 from actors.model_host import ModelHost
@@ -38,28 +36,9 @@ print(json.dumps({"caption": result.samples[0].caption, "transformers_sees": is_
 """
 
 
-PREPARE = r"""
-import json, sys
-from PIL import Image
-import tempfile, os
-from actors.contract import Preprocessor
-from sweep.execute.stages import decode_task
-
-folder = tempfile.mkdtemp()
-Image.new("RGB", (40, 30), "red").save(os.path.join(folder, "a.png"))
-rows = [{"sample_id": "a", "path": os.path.join(folder, "a.png"), "error": ""}]
-decode_task(rows, False, 32)
-decoded_only = ["transformers" in sys.modules, "torch" in sys.modules]
-spec = Preprocessor(family="llava", path="ZOO", model_id="ZOO", revision=None, trust_remote_code=False)
-batch = decode_task(rows, False, 32, prepare=(spec, "Describe the image."))
-print(json.dumps({"decoded_only": decoded_only, "prepared": batch.prepared is not None,
-                  "sklearn": "sklearn" in sys.modules}))
-"""
-
-
-def _host_process(first: str) -> dict:
+def _host_process() -> dict:
     model = REPO / "zoo" / "shapes-llava-small"
-    proc = subprocess.run([sys.executable, "-c", OWN_PROCESS, str(model), first], capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", OWN_PROCESS, str(model)], capture_output=True,
                           text=True, timeout=300, env={"PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1",
                                                        "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -67,7 +46,7 @@ def _host_process(first: str) -> dict:
 
 
 def test_a_host_in_its_own_process_captions_without_transformers_importing_sklearn():
-    out = _host_process("host first")
+    out = _host_process()
     assert out["caption"]
     assert out == {**out, "transformers_sees": False, "imported_by_transformers": False, "importable": True}
 
@@ -82,16 +61,22 @@ def test_too_late_once_transformers_generation_is_imported():
     assert spare_unused_imports() is False and transformers.utils.is_sklearn_available is before
 
 
-def test_a_decode_task_that_prepares_spares_sklearn_and_one_that_only_decodes_imports_nothing():
+def test_a_decode_task_spares_sklearn_only_where_it_loads_a_processor(monkeypatch, tmp_path):
+    """What sparing does in a process is the host's check above; here, when a decode task asks for it."""
+    from PIL import Image
+
+    import actors.lean_process
+    from actors.contract import Preprocessor
     from sweep.execute.stages import decode_task
 
-    code = PREPARE.replace("ZOO", str(REPO / "zoo" / "shapes-llava-small"))
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env={"PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out == {"decoded_only": [False, False], "prepared": True, "sklearn": False}
-    assert decode_task.__doc__ and "Ray task" in decode_task.__doc__
+    asked = []
+    monkeypatch.setattr(actors.lean_process, "spare_unused_imports", lambda: asked.append(True) or False)
+    Image.new("RGB", (40, 30), "red").save(tmp_path / "a.png")
+    rows = [{"sample_id": "a", "path": str(tmp_path / "a.png"), "error": ""}]
+    assert decode_task(rows, False, 32).prepared is None and asked == []
+    model = str(REPO / "zoo" / "shapes-llava-small")
+    batch = decode_task(rows, False, 32, prepare=(Preprocessor("llava", model, model), "Describe the image."))
+    assert batch.prepared is not None and asked == [True]
 
 
 def test_the_host_pool_starts_hosts_in_their_own_processes(monkeypatch):
