@@ -3,8 +3,9 @@
 transformers imports scikit-learn whenever it is installed (`generation.candidate_generator`, reached from
 every model class and processor), and with it scipy.stats and pandas, only to tune assisted decoding's
 confidence threshold (`sklearn.metrics.roc_curve`), which a host never runs. It is installed here because
-MLflow requires it. In a process that runs only the sweep's model side (a host's Ray actor, a decode task's
-worker), transformers is told, before its generation module is first imported, that scikit-learn is absent:
+MLflow requires it. In a process that runs only the sweep's model side (a host's Ray actor loading a
+built-in family, a decode task's worker loading a processor), transformers is told, before its generation
+module is first imported, that scikit-learn is absent:
 `import actors.model_host` + a LLaVA class and processor cost ~1.3 CPU-s less on 2 quiet cores
 (docs/testing.md), paid by every host process and every worker that loads a processor. scikit-learn itself
 stays importable (a user's loader or remote code may use it); only transformers' own check answers False.

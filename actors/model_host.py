@@ -107,16 +107,15 @@ class ModelHost:
                  defer_load_error: bool = False, own_process: bool = False):
         """`captioner`: one already loaded (benchmarks and CI checks outside Ray); else loaded from `spec`.
 
-        `own_process`: the process is this host's alone (a Ray actor), so transformers may be spared what it
-        would import for nothing (`actors.lean_process`).
+        `own_process`: the process is this host's alone (a Ray actor), so a load of a built-in family spares
+        transformers an import it would make for nothing (`actors.lean_process`).
 
         `defer_load_error` (a Ray actor): a load that raises (an import, a missing file, a configuration
         or refusal, out of memory at load time) is kept and raised by `begin_cell` instead. Raised here it
         would kill the actor, and Ray restarts a dead actor and retries its task (`max_restarts`,
         `max_task_retries`: meant for a process or node that died): the same load would run three times
         to fail the same way. Raised by a method, it is an application error, which Ray does not retry."""
-        if own_process:
-            spare_unused_imports()
+        self.own_process = own_process
         self.spec = spec
         self.defer_load_error = defer_load_error
         self.load_error: str = ""
@@ -140,6 +139,9 @@ class ModelHost:
         self.warmups: dict[str, int] = {}  # cell id -> warm-up generations still due before its first batch
 
     def _load(self, spec: LoadSpec) -> None:
+        if self.own_process and spec.model.loader is None:
+            # a user's loader may never import transformers: sparing it would import transformers.utils
+            spare_unused_imports()
         self.load_error = ""
         self.process_loads += 1
         try:

@@ -3,6 +3,7 @@ import of scikit-learn; scikit-learn stays importable, and a shared process is l
 (actors/lean_process.py)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,10 @@ import numpy as np
 from actors.contract import GenerationSettings, LoadSpec, ModelRef, SampleBatch
 from actors.model_host import ModelHost
 
+# a user's loader that never imports transformers: its host does not import it either
+custom = ModelHost(LoadSpec(ModelRef(id="m1", loader="fault_models:counting"), precision="fp32"), None,
+                   own_process=True)
+custom_imports_transformers = "transformers" in sys.modules
 host = ModelHost(LoadSpec(ModelRef(id=sys.argv[1]), precision="fp32", backend="hf"), None, own_process=True)
 settings = GenerationSettings(prompt="Describe the image.", max_new_tokens=4)
 host.begin_cell("cell", settings)
@@ -32,23 +37,26 @@ try:
 except ModuleNotFoundError:
     importable = False
 print(json.dumps({"caption": result.samples[0].caption, "transformers_sees": is_sklearn_available(),
-                  "importable": importable, "imported_by_transformers": imported}))
+                  "importable": importable, "imported_by_transformers": imported,
+                  "custom_imports_transformers": custom_imports_transformers}))
 """
 
 
-def _host_process() -> dict:
+def _host_process(tmp_path: Path) -> dict:
     model = REPO / "zoo" / "shapes-llava-small"
+    env = {"PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]), "HF_HUB_OFFLINE": "1",
+           "PATH": "/usr/bin:/bin", "VLM_SWEEP_FAULT_DIR": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-c", OWN_PROCESS, str(model)], capture_output=True,
-                          text=True, timeout=300, env={"PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1",
-                                                       "PATH": "/usr/bin:/bin"})
+                          text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_a_host_in_its_own_process_captions_without_transformers_importing_sklearn():
-    out = _host_process()
+def test_a_host_in_its_own_process_captions_without_transformers_importing_sklearn(tmp_path):
+    out = _host_process(tmp_path)
     assert out["caption"]
-    assert out == {**out, "transformers_sees": False, "imported_by_transformers": False, "importable": True}
+    assert out == {**out, "transformers_sees": False, "imported_by_transformers": False, "importable": True,
+                   "custom_imports_transformers": False}
 
 
 def test_too_late_once_transformers_generation_is_imported():

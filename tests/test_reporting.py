@@ -7,9 +7,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+import sweep_fixtures  # noqa: F401  (the session's fault folder, which the shared Ray's workers know)
 import yaml
 from conftest import grid_dict
-from sweep_fixtures import FAULT_DIR
 
 from sweep.execute.progress import SweepProgress
 from sweep.publish.report import main as report_main
@@ -85,8 +85,6 @@ def finished_sweep(coco_mini, tmp_path_factory):
                      max_new_tokens=[4, 12])
     data["dataset"]["limit"] = 8
     data["resources"] = {"local_gpus": 2, "batch_size": 4}
-    # the fault models' folder is the session's (tests/sweep_fixtures.py), which the shared Ray's workers know
-    FAULT_DIR.mkdir(parents=True, exist_ok=True)
     code = run_main([str(write_grid(tmp, data))])
     return code, tmp / "out"
 
